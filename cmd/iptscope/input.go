@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iptscope/iptscope/collect"
+	"github.com/iptscope/iptscope/parse"
+)
+
+// inputOptions are the flags that choose which rules a command reads.
+type inputOptions struct {
+	from   string   // file, "-" for stdin, "" for the live host
+	ipv6   bool     // live: read ip6tables-save
+	tables []string // -t filter; empty means all
+}
+
+func (o *inputOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.from, "from", "", "read rules from FILE (iptables-save or `iptables -L -n -v` text; - for stdin) instead of the live host")
+	cmd.Flags().BoolVarP(&o.ipv6, "ipv6", "6", false, "live host: read the IPv6 rules (ip6tables-save)")
+	cmd.Flags().StringSliceVarP(&o.tables, "table", "t", nil, "only these tables (raw, mangle, nat, filter, security; repeat or comma-separate)")
+}
+
+// load reads and parses the rules the options select.
+func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Ruleset, error) {
+	var data []byte
+	var err error
+	source := o.from
+	switch o.from {
+	case "":
+		fam := collect.IPv4
+		if o.ipv6 {
+			fam = collect.IPv6
+		}
+		source = collect.SaveCommand(fam, "") + " -c"
+		data, err = collect.SaveRules(ctx, collect.ExecRunner{}, fam, "")
+	case "-":
+		source = "standard input"
+		data, err = io.ReadAll(stdin)
+	default:
+		data, err = os.ReadFile(o.from)
+	}
+	if err != nil {
+		return nil, &exitError{code: exitUnknown, err: err}
+	}
+	rs, err := parse.Parse(data)
+	if err != nil {
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
+	}
+	return rs, nil
+}
+
+// selectTables returns the tables the -t flag names, in input order, or
+// all of them. A table name iptables does not know, or one the input
+// does not have, is an error that lists what there is.
+func selectTables(rs *parse.Ruleset, names []string) ([]*parse.Table, error) {
+	if len(names) == 0 {
+		return rs.Tables, nil
+	}
+	var have []string
+	for _, t := range rs.Tables {
+		have = append(have, string(t.Name))
+	}
+	var out []*parse.Table
+	for _, t := range rs.Tables {
+		if slices.Contains(names, string(t.Name)) {
+			out = append(out, t)
+		}
+	}
+	for _, n := range names {
+		if !parse.TableName(n).IsKnown() {
+			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("unknown table %q (iptables has raw, mangle, nat, filter, security)", n)}
+		}
+		if !slices.Contains(have, n) {
+			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("table %q is not in the input (it has: %s)", n, strings.Join(have, ", "))}
+		}
+	}
+	return out, nil
+}

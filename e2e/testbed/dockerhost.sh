@@ -1,0 +1,655 @@
+#!/usr/bin/env bash
+# dockerhost.sh — run real, throw-away Docker hosts inside network namespaces.
+#
+# Used by fixtures/capture.sh to record fixtures and (later) by the Go e2e tests.
+# Every subcommand takes a host NAME and is idempotent.
+#
+#   dockerhost.sh fetch-sid [DIR]       download Docker 28.5 + containerd 2.1 from Debian sid
+#                                       into DIR (default $SID_DIR) without installing them
+#   dockerhost.sh up NAME               start containerd + dockerd for NAME
+#        env DOCKER=20.10|28.5  (default 20.10)
+#            BACKEND=nft|legacy (default nft)
+#            PROXY=on|off       (default on: userland-proxy true)
+#   dockerhost.sh layout NAME           create the standard containers and networks
+#   dockerhost.sh probe NAME            HTTP GET every published port, print one line per port
+#   dockerhost.sh capture NAME OUTDIR   probe, then dump iptables and Docker state into OUTDIR
+#   dockerhost.sh down NAME             stop and remove everything "up" made (also after a failed up)
+#   dockerhost.sh docker NAME ARGS...   docker CLI against NAME's daemon
+#   dockerhost.sh ipt NAME CMD ARGS...  run an iptables-family command (or any command) inside
+#                                       NAME's netns with its backend and xtables lock
+#   dockerhost.sh env NAME              print the host's recorded settings (shell syntax)
+#
+# Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
+# $TESTBED_ROOT/.cache/docker-sid), NETX (third octet of 198.18.X.0/30, default derived
+# from NAME), WAIT_SECS (daemon/port wait, default 60), KEEP_STATE=1 (down keeps the state dir).
+#
+# What a host is:
+#
+#     netns NAME-c (client)                      netns NAME (docker host)
+#     tbcli0 198.18.X.2/30  <---- veth ---->   tbhost0 198.18.X.1/30
+#     default via 198.18.X.1                     containerd + dockerd (nsenter --net)
+#                                                docker0, br-..., containers
+#
+# Rules of the house: nothing here touches the root network namespace (no links, no
+# iptables there), traffic is only sent inside the two namespaces, and down stops only
+# processes this script started, by recorded PID (checked against the process start time).
+
+set -euo pipefail
+
+TESTBED_ROOT=${TESTBED_ROOT:-/tmp/iptscope-testbed}
+SID_DIR=${SID_DIR:-$TESTBED_ROOT/.cache/docker-sid}
+WAIT_SECS=${WAIT_SECS:-60}
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+die() { echo "dockerhost: error: $*" >&2; exit 1; }
+log() { echo "dockerhost: $*" >&2; }
+
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
+
+check_name() {
+	local name=${1:-}
+	[[ -n $name ]] || die "missing host NAME"
+	# Short names keep interface, netns, cgroup and unix socket paths within kernel limits.
+	[[ $name =~ ^[a-z][a-z0-9]{0,11}$ ]] || die "bad host NAME '$name': want [a-z][a-z0-9]{0,11}"
+}
+
+# set_host NAME: defines the per-host paths.
+set_host() {
+	check_name "$1"
+	NAME=$1
+	CNAME=$1-c
+	STATE=$TESTBED_ROOT/$NAME
+	NETNS=/var/run/netns/$NAME
+	CGPARENT=/iptscope-$NAME
+	CTRD_DIR=$STATE/containerd
+	CTRD_SOCK=$CTRD_DIR/containerd.sock
+	DOCKER_SOCK=$STATE/docker.sock
+	BIN=$STATE/bin
+	LOGS=$STATE/logs
+	LOCKFILE=$STATE/xtables.lock
+	# Why not under $STATE: 20.10's libnetwork puts a unix socket named after a 64-hex
+	# controller id under EXEC_ROOT/libnetwork/, and sun_path holds only 108 bytes.
+	EXEC_ROOT=/run/iptscope/$NAME
+}
+
+# load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, NETX, SID_DIR).
+load_env() {
+	if [[ -f $STATE/env ]]; then
+		# shellcheck disable=SC1091
+		source "$STATE/env"
+	fi
+}
+
+require_up() {
+	[[ -f $STATE/env ]] || die "host $NAME is not up (no $STATE/env); run: $0 up $NAME"
+	load_env
+	[[ -e $NETNS ]] || die "host $NAME: network namespace $NAME is missing"
+}
+
+host_ip() { echo "198.18.$NETX.1"; }
+client_ip() { echo "198.18.$NETX.2"; }
+
+# in_host CMD...: runs CMD inside the host's netns with the host's iptables backend and lock.
+# nsenter, not "ip netns exec": the latter remounts /sys, which breaks dockerd.
+in_host() {
+	env PATH="$BIN:$SYS_PATH" XTABLES_LOCKFILE="$LOCKFILE" nsenter --net="$NETNS" "$@"
+}
+
+# in_client CMD...: runs CMD inside the client netns.
+in_client() {
+	nsenter --net="/var/run/netns/$CNAME" "$@"
+}
+
+dk() {
+	env PATH="$BIN:$SYS_PATH" docker -H "unix://$DOCKER_SOCK" "$@"
+}
+
+# ---------------------------------------------------------------- fetch-sid
+
+cmd_fetch_sid() {
+	need_root
+	local dir=${1:-$SID_DIR}
+	mkdir -p "$dir"
+	dir=$(readlink -f "$dir")
+	if [[ -x $dir/bin/dockerd && -x $dir/bin/containerd && -x $dir/bin/runc && -x $dir/bin/docker-proxy ]]; then
+		log "fetch-sid: $dir already holds Docker from sid ($("$dir/bin/dockerd" --version))"
+		return 0
+	fi
+	local apt=$dir/apt
+	mkdir -p "$apt/lists/partial" "$apt/debs" "$dir/root" "$dir/bin"
+	echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main' >"$apt/sources.list"
+	local opts=(-q -o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=-"
+		-o "Dir::State::Lists=$apt/lists" -o "APT::Sandbox::User=root"
+		-o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+		-o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+		-o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false")
+	log "fetch-sid: apt-get update (sid, private lists in $apt/lists)"
+	apt-get "${opts[@]}" update >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; die "fetch-sid: apt-get update for sid failed"; }
+	# docker-cli too: sid ships the client separately; a 28.5 client makes "docker version" match.
+	(cd "$apt/debs" && apt-get "${opts[@]}" download docker.io containerd docker-cli) >"$apt/download.log" 2>&1 ||
+		{ cat "$apt/download.log" >&2; die "fetch-sid: apt-get download failed"; }
+	local deb
+	for deb in "$apt"/debs/*.deb; do
+		dpkg -x "$deb" "$dir/root"
+	done
+	local b
+	for b in usr/sbin/dockerd usr/sbin/docker-proxy usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/bin/docker; do
+		[[ -x $dir/root/$b ]] || die "fetch-sid: $b missing from the sid packages"
+		ln -sfn "$dir/root/$b" "$dir/bin/$(basename "$b")"
+	done
+	# sid's runc needs glibc 2.38; Debian 12's runc works with sid's containerd and dockerd.
+	[[ -x /usr/sbin/runc ]] || die "fetch-sid: /usr/sbin/runc missing (apt-get install runc)"
+	cp -f /usr/sbin/runc "$dir/bin/runc"
+	ls "$apt"/debs/*.deb | xargs -n1 basename >"$dir/PACKAGES"
+	log "fetch-sid: ready in $dir: $("$dir/bin/dockerd" --version)"
+}
+
+# ---------------------------------------------------------------- up
+
+# pick_netx: third octet for the /30, derived from NAME, avoiding those of other hosts.
+pick_netx() {
+	if [[ -n ${NETX:-} ]]; then
+		[[ $NETX =~ ^[0-9]+$ && $NETX -ge 0 && $NETX -le 255 ]] || die "bad NETX '$NETX'"
+		return
+	fi
+	local x used
+	x=$(($(printf '%s' "$NAME" | cksum | cut -d' ' -f1) % 250 + 1))
+	used=$(cat "$TESTBED_ROOT"/*/netx 2>/dev/null | sort -u || true)
+	while grep -qx "$x" <<<"$used"; do x=$((x % 250 + 1)); done
+	NETX=$x
+}
+
+# pid_start PID: the process start time (field 22 of /proc/PID/stat), empty if gone.
+pid_start() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	stat=${stat##*) }
+	awk '{print $20}' <<<"$stat"
+}
+
+record_pid() { # role pid
+	echo "$1 $2 $(pid_start "$2")" >>"$STATE/pids"
+}
+
+setup_netns() {
+	local ns
+	for ns in "$NAME" "$CNAME"; do
+		[[ -e /var/run/netns/$ns ]] || ip netns add "$ns"
+		ip -n "$ns" link set lo up
+	done
+	if ! ip -n "$NAME" link show tbhost0 >/dev/null 2>&1; then
+		# Created inside NAME, peer placed straight into NAME-c: nothing appears in the root netns.
+		ip -n "$NAME" link add tbhost0 type veth peer name tbcli0 netns "$CNAME"
+	fi
+	ip -n "$NAME" addr replace "$(host_ip)/30" dev tbhost0
+	ip -n "$CNAME" addr replace "$(client_ip)/30" dev tbcli0
+	ip -n "$NAME" link set tbhost0 up
+	ip -n "$CNAME" link set tbcli0 up
+	ip -n "$CNAME" route replace default via "$(host_ip)"
+}
+
+setup_bin() {
+	mkdir -p "$BIN"
+	local variant=$BACKEND t
+	# Docker runs the first iptables in PATH; so do our captures.
+	local fam suf
+	for fam in iptables ip6tables; do
+		for suf in "" -save -restore; do
+			t=/usr/sbin/$fam-$variant$suf
+			[[ -x $t ]] || die "$t missing (apt-get install iptables)"
+			ln -sfn "$t" "$BIN/$fam$suf"
+		done
+	done
+	if [[ $DOCKER == 28.5 ]]; then
+		for t in dockerd docker-proxy containerd containerd-shim-runc-v2 ctr docker runc; do
+			ln -sfn "$SID_DIR/bin/$t" "$BIN/$t"
+		done
+	fi
+}
+
+write_configs() {
+	mkdir -p "$CTRD_DIR/root" "$CTRD_DIR/state" "$CTRD_DIR/opt" "$STATE/docker" "$EXEC_ROOT" "$LOGS"
+	# CRI and NRI off so that containerd leaves /etc/cni and /var/run/nri alone.
+	cat >"$CTRD_DIR/config.toml" <<-EOF
+		version = 2
+		root = "$CTRD_DIR/root"
+		state = "$CTRD_DIR/state"
+		disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]
+		[grpc]
+		  address = "$CTRD_SOCK"
+		[ttrpc]
+		  address = "$CTRD_SOCK.ttrpc"
+		[debug]
+		  address = ""
+		[metrics]
+		  address = ""
+		[plugins."io.containerd.internal.v1.opt"]
+		  path = "$CTRD_DIR/opt"
+	EOF
+	local proxy=true proxy_path=/usr/sbin/docker-proxy extra=""
+	if [[ $PROXY == off ]]; then proxy=false; fi
+	if [[ $DOCKER == 28.5 ]]; then proxy_path=$SID_DIR/bin/docker-proxy; fi
+	# 20.10 writes /etc/docker/key.json unless told otherwise; 28.5 rejects the key.
+	[[ $DOCKER == 20.10 ]] && extra=",
+  \"deprecated-key-path\": \"$STATE/key.json\""
+	cat >"$STATE/daemon.json" <<-EOF
+		{
+		  "userland-proxy": $proxy,
+		  "userland-proxy-path": "$proxy_path"$extra
+		}
+	EOF
+}
+
+# start_daemon ROLE LOGFILE CMD...: starts CMD in the host netns, records its PID.
+start_daemon() {
+	local role=$1 logf=$2
+	shift 2
+	# env and nsenter both exec, so $! is the daemon itself. Output goes to a file and
+	# stdin to /dev/null so that a caller reading our stdout is not held open.
+	env PATH="$BIN:$SYS_PATH" XTABLES_LOCKFILE="$LOCKFILE" \
+		nsenter --net="$NETNS" "$@" </dev/null >>"$logf" 2>&1 &
+	local pid=$!
+	record_pid "$role" "$pid"
+	log "up $NAME: started $role pid $pid (log $logf)"
+}
+
+alive_role() { # role -> 0 if the recorded process of that role runs
+	local role pid start
+	[[ -f $STATE/pids ]] || return 1
+	while read -r role pid start; do
+		[[ $role == "$1" ]] || continue
+		if [[ -n $start && $(pid_start "$pid") == "$start" ]]; then return 0; fi
+	done <"$STATE/pids"
+	return 1
+}
+
+wait_for() { # what seconds cmd...
+	local what=$1 secs=$2 i
+	shift 2
+	for ((i = 0; i < secs * 4; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.25
+	done
+	return 1
+}
+
+import_image() {
+	if dk image inspect bb:local >/dev/null 2>&1; then return 0; fi
+	local img=$STATE/image
+	rm -rf "$img"
+	mkdir -p "$img/bin" "$img/www"
+	cp /bin/busybox "$img/bin/busybox"
+	ln -s busybox "$img/bin/sh"
+	ln -s busybox "$img/bin/httpd"
+	echo "iptscope testbed $NAME" >"$img/www/index.html"
+	tar -C "$img" -cf "$STATE/bb.tar" .
+	dk import "$STATE/bb.tar" bb:local >/dev/null
+	log "up $NAME: imported bb:local"
+}
+
+cmd_up() {
+	need_root
+	set_host "$1"
+	local want_docker=${DOCKER:-20.10} want_backend=${BACKEND:-nft} want_proxy=${PROXY:-on}
+	[[ $want_docker == 20.10 || $want_docker == 28.5 ]] || die "DOCKER must be 20.10 or 28.5, not '$want_docker'"
+	[[ $want_backend == nft || $want_backend == legacy ]] || die "BACKEND must be nft or legacy, not '$want_backend'"
+	[[ $want_proxy == on || $want_proxy == off ]] || die "PROXY must be on or off, not '$want_proxy'"
+	if [[ -f $STATE/env ]]; then
+		local want_netx=${NETX:-}
+		load_env
+		if [[ $DOCKER != "$want_docker" || $BACKEND != "$want_backend" || $PROXY != "$want_proxy" ]]; then
+			die "host $NAME exists with DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY; run: $0 down $NAME"
+		fi
+		if [[ -n $want_netx && $want_netx != "$NETX" ]]; then die "host $NAME exists with NETX=$NETX; run: $0 down $NAME"; fi
+	else
+		DOCKER=$want_docker BACKEND=$want_backend PROXY=$want_proxy
+		mkdir -p "$STATE"
+		pick_netx
+		echo "$NETX" >"$STATE/netx"
+		if [[ $DOCKER == 28.5 ]]; then
+			cmd_fetch_sid "$SID_DIR"
+			SID_DIR=$(readlink -f "$SID_DIR")
+		fi
+		cat >"$STATE/env" <<-EOF
+			DOCKER=$DOCKER
+			BACKEND=$BACKEND
+			PROXY=$PROXY
+			NETX=$NETX
+			SID_DIR=$SID_DIR
+			EXEC_ROOT=$EXEC_ROOT
+		EOF
+	fi
+	setup_netns
+	setup_bin
+	write_configs
+	touch "$LOCKFILE"
+
+	if ! alive_role containerd; then
+		start_daemon containerd "$LOGS/containerd.log" \
+			containerd --config "$CTRD_DIR/config.toml" --root "$CTRD_DIR/root" \
+			--state "$CTRD_DIR/state" --address "$CTRD_SOCK"
+	fi
+	wait_for "containerd socket" "$WAIT_SECS" test -S "$CTRD_SOCK" ||
+		{ tail -20 "$LOGS/containerd.log" >&2; die "up $NAME: containerd socket $CTRD_SOCK did not appear"; }
+
+	if ! alive_role dockerd; then
+		# A dockerd killed hard leaves its pidfile, which blocks the next start.
+		rm -f "$STATE/docker.pid"
+		start_daemon dockerd "$LOGS/dockerd.log" \
+			dockerd --data-root "$STATE/docker" --exec-root "$EXEC_ROOT" \
+			--pidfile "$STATE/docker.pid" -H "unix://$DOCKER_SOCK" \
+			--containerd "$CTRD_SOCK" --config-file "$STATE/daemon.json" \
+			--cgroup-parent "$CGPARENT"
+	fi
+	local i ok=0
+	for ((i = 0; i < WAIT_SECS * 4; i++)); do
+		if dk version >/dev/null 2>&1; then ok=1; break; fi
+		alive_role dockerd || break
+		sleep 0.25
+	done
+	if ((ok == 0)); then
+		tail -30 "$LOGS/dockerd.log" >&2
+		die "up $NAME: dockerd did not answer on $DOCKER_SOCK (log $LOGS/dockerd.log)"
+	fi
+	import_image
+	log "up $NAME: ready (Docker $(dk version --format '{{.Server.Version}}'), $BACKEND, proxy $PROXY, host $(host_ip), client $(client_ip))"
+}
+
+# ---------------------------------------------------------------- layout
+
+ensure_network() { # name opts...
+	local n=$1
+	shift
+	dk network inspect "$n" >/dev/null 2>&1 || dk network create "$@" "$n" >/dev/null
+}
+
+ensure_container() { # name run-args...
+	local n=$1
+	shift
+	if dk container inspect "$n" >/dev/null 2>&1; then
+		[[ $(dk container inspect -f '{{.State.Running}}' "$n") == true ]] || dk start "$n" >/dev/null
+	else
+		dk run -d --name "$n" "$@" >/dev/null
+	fi
+}
+
+HTTPD='/bin/busybox httpd -f -p 80 -h /www'
+
+cmd_layout() {
+	need_root
+	set_host "$1"
+	require_up
+	ensure_network appnet
+	ensure_network backnet --internal
+	ensure_container web -p 8080:80 bb:local $HTTPD
+	ensure_container multi -p 127.0.0.1:9090:80 -p 7000-7002:7000-7002 bb:local /bin/sh -c \
+		'for p in 7000 7001 7002; do /bin/busybox httpd -p $p -h /www; done; exec /bin/busybox httpd -f -p 80 -h /www'
+	ensure_container app --network appnet -p 8081:80 bb:local $HTTPD
+	ensure_container back --network backnet bb:local $HTTPD
+	local i
+	for ((i = 0; i < WAIT_SECS; i++)); do
+		if probe_all >/dev/null 2>&1; then
+			log "layout $NAME: all published ports answer"
+			return 0
+		fi
+		sleep 1
+	done
+	probe_all >&2 || true
+	die "layout $NAME: published ports did not all answer within ${WAIT_SECS}s"
+}
+
+# ---------------------------------------------------------------- probe
+
+# http_get WHERE URL: exit 0 if an HTTP GET answers within 3 s. WHERE is host|client.
+http_get() {
+	local where=$1 url=$2 runner=in_client
+	if [[ $where == host ]]; then runner=in_host; fi
+	if command -v curl >/dev/null; then
+		$runner timeout 5 curl -fsS -o /dev/null --connect-timeout 2 --max-time 3 "$url"
+	else
+		$runner timeout 5 busybox wget -q -O /dev/null -T 3 "$url"
+	fi
+}
+
+# probe_all: prints "port=P answered=yes|no from=client|host url=U expect=yes|no" per port,
+# returns 1 if a port that should answer did not.
+probe_all() {
+	local rc=0 p ans url
+	local -a checks=(
+		"8080 client http://$(host_ip):8080/ yes"
+		"7000 client http://$(host_ip):7000/ yes"
+		"7001 client http://$(host_ip):7001/ yes"
+		"7002 client http://$(host_ip):7002/ yes"
+		"8081 client http://$(host_ip):8081/ yes"
+		"9090 host http://127.0.0.1:9090/ yes"
+		# Published on 127.0.0.1 only: must not answer from outside.
+		"9090 client http://$(host_ip):9090/ no"
+	)
+	local line port from expect
+	for line in "${checks[@]}"; do
+		read -r port from url expect <<<"$line"
+		if http_get "$from" "$url" 2>/dev/null; then ans=yes; else ans=no; fi
+		echo "port=$port answered=$ans from=$from url=$url expect=$expect"
+		[[ $ans == "$expect" ]] || rc=1
+	done
+	return $rc
+}
+
+cmd_probe() {
+	need_root
+	set_host "$1"
+	require_up
+	probe_all
+}
+
+# ---------------------------------------------------------------- capture
+
+cmd_capture() {
+	need_root
+	set_host "$1"
+	local out=${2:-}
+	[[ -n $out ]] || die "capture: missing OUTDIR"
+	require_up
+	mkdir -p "$out"
+	out=$(readlink -f "$out")
+	# Traffic first, so that the counters in the dumps are not all zero.
+	probe_all >"$out/probe.txt" || log "capture $NAME: warning: some ports did not answer as expected (see $out/probe.txt)"
+	probe_all >/dev/null || true
+	in_host iptables-save -c >"$out/iptables-save.txt"
+	in_host ip6tables-save -c >"$out/ip6tables-save.txt"
+	in_host iptables -w -t nat -L -v -n >"$out/nat.list.txt"
+	in_host iptables -w -t filter -L -v -n >"$out/filter.list.txt"
+	in_host iptables -w -t raw -L -v -n >"$out/raw.list.txt"
+	in_host iptables -w -t nat -L -v -n -x --line-numbers >"$out/nat.list-x-linenumbers.txt"
+	dk version --format '{{json .}}' >"$out/docker-version.json"
+	dk info --format '{{json .}}' >"$out/docker-info.json"
+	dk ps -a --no-trunc >"$out/docker-ps.txt"
+	# shellcheck disable=SC2046
+	dk network inspect $(dk network ls -q) >"$out/docker-network-inspect.json"
+	# shellcheck disable=SC2046
+	dk container inspect $(dk ps -aq) >"$out/docker-container-inspect.json"
+	in_host ip -j addr show >"$out/ip-addr.json"
+	in_host ip -j route show table all >"$out/ip-route.json"
+	in_host sysctl net.ipv4.ip_forward net.ipv4.conf.all.forwarding net.ipv6.conf.all.forwarding \
+		net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables \
+		net.ipv4.conf.docker0.route_localnet >"$out/sysctl.txt" 2>&1 || true
+	proxies >"$out/docker-proxy.txt"
+	local sv
+	sv=$(dk version --format '{{.Server.Version}}')
+	local cmdline=${PROVENANCE_CMD:-"e2e/testbed/dockerhost.sh capture $NAME $2"}
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY $cmdline" >"$out/PROVENANCE"
+	log "capture $NAME: wrote $out"
+}
+
+# proxies: command lines of the docker-proxy processes of this host's dockerd.
+proxies() {
+	local role pid start c
+	[[ -f $STATE/pids ]] || return 0
+	while read -r role pid start; do
+		[[ $role == dockerd && $(pid_start "$pid") == "$start" ]] || continue
+		for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+			[[ $(cat "/proc/$c/comm" 2>/dev/null) == docker-proxy ]] || continue
+			tr '\0' ' ' <"/proc/$c/cmdline" | sed "s|$SID_DIR/bin/||; s| \$||"
+			echo
+		done | sort
+	done <"$STATE/pids"
+}
+
+# ---------------------------------------------------------------- down
+
+# stop_pid PID START [SECS]: TERM, wait, KILL — only if PID still is the process we started.
+stop_pid() {
+	local pid=$1 start=$2 secs=${3:-20} i
+	[[ -n $start && $(pid_start "$pid") == "$start" ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < secs * 10; i++)); do
+		[[ $(pid_start "$pid") == "$start" ]] || return 0
+		sleep 0.1
+	done
+	log "down $NAME: pid $pid ignored SIGTERM for ${secs}s, sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		[[ $(pid_start "$pid") == "$start" ]] || return 0
+		sleep 0.1
+	done
+}
+
+# host_cgroup_dirs: this host's cgroup folders (cgroup v1 hierarchies and v2), deepest first.
+host_cgroup_dirs() {
+	local d
+	for d in /sys/fs/cgroup/*"$CGPARENT" /sys/fs/cgroup"$CGPARENT"; do
+		if [[ -d $d ]]; then find "$d" -depth -type d; fi
+	done
+	return 0
+}
+
+# owned_pids: "pid start" of processes that belong to this host though not recorded at start:
+# children of its dockerd (docker-proxy), its containerd shims, processes in its cgroups.
+owned_pids() {
+	local role pid start c f
+	if [[ -f $STATE/pids ]]; then
+		while read -r role pid start; do
+			[[ -n $start && $(pid_start "$pid") == "$start" ]] || continue
+			for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do echo "$c $(pid_start "$c")"; done
+		done <"$STATE/pids"
+	fi
+	# Shims daemonize away from containerd; they carry its address on their command line.
+	for f in /proc/[0-9]*/cmdline; do
+		c=${f#/proc/}
+		c=${c%/cmdline}
+		if tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF -- "$CTRD_SOCK"; then
+			if grep -q containerd-shim "/proc/$c/comm" 2>/dev/null; then echo "$c $(pid_start "$c")"; fi
+		fi
+	done
+	while read -r d; do
+		if [[ -f $d/cgroup.procs ]]; then while read -r c; do echo "$c $(pid_start "$c")"; done <"$d/cgroup.procs"; fi
+	done < <(host_cgroup_dirs)
+	return 0
+}
+
+cmd_down() {
+	need_root
+	set_host "$1"
+	load_env
+	local role pid start extra
+	# Collect the helpers first: once dockerd and containerd are gone they cannot be found.
+	extra=$(owned_pids | sort -u)
+	# busybox httpd as PID 1 ignores SIGTERM: without this dockerd waits 10 s per container.
+	if [[ -S $DOCKER_SOCK ]] && timeout 5 env PATH="$BIN:$SYS_PATH" docker -H "unix://$DOCKER_SOCK" version >/dev/null 2>&1; then
+		local ids
+		ids=$(timeout 10 env PATH="$BIN:$SYS_PATH" docker -H "unix://$DOCKER_SOCK" ps -q 2>/dev/null || true)
+		if [[ -n $ids ]]; then
+			# shellcheck disable=SC2086
+			timeout 30 env PATH="$BIN:$SYS_PATH" docker -H "unix://$DOCKER_SOCK" stop -t 1 $ids >/dev/null 2>&1 || true
+		fi
+	fi
+	if [[ -f $STATE/pids ]]; then
+		# dockerd first (it stops containers and docker-proxy), then containerd.
+		while read -r role pid start; do
+			if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 30; fi
+		done <"$STATE/pids"
+		extra=$(printf '%s\n%s\n' "$extra" "$(owned_pids)" | sort -u)
+		while read -r pid start; do
+			if [[ -n $pid ]]; then stop_pid "$pid" "$start" 5; fi
+		done <<<"$extra"
+		while read -r role pid start; do
+			if [[ $role != dockerd ]]; then stop_pid "$pid" "$start" 20; fi
+		done <"$STATE/pids"
+	fi
+	while read -r pid start; do
+		if [[ -n $pid ]]; then stop_pid "$pid" "$start" 5; fi
+	done < <(owned_pids | sort -u)
+	# Mounts left behind (overlay, netns bind mounts, shm), deepest first.
+	local dir m
+	for dir in "$STATE" "$EXEC_ROOT"; do
+		for m in $(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "down $NAME: cannot unmount $m"
+		done
+	done
+	for m in "$NAME" "$CNAME"; do
+		if [[ -e /var/run/netns/$m ]]; then ip netns del "$m" || log "down $NAME: cannot delete netns $m"; fi
+	done
+	while read -r d; do
+		rmdir "$d" 2>/dev/null || log "down $NAME: cannot remove cgroup $d"
+	done < <(host_cgroup_dirs)
+	rm -rf "$EXEC_ROOT"
+	rmdir /run/iptscope 2>/dev/null || true
+	if [[ -d $STATE ]]; then
+		if awk -v d="$STATE" 'index($5, d "/") == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
+			log "down $NAME: mounts remain under $STATE, keeping it"
+		elif [[ ${KEEP_STATE:-0} == 1 ]]; then
+			rm -f "$STATE/env" "$STATE/pids"
+		else
+			rm -rf "$STATE"
+		fi
+	fi
+	log "down $NAME: done"
+}
+
+# ---------------------------------------------------------------- main
+
+usage() {
+	sed -n '2,25p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+main() {
+	local cmd=${1:-}
+	[[ -n $cmd ]] || usage
+	shift
+	case $cmd in
+	fetch-sid) cmd_fetch_sid "$@" ;;
+	up) cmd_up "$@" ;;
+	layout) cmd_layout "$@" ;;
+	probe) cmd_probe "$@" ;;
+	capture) cmd_capture "$@" ;;
+	down) cmd_down "$@" ;;
+	docker)
+		need_root
+		set_host "${1:-}"
+		shift
+		require_up
+		dk "$@"
+		;;
+	ipt)
+		need_root
+		set_host "${1:-}"
+		shift
+		require_up
+		in_host "$@"
+		;;
+	env)
+		set_host "${1:-}"
+		require_up
+		cat "$STATE/env"
+		;;
+	-h | --help | help) usage ;;
+	*) die "unknown subcommand '$cmd' (try --help)" ;;
+	esac
+}
+
+# Sourced (e.g. by other scripts): define functions only.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi

@@ -1,0 +1,348 @@
+package parse
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// token is one word of a rule line. Quoted tokens ("a b") are unquoted and
+// marked, so that a quoted "-x" is never taken for an option.
+type token struct {
+	text   string
+	quoted bool
+}
+
+var errUnterminatedQuote = errors.New("unterminated quote")
+
+// tokenize splits a rule line the way iptables-restore does: on spaces and
+// tabs, with double-quoted strings (in which \" and \\ are escapes) kept
+// as one token.
+func tokenize(s string) ([]token, error) {
+	toks := make([]token, 0, 16)
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if c == ' ' || c == '\t' {
+			i++
+			continue
+		}
+		if c == '"' {
+			var b strings.Builder
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					b.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '"' {
+					i++
+					closed = true
+					break
+				}
+				b.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, errUnterminatedQuote
+			}
+			toks = append(toks, token{text: b.String(), quoted: true})
+			continue
+		}
+		j := i
+		for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+			j++
+		}
+		toks = append(toks, token{text: s[i:j]})
+		i = j
+	}
+	return toks, nil
+}
+
+// isOption reports whether a token starts an option ("-x" or "--xyz").
+func (t token) isOption() bool {
+	return !t.quoted && len(t.text) > 1 && t.text[0] == '-' && !isNumberish(t.text)
+}
+
+// isNumberish is true for "-1" style negative numbers, which are values.
+func isNumberish(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+func (t token) isBang() bool { return !t.quoted && t.text == "!" }
+
+// ruleParseError describes a rule whose options cannot be read.
+type ruleParseError struct{ msg string }
+
+func (e *ruleParseError) Error() string { return e.msg }
+
+// parseRuleTokens fills r's typed fields from the tokens that follow
+// "-A CHAIN" (or "-I CHAIN"). Tokens it cannot place go to r.Unparsed, in
+// order; it fails only when an option that needs a value has none.
+func parseRuleTokens(r *Rule, toks []token) error {
+	const (
+		ctxNone = iota
+		ctxMatch
+		ctxTarget
+	)
+	ctx := ctxNone
+	negate := false
+	var cur *[]Option // options list of the current match or target
+
+	takeValue := func(i *int, name string) (string, error) {
+		if *i+1 >= len(toks) {
+			return "", &ruleParseError{msg: "option " + name + " needs a value"}
+		}
+		*i++
+		return toks[*i].text, nil
+	}
+	setField := func(f *Negatable, i *int, name string) error {
+		v, err := takeValue(i, name)
+		if err != nil {
+			return err
+		}
+		neg := negate
+		// Old syntax "-s ! 1.2.3.4".
+		if v == "!" && !toks[*i].quoted {
+			neg = true
+			if v, err = takeValue(i, name); err != nil {
+				return err
+			}
+		}
+		*f = Negatable{Value: v, Negated: neg}
+		negate = false
+		return nil
+	}
+
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.isBang() {
+			if negate {
+				r.Unparsed = append(r.Unparsed, "!")
+			}
+			negate = true
+			continue
+		}
+		if !t.isOption() {
+			r.Unparsed = append(r.Unparsed, t.text)
+			continue
+		}
+		var err error
+		switch t.text {
+		case "-s", "--source", "--src":
+			err = setField(&r.Source, &i, t.text)
+		case "-d", "--destination", "--dst":
+			err = setField(&r.Destination, &i, t.text)
+		case "-i", "--in-interface":
+			err = setField(&r.InIface, &i, t.text)
+		case "-o", "--out-interface":
+			err = setField(&r.OutIface, &i, t.text)
+		case "-p", "--protocol":
+			err = setField(&r.Protocol, &i, t.text)
+		case "-f", "--fragment":
+			r.Fragment = Negatable{Value: "true", Negated: negate}
+			negate = false
+		case "-c", "--set-counters":
+			if i+2 >= len(toks) {
+				return &ruleParseError{msg: "option " + t.text + " needs packets and bytes"}
+			}
+			p, err1 := strconv.ParseUint(toks[i+1].text, 10, 64)
+			b, err2 := strconv.ParseUint(toks[i+2].text, 10, 64)
+			if err1 != nil || err2 != nil {
+				return &ruleParseError{msg: "bad counters after " + t.text}
+			}
+			r.Counters = &Counters{Packets: p, Bytes: b}
+			i += 2
+		case "-m", "--match":
+			var name string
+			if name, err = takeValue(&i, t.text); err == nil {
+				if negate {
+					r.Unparsed = append(r.Unparsed, "!")
+					negate = false
+				}
+				r.Matches = append(r.Matches, Match{Name: name})
+				cur = &r.Matches[len(r.Matches)-1].Options
+				ctx = ctxMatch
+			}
+		case "-j", "--jump", "-g", "--goto":
+			var name string
+			if name, err = takeValue(&i, t.text); err == nil {
+				r.Target = Target(name)
+				r.Goto = t.text == "-g" || t.text == "--goto"
+				cur = &r.TargetOptions
+				ctx = ctxTarget
+			}
+		default:
+			if ctx == ctxNone {
+				// "-p tcp --dport 80" without "-m tcp": an implicit match.
+				if !r.Protocol.IsZero() && (strings.HasPrefix(t.text, "--") || t.text == "-h") {
+					r.Matches = append(r.Matches, Match{Name: r.Protocol.Value, Implicit: true})
+					cur = &r.Matches[len(r.Matches)-1].Options
+					ctx = ctxMatch
+				} else {
+					if negate {
+						r.Unparsed = append(r.Unparsed, "!")
+						negate = false
+					}
+					r.Unparsed = append(r.Unparsed, t.text)
+					continue
+				}
+			}
+			opt := Option{Name: strings.TrimLeft(t.text, "-"), Negated: negate}
+			negate = false
+			for i+1 < len(toks) {
+				n := toks[i+1]
+				if n.isOption() {
+					break
+				}
+				if n.isBang() {
+					// Old syntax "--dport ! 80" negates the option itself;
+					// otherwise "!" belongs to the next option.
+					if len(opt.Values) == 0 && i+2 < len(toks) && !toks[i+2].isOption() && !toks[i+2].isBang() {
+						opt.Negated = true
+						i++
+						continue
+					}
+					break
+				}
+				opt.Values = append(opt.Values, n.text)
+				i++
+			}
+			*cur = append(*cur, opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if negate {
+		r.Unparsed = append(r.Unparsed, "!")
+	}
+	return nil
+}
+
+// quote renders a value for a save line, quoting it when iptables-save
+// would (spaces, quotes, backslashes, or empty).
+func quote(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\"\\'") {
+		return v
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		if v[i] == '"' || v[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// Spec renders the rule's match and target part (everything after
+// "-A CHAIN ") from its typed fields, in iptables-save's order: -s, -d,
+// -i, -o, -p, -f, matches, target. Unparsed tokens come last. For a rule
+// parsed from an unmodified iptables-save line, Spec reproduces that line's
+// text after the chain name.
+func (r *Rule) Spec() string {
+	var b strings.Builder
+	field := func(flag string, n Negatable) {
+		if n.IsZero() {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		if n.Negated {
+			b.WriteString("! ")
+		}
+		b.WriteString(flag)
+		b.WriteByte(' ')
+		b.WriteString(quote(n.Value))
+	}
+	word := func(s string) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s)
+	}
+	opts := func(os []Option) {
+		for _, o := range os {
+			if o.Negated {
+				word("!")
+			}
+			word("--" + o.Name)
+			for _, v := range o.Values {
+				word(quote(v))
+			}
+		}
+	}
+	field("-s", r.Source)
+	field("-d", r.Destination)
+	field("-i", r.InIface)
+	field("-o", r.OutIface)
+	field("-p", r.Protocol)
+	if !r.Fragment.IsZero() {
+		if r.Fragment.Negated {
+			word("!")
+		}
+		word("-f")
+	}
+	for _, m := range r.Matches {
+		if !m.Implicit {
+			word("-m " + m.Name)
+		}
+		opts(m.Options)
+	}
+	if r.Target != "" {
+		if r.Goto {
+			word("-g " + string(r.Target))
+		} else {
+			word("-j " + string(r.Target))
+		}
+		opts(r.TargetOptions)
+	}
+	for _, u := range r.Unparsed {
+		word(quote(u))
+	}
+	return b.String()
+}
+
+// SaveLine renders the rule as an iptables-save line ("-A CHAIN ..."),
+// with a "[packets:bytes] " prefix when withCounters is set and the rule
+// has counters.
+func (r *Rule) SaveLine(withCounters bool) string {
+	var b strings.Builder
+	if withCounters && r.Counters != nil {
+		b.WriteByte('[')
+		b.WriteString(strconv.FormatUint(r.Counters.Packets, 10))
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatUint(r.Counters.Bytes, 10))
+		b.WriteString("] ")
+	}
+	b.WriteString("-A ")
+	b.WriteString(string(r.Chain))
+	if spec := r.Spec(); spec != "" {
+		b.WriteByte(' ')
+		b.WriteString(spec)
+	}
+	return b.String()
+}
+
+// ParseRuleSpec parses the part of a rule after "-A CHAIN" into a Rule of
+// the given table and chain (no position, line or counters). It is the
+// inverse of Rule.Spec and is how other packages build rules from text.
+func ParseRuleSpec(table TableName, chain ChainName, spec string) (*Rule, error) {
+	toks, err := tokenize(spec)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rule{Table: table, Chain: chain, Raw: "-A " + string(chain) + " " + spec}
+	if err := parseRuleTokens(r, toks); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
