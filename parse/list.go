@@ -493,7 +493,6 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 	if c.opt {
 		layouts = append(layouts, layout{true, false}, layout{false, false})
 	}
-	var lay layout
 	found := false
 	var vals []string
 	for _, l := range layouts {
@@ -513,12 +512,13 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 		}
 		for i := k; i < k+need; i++ {
 			vals = append(vals, field(i))
-			if c.opt && !l.opt && len(vals) == 2 {
+			if !l.opt && len(vals) == 2 {
+				// Placeholder for a blank or absent opt column.
 				vals = append(vals, "--")
 			}
 		}
 		if rowShapeOK(vals, c.iface) {
-			lay, found = l, true
+			found = true
 			if len(f) > k+need {
 				f = f[:k+need]
 			}
@@ -528,7 +528,6 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 	if !found {
 		return nil, rowError("rule does not fit the columns")
 	}
-	_ = lay
 	rest := ""
 	if end := f[len(f)-1].end; end < len(s) {
 		rest = strings.TrimSpace(s[end:])

@@ -310,7 +310,7 @@ func TestParseListReadsHeadersAndRows(t *testing.T) {
 func TestParseListConvertsExtras(t *testing.T) {
 	tests := []struct {
 		name, target, extras, want string
-		unparsed             []string
+		unparsed                   []string
 	}{
 		{"a port range", "ACCEPT", "tcp dpts:7000:7002", "-m tcp --dport 7000:7002 -j ACCEPT", nil},
 		{"negated source ports and flags", "DROP", "tcp spts:!1:1023 flags:0x12/0x02", "-m tcp ! --sport 1:1023 --tcp-flags SYN,ACK SYN -j DROP", nil},

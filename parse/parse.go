@@ -51,6 +51,11 @@ func DetectFormat(data []byte) Format {
 		if len(trimmed) == 0 || trimmed[0] == '#' || trimmed[0] == '$' {
 			continue
 		}
+		// A pasted shell prompt with the command ("root@host:~# iptables
+		// -L -nv") says nothing about the format: look further.
+		if c := trimmed[0]; c != '*' && c != ':' && c != '-' && c != '[' && bytes.Contains(trimmed, []byte("tables")) {
+			continue
+		}
 		if bytes.HasPrefix(trimmed, []byte("Chain ")) {
 			return FormatList
 		}

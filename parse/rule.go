@@ -16,10 +16,13 @@ type token struct {
 var errUnterminatedQuote = errors.New("unterminated quote")
 
 // tokenize splits a rule line the way iptables-restore does: on spaces and
-// tabs, with double-quoted strings (in which \" and \\ are escapes) kept
-// as one token.
+// tabs, with double-quoted strings (in which a backslash escapes the next
+// character) kept as one token.
 func tokenize(s string) ([]token, error) {
-	toks := make([]token, 0, 16)
+	return tokenizeAppend(make([]token, 0, 16), s)
+}
+
+func tokenizeAppend(toks []token, s string) ([]token, error) {
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -28,28 +31,39 @@ func tokenize(s string) ([]token, error) {
 			continue
 		}
 		if c == '"' {
-			var b strings.Builder
 			i++
+			start := i
+			escaped := false
 			closed := false
 			for i < len(s) {
 				c := s[i]
-				if c == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
-					b.WriteByte(s[i+1])
+				if c == '\\' && i+1 < len(s) {
+					escaped = true
 					i += 2
 					continue
 				}
 				if c == '"' {
-					i++
 					closed = true
 					break
 				}
-				b.WriteByte(c)
 				i++
 			}
 			if !closed {
 				return nil, errUnterminatedQuote
 			}
-			toks = append(toks, token{text: b.String(), quoted: true})
+			text := s[start:i]
+			i++
+			if escaped {
+				var b strings.Builder
+				for k := 0; k < len(text); k++ {
+					if text[k] == '\\' && k+1 < len(text) {
+						k++
+					}
+					b.WriteByte(text[k])
+				}
+				text = b.String()
+			}
+			toks = append(toks, token{text: text, quoted: true})
 			continue
 		}
 		j := i
@@ -69,8 +83,18 @@ func (t token) isOption() bool {
 
 // isNumberish is true for "-1" style negative numbers, which are values.
 func isNumberish(s string) bool {
-	_, err := strconv.ParseInt(s, 10, 64)
-	return err == nil
+	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (t token) isBang() bool { return !t.quoted && t.text == "!" }
@@ -84,6 +108,60 @@ func (e *ruleParseError) Error() string { return e.msg }
 // "-A CHAIN" (or "-I CHAIN"). Tokens it cannot place go to r.Unparsed, in
 // order; it fails only when an option that needs a value has none.
 func parseRuleTokens(r *Rule, toks []token) error {
+	return parseRuleTokensIn(nil, r, toks)
+}
+
+// arena hands out the slices of many rules from a few large chunks, so
+// that parsing a big dump costs a handful of allocations per thousand
+// rules instead of several per rule. A nil *arena allocates per call.
+// Slices handed out are capped at their size, so appends never overwrite a
+// neighbour.
+type arena struct {
+	m []Match
+	o []Option
+	v []string
+}
+
+const arenaChunk = 4096
+
+func (a *arena) matches(n int) []Match {
+	if a == nil {
+		return make([]Match, 0, n)
+	}
+	if cap(a.m)-len(a.m) < n {
+		a.m = make([]Match, 0, max(arenaChunk, n))
+	}
+	l := len(a.m)
+	a.m = a.m[:l+n]
+	return a.m[l : l : l+n]
+}
+
+func (a *arena) options(n int) []Option {
+	if a == nil {
+		return make([]Option, 0, n)
+	}
+	if cap(a.o)-len(a.o) < n {
+		a.o = make([]Option, 0, max(arenaChunk, n))
+	}
+	l := len(a.o)
+	a.o = a.o[:l+n]
+	return a.o[l : l : l+n]
+}
+
+func (a *arena) values(n int) []string {
+	if a == nil {
+		return make([]string, 0, n)
+	}
+	if cap(a.v)-len(a.v) < n {
+		a.v = make([]string, 0, max(arenaChunk, n))
+	}
+	l := len(a.v)
+	a.v = a.v[:l+n]
+	return a.v[l : l : l+n]
+}
+
+// parseRuleTokensIn is parseRuleTokens taking its slices from a.
+func parseRuleTokensIn(a *arena, r *Rule, toks []token) error {
 	const (
 		ctxNone = iota
 		ctxMatch
@@ -92,6 +170,31 @@ func parseRuleTokens(r *Rule, toks []token) error {
 	ctx := ctxNone
 	negate := false
 	var cur *[]Option // options list of the current match or target
+
+	// Allocation budget: the options and values of all matches share one
+	// backing array each, handed out in order (a match's options are all
+	// read before the next match starts). This keeps a rule at a handful of
+	// allocations; clip() cuts the shared capacity off at the end.
+	nm, no := 1, 1
+	for _, t := range toks {
+		if !t.quoted && len(t.text) > 1 && t.text[0] == '-' {
+			if t.text == "-m" || t.text == "--match" {
+				nm++
+			} else if t.text[1] == '-' {
+				no++
+			}
+		}
+	}
+	r.Matches = a.matches(nm)
+	optBack := a.options(no)
+	valBack := a.values(max(0, len(toks)-(no-1)-2*(nm-1)))
+	optPos, valPos := 0, 0
+	startOpts := func() []Option {
+		if optPos <= cap(optBack) {
+			return optBack[optPos:optPos]
+		}
+		return nil
+	}
 
 	takeValue := func(i *int, name string) (string, error) {
 		if *i+1 >= len(toks) {
@@ -164,7 +267,7 @@ func parseRuleTokens(r *Rule, toks []token) error {
 					r.Unparsed = append(r.Unparsed, "!")
 					negate = false
 				}
-				r.Matches = append(r.Matches, Match{Name: name})
+				r.Matches = append(r.Matches, Match{Name: name, Options: startOpts()})
 				cur = &r.Matches[len(r.Matches)-1].Options
 				ctx = ctxMatch
 			}
@@ -173,6 +276,7 @@ func parseRuleTokens(r *Rule, toks []token) error {
 			if name, err = takeValue(&i, t.text); err == nil {
 				r.Target = Target(name)
 				r.Goto = t.text == "-g" || t.text == "--goto"
+				r.TargetOptions = startOpts()
 				cur = &r.TargetOptions
 				ctx = ctxTarget
 			}
@@ -180,7 +284,7 @@ func parseRuleTokens(r *Rule, toks []token) error {
 			if ctx == ctxNone {
 				// "-p tcp --dport 80" without "-m tcp": an implicit match.
 				if !r.Protocol.IsZero() && (strings.HasPrefix(t.text, "--") || t.text == "-h") {
-					r.Matches = append(r.Matches, Match{Name: r.Protocol.Value, Implicit: true})
+					r.Matches = append(r.Matches, Match{Name: r.Protocol.Value, Implicit: true, Options: startOpts()})
 					cur = &r.Matches[len(r.Matches)-1].Options
 					ctx = ctxMatch
 				} else {
@@ -193,6 +297,9 @@ func parseRuleTokens(r *Rule, toks []token) error {
 				}
 			}
 			opt := Option{Name: strings.TrimLeft(t.text, "-"), Negated: negate}
+			if valPos <= cap(valBack) {
+				opt.Values = valBack[valPos:valPos]
+			}
 			negate = false
 			for i+1 < len(toks) {
 				n := toks[i+1]
@@ -210,9 +317,11 @@ func parseRuleTokens(r *Rule, toks []token) error {
 					break
 				}
 				opt.Values = append(opt.Values, n.text)
+				valPos++
 				i++
 			}
 			*cur = append(*cur, opt)
+			optPos++
 		}
 		if err != nil {
 			return err
@@ -221,13 +330,44 @@ func parseRuleTokens(r *Rule, toks []token) error {
 	if negate {
 		r.Unparsed = append(r.Unparsed, "!")
 	}
+	clip(r)
 	return nil
+}
+
+// clip cuts the shared backing arrays to each slice's length (so that an
+// append by a caller cannot overwrite a neighbour) and makes empty slices
+// nil.
+func clip(r *Rule) {
+	clipOpts := func(os []Option) []Option {
+		if len(os) == 0 {
+			return nil
+		}
+		os = os[:len(os):len(os)]
+		for i := range os {
+			if len(os[i].Values) == 0 {
+				os[i].Values = nil
+			} else {
+				os[i].Values = os[i].Values[:len(os[i].Values):len(os[i].Values)]
+			}
+		}
+		return os
+	}
+	if len(r.Matches) == 0 {
+		r.Matches = nil
+	}
+	for i := range r.Matches {
+		r.Matches[i].Options = clipOpts(r.Matches[i].Options)
+	}
+	r.TargetOptions = clipOpts(r.TargetOptions)
 }
 
 // quote renders a value for a save line, quoting it when iptables-save
 // would (spaces, quotes, backslashes, or empty).
 func quote(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\"\\'") {
+	// A value that reads as an option or a negation ("-s", "!") came
+	// quoted; keep it quoted so that it parses back as a value.
+	looksLikeOption := v == "!" || len(v) > 1 && v[0] == '-' && !isNumberish(v)
+	if v != "" && !looksLikeOption && !strings.ContainsAny(v, " \t\"\\'") {
 		return v
 	}
 	var b strings.Builder
@@ -276,7 +416,11 @@ func (r *Rule) Spec() string {
 			}
 			word("--" + o.Name)
 			for _, v := range o.Values {
-				word(quote(v))
+				if savesQuoted[o.Name] {
+					word(saveString(v))
+				} else {
+					word(quote(v))
+				}
 			}
 		}
 	}
@@ -345,4 +489,36 @@ func ParseRuleSpec(table TableName, chain ChainName, spec string) (*Rule, error)
 		return nil, err
 	}
 	return r, nil
+}
+
+// savesQuoted are the options whose value iptables prints with
+// xtables_save_string (libxtables), which quotes unless the value is
+// non-empty and only [A-Za-z0-9_-].
+var savesQuoted = map[string]bool{
+	"comment": true, "log-prefix": true, "nflog-prefix": true, "ulog-prefix": true,
+	"helper": true, "nfacct-name": true,
+}
+
+// saveString renders v as xtables_save_string does: bare when it is
+// non-empty and only [A-Za-z0-9_-], else double-quoted with ", \ and '
+// backslash-escaped.
+func saveString(v string) string {
+	plain := v != ""
+	for i := 0; i < len(v) && plain; i++ {
+		c := v[i]
+		plain = c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	if plain {
+		return v
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		if v[i] == '"' || v[i] == '\\' || v[i] == '\'' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+	b.WriteByte('"')
+	return b.String()
 }

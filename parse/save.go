@@ -103,7 +103,9 @@ type saveParser struct {
 	table  *Table // open table, nil between COMMIT and the next header
 	commit bool   // the line just read is the open table's COMMIT
 	chains map[ChainName]*Chain
-	last   *Chain // chain of the previous rule in the open table
+	last   *Chain  // chain of the previous rule in the open table
+	toks   []token // token buffer reused for every rule (tokens are substrings of the input)
+	arena  arena   // slices of all rules
 	// tableSeen tracks tables already read, to reject duplicates.
 	tableSeen map[TableName]int
 
@@ -341,11 +343,12 @@ func (p *saveParser) ruleLine(n int, line, body string) (*Rule, error) {
 			at, rest = v-1, after
 		}
 	}
-	toks, err := tokenize(rest)
+	toks, err := tokenizeAppend(p.toks[:0], rest)
+	p.toks = toks
 	if err != nil {
 		return nil, newError(n, []byte(line), "%v", err)
 	}
-	if err := parseRuleTokens(r, toks); err != nil {
+	if err := parseRuleTokensIn(&p.arena, r, toks); err != nil {
 		return nil, newError(n, []byte(line), "%v", err)
 	}
 	p.last = c
