@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,18 +13,21 @@ import (
 
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // inputOptions are the flags that choose which rules a command reads.
 type inputOptions struct {
-	from   string   // file, "-" for stdin, "" for the live host
-	ipv6   bool     // live: read ip6tables-save
-	tables []string // -t filter; empty means all
+	from    string   // file, "-" for stdin, "" for the live host
+	ipv6    bool     // read the IPv6 rules
+	backend string   // bundle: which backend's rules (auto, nft, legacy)
+	tables  []string // -t filter; empty means all
 }
 
 func (o *inputOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.from, "from", "", "read rules from FILE (iptables-save or `iptables -L -n -v` text; - for stdin) instead of the live host")
-	cmd.Flags().BoolVarP(&o.ipv6, "ipv6", "6", false, "live host: read the IPv6 rules (ip6tables-save)")
+	cmd.Flags().StringVar(&o.from, "from", "", "read rules from FILE instead of the live host: a bundle from `iptscope collect`, iptables-save output or `iptables -L -n -v` text (- for stdin)")
+	cmd.Flags().BoolVarP(&o.ipv6, "ipv6", "6", false, "the IPv6 rules (ip6tables-save)")
+	cmd.Flags().StringVar(&o.backend, "backend", "auto", "bundle: the rules of this iptables backend: auto (the one holding Docker's chains, else the one iptables uses), nft or legacy")
 	cmd.Flags().StringSliceVarP(&o.tables, "table", "t", nil, "only these tables (raw, mangle, nat, filter, security; repeat or comma-separate)")
 }
 
@@ -49,11 +53,47 @@ func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Rulese
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: err}
 	}
+	if isBundle(data) {
+		return o.fromBundle(source, data)
+	}
+	if o.backend != "auto" {
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("--backend applies to a bundle from iptscope collect; %s is a plain dump", source)}
+	}
 	rs, err := parse.Parse(data)
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
 	}
 	return rs, nil
+}
+
+// isBundle reports whether data is a JSON document (a snapshot bundle)
+// rather than iptables text, which never starts with "{".
+func isBundle(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{'
+}
+
+// fromBundle picks the rules of the requested family and backend from a
+// snapshot bundle.
+func (o *inputOptions) fromBundle(source string, data []byte) (*parse.Ruleset, error) {
+	snap, err := snapshot.Load(data)
+	if err != nil {
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
+	}
+	switch o.backend {
+	case "auto", "nft", "legacy":
+	default:
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("unknown backend %q (use auto, nft or legacy)", o.backend)}
+	}
+	family := snapshot.FamilyIPv4
+	if o.ipv6 {
+		family = snapshot.FamilyIPv6
+	}
+	d, err := snap.PickDump(o.backend, family)
+	if err != nil {
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
+	}
+	return d.Ruleset, nil
 }
 
 // selectTables returns the tables the -t flag names, in input order, or

@@ -37,13 +37,16 @@ type globals struct {
 	stderr  io.Writer
 }
 
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
 // renderOptions decides how output looks: colour and boxes on a terminal,
 // plain text otherwise; NO_COLOR and --no-color turn colour off.
 func (g *globals) renderOptions() render.Options {
-	term := false
-	if f, ok := g.stdout.(*os.File); ok {
-		term = isatty.IsTerminal(f.Fd())
-	}
+	term := isTerminal(g.stdout)
 	_, noColorEnv := os.LookupEnv("NO_COLOR")
 	return render.Options{Terminal: term, NoColor: g.noColor || noColorEnv}
 }
@@ -71,7 +74,7 @@ Every command reads the live host by default (as root) or a saved dump with
 	root.SetIn(g.stdin)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	root.AddCommand(newDumpCmd(g), newGraphCmd(g))
+	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g))
 	return root
 }
 

@@ -1,0 +1,139 @@
+package collect
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// parseProxyArgs reads a docker-proxy command line (argv, as in
+// /proc/PID/cmdline):
+//
+//	docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port 8080 \
+//	    -container-ip 172.17.0.2 -container-port 80 [-use-listen-fd]
+//
+// Go's flag package also accepts --flag and -flag=value; both are handled.
+// ok is false when argv[0] is not docker-proxy.
+func parseProxyArgs(argv []string) (p snapshot.Proxy, ok bool, err error) {
+	if len(argv) == 0 || filepath.Base(argv[0]) != "docker-proxy" {
+		return p, false, nil
+	}
+	p.Args = argv
+	for i := 1; i < len(argv); i++ {
+		a := strings.TrimLeft(argv[i], "-")
+		if a == argv[i] {
+			return p, true, fmt.Errorf("docker-proxy argument %q: not a flag", argv[i])
+		}
+		name, val, hasVal := strings.Cut(a, "=")
+		if name == "use-listen-fd" {
+			p.UseListenFD = !hasVal || val == "true"
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(argv) {
+				return p, true, fmt.Errorf("docker-proxy flag -%s: missing value", name)
+			}
+			i++
+			val = argv[i]
+		}
+		switch name {
+		case "proto":
+			p.Proto = val
+		case "host-ip":
+			p.HostIP = val
+		case "container-ip":
+			p.ContainerIP = val
+		case "host-port", "container-port":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 || n > 65535 {
+				return p, true, fmt.Errorf("docker-proxy flag -%s: bad port %q", name, val)
+			}
+			if name == "host-port" {
+				p.HostPort = n
+			} else {
+				p.ContainerPort = n
+			}
+		}
+		// Other flags (-host-port-end, ...) are kept in Args only.
+	}
+	return p, true, nil
+}
+
+// vmRSS reads VmRSS from /proc/PID/status, in bytes.
+func vmRSS(status []byte) int64 {
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) >= 1 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			if len(f) == 2 && f[1] == "kB" {
+				n *= 1024
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// readProxies scans procRoot/*/cmdline for docker-proxy processes whose
+// network namespace (inode of /proc/PID/ns/net) is nsInode. Processes that
+// vanish mid-scan are skipped. Reading another user's ns link needs root:
+// such processes are counted and reported in the error.
+func readProxies(procRoot string, nsInode uint64) ([]snapshot.Proxy, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	var out []snapshot.Proxy
+	var errs []error
+	denied := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join(procRoot, e.Name())
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		p, ok, perr := parseProxyArgs(argv)
+		if !ok {
+			continue
+		}
+		ino, err := inode(filepath.Join(dir, "ns", "net"))
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				denied++
+			}
+			continue
+		}
+		if ino != nsInode {
+			continue
+		}
+		if perr != nil {
+			errs = append(errs, fmt.Errorf("docker-proxy pid %d: %w", pid, perr))
+		}
+		p.PID = pid
+		if st, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
+			p.RSSBytes = vmRSS(st)
+		}
+		out = append(out, p)
+	}
+	if denied > 0 {
+		errs = append(errs, fmt.Errorf("%d docker-proxy processes not checked: reading /proc/PID/ns/net %w (run as root)", denied, ErrNeedsRoot))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// script is the testbed library that runs real dockerd in namespaces.
+var script, _ = filepath.Abs("testbed/dockerhost.sh")
+
+// dockerHost is one running throwaway Docker host made by
+// testbed/dockerhost.sh: a "docker host" namespace with containerd and
+// dockerd, and a client namespace joined to it by a veth pair.
+type dockerHost struct {
+	Name, Version, Backend, Proxy string
+	State                         string // testbed state folder
+	NetNS                         string // /var/run/netns/NAME
+	Socket                        string // the daemon's unix socket
+}
+
+// versions under test: Debian 12's docker.io and Debian unstable's.
+var versions = []string{"20.10", "28.5"}
+
+// startDockerHost brings up a host with the standard layout (see
+// dockerhost.sh layout). Its teardown is registered before it starts, so
+// a failure half-way still removes every process, mount and namespace.
+func startDockerHost(t *testing.T, name, version, backend, proxy string) *dockerHost {
+	t.Helper()
+	requireRoot(t, "nsenter", "ip", "busybox", "iptables-nft", "iptables-legacy")
+	if version == "20.10" {
+		_, err := exec.LookPath("dockerd")
+		require(t, err == nil, "dockerd (apt-get install docker.io) is not installed")
+	}
+	root := os.Getenv("TESTBED_ROOT")
+	if root == "" {
+		root = "/tmp/iptscope-testbed"
+	}
+	h := &dockerHost{Name: name, Version: version, Backend: backend, Proxy: proxy,
+		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name}
+	h.Socket = filepath.Join(h.State, "docker.sock")
+	t.Cleanup(func() {
+		if out, err := h.script("down"); err != nil {
+			t.Errorf("dockerhost.sh down %s: %v\n%s", name, err, out)
+		}
+	})
+	start := time.Now()
+	if out, err := h.script("up"); err != nil {
+		t.Fatalf("dockerhost.sh up %s: %v\n%s", name, err, out)
+	}
+	if out, err := h.script("layout"); err != nil {
+		t.Fatalf("dockerhost.sh layout %s: %v\n%s", name, err, out)
+	}
+	t.Logf("docker %s (%s, proxy %s) up with its layout in %s", version, backend, proxy, time.Since(start).Round(time.Second))
+	return h
+}
+
+// script runs a dockerhost.sh subcommand for the host.
+func (h *dockerHost) script(sub string, args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{script, sub, h.Name}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// docker runs the docker CLI against the host and returns stdout.
+func (h *dockerHost) docker(t *testing.T, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{script, "docker", h.Name}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// hostEnv is the environment of a command run for this host from the
+// root namespace: the host's iptables backend first in PATH and its own
+// xtables lock.
+func (h *dockerHost) hostEnv() []string {
+	return append(os.Environ(),
+		"PATH="+filepath.Join(h.State, "bin")+":"+os.Getenv("PATH"),
+		"XTABLES_LOCKFILE="+filepath.Join(h.State, "xtables.lock"))
+}
+
+// ipt runs a command inside the host's namespace with its backend.
+func (h *dockerHost) ipt(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("bash", append([]string{script, "ipt", h.Name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipt %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// iptscope runs the iptscope binary from the root namespace in the host's
+// environment and returns stdout, stderr and the exit code.
+func (h *dockerHost) iptscope(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(iptscopeBin, args...)
+	cmd.Env = h.hostEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running iptscope: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// collectBundle runs `iptscope collect --netns` for the host from the root
+// namespace and returns the bundle's path and bytes.
+func (h *dockerHost) collectBundle(t *testing.T) (string, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bundle.json")
+	start := time.Now()
+	_, stderr, code := h.iptscope(t, "collect", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "-o", path)
+	if code != 0 {
+		t.Fatalf("iptscope collect: exit %d: %s", code, stderr)
+	}
+	t.Logf("collect took %s", time.Since(start).Round(time.Millisecond))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, data
+}
+
+// inspect is the part of `docker inspect` the tests compare with.
+type inspect struct {
+	ID    string
+	Name  string
+	State struct {
+		Running bool
+		Pid     int
+	}
+	NetworkSettings struct {
+		Ports    map[string][]struct{ HostIp, HostPort string }
+		Networks map[string]struct {
+			NetworkID  string
+			IPAddress  string
+			MacAddress string
+		}
+	}
+}
+
+func (h *dockerHost) inspectContainers(t *testing.T) []inspect {
+	t.Helper()
+	ids := strings.Fields(string(h.docker(t, "ps", "-aq")))
+	require(t, len(ids) > 0, "the host has no containers")
+	var out []inspect
+	if err := json.Unmarshal(h.docker(t, append([]string{"inspect"}, ids...)...), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type netInspect struct {
+	ID       string
+	Name     string
+	Driver   string
+	Internal bool
+	Options  map[string]string
+	IPAM     struct{ Config []struct{ Subnet, Gateway string } }
+}
+
+func (h *dockerHost) inspectNetworks(t *testing.T) []netInspect {
+	t.Helper()
+	ids := strings.Fields(string(h.docker(t, "network", "ls", "-q")))
+	var out []netInspect
+	if err := json.Unmarshal(h.docker(t, append([]string{"network", "inspect"}, ids...)...), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// netnsInode is the inode of a namespace file, its identity.
+func netnsInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st fileStat
+	if err := statInode(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.ino
+}
+
+// proxiesIn lists the docker-proxy processes living in the namespace, by
+// reading /proc directly (independently of iptscope), as
+// "proto host-ip:host-port -> container-ip:container-port".
+func proxiesIn(t *testing.T, nsPath string) []string {
+	t.Helper()
+	want := netnsInode(t, nsPath)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	var out []string
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p + "/cmdline")
+		if err != nil || !bytes.Contains(cmdline, []byte("docker-proxy")) {
+			continue
+		}
+		var st fileStat
+		if statInode(p+"/ns/net", &st) != nil || st.ino != want {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		flag := map[string]string{}
+		for i := 0; i+1 < len(args); i++ {
+			if strings.HasPrefix(args[i], "-") {
+				flag[strings.TrimLeft(args[i], "-")] = args[i+1]
+			}
+		}
+		out = append(out, fmt.Sprintf("%s %s:%s -> %s:%s", flag["proto"], flag["host-ip"], flag["host-port"], flag["container-ip"], flag["container-port"]))
+	}
+	return out
+}

@@ -1,0 +1,315 @@
+// Package snapshot is the bundle `iptscope collect` writes and every check
+// reads: the iptables dumps of both backends and families, the links,
+// addresses, routes and neighbours of one network namespace, the sysctls
+// that matter to Docker, the docker-proxy processes and what the Docker
+// Engine API says. It is plain data: no exec, no files, no sockets.
+//
+// A part that could not be read records its own error (PartError, or the
+// Error field of RuleDump and Docker); a snapshot is never all-or-nothing.
+//
+// The iptables rules are stored as the exact `iptables-save -c` text (Raw)
+// and re-parsed by Load: the bundle stays small and loses nothing.
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/iptscope/iptscope/parse"
+)
+
+// Schema is the value of the "schema" field of every snapshot this
+// version writes and the only one Load accepts.
+const Schema = "iptscope.snapshot/v1"
+
+// ErrSchema is returned by Load for a document that is not a snapshot of
+// this schema version.
+var ErrSchema = errors.New("unsupported snapshot schema")
+
+// Backends and families used in RuleDump and DockerBackend.
+const (
+	BackendNFT    = "nft"
+	BackendLegacy = "legacy"
+	// BackendBoth: Docker's chains exist in both backends (typically a
+	// daemon switched from one to the other; the old rules still apply).
+	BackendBoth = "both"
+	// BackendNone: no backend holds a DOCKER, DOCKER-USER or
+	// DOCKER-FORWARD chain.
+	BackendNone = "none"
+
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
+
+// Snapshot is everything collected from one network namespace.
+type Snapshot struct {
+	Schema      string    `json:"schema"`
+	CollectedAt time.Time `json:"collected_at"`
+	Host        Host      `json:"host"`
+	// Rules holds one dump per (backend, family) that was tried.
+	Rules []RuleDump `json:"rules"`
+	// IptablesBackend is what `iptables` on PATH uses: "nft" or "legacy"
+	// (from `iptables -V`: "(nf_tables)" / "(legacy)"); "" if unknown.
+	IptablesBackend string `json:"iptables_backend"`
+	// DockerBackend is which backend holds Docker's chains: "nft",
+	// "legacy", "both" or "none".
+	DockerBackend string            `json:"docker_backend"`
+	Links         []Link            `json:"links"`
+	Addrs         []Addr            `json:"addrs"`
+	Routes        []Route           `json:"routes"`
+	Neighbors     []Neighbor        `json:"neighbors"`
+	Sysctls       map[string]Sysctl `json:"sysctls"`
+	Proxies       []Proxy           `json:"proxies"`
+	Docker        *Docker           `json:"docker,omitempty"`
+	Errors        []PartError       `json:"errors,omitempty"`
+}
+
+// Host identifies the machine and the network namespace.
+type Host struct {
+	Hostname      string `json:"hostname"`
+	KernelRelease string `json:"kernel_release"`
+	// NetNS is the name given (under /var/run/netns) or "" for the
+	// collector's own namespace; NetNSPath the path that was opened.
+	NetNS      string `json:"netns,omitempty"`
+	NetNSPath  string `json:"netns_path"`
+	NetNSInode uint64 `json:"netns_inode"`
+}
+
+// RuleDump is one `<family>-<backend>-save -c` output.
+type RuleDump struct {
+	Backend string `json:"backend"` // "nft" or "legacy"; "" = plain iptables-save
+	Family  string `json:"family"`  // "ipv4" or "ipv6"
+	// Raw is the save output exactly as the tool printed it.
+	Raw string `json:"raw"`
+	// Ruleset is Raw parsed; nil when Raw is empty or did not parse. Not
+	// serialised: Load re-parses Raw.
+	Ruleset *parse.Ruleset `json:"-"`
+	// Error says why the dump is missing or did not parse.
+	Error string `json:"error,omitempty"`
+}
+
+// Link is one network interface (`ip -d link`).
+type Link struct {
+	Name        string `json:"name"`
+	Index       int    `json:"index"`
+	Kind        string `json:"kind"` // "bridge", "veth", "device", "dummy", ...
+	Master      string `json:"master,omitempty"`
+	MasterIndex int    `json:"master_index,omitempty"`
+	OperState   string `json:"oper_state"`
+	Up          bool   `json:"up"` // IFF_UP (administratively up)
+	MAC         string `json:"mac,omitempty"`
+	MTU         int    `json:"mtu"`
+	// PeerIndex is the ifindex of a veth's peer (in the peer's namespace),
+	// PeerNetNSID the peer's namespace id as seen from this one (-1 or
+	// absent: same namespace or unknown).
+	PeerIndex   int  `json:"peer_index,omitempty"`
+	PeerNetNSID int  `json:"peer_netnsid,omitempty"`
+	Hairpin     bool `json:"hairpin,omitempty"` // bridge port in hairpin mode
+}
+
+// Addr is one interface address.
+type Addr struct {
+	Link   string `json:"link"`
+	Family string `json:"family"` // "ipv4" or "ipv6"
+	CIDR   string `json:"cidr"`   // "172.17.0.1/16"
+}
+
+// Route is one route of the main table.
+type Route struct {
+	Dst      string `json:"dst"` // "default" for the default route
+	Gateway  string `json:"gateway,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Table    int    `json:"table"`
+	Protocol string `json:"protocol,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+}
+
+// Neighbor is one ARP/NDP entry.
+type Neighbor struct {
+	Link  string `json:"link"`
+	IP    string `json:"ip"`
+	MAC   string `json:"mac,omitempty"`
+	State string `json:"state"`
+}
+
+// Sysctl is one value under /proc/sys. Present is false when the file does
+// not exist (net.bridge.* without br_netfilter): that is not "0".
+type Sysctl struct {
+	Value   string `json:"value"`
+	Present bool   `json:"present"`
+}
+
+// Proxy is one docker-proxy process in the namespace.
+type Proxy struct {
+	PID           int      `json:"pid"`
+	RSSBytes      int64    `json:"rss_bytes"`
+	Args          []string `json:"args"`
+	Proto         string   `json:"proto"`
+	HostIP        string   `json:"host_ip"`
+	HostPort      int      `json:"host_port"`
+	ContainerIP   string   `json:"container_ip"`
+	ContainerPort int      `json:"container_port"`
+	// UseListenFD: -use-listen-fd (28.0+: dockerd binds the socket).
+	UseListenFD bool `json:"use_listen_fd,omitempty"`
+}
+
+// Docker is what the Docker Engine API said. Error is set when the API
+// could not be reached or a call failed; what was read before stays.
+type Docker struct {
+	Host       string      `json:"host"`        // endpoint used, e.g. unix:///var/run/docker.sock
+	APIVersion string      `json:"api_version"` // negotiated version used in the URLs
+	Version    string      `json:"version"`     // server version, e.g. "20.10.24", "28.5.2"
+	Info       *DockerInfo `json:"info,omitempty"`
+	Networks   []Network   `json:"networks"`
+	Containers []Container `json:"containers"`
+	Error      string      `json:"error,omitempty"`
+}
+
+// Userland-proxy states in DockerInfo.UserlandProxy.
+const (
+	ProxyOn      = "on"
+	ProxyOff     = "off"
+	ProxyUnknown = "unknown"
+)
+
+// DockerInfo is the subset of GET /info that matters to the firewall.
+type DockerInfo struct {
+	ServerVersion string   `json:"server_version"`
+	Driver        string   `json:"driver"`
+	KernelVersion string   `json:"kernel_version"`
+	DockerRootDir string   `json:"docker_root_dir"`
+	Warnings      []string `json:"warnings,omitempty"`
+	// FirewallBackend is FirewallBackend.Driver (API 1.49+, Docker 28.1+):
+	// "iptables", "iptables+firewalld", "nftables", ...; "" before.
+	FirewallBackend string `json:"firewall_backend,omitempty"`
+	IPv4Forwarding  bool   `json:"ipv4_forwarding"`
+	// UserlandProxy is "on"/"off" when the daemon reports it (29.5+:
+	// EnableUserlandProxy), else "unknown": older APIs do not expose it.
+	UserlandProxy string `json:"userland_proxy"`
+}
+
+// Network is one Docker network.
+type Network struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// BridgeName (bridge driver): the com.docker.network.bridge.name
+	// option, else docker0 for the default "bridge" network, else
+	// "br-" + the first 12 characters of the ID.
+	BridgeName string            `json:"bridge_name,omitempty"`
+	Subnets    []string          `json:"subnets"`
+	Gateways   []string          `json:"gateways"`
+	Internal   bool              `json:"internal"`
+	EnableIPv6 bool              `json:"enable_ipv6"`
+	Options    map[string]string `json:"options,omitempty"`
+}
+
+// Container is one container (running or not).
+type Container struct {
+	ID         string        `json:"id"`
+	Name       string        `json:"name"`
+	Image      string        `json:"image"`
+	State      string        `json:"state"`
+	Running    bool          `json:"running"`
+	Pid        int           `json:"pid"`
+	SandboxKey string        `json:"sandbox_key,omitempty"`
+	Endpoints  []Endpoint    `json:"endpoints"`
+	Ports      []PortBinding `json:"ports"`
+	// Error says why part of the container could not be read (inspect
+	// failed, sandbox not readable).
+	Error string `json:"error,omitempty"`
+}
+
+// Endpoint is a container's attachment to one network.
+type Endpoint struct {
+	Network     string `json:"network"`
+	NetworkID   string `json:"network_id"`
+	IP          string `json:"ip"` // without prefix length
+	IPPrefixLen int    `json:"ip_prefix_len"`
+	IPv6        string `json:"ipv6,omitempty"`
+	MAC         string `json:"mac,omitempty"`
+	Gateway     string `json:"gateway,omitempty"`
+	// HostVeth is the host-side veth of this endpoint, found through the
+	// sandbox's interface peer index; "" when it could not be found.
+	HostVeth      string `json:"host_veth,omitempty"`
+	HostVethIndex int    `json:"host_veth_index,omitempty"`
+}
+
+// PortBinding is one published port.
+type PortBinding struct {
+	HostIP        string `json:"host_ip"`
+	HostPort      int    `json:"host_port"`
+	ContainerPort int    `json:"container_port"`
+	Proto         string `json:"proto"`
+}
+
+// PartError is a part of the snapshot that could not be read.
+type PartError struct {
+	Part  string `json:"part"` // "iptables", "netlink", "sysctl", "proxies", "docker", "netns", ...
+	Error string `json:"error"`
+}
+
+// Dump returns the dump for a backend and family, or nil. (The brief's
+// name, Rules, is taken by the field: Go allows no method of that name.)
+func (s *Snapshot) Dump(backend, family string) *RuleDump {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Rules {
+		if s.Rules[i].Backend == backend && s.Rules[i].Family == family {
+			return &s.Rules[i]
+		}
+	}
+	return nil
+}
+
+// AddError records a part error.
+func (s *Snapshot) AddError(part string, err error) {
+	if err != nil {
+		s.Errors = append(s.Errors, PartError{Part: part, Error: err.Error()})
+	}
+}
+
+// ParseRules parses every dump's Raw into its Ruleset. A dump that does not
+// parse keeps Ruleset nil and gets the parse error in Error (unless it
+// already had one). Idempotent.
+func (s *Snapshot) ParseRules() {
+	for i := range s.Rules {
+		d := &s.Rules[i]
+		d.Ruleset = nil
+		if d.Raw == "" {
+			continue
+		}
+		rs, err := parse.Parse([]byte(d.Raw))
+		if err != nil {
+			if d.Error == "" {
+				d.Error = fmt.Sprintf("parsing %s %s rules: %v", d.Backend, d.Family, err)
+			}
+			continue
+		}
+		d.Ruleset = rs
+	}
+}
+
+// Load decodes a snapshot, checks its schema (ErrSchema otherwise) and
+// re-parses every rule dump (see ParseRules; a dump that does not parse is
+// not an error of Load).
+func Load(data []byte) (*Snapshot, error) {
+	var probe struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err)
+	}
+	if probe.Schema != Schema {
+		return nil, fmt.Errorf("reading snapshot: schema %q: %w (want %q)", probe.Schema, ErrSchema, Schema)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err)
+	}
+	s.ParseRules()
+	return &s, nil
+}
