@@ -230,3 +230,52 @@ func TestDOTOfEveryFixtureRendersWithGraphviz(t *testing.T) {
 		})
 	}
 }
+
+func TestBundleGivesBackTheRulesOfEachBackend(t *testing.T) {
+	bundles, _ := filepath.Glob("../../fixtures/*/bundle.json")
+	if len(bundles) == 0 {
+		t.Fatal("no bundle fixtures under fixtures/*/bundle.json")
+	}
+	for _, b := range bundles {
+		dir := filepath.Dir(b)
+		for _, backend := range []string{"nft", "legacy"} {
+			for _, fam := range []struct{ flag, file string }{{"", "iptables-save"}, {"-6", "ip6tables-save"}} {
+				want, err := os.ReadFile(filepath.Join(dir, fam.file+"."+backend+".txt"))
+				if err != nil {
+					continue // captured before per-backend dumps were kept
+				}
+				name := filepath.Base(dir) + " " + backend + " " + fam.file
+				t.Run(name, func(t *testing.T) {
+					args := []string{"dump", "--from", b, "--backend", backend, "-o", "save"}
+					if fam.flag != "" {
+						args = append(args, fam.flag)
+					}
+					out, errOut, code := iptscope(t, "", args...)
+					if len(want) == 0 {
+						if code != exitUnknown || !strings.Contains(errOut, "empty") {
+							t.Errorf("empty dump: exit %d, stderr %s", code, errOut)
+						}
+						return
+					}
+					if code != 0 {
+						t.Fatalf("exit %d: %s", code, errOut)
+					}
+					if rulesOf(out) != rulesOf(string(want)) {
+						t.Errorf("bundle's %s rules differ from %s.%s.txt", backend, fam.file, backend)
+					}
+				})
+			}
+		}
+	}
+}
+
+// rulesOf drops "#" comment lines (they carry the time of each save).
+func rulesOf(save string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(save, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
