@@ -107,6 +107,9 @@ func TestLiveReadMatchesTheDump(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if len(data) == 0 {
+				return // backend-split captures: the host's iptables shows nothing
+			}
 			_, ns := netns(t)
 			// The binary `iptables-save` on PATH decides the backend; put a
 			// PATH folder first whose iptables-save is the fixture's backend.

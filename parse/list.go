@@ -27,22 +27,42 @@ import (
 // never panics.
 func ParseList(data []byte) (*Ruleset, error) {
 	p := &listParser{rs: &Ruleset{Format: FormatList}}
+	// Both whole-input scans are fast; lines are only checked one by one
+	// when something is wrong, so that the first bad line (or an earlier
+	// error) is the one reported.
+	p.checkLines = bytes.IndexByte(data, 0) >= 0 || !utf8.Valid(data)
 	n := 0
 	for len(data) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
+		// The input is copied a chunk of whole lines at a time, and every
+		// Rule.Raw, chain name and token is a substring of a chunk, so
+		// rows cost no copies of their own. Chunks rather than one copy of
+		// the whole input: a copy of many megabytes is slow to fault in.
+		end := len(data)
+		if end > listChunk {
+			if i := bytes.LastIndexByte(data[:listChunk], '\n'); i >= 0 {
+				end = i + 1
+			} else if i := bytes.IndexByte(data[listChunk:], '\n'); i >= 0 {
+				end = listChunk + i + 1
+			}
 		}
-		n++
-		if l := len(line); l > 0 && line[l-1] == '\r' {
-			// Pasted tickets often carry CRLF; -L output itself never does.
-			line = line[:l-1]
-			p.rs.CRLF = true
-		}
-		if err := p.line(n, line); err != nil {
-			return nil, err
+		s := string(data[:end])
+		data = data[end:]
+		for len(s) > 0 {
+			var line string
+			if i := strings.IndexByte(s, '\n'); i >= 0 {
+				line, s = s[:i], s[i+1:]
+			} else {
+				line, s = s, ""
+			}
+			n++
+			if l := len(line); l > 0 && line[l-1] == '\r' {
+				// Pasted tickets often carry CRLF; -L output itself never does.
+				line = line[:l-1]
+				p.rs.CRLF = true
+			}
+			if err := p.line(n, line); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if len(p.segs) == 0 {
@@ -54,16 +74,57 @@ func ParseList(data []byte) (*Ruleset, error) {
 	return p.rs, nil
 }
 
+// listChunk is how much of the input ParseList copies at a time (it
+// extends to the end of a longer line).
+const listChunk = 32 << 10
+
 // listParser is the state of one ParseList run.
 type listParser struct {
 	rs   *Ruleset
 	segs []*listSegment
 	cur  *listSegment
 	// cmd is the last pasted command line not yet applied to a Chain header.
-	cmd   *listCommand
-	cols  *listColumns
-	chain *Chain
-	seg   *listSegment // segment of chain
+	cmd     *listCommand
+	cols    listColumns
+	hasCols bool // cols holds the column header of chain
+	chain   *Chain
+	seg     *listSegment // segment of chain
+
+	// checkLines is set when the input holds NUL bytes or invalid UTF-8.
+	checkLines bool
+
+	// Buffers reused for every row: their contents are substrings of the
+	// input or constants, and are copied out before the next row.
+	spans   []span
+	vals    []string
+	toks    []token
+	words   []xword
+	scratch []token
+	ex      listExtras
+	arena   arena // slices of all rules
+
+	// Slabs: rules and counters are allocated in chunks, not one by one.
+	ruleSlab []Rule
+	ctrSlab  []Counters
+}
+
+func (p *listParser) newRule() *Rule {
+	if len(p.ruleSlab) == 0 {
+		p.ruleSlab = make([]Rule, slabSize)
+	}
+	r := &p.ruleSlab[0]
+	p.ruleSlab = p.ruleSlab[1:]
+	return r
+}
+
+func (p *listParser) newCounters(c Counters) *Counters {
+	if len(p.ctrSlab) == 0 {
+		p.ctrSlab = make([]Counters, slabSize)
+	}
+	ctr := &p.ctrSlab[0]
+	p.ctrSlab = p.ctrSlab[1:]
+	*ctr = c
+	return ctr
 }
 
 // listSegment is a run of chains that belong to one table: everything after
@@ -89,41 +150,42 @@ var hookIndex = map[ChainName]int{
 	ChainPrerouting: 0, ChainInput: 1, ChainForward: 2, ChainOutput: 3, ChainPostrouting: 4,
 }
 
-func (p *listParser) line(n int, line []byte) error {
-	if bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line) {
-		return newError(n, line, "binary data in iptables -L output")
+func (p *listParser) line(n int, line string) error {
+	if p.checkLines && (strings.IndexByte(line, 0) >= 0 || !utf8.ValidString(line)) {
+		return newError(n, []byte(line), "binary data in iptables -L output")
 	}
-	s := string(line)
-	trimmed := strings.TrimSpace(s)
+	trimmed := strings.TrimSpace(line)
 	switch {
 	case trimmed == "":
 		return nil
 	case strings.HasPrefix(trimmed, "Chain "):
 		return p.chainHeader(n, line, trimmed)
 	}
-	if cols, ok := parseListColumns(trimmed); ok {
-		if p.chain == nil {
-			return newError(n, line, "column header before any Chain header")
+	if mayBeColumns(trimmed) {
+		if cols, ok := parseListColumns(trimmed); ok {
+			if p.chain == nil {
+				return newError(n, []byte(line), "column header before any Chain header")
+			}
+			p.cols, p.hasCols = cols, true
+			return nil
 		}
-		p.cols = cols
-		return nil
 	}
 	var rowErr *Error
 	if p.chain != nil {
-		if p.cols == nil {
-			rowErr = newError(n, line, "rule before the column header of chain %s", p.chain.Name)
+		if !p.hasCols {
+			rowErr = newError(n, []byte(line), "rule before the column header of chain %s", p.chain.Name)
 		} else {
-			r, err := p.row(n, s)
+			r, err := p.row(n, line)
 			if err == nil {
 				p.chain.Rules = append(p.chain.Rules, r)
 				return nil
 			}
-			rowErr = newError(n, line, "%s", err.Error())
+			rowErr = newError(n, []byte(line), "%s", err.Error())
 		}
 	}
 	if cmd, ok := parseListCommand(trimmed); ok {
 		p.cmd = &cmd
-		p.cur, p.chain, p.cols = nil, nil, nil
+		p.cur, p.chain, p.hasCols = nil, nil, false
 		return nil
 	}
 	if isPromptOrComment(trimmed) {
@@ -132,12 +194,8 @@ func (p *listParser) line(n int, line []byte) error {
 	if rowErr != nil {
 		return rowErr
 	}
-	return newError(n, line, "text before any Chain header is not iptables -L output")
+	return newError(n, []byte(line), "text before any Chain header is not iptables -L output")
 }
-
-// isPromptOrComment is true for "# ..." comments (such as iptables-nft's
-// "# Warning: iptables-legacy tables present") and shell prompt lines
-// ("$ ...", "root@host:~# ...", "[root@host ~]# ...").
 func isPromptOrComment(s string) bool {
 	if s[0] == '#' || s[0] == '$' {
 		return true
@@ -204,18 +262,19 @@ func parseListCommand(s string) (listCommand, bool) {
 }
 
 // chainHeader handles "Chain NAME (policy P [N packets, M bytes])" and
+// chainHeader handles "Chain NAME (policy P [N packets, M bytes])" and
 // "Chain NAME (N references)".
-func (p *listParser) chainHeader(n int, line []byte, s string) error {
+func (p *listParser) chainHeader(n int, line string, s string) error {
 	rest := strings.TrimPrefix(s, "Chain ")
 	name, rest, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
 	if name == "" {
-		return newError(n, line, "chain header without a name")
+		return newError(n, []byte(line), "chain header without a name")
 	}
 	c := &Chain{Name: ChainName(name), References: -1, Line: n}
 	rest = strings.TrimSpace(rest)
 	if rest != "" {
 		if !strings.HasPrefix(rest, "(") || !strings.HasSuffix(rest, ")") {
-			return newError(n, line, "malformed chain header")
+			return newError(n, []byte(line), "malformed chain header")
 		}
 		f := strings.Fields(rest[1 : len(rest)-1])
 		switch {
@@ -225,23 +284,23 @@ func (p *listParser) chainHeader(n int, line []byte, s string) error {
 			if len(f) > 2 {
 				// "policy ACCEPT 12K packets, 3M bytes"
 				if len(f) != 6 || f[3] != "packets," || f[5] != "bytes" {
-					return newError(n, line, "malformed policy counters")
+					return newError(n, []byte(line), "malformed policy counters")
 				}
 				pk, ap, ok1 := parseListNum(f[2])
 				by, ab, ok2 := parseListNum(f[4])
 				if !ok1 || !ok2 {
-					return newError(n, line, "malformed policy counters")
+					return newError(n, []byte(line), "malformed policy counters")
 				}
 				c.Counters = &Counters{Packets: pk, Bytes: by, Approximate: ap || ab}
 			}
 		case len(f) == 2 && (f[1] == "references" || f[1] == "reference"):
 			refs, err := strconv.Atoi(f[0])
 			if err != nil || refs < 0 {
-				return newError(n, line, "malformed reference count")
+				return newError(n, []byte(line), "malformed reference count")
 			}
 			c.References = refs
 		default:
-			return newError(n, line, "malformed chain header")
+			return newError(n, []byte(line), "malformed chain header")
 		}
 	}
 	p.startChain(n, c)
@@ -275,7 +334,7 @@ func (p *listParser) startChain(n int, c *Chain) {
 	p.cur.names[c.Name] = true
 	p.cur.chains = append(p.cur.chains, c)
 	p.chain, p.seg = c, p.cur
-	p.cols = nil
+	p.hasCols = false
 }
 
 // finish names the segments and merges those of the same table.
@@ -299,8 +358,11 @@ func (p *listParser) finish() error {
 			if !c.Builtin && c.References < 0 && c.Name.IsBuiltin(name) {
 				c.Builtin = true
 			}
-			for _, r := range c.Rules {
-				r.Table = name
+			if !seg.explicit {
+				// Rows of an explicit segment got their table when read.
+				for _, r := range c.Rules {
+					r.Table = name
+				}
 			}
 			t.Chains = append(t.Chains, c)
 		}
@@ -310,11 +372,26 @@ func (p *listParser) finish() error {
 
 // Targets that only exist in one table, used to guess the table of
 // chains listed without a command line.
-var (
-	natOnlyTargets    = map[Target]bool{"DNAT": true, "SNAT": true, "MASQUERADE": true, "REDIRECT": true, "NETMAP": true}
-	mangleOnlyTargets = map[Target]bool{"MARK": true, "CONNMARK": true, "CHECKSUM": true, "TCPMSS": true, "TOS": true, "DSCP": true, "TTL": true, "HL": true, "ECN": true, "TPROXY": true, "CLASSIFY": true}
-	rawOnlyTargets    = map[Target]bool{"NOTRACK": true, "CT": true}
-)
+// Targets that only exist in one table, used to guess the table of
+// chains listed without a command line. Switches, not maps: they are asked
+// about every rule of such chains.
+func isNATOnlyTarget(t Target) bool {
+	switch t {
+	case "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP":
+		return true
+	}
+	return false
+}
+
+func isMangleOnlyTarget(t Target) bool {
+	switch t {
+	case "MARK", "CONNMARK", "CHECKSUM", "TCPMSS", "TOS", "DSCP", "TTL", "HL", "ECN", "TPROXY", "CLASSIFY":
+		return true
+	}
+	return false
+}
+
+func isRawOnlyTarget(t Target) bool { return t == "NOTRACK" || t == "CT" }
 
 // inferTable guesses the table of chains listed without a command line.
 // The set of built-in chains decides when it is complete:
@@ -336,9 +413,9 @@ func inferTable(chains []*Chain) TableName {
 			seen[c.Name] = true
 		}
 		for _, r := range c.Rules {
-			nat = nat || natOnlyTargets[r.Target]
-			mangle = mangle || mangleOnlyTargets[r.Target]
-			raw = raw || rawOnlyTargets[r.Target]
+			nat = nat || isNATOnlyTarget(r.Target)
+			mangle = mangle || isMangleOnlyTarget(r.Target)
+			raw = raw || isRawOnlyTarget(r.Target)
 		}
 	}
 	has := func(t TableName) bool {
@@ -375,15 +452,23 @@ type listColumns struct {
 	num, counters, opt, iface bool
 }
 
+// mayBeColumns is a cheap test every row goes through before
+// parseListColumns: a column header's first word is one of these.
+func mayBeColumns(s string) bool {
+	return strings.HasPrefix(s, "target") || strings.HasPrefix(s, "pkts") ||
+		strings.HasPrefix(s, "num") || strings.HasPrefix(s, "bytes")
+}
+
+var listColumnNames = [...]string{"num", "pkts", "bytes", "target", "prot", "opt", "in", "out", "source", "destination"}
+
 // parseListColumns recognises " pkts bytes target prot opt in out source
 // destination", with "num" in front for --line-numbers and without
 // pkts/bytes/in/out when -v was not given.
-func parseListColumns(s string) (*listColumns, bool) {
+func parseListColumns(s string) (listColumns, bool) {
 	f := strings.Fields(s)
-	want := []string{"num", "pkts", "bytes", "target", "prot", "opt", "in", "out", "source", "destination"}
-	c := &listColumns{}
+	var c listColumns
 	i := 0
-	for _, w := range want {
+	for _, w := range listColumnNames {
 		if i < len(f) && f[i] == w {
 			i++
 			switch w {
@@ -400,11 +485,11 @@ func parseListColumns(s string) (*listColumns, bool) {
 		}
 		switch w {
 		case "target", "prot", "source", "destination":
-			return nil, false
+			return listColumns{}, false
 		case "bytes", "out":
 			// "pkts" without "bytes", "in" without "out".
 			if (w == "bytes" && c.counters) || (w == "out" && c.iface) {
-				return nil, false
+				return listColumns{}, false
 			}
 		}
 	}
@@ -414,10 +499,10 @@ func parseListColumns(s string) (*listColumns, bool) {
 // span is a whitespace-separated field of a row.
 type span struct{ start, end int }
 
-// rowFields splits the first max fields of s and returns them with the
-// offset where the rest begins.
-func rowFields(s string, max int) []span {
-	out := make([]span, 0, max)
+// rowFields splits the first max fields of s into out (reused) and returns
+// them.
+func rowFields(out []span, s string, max int) []span {
+	out = out[:0]
 	i := 0
 	for len(out) < max {
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
@@ -440,6 +525,15 @@ type rowError string
 
 func (e rowError) Error() string { return string(e) }
 
+// rowLayout says which of the target and opt columns a row fills.
+type rowLayout struct{ target, opt bool }
+
+// The layouts row tries, in order, with and without an opt column header.
+var (
+	layoutsOpt   = [...]rowLayout{{true, true}, {false, true}, {true, false}, {false, false}}
+	layoutsNoOpt = [...]rowLayout{{true, false}, {false, false}}
+)
+
 // row parses one rule line under the current column header.
 //
 // The target column is blank for a rule without -j, and ip6tables before
@@ -449,7 +543,7 @@ func (e rowError) Error() string { return string(e) }
 // offsets cannot be used alone: a long target, interface or -x counter
 // pushes the rest of the row to the right.
 func (p *listParser) row(n int, s string) (*Rule, error) {
-	c := p.cols
+	c := &p.cols
 	lead := 0
 	if c.num {
 		lead++
@@ -464,19 +558,21 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 	if c.iface {
 		fixed += 2
 	}
-	f := rowFields(s, lead+fixed)
+	f := rowFields(p.spans, s, lead+fixed)
+	p.spans = f
 	field := func(i int) string { return s[f[i].start:f[i].end] }
-	r := &Rule{Chain: p.chain.Name, Raw: s, Line: n, Position: len(p.chain.Rules) + 1}
 	if len(f) < lead {
 		return nil, rowError("rule does not fit the columns")
 	}
+	position := len(p.chain.Rules) + 1
+	var ctrs Counters
 	k := 0
 	if c.num {
 		pos, err := strconv.Atoi(field(0))
 		if err != nil || pos <= 0 {
 			return nil, rowError("rule number is not a number")
 		}
-		r.Position = pos
+		position = pos
 		k++
 	}
 	if c.counters {
@@ -485,16 +581,15 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 		if !ok1 || !ok2 {
 			return nil, rowError("rule counters are not numbers")
 		}
-		r.Counters = &Counters{Packets: pk, Bytes: by, Approximate: ap || ab}
+		ctrs = Counters{Packets: pk, Bytes: by, Approximate: ap || ab}
 		k += 2
 	}
-	type layout struct{ target, opt bool }
-	layouts := []layout{{true, c.opt}, {false, c.opt}}
+	layouts := layoutsNoOpt[:]
 	if c.opt {
-		layouts = append(layouts, layout{true, false}, layout{false, false})
+		layouts = layoutsOpt[:]
 	}
 	found := false
-	var vals []string
+	vals := p.vals[:0]
 	for _, l := range layouts {
 		need := fixed
 		if !l.target {
@@ -525,6 +620,7 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 			break
 		}
 	}
+	p.vals = vals
 	if !found {
 		return nil, rowError("rule does not fit the columns")
 	}
@@ -539,59 +635,29 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 	if c.iface {
 		in, out, src, dst = vals[3], vals[4], vals[5], vals[6]
 	}
-	toks := make([]token, 0, 24)
-	add := func(neg bool, ws ...string) {
-		if neg {
-			toks = append(toks, token{text: "!"})
-		}
-		for _, w := range ws {
-			toks = append(toks, token{text: w})
-		}
-	}
-	addAddr := func(flag, a string) {
-		neg := strings.HasPrefix(a, "!")
-		a = strings.TrimPrefix(a, "!")
-		if a == "0.0.0.0/0" || a == "::/0" || a == "anywhere" {
-			return
-		}
-		if !strings.Contains(a, "/") {
-			if strings.Contains(a, ":") {
-				a += "/128"
-			} else {
-				a += "/32"
-			}
-		}
-		add(neg, flag, a)
-	}
-	addIface := func(flag, v string) {
-		if v == "*" || v == "" {
-			return
-		}
-		neg := strings.HasPrefix(v, "!")
-		add(neg, flag, strings.TrimPrefix(v, "!"))
-	}
-	addAddr("-s", src)
-	addAddr("-d", dst)
-	addIface("-i", in)
-	addIface("-o", out)
+	toks := p.toks[:0]
+	toks = appendAddr(toks, "-s", src)
+	toks = appendAddr(toks, "-d", dst)
+	toks = appendIface(toks, "-i", in)
+	toks = appendIface(toks, "-o", out)
 	pneg := strings.HasPrefix(prot, "!")
 	prot = strings.ToLower(strings.TrimPrefix(prot, "!"))
-	if name, ok := protoNames[prot]; ok {
+	if name, ok := protoName(prot); ok {
 		prot = name
 	}
 	if prot != "" && prot != "all" && prot != "0" {
-		add(pneg, "-p", prot)
+		toks = appendWords(toks, pneg, "-p", prot)
 	}
 	if opt == "-f" || opt == "!f" {
-		add(opt[0] == '!', "-f")
+		toks = appendWords(toks, opt[0] == '!', "-f")
 	}
-	ex := parseListExtras(rest, Target(target))
+	ex := p.parseListExtras(rest, Target(target))
 	toks = append(toks, ex.matches...)
 	if target != "" {
 		if ex.gotoTarget {
-			add(false, "-g", target)
+			toks = appendWords(toks, false, "-g", target)
 		} else {
-			add(false, "-j", target)
+			toks = appendWords(toks, false, "-j", target)
 		}
 		toks = append(toks, ex.targetOpts...)
 	} else {
@@ -599,19 +665,98 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 			ex.unknown = append(ex.unknown, t.text)
 		}
 	}
-	if err := parseRuleTokens(r, toks); err != nil {
+	p.toks = toks
+	r := p.newRule()
+	r.Chain, r.Raw, r.Line, r.Position = p.chain.Name, s, n, position
+	if p.seg.explicit {
+		r.Table = p.seg.table // else finish sets it
+	}
+	if c.counters {
+		r.Counters = p.newCounters(ctrs)
+	}
+	if err := parseRuleTokensIn(&p.arena, r, toks); err != nil {
 		return nil, rowError("rule options: " + err.Error())
 	}
 	r.Unparsed = append(r.Unparsed, ex.unknown...)
 	return r, nil
 }
 
-// protoNames maps the protocol numbers iptables 1.8.9 prints under -n to
+// appendWords appends ws as tokens, after a "!" when neg is set.
+func appendWords(toks []token, neg bool, ws ...string) []token {
+	if neg {
+		toks = append(toks, token{text: "!"})
+	}
+	for _, w := range ws {
+		toks = append(toks, token{text: w})
+	}
+	return toks
+}
+
+// appendAddr appends "-s ADDR" (or -d) unless a is "anywhere"; -L prints a
+// host address without the /32 (/128) that iptables-save prints.
+func appendAddr(toks []token, flag, a string) []token {
+	neg := strings.HasPrefix(a, "!")
+	a = strings.TrimPrefix(a, "!")
+	if a == "0.0.0.0/0" || a == "::/0" || a == "anywhere" {
+		return toks
+	}
+	if !strings.Contains(a, "/") {
+		if strings.Contains(a, ":") {
+			a += "/128"
+		} else {
+			a += "/32"
+		}
+	}
+	return appendWords(toks, neg, flag, a)
+}
+
+// appendIface appends "-i IFACE" (or -o) unless v is "*" or blank.
+func appendIface(toks []token, flag, v string) []token {
+	if v == "*" || v == "" {
+		return toks
+	}
+	neg := strings.HasPrefix(v, "!")
+	return appendWords(toks, neg, flag, strings.TrimPrefix(v, "!"))
+}
+
+// protoName maps the protocol numbers iptables 1.8.9 prints under -n to
 // the names iptables-save prints (from /etc/protocols).
-var protoNames = map[string]string{
-	"1": "icmp", "2": "igmp", "4": "ipencap", "6": "tcp", "17": "udp", "33": "dccp",
-	"41": "ipv6", "47": "gre", "50": "esp", "51": "ah", "58": "ipv6-icmp",
-	"89": "ospf", "112": "vrrp", "132": "sctp", "136": "udplite", "icmpv6": "ipv6-icmp",
+func protoName(p string) (string, bool) {
+	switch p {
+	case "1":
+		return "icmp", true
+	case "2":
+		return "igmp", true
+	case "4":
+		return "ipencap", true
+	case "6":
+		return "tcp", true
+	case "17":
+		return "udp", true
+	case "33":
+		return "dccp", true
+	case "41":
+		return "ipv6", true
+	case "47":
+		return "gre", true
+	case "50":
+		return "esp", true
+	case "51":
+		return "ah", true
+	case "58":
+		return "ipv6-icmp", true
+	case "89":
+		return "ospf", true
+	case "112":
+		return "vrrp", true
+	case "132":
+		return "sctp", true
+	case "136":
+		return "udplite", true
+	case "icmpv6":
+		return "ipv6-icmp", true
+	}
+	return "", false
 }
 
 // rowShapeOK checks the fixed fields target prot opt [in out] src dst.
@@ -653,13 +798,28 @@ func isOptShape(s string) bool {
 
 func isIfaceShape(s string) bool {
 	s = strings.TrimPrefix(s, "!")
-	return s != "" && !strings.ContainsAny(s, "/:")
+	if s == "" {
+		return false
+	}
+	// A loop, not strings.ContainsAny: this runs twice per row.
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' || s[i] == ':' {
+			return false
+		}
+	}
+	return true
 }
 
 func isAddrShape(s string) bool {
 	s = strings.TrimPrefix(s, "!")
 	if s == "anywhere" {
 		return true
+	}
+	if strings.IndexByte(s, '/') < 0 {
+		// Not a prefix (netip.ParsePrefix needs the '/'): skip its failure,
+		// which allocates an error, for the common host address.
+		_, err := netip.ParseAddr(s)
+		return err == nil
 	}
 	if _, err := netip.ParsePrefix(s); err == nil {
 		return true
@@ -728,8 +888,9 @@ type xword struct {
 	quoted  bool
 }
 
-func splitExtras(s string) []xword {
-	var out []xword
+// splitExtras splits s into out (reused) and returns it.
+func splitExtras(out []xword, s string) []xword {
+	out = out[:0]
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -777,6 +938,22 @@ var tcpFlagNames = []struct {
 	bit  uint64
 }{{"FIN", 0x01}, {"SYN", 0x02}, {"RST", 0x04}, {"PSH", 0x08}, {"ACK", 0x10}, {"URG", 0x20}}
 
+// tcpFlagSets holds the rendering of every 6-bit flag mask, so that rows
+// do not build the same few strings again and again.
+var tcpFlagSets = func() (t [64]string) {
+	for v := range t {
+		var names []string
+		for _, f := range tcpFlagNames {
+			if uint64(v)&f.bit != 0 {
+				names = append(names, f.name)
+			}
+		}
+		t[v] = strings.Join(names, ",")
+	}
+	t[0], t[0x3f] = "NONE", "ALL"
+	return t
+}()
+
 // tcpFlags renders a -L flag mask ("0x17") as iptables-save does
 // ("FIN,SYN,RST,ACK", "ALL", "NONE").
 func tcpFlags(hex string) (string, bool) {
@@ -784,19 +961,7 @@ func tcpFlags(hex string) (string, bool) {
 	if err != nil || !strings.HasPrefix(hex, "0x") {
 		return "", false
 	}
-	switch v & 0x3f {
-	case 0:
-		return "NONE", true
-	case 0x3f:
-		return "ALL", true
-	}
-	var names []string
-	for _, f := range tcpFlagNames {
-		if v&f.bit != 0 {
-			names = append(names, f.name)
-		}
-	}
-	return strings.Join(names, ","), true
+	return tcpFlagSets[v&0x3f], true
 }
 
 // xmark turns MARK/CONNMARK -L wording into the --set-xmark value
@@ -823,12 +988,39 @@ func xmark(op, v string) (string, bool) {
 	return "", false
 }
 
-// conntrackKeys are the conntrack match options iptables -L prints as
-// "ctstate X", "ctorigdst X", ... (save: --ctstate X, --ctorigdst X).
-var conntrackKeys = map[string]bool{
-	"ctstate": true, "ctproto": true, "ctorigsrc": true, "ctorigdst": true, "ctreplsrc": true,
-	"ctrepldst": true, "ctorigsrcport": true, "ctorigdstport": true, "ctreplsrcport": true,
-	"ctrepldstport": true, "ctstatus": true, "ctexpire": true, "ctdir": true,
+// conntrackOption maps the conntrack match keys iptables -L prints as
+// "ctstate X", "ctorigdst X", ... to their save options (--ctstate X,
+// --ctorigdst X); "" for any other word.
+func conntrackOption(key string) string {
+	switch key {
+	case "ctstate":
+		return "--ctstate"
+	case "ctproto":
+		return "--ctproto"
+	case "ctorigsrc":
+		return "--ctorigsrc"
+	case "ctorigdst":
+		return "--ctorigdst"
+	case "ctreplsrc":
+		return "--ctreplsrc"
+	case "ctrepldst":
+		return "--ctrepldst"
+	case "ctorigsrcport":
+		return "--ctorigsrcport"
+	case "ctorigdstport":
+		return "--ctorigdstport"
+	case "ctreplsrcport":
+		return "--ctreplsrcport"
+	case "ctrepldstport":
+		return "--ctrepldstport"
+	case "ctstatus":
+		return "--ctstatus"
+	case "ctexpire":
+		return "--ctexpire"
+	case "ctdir":
+		return "--ctdir"
+	}
+	return ""
 }
 
 // logLevels maps syslog level names (LOG without -n) to numbers.
@@ -839,13 +1031,16 @@ var logLevels = map[string]string{
 
 // parseListExtras converts the extra column of a row (match and target
 // printouts, in that order) into save tokens. What it does not recognise
-// goes, word by word and verbatim, to unknown.
-func parseListExtras(s string, target Target) listExtras {
-	var ex listExtras
+// goes, word by word and verbatim, to unknown. The result lives in p's
+// buffers until the next row.
+func (p *listParser) parseListExtras(s string, target Target) *listExtras {
+	ex := &p.ex
+	ex.matches, ex.targetOpts, ex.unknown, ex.gotoTarget = ex.matches[:0], ex.targetOpts[:0], ex.unknown[:0], false
 	if s == "" {
 		return ex
 	}
-	w := splitExtras(s)
+	w := splitExtras(p.words, s)
+	p.words = w
 	at := func(i int) string {
 		if i < len(w) && !w[i].comment {
 			return w[i].text
@@ -897,7 +1092,7 @@ func parseListExtras(s string, target Target) listExtras {
 				consumed = 1
 			case "tcp", "udp", "udplite", "sctp", "dccp":
 				j := i + 1
-				var opts []token
+				opts := p.scratch[:0]
 				ok := true
 				for ok && j < len(w) && !w[j].comment {
 					k, v, has := strings.Cut(w[j].text, ":")
@@ -954,6 +1149,7 @@ func parseListExtras(s string, target Target) listExtras {
 				}
 				m(false, "-m", x.text)
 				ex.matches = append(ex.matches, opts...)
+				p.scratch = opts
 				consumed = j - i
 			case "icmptype", "ipv6-icmptype":
 				// "icmptype 8", "icmptype 3 code 1" (save: --icmp-type 3/1).
@@ -1010,14 +1206,14 @@ func parseListExtras(s string, target Target) listExtras {
 					if v := at(j); v != "" {
 						v, b := bang(v)
 						m(false, "-m", "multiport")
-						m(n || b, "--"+dir, v)
+						m(n || b, multiportOption(dir), v)
 						consumed = j + 1 - i
 					}
 				}
 			case "ADDRTYPE":
 				if at(i+1) == "match" {
 					j := i + 2
-					var opts []token
+					opts := p.scratch[:0]
 					for j < len(w) {
 						switch k := at(j); k {
 						case "src-type", "dst-type":
@@ -1029,7 +1225,7 @@ func parseListExtras(s string, target Target) listExtras {
 							if n {
 								opts = append(opts, token{text: "!"})
 							}
-							opts = append(opts, token{text: "--" + k}, token{text: v})
+							opts = append(opts, token{text: addrtypeOption(k)}, token{text: v})
 							j += 2
 							continue
 						case "limit-in":
@@ -1048,6 +1244,7 @@ func parseListExtras(s string, target Target) listExtras {
 						ex.matches = append(ex.matches, opts...)
 						consumed = j - i
 					}
+					p.scratch = opts
 				}
 			case "state":
 				if v := at(i + 1); v != "" {
@@ -1090,7 +1287,7 @@ func parseListExtras(s string, target Target) listExtras {
 					}
 				}
 			case "recent:":
-				consumed = listRecent(w, i, neg, &ex)
+				consumed = listRecent(w, i, neg, ex)
 			case "limit:":
 				// "limit: avg 3/min burst 5" (1.8.9), "limit: up to 3/min burst 5"
 				// (1.8.10+). iptables-save omits the default burst of 5.
@@ -1136,7 +1333,11 @@ func parseListExtras(s string, target Target) listExtras {
 					}
 					if v := at(j); v != "" {
 						m(false, "-m", "owner")
-						m(n, "--"+strings.ToLower(kind[:1])+"id-owner", v)
+						opt := "--uid-owner"
+						if kind == "GID" {
+							opt = "--gid-owner"
+						}
+						m(n, opt, v)
 						consumed = j + 1 - i
 					}
 				}
@@ -1154,7 +1355,7 @@ func parseListExtras(s string, target Target) listExtras {
 				}
 			case "random", "random-fully", "persistent":
 				if target == TargetDNAT || target == TargetSNAT || target == TargetMasquerade || target == TargetRedirect {
-					t(false, "--"+x.text)
+					t(false, natFlagOption(x.text))
 					consumed = 1
 				}
 			case "MARK", "CONNMARK":
@@ -1178,33 +1379,34 @@ func parseListExtras(s string, target Target) listExtras {
 					consumed = 3
 				}
 			case "LOG":
-				consumed = listLog(w, i, target, &ex)
+				consumed = listLog(w, i, target, ex)
 			default:
-				if conntrackKeys[x.text] {
+				if conntrackOption(x.text) != "" {
 					// Consecutive ct* keys (each possibly after "!") are one
 					// conntrack match.
 					j := i
 					n := neg
-					var opts []token
+					opts := p.scratch[:0]
 					for {
 						key := at(j)
-						if key == "!" && conntrackKeys[at(j+1)] {
+						if key == "!" && conntrackOption(at(j+1)) != "" {
 							n, j = true, j+1
 							key = at(j)
 						}
-						if !conntrackKeys[key] || at(j+1) == "" {
+						if conntrackOption(key) == "" || at(j+1) == "" {
 							break
 						}
 						if n {
 							opts = append(opts, token{text: "!"})
 						}
-						opts = append(opts, token{text: "--" + key}, token{text: at(j + 1)})
+						opts = append(opts, token{text: conntrackOption(key)}, token{text: at(j + 1)})
 						n = false
 						j += 2
 					}
 					if len(opts) > 0 {
 						m(false, "-m", "conntrack")
 						ex.matches = append(ex.matches, opts...)
+						p.scratch = opts
 						consumed = j - i
 						neg = false
 					}
@@ -1252,13 +1454,21 @@ func listRecent(w []xword, i int, neg bool, ex *listExtras) int {
 		}
 		return ""
 	}
-	modes := map[string]string{"SET": "--set", "CHECK": "--rcheck", "UPDATE": "--update", "REMOVE": "--remove"}
 	j := i + 1
 	if at(j) == "!" {
 		neg, j = true, j+1
 	}
-	mode, ok := modes[at(j)]
-	if !ok {
+	var mode string
+	switch at(j) {
+	case "SET":
+		mode = "--set"
+	case "CHECK":
+		mode = "--rcheck"
+	case "UPDATE":
+		mode = "--update"
+	case "REMOVE":
+		mode = "--remove"
+	default:
 		return 0
 	}
 	j++
@@ -1374,13 +1584,50 @@ func listLog(w []xword, i int, target Target, ex *listExtras) int {
 	if level != "" && level != "4" {
 		ex.targetOpts = append(ex.targetOpts, token{text: "--log-level"}, token{text: level})
 	}
-	for _, f := range []struct {
-		bit  uint64
-		name string
-	}{{0x01, "--log-tcp-sequence"}, {0x02, "--log-tcp-options"}, {0x04, "--log-ip-options"}, {0x08, "--log-uid"}, {0x20, "--log-macdecode"}} {
+	for _, f := range logFlagOptions {
 		if flags&f.bit != 0 {
 			ex.targetOpts = append(ex.targetOpts, token{text: f.name})
 		}
 	}
 	return j - i
+}
+
+// logFlagOptions are the LOG flag bits and their save options, in
+// iptables-save's order.
+var logFlagOptions = [...]struct {
+	bit  uint64
+	name string
+}{{0x01, "--log-tcp-sequence"}, {0x02, "--log-tcp-options"}, {0x04, "--log-ip-options"}, {0x08, "--log-uid"}, {0x20, "--log-macdecode"}}
+
+// multiportOption is the save option of a multiport direction word
+// ("dports", "sports" or "ports").
+func multiportOption(dir string) string {
+	switch dir {
+	case "dports":
+		return "--dports"
+	case "sports":
+		return "--sports"
+	}
+	return "--ports"
+}
+
+// addrtypeOption is the save option of an addrtype key ("src-type" or
+// "dst-type").
+func addrtypeOption(k string) string {
+	if k == "src-type" {
+		return "--src-type"
+	}
+	return "--dst-type"
+}
+
+// natFlagOption is the save option of a NAT flag word ("random",
+// "random-fully" or "persistent").
+func natFlagOption(w string) string {
+	switch w {
+	case "random":
+		return "--random"
+	case "random-fully":
+		return "--random-fully"
+	}
+	return "--persistent"
 }

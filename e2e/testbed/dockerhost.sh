@@ -18,10 +18,31 @@
 #   dockerhost.sh ipt NAME CMD ARGS...  run an iptables-family command (or any command) inside
 #                                       NAME's netns with its backend and xtables lock
 #   dockerhost.sh env NAME              print the host's recorded settings (shell syntax)
+#   dockerhost.sh snapshot NAME         record the current rules (both backends, both families)
+#                                       and sysctls as the state "heal" returns to ("layout" and
+#                                       "admin-rules" take one; "break" takes one if none exists)
+#   dockerhost.sh break NAME KIND       put the host in a broken state users meet (see KINDS)
+#   dockerhost.sh heal NAME             restore the snapshot, undo "break", verify rules + probe
+#   dockerhost.sh admin-rules NAME      add an admin's DOCKER-USER rule and chain ADMIN-CHAIN
+#                                       (jumped to from INPUT), then re-take the snapshot
+#
+# KINDS (each applied inside NAME's netns with its backend and xtables lock):
+#   nat-docker-flushed       iptables -t nat -F DOCKER
+#   nat-docker-deleted       delete every nat jump to DOCKER, flush and delete nat DOCKER
+#   prerouting-jump-deleted  iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+#   ip-forward-off           sysctl net.ipv4.ip_forward=0
+#   stale-dnat               Docker's 8080 DNAT rule, pointing at 172.17.0.250:80, inserted at
+#                            the top of nat DOCKER (shadows the real one)
+#   firewall-reload          per family and existing table: -F, -X, policies ACCEPT
+#   backend-split            rules untouched; capture/collect then see an iptables on PATH that
+#                            uses the other backend (HOST_BACKEND in "env" vs DAEMON_BACKEND)
+#   legacy-leftovers         Docker's nat+filter rules also restored into the other backend
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
 # $TESTBED_ROOT/.cache/docker-sid), NETX (third octet of 198.18.X.0/30, default derived
 # from NAME), WAIT_SECS (daemon/port wait, default 60), KEEP_STATE=1 (down keeps the state dir).
+# capture: PROBES (probe rounds before the dumps, default 2), IPTSCOPE_BIN (an iptscope binary
+# for bundle.json; default: built once from this repo into the state dir; IPTSCOPE_BIN=none skips).
 #
 # What a host is:
 #
@@ -71,6 +92,8 @@ set_host() {
 	# Why not under $STATE: 20.10's libnetwork puts a unix socket named after a 64-hex
 	# controller id under EXEC_ROOT/libnetwork/, and sun_path holds only 108 bytes.
 	EXEC_ROOT=/run/iptscope/$NAME
+	SNAP=$STATE/healthy
+	BREAK_FILE=$STATE/break
 }
 
 # load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, NETX, SID_DIR).
@@ -79,6 +102,15 @@ load_env() {
 		# shellcheck disable=SC1091
 		source "$STATE/env"
 	fi
+	# What "break" recorded: BREAK (kinds applied since the last heal), DAEMON_BACKEND (what
+	# dockerd writes to) and HOST_BACKEND (what the iptables on the captures' PATH uses).
+	BREAK="" DAEMON_BACKEND=${BACKEND:-} HOST_BACKEND=${BACKEND:-}
+	if [[ -f $BREAK_FILE ]]; then
+		# shellcheck disable=SC1090
+		source "$BREAK_FILE"
+	fi
+	HOSTBIN=$BIN
+	if [[ -n ${BACKEND:-} && $HOST_BACKEND != "$BACKEND" ]]; then HOSTBIN=$STATE/bin-$HOST_BACKEND; fi
 }
 
 require_up() {
@@ -94,6 +126,12 @@ client_ip() { echo "198.18.$NETX.2"; }
 # nsenter, not "ip netns exec": the latter remounts /sys, which breaks dockerd.
 in_host() {
 	env PATH="$BIN:$SYS_PATH" XTABLES_LOCKFILE="$LOCKFILE" nsenter --net="$NETNS" "$@"
+}
+
+# in_view CMD...: like in_host, but with the iptables the host's admin sees on PATH (differs
+# from the daemon's only after "break NAME backend-split").
+in_view() {
+	env PATH="$HOSTBIN:$SYS_PATH" XTABLES_LOCKFILE="$LOCKFILE" nsenter --net="$NETNS" "$@"
 }
 
 # in_client CMD...: runs CMD inside the client netns.
@@ -189,18 +227,24 @@ setup_netns() {
 	ip -n "$CNAME" route replace default via "$(host_ip)"
 }
 
-setup_bin() {
-	mkdir -p "$BIN"
-	local variant=$BACKEND t
-	# Docker runs the first iptables in PATH; so do our captures.
-	local fam suf
+# link_iptables DIR VARIANT: DIR/iptables* and DIR/ip6tables* -> /usr/sbin/*-VARIANT*.
+link_iptables() {
+	local dir=$1 variant=$2 fam suf t
+	mkdir -p "$dir"
 	for fam in iptables ip6tables; do
 		for suf in "" -save -restore; do
 			t=/usr/sbin/$fam-$variant$suf
 			[[ -x $t ]] || die "$t missing (apt-get install iptables)"
-			ln -sfn "$t" "$BIN/$fam$suf"
+			ln -sfn "$t" "$dir/$fam$suf"
 		done
 	done
+}
+
+setup_bin() {
+	mkdir -p "$BIN"
+	local t
+	# Docker runs the first iptables in PATH; so do our captures.
+	link_iptables "$BIN" "$BACKEND"
 	if [[ $DOCKER == 28.5 ]]; then
 		for t in dockerd docker-proxy containerd containerd-shim-runc-v2 ctr docker runc; do
 			ln -sfn "$SID_DIR/bin/$t" "$BIN/$t"
@@ -391,6 +435,7 @@ cmd_layout() {
 	for ((i = 0; i < WAIT_SECS; i++)); do
 		if probe_all >/dev/null 2>&1; then
 			log "layout $NAME: all published ports answer"
+			[[ -n $BREAK ]] || take_snapshot
 			return 0
 		fi
 		sleep 1
@@ -413,9 +458,10 @@ http_get() {
 }
 
 # probe_all: prints "port=P answered=yes|no from=client|host url=U expect=yes|no" per port,
-# returns 1 if a port that should answer did not.
+# returns 1 if a port that should answer did not. "expect" is what a healthy host does.
+# The checks run concurrently (a broken port costs a 2 s connect timeout each).
 probe_all() {
-	local rc=0 p ans url
+	local rc=0 i tmp
 	local -a checks=(
 		"8080 client http://$(host_ip):8080/ yes"
 		"7000 client http://$(host_ip):7000/ yes"
@@ -426,13 +472,24 @@ probe_all() {
 		# Published on 127.0.0.1 only: must not answer from outside.
 		"9090 client http://$(host_ip):9090/ no"
 	)
-	local line port from expect
-	for line in "${checks[@]}"; do
-		read -r port from url expect <<<"$line"
-		if http_get "$from" "$url" 2>/dev/null; then ans=yes; else ans=no; fi
-		echo "port=$port answered=$ans from=$from url=$url expect=$expect"
-		[[ $ans == "$expect" ]] || rc=1
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/dockerhost-probe.XXXXXX")
+	local -a pids=()
+	for i in "${!checks[@]}"; do
+		(
+			read -r port from url expect <<<"${checks[$i]}"
+			if http_get "$from" "$url" 2>/dev/null; then ans=yes; else ans=no; fi
+			echo "port=$port answered=$ans from=$from url=$url expect=$expect" >"$tmp/$i"
+		) &
+		pids+=($!)
 	done
+	for i in "${pids[@]}"; do wait "$i" || true; done
+	local line
+	for i in "${!checks[@]}"; do
+		line=$(cat "$tmp/$i" 2>/dev/null || echo "${checks[$i]} probe-failed")
+		echo "$line"
+		[[ $line =~ answered=([a-z]+).*expect=([a-z]+) && ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]] || rc=1
+	done
+	rm -rf "$tmp"
 	return $rc
 }
 
@@ -454,14 +511,28 @@ cmd_capture() {
 	mkdir -p "$out"
 	out=$(readlink -f "$out")
 	# Traffic first, so that the counters in the dumps are not all zero.
-	probe_all >"$out/probe.txt" || log "capture $NAME: warning: some ports did not answer as expected (see $out/probe.txt)"
-	probe_all >/dev/null || true
-	in_host iptables-save -c >"$out/iptables-save.txt"
-	in_host ip6tables-save -c >"$out/ip6tables-save.txt"
-	in_host iptables -w -t nat -L -v -n >"$out/nat.list.txt"
-	in_host iptables -w -t filter -L -v -n >"$out/filter.list.txt"
-	in_host iptables -w -t raw -L -v -n >"$out/raw.list.txt"
-	in_host iptables -w -t nat -L -v -n -x --line-numbers >"$out/nat.list-x-linenumbers.txt"
+	probe_all >"$out/probe.txt" || log "capture $NAME: note: some ports did not answer as a healthy host does (see $out/probe.txt)"
+	local i b
+	for ((i = 1; i < ${PROBES:-2}; i++)); do probe_all >/dev/null || true; done
+	# What the admin's iptables (first on PATH) shows; the same as the daemon's unless
+	# "break backend-split" is in effect. All -save dumps before any -L: with the legacy
+	# backend, -L creates the tables it lists.
+	# stderr kept when not empty: iptables-nft-save warns there about legacy tables.
+	in_view iptables-save -c >"$out/iptables-save.txt" 2>"$out/iptables-save.stderr.txt"
+	in_view ip6tables-save -c >"$out/ip6tables-save.txt" 2>"$out/ip6tables-save.stderr.txt"
+	for b in iptables ip6tables; do
+		if [[ ! -s $out/$b-save.stderr.txt ]]; then rm -f "$out/$b-save.stderr.txt"; fi
+	done
+	# What each backend holds, whatever PATH says.
+	for b in nft legacy; do
+		in_host "iptables-$b-save" -c >"$out/iptables-save.$b.txt"
+		in_host "ip6tables-$b-save" -c >"$out/ip6tables-save.$b.txt"
+	done
+	capture_bundle "$out"
+	in_view iptables -w -t nat -L -v -n >"$out/nat.list.txt"
+	in_view iptables -w -t filter -L -v -n >"$out/filter.list.txt"
+	in_view iptables -w -t raw -L -v -n >"$out/raw.list.txt"
+	in_view iptables -w -t nat -L -v -n -x --line-numbers >"$out/nat.list-x-linenumbers.txt"
 	dk version --format '{{json .}}' >"$out/docker-version.json"
 	dk info --format '{{json .}}' >"$out/docker-info.json"
 	dk ps -a --no-trunc >"$out/docker-ps.txt"
@@ -475,11 +546,266 @@ cmd_capture() {
 		net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables \
 		net.ipv4.conf.docker0.route_localnet >"$out/sysctl.txt" 2>&1 || true
 	proxies >"$out/docker-proxy.txt"
-	local sv
+	local sv state=${BREAK:-healthy}
 	sv=$(dk version --format '{{.Server.Version}}')
 	local cmdline=${PROVENANCE_CMD:-"e2e/testbed/dockerhost.sh capture $NAME $2"}
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY $cmdline" >"$out/PROVENANCE"
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY state=${state// /+} daemon_backend=$DAEMON_BACKEND host_iptables=$HOST_BACKEND ($(in_view iptables --version)) made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY $cmdline" >"$out/PROVENANCE"
 	log "capture $NAME: wrote $out"
+}
+
+# iptscope_bin: prints the iptscope binary to use for bundle.json, or fails if there is none.
+iptscope_bin() {
+	local bin=${IPTSCOPE_BIN:-}
+	[[ $bin == none ]] && return 1
+	if [[ -z $bin ]]; then
+		bin=$STATE/iptscope
+		if [[ ! -x $bin ]]; then
+			local repo
+			repo=$(cd "$(dirname "$SCRIPT_PATH")/../.." && pwd)
+			[[ -f $repo/cmd/iptscope/collect.go ]] || return 1
+			command -v go >/dev/null || return 1
+			(cd "$repo" && go build -o "$bin" ./cmd/iptscope) >&2 || return 1
+		fi
+	fi
+	"$bin" collect --help >/dev/null 2>&1 || return 1
+	echo "$bin"
+}
+
+# capture_bundle OUT: OUT/bundle.json from "iptscope collect --netns", run from the root netns
+# with the admin's PATH (its iptables decides the "host" backend) and the host's xtables lock.
+capture_bundle() {
+	local out=$1 bin
+	if ! bin=$(iptscope_bin); then
+		log "capture $NAME: no iptscope with a collect command; bundle.json skipped"
+		return 0
+	fi
+	if ! env PATH="$HOSTBIN:$SYS_PATH" XTABLES_LOCKFILE="$LOCKFILE" \
+		"$bin" collect --netns "$NETNS" --docker-host "unix://$DOCKER_SOCK" -o "$out/bundle.json" \
+		2>"$out/bundle-warnings.txt"; then
+		log "capture $NAME: iptscope collect failed (see $out/bundle-warnings.txt)"
+	fi
+	[[ -f $out/bundle.json ]] && chmod 644 "$out/bundle.json"
+	sed -i '/^iptscope: wrote /d' "$out/bundle-warnings.txt"
+	if [[ ! -s $out/bundle-warnings.txt ]]; then rm -f "$out/bundle-warnings.txt"; fi
+}
+
+# ---------------------------------------------------------------- snapshot, break, heal
+
+other_backend() { if [[ $BACKEND == nft ]]; then echo legacy; else echo nft; fi; }
+
+# save_tool FAM BACKEND: iptables-nft-save, ip6tables-legacy-save, ...
+save_tool() { if [[ $1 == v4 ]]; then echo "iptables-$2-save"; else echo "ip6tables-$2-save"; fi; }
+
+# tables_of: table names in an iptables-save text on stdin.
+tables_of() { sed -n 's/^\*//p'; }
+
+# normalize: an iptables-save text without comments and counters, tables sorted by name (nft
+# prints them in creation order), empty tables dropped (legacy cannot delete a table once
+# "iptables -L" created it).
+normalize() {
+	sed -e '/^#/d' -e 's/ \[[0-9]*:[0-9]*\]$//' -e 's/^\[[0-9]*:[0-9]*\] //' | awk '
+		function flush() { if (t != "" && !empty) printf "%s", buf; buf = ""; t = "" }
+		/^\*/ { flush(); t = substr($0, 2); empty = 1 }
+		{ if (t != "") buf = buf t "\t" $0 "\n" }
+		/^-A / || (/^:/ && $2 != "ACCEPT") { empty = 0 }
+		/^COMMIT/ { flush() }
+		END { flush() }' | sort -s -t "$(printf '\t')" -k1,1
+}
+
+take_snapshot() {
+	local fam b tmp=$SNAP.new
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	for fam in v4 v6; do
+		for b in nft legacy; do
+			in_host "$(save_tool "$fam" "$b")" >"$tmp/$fam.$b"
+		done
+	done
+	in_host sysctl -n net.ipv4.ip_forward >"$tmp/ip_forward"
+	in_host sysctl -n net.ipv6.conf.all.forwarding >"$tmp/ip6_forward" 2>/dev/null || true
+	rm -rf "$SNAP"
+	mv "$tmp" "$SNAP"
+}
+
+cmd_snapshot() {
+	need_root
+	set_host "${1:-}"
+	require_up
+	[[ -z $BREAK ]] || die "snapshot $NAME: host is broken ($BREAK); run: $0 heal $NAME"
+	take_snapshot
+	log "snapshot $NAME: saved in $SNAP"
+}
+
+# wipe_table TOOL TABLE: what a firewall reload does to one table: flush every chain, delete
+# every user chain, built-in policies back to ACCEPT. TOOL is iptables, ip6tables-legacy, ...
+wipe_table() {
+	local tool=$1 t=$2 c
+	in_host "$tool" -w -t "$t" -F
+	in_host "$tool" -w -t "$t" -X
+	for c in $(in_host "$tool" -w -t "$t" -S | awk '$1 == "-P" {print $2}'); do
+		in_host "$tool" -w -t "$t" -P "$c" ACCEPT
+	done
+}
+
+# delete_jumps TABLE CHAIN TARGET: delete every rule of TABLE/CHAIN that jumps to TARGET.
+delete_jumps() {
+	local t=$1 chain=$2 target=$3 line
+	local -a words
+	while IFS= read -r line; do
+		read -ra words <<<"$line"
+		words[0]=-D
+		in_host iptables -w -t "$t" "${words[@]}"
+	done < <(in_host iptables -w -t "$t" -S "$chain" | grep -E -- "^-A $chain .*-j $target\$" || true)
+}
+
+KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers"
+
+cmd_break() {
+	need_root
+	set_host "${1:-}"
+	local kind=${2:-}
+	require_up
+	[[ " $KINDS " == *" $kind "* ]] || die "break: unknown KIND '$kind' (known: $KINDS)"
+	[[ -d $SNAP ]] || take_snapshot
+	local host_backend=$HOST_BACKEND fam t line
+	case $kind in
+	nat-docker-flushed)
+		in_host iptables -w -t nat -F DOCKER
+		;;
+	nat-docker-deleted)
+		delete_jumps nat PREROUTING DOCKER
+		delete_jumps nat OUTPUT DOCKER
+		in_host iptables -w -t nat -F DOCKER
+		in_host iptables -w -t nat -X DOCKER
+		;;
+	prerouting-jump-deleted)
+		in_host iptables -w -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+		;;
+	ip-forward-off)
+		in_host sysctl -qw net.ipv4.ip_forward=0
+		;;
+	stale-dnat)
+		# Docker's own rule for 8080 (its shape differs with userland-proxy), re-pointed.
+		line=$(in_host iptables -w -t nat -S DOCKER | grep -E -- '--dport 8080 -j DNAT' | head -1)
+		[[ -n $line ]] || die "break $NAME stale-dnat: no DNAT rule for 8080 in nat DOCKER"
+		local -a words
+		read -ra words <<<"${line% --to-destination *} --to-destination 172.17.0.250:80"
+		words[0]=-I
+		in_host iptables -w -t nat "${words[0]}" DOCKER 1 "${words[@]:2}"
+		;;
+	firewall-reload)
+		# iptables.service / netfilter-persistent: every table of both families (those that
+		# exist: a reload does not create tables Docker never used).
+		for fam in v4 v6; do
+			local tool=iptables
+			[[ $fam == v6 ]] && tool=ip6tables
+			for t in $(in_host "$tool-save" | tables_of); do wipe_table "$tool" "$t"; done
+		done
+		;;
+	backend-split)
+		host_backend=$(other_backend)
+		link_iptables "$STATE/bin-$host_backend" "$host_backend"
+		;;
+	legacy-leftovers)
+		local other
+		other=$(other_backend)
+		for fam in v4 v6; do
+			local tool=iptables
+			[[ $fam == v6 ]] && tool=ip6tables
+			for t in nat filter; do
+				if in_host "$tool-save" | tables_of | grep -qx "$t"; then
+					in_host "$tool-save" -t "$t" | in_host "$tool-$other-restore" -w
+				fi
+			done
+		done
+		;;
+	esac
+	cat >"$BREAK_FILE" <<-EOF
+		BREAK="${BREAK:+$BREAK }$kind"
+		DAEMON_BACKEND=$BACKEND
+		HOST_BACKEND=$host_backend
+	EOF
+	log "break $NAME: $kind (daemon backend $BACKEND, admin's iptables $host_backend)"
+}
+
+# heal_backend FAM BACKEND: puts back the snapshot of one family in one backend. Tables the
+# snapshot does not have are wiped (nft: deleted).
+heal_backend() {
+	local fam=$1 b=$2 snapf=$SNAP/$1.$2 t tool nftfam=ip
+	tool=$(save_tool "$fam" "$b")
+	tool=${tool%-save}
+	[[ $fam == v6 ]] && nftfam=ip6
+	for t in $(in_host "$tool-save" | tables_of); do
+		if ! tables_of <"$snapf" | grep -qx "$t"; then
+			if [[ $b == nft ]]; then
+				in_host nft delete table "$nftfam" "$t"
+			else
+				wipe_table "$tool" "$t"
+			fi
+		fi
+	done
+	if [[ -s $snapf ]]; then in_host "$tool-restore" -w <"$snapf"; fi
+}
+
+cmd_heal() {
+	need_root
+	set_host "${1:-}"
+	require_up
+	[[ -d $SNAP ]] || die "heal $NAME: no snapshot in $SNAP"
+	local fam b v
+	for fam in v4 v6; do
+		for b in nft legacy; do heal_backend "$fam" "$b"; done
+	done
+	v=$(cat "$SNAP/ip_forward")
+	[[ $(in_host sysctl -n net.ipv4.ip_forward) == "$v" ]] || in_host sysctl -qw "net.ipv4.ip_forward=$v"
+	if [[ -s $SNAP/ip6_forward ]]; then
+		v=$(cat "$SNAP/ip6_forward")
+		[[ $(in_host sysctl -n net.ipv6.conf.all.forwarding) == "$v" ]] || in_host sysctl -qw "net.ipv6.conf.all.forwarding=$v"
+	fi
+	local was=$BREAK
+	rm -f "$BREAK_FILE"
+	rm -rf "$STATE"/bin-nft "$STATE"/bin-legacy
+	load_env
+	# Verify: every dump equals the snapshot (modulo counters, comments, empty tables) ...
+	local bad=0
+	for fam in v4 v6; do
+		for b in nft legacy; do
+			if ! diff -u <(normalize <"$SNAP/$fam.$b") <(in_host "$(save_tool "$fam" "$b")" | normalize) >&2; then
+				log "heal $NAME: $fam $b rules differ from the snapshot"
+				bad=1
+			fi
+		done
+	done
+	((bad == 0)) || die "heal $NAME: rules not restored"
+	# ... and the ports answer again.
+	local i
+	for ((i = 0; i < 10; i++)); do
+		if probe_all >/dev/null 2>&1; then
+			log "heal $NAME: healed${was:+ from $was}; rules equal the snapshot, all ports answer"
+			return 0
+		fi
+		sleep 1
+	done
+	probe_all >&2 || true
+	die "heal $NAME: rules restored but the probe still fails"
+}
+
+# ---------------------------------------------------------------- admin-rules
+
+# admin-rules: what an admin adds by hand, which repairs must leave alone. Idempotent.
+cmd_admin_rules() {
+	need_root
+	set_host "${1:-}"
+	require_up
+	[[ -z $BREAK ]] || die "admin-rules $NAME: host is broken ($BREAK); run: $0 heal $NAME"
+	in_host iptables -w -C DOCKER-USER -s 198.51.100.0/24 -j DROP 2>/dev/null ||
+		in_host iptables -w -I DOCKER-USER -s 198.51.100.0/24 -j DROP
+	in_host iptables -w -n -L ADMIN-CHAIN >/dev/null 2>&1 || in_host iptables -w -N ADMIN-CHAIN
+	in_host iptables -w -C ADMIN-CHAIN -s 203.0.113.0/24 -p tcp --dport 22 -j DROP 2>/dev/null ||
+		in_host iptables -w -A ADMIN-CHAIN -s 203.0.113.0/24 -p tcp --dport 22 -j DROP
+	in_host iptables -w -C INPUT -j ADMIN-CHAIN 2>/dev/null || in_host iptables -w -I INPUT -j ADMIN-CHAIN
+	take_snapshot
+	log "admin-rules $NAME: DOCKER-USER -s 198.51.100.0/24 -j DROP, ADMIN-CHAIN (from INPUT); snapshot re-taken"
 }
 
 # proxies: command lines of the docker-proxy processes of this host's dockerd.
@@ -610,7 +936,7 @@ cmd_down() {
 # ---------------------------------------------------------------- main
 
 usage() {
-	sed -n '2,25p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,45p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -624,6 +950,10 @@ main() {
 	layout) cmd_layout "$@" ;;
 	probe) cmd_probe "$@" ;;
 	capture) cmd_capture "$@" ;;
+	snapshot) cmd_snapshot "$@" ;;
+	break) cmd_break "$@" ;;
+	heal) cmd_heal "$@" ;;
+	admin-rules) cmd_admin_rules "$@" ;;
 	down) cmd_down "$@" ;;
 	docker)
 		need_root
@@ -643,6 +973,7 @@ main() {
 		set_host "${1:-}"
 		require_up
 		cat "$STATE/env"
+		if [[ -f $BREAK_FILE ]]; then cat "$BREAK_FILE"; else echo "BREAK=\"\""; echo "DAEMON_BACKEND=$BACKEND"; echo "HOST_BACKEND=$BACKEND"; fi
 		;;
 	-h | --help | help) usage ;;
 	*) die "unknown subcommand '$cmd' (try --help)" ;;
