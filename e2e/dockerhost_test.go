@@ -172,7 +172,9 @@ type netInspect struct {
 	Driver   string
 	Internal bool
 	Options  map[string]string
-	IPAM     struct{ Config []struct{ Subnet, Gateway string } }
+	IPAM     struct {
+		Config []struct{ Subnet, Gateway string }
+	}
 }
 
 func (h *dockerHost) inspectNetworks(t *testing.T) []netInspect {

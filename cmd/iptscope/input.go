@@ -44,11 +44,8 @@ func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Rulese
 		}
 		source = collect.SaveCommand(fam, "") + " -c"
 		data, err = collect.SaveRules(ctx, collect.ExecRunner{}, fam, "")
-	case "-":
-		source = "standard input"
-		data, err = io.ReadAll(stdin)
 	default:
-		data, err = os.ReadFile(o.from)
+		data, source, err = readFrom(o.from, stdin)
 	}
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: err}
@@ -64,6 +61,17 @@ func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Rulese
 		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
 	}
 	return rs, nil
+}
+
+// readFrom reads --from: a file, or standard input for "-". It returns the
+// name to use in messages.
+func readFrom(from string, stdin io.Reader) ([]byte, string, error) {
+	if from == "-" {
+		data, err := io.ReadAll(stdin)
+		return data, "standard input", err
+	}
+	data, err := os.ReadFile(from)
+	return data, from, err
 }
 
 // isBundle reports whether data is a JSON document (a snapshot bundle)

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/iptscope/iptscope/diagnose"
+)
+
+// bundleFixtures lists fixtures/*/bundle.json.
+func bundleFixtures(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("../../fixtures/*/bundle.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bundle fixtures: %v", err)
+	}
+	return files
+}
+
+// fixtureState is the part of a fixture folder after "-proxy-on-" or
+// "-proxy-off-": "healthy", "stale-dnat", ...
+func fixtureState(dir string) string {
+	for _, sep := range []string{"-proxy-on-", "-proxy-off-"} {
+		if i := strings.Index(dir, sep); i >= 0 {
+			return dir[i+len(sep):]
+		}
+	}
+	return "healthy"
+}
+
+// doctorWantIDs are the IDs each broken state must report at warning or
+// above (the diagnose package checks the exact sets).
+var doctorWantIDs = map[string][]string{
+	"nat-docker-flushed":      {"dnat-missing"},
+	"nat-docker-deleted":      {"docker-chain-missing"},
+	"prerouting-jump-deleted": {"docker-jump-missing"},
+	"ip-forward-off":          {"ip-forward-disabled"},
+	"stale-dnat":              {"dnat-stale"},
+	"backend-split":           {"backend-split"},
+	"legacy-leftovers":        {"backend-split"},
+	"firewall-reload":         {"docker-chain-missing", "masquerade-missing"},
+}
+
+func decodeReport(t *testing.T, out string) diagnose.Report {
+	t.Helper()
+	var r diagnose.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("doctor -o json is not JSON: %v\n%s", err, out)
+	}
+	if r.Schema != "iptscope.doctor/v1" {
+		t.Errorf("schema %q", r.Schema)
+	}
+	return r
+}
+
+func TestDoctorGolden(t *testing.T) {
+	for _, bundle := range bundleFixtures(t) {
+		dir := filepath.Base(filepath.Dir(bundle))
+		state := fixtureState(dir)
+		t.Run(dir+" text report matches its golden file", func(t *testing.T) {
+			out, _, _ := iptscope(t, "", "doctor", "--from", bundle)
+			golden(t, filepath.Join("doctor", dir+".txt"), out)
+		})
+		t.Run(dir+" json report matches its golden file and exit code", func(t *testing.T) {
+			out, errOut, code := iptscope(t, "", "doctor", "--from", bundle, "-o", "json")
+			golden(t, filepath.Join("doctor", dir+".json"), out)
+			r := decodeReport(t, out)
+			var got []string
+			for _, f := range r.Findings {
+				if f.Severity.Rank() >= diagnose.SeverityWarning.Rank() && !slices.Contains(got, f.ID) {
+					got = append(got, f.ID)
+				}
+			}
+			if state == "healthy" {
+				if code != exitOK || r.Status != diagnose.StatusOK || len(got) > 0 {
+					t.Errorf("healthy host: exit %d, status %s, findings %v: %s", code, r.Status, got, errOut)
+				}
+				return
+			}
+			want, ok := doctorWantIDs[state]
+			if !ok {
+				t.Fatalf("no expected IDs for state %q", state)
+			}
+			if strings.HasPrefix(dir, "docker-20.10-") && state == "firewall-reload" {
+				want = append(want, "forward-accept-missing")
+			}
+			if code != exitProblems || r.Status != diagnose.StatusProblems {
+				t.Errorf("exit %d, status %s (want 1, problems): %s", code, r.Status, errOut)
+			}
+			for _, id := range want {
+				if !slices.Contains(got, id) {
+					t.Errorf("missing finding %s (got %v)", id, got)
+				}
+			}
+		})
+	}
+}
+
+func TestDoctorFlagsAndInputs(t *testing.T) {
+	flushed := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json"
+	healthy := "../../fixtures/docker-28.5-nft-proxy-on-healthy/bundle.json"
+	raw := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/iptables-save.txt"
+
+	t.Run("an unknown --skip ID exits 2 and lists the IDs", func(t *testing.T) {
+		_, errOut, code := iptscope(t, "", "doctor", "--from", flushed, "--skip", "no-such-check")
+		if code != exitUnknown || !strings.Contains(errOut, "dnat-missing") || !strings.Contains(errOut, "no-such-check") {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("skipping the only failing check exits 0", func(t *testing.T) {
+		out, errOut, code := iptscope(t, "", "doctor", "--from", flushed, "--skip", "dnat-missing", "-o", "json")
+		r := decodeReport(t, out)
+		if code != exitOK || r.Status != diagnose.StatusOK {
+			t.Errorf("exit %d, status %s: %s", code, r.Status, errOut)
+		}
+		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "skipped checks: dnat-missing") }) {
+			t.Errorf("no note about the skipped check: %v", r.Notes)
+		}
+	})
+	t.Run("--fail-on error ignores warnings and --fail-on info counts infos", func(t *testing.T) {
+		// The healthy proxy-on host has one info finding (proxy-overhead).
+		if _, errOut, code := iptscope(t, "", "doctor", "--from", healthy, "--fail-on", "error"); code != exitOK {
+			t.Errorf("--fail-on error: exit %d: %s", code, errOut)
+		}
+		if _, errOut, code := iptscope(t, "", "doctor", "--from", healthy, "--fail-on", "info"); code != exitProblems {
+			t.Errorf("--fail-on info: exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("an unknown --fail-on or -o exits 2", func(t *testing.T) {
+		if _, _, code := iptscope(t, "", "doctor", "--from", healthy, "--fail-on", "fatal"); code != exitUnknown {
+			t.Errorf("--fail-on fatal: exit %d", code)
+		}
+		if _, _, code := iptscope(t, "", "doctor", "--from", healthy, "-o", "yaml"); code != exitUnknown {
+			t.Errorf("-o yaml: exit %d", code)
+		}
+	})
+	t.Run("a raw dump gives a partial report with status unknown and exit 2", func(t *testing.T) {
+		out, errOut, code := iptscope(t, "", "doctor", "--from", raw, "-o", "json")
+		r := decodeReport(t, out)
+		if code != exitUnknown || r.Status != diagnose.StatusUnknown || !r.Partial {
+			t.Errorf("exit %d, status %s, partial %v: %s", code, r.Status, r.Partial, errOut)
+		}
+		if len(r.Findings) == 0 || r.Findings[0].ID != "docker-unreachable" || r.Findings[0].Severity != diagnose.SeverityInfo {
+			t.Errorf("want a docker-unreachable info finding, got %+v", r.Findings)
+		}
+		if !strings.Contains(errOut, "partial") {
+			t.Errorf("stderr does not say the check is partial: %s", errOut)
+		}
+	})
+	t.Run("a raw dump on stdin reads the same as from a file", func(t *testing.T) {
+		data, err := os.ReadFile(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _, code := iptscope(t, string(data), "doctor", "--from", "-")
+		if code != exitUnknown || !strings.HasPrefix(out, "unknown: docker unknown") {
+			t.Errorf("exit %d: %s", code, out)
+		}
+	})
+	t.Run("an empty or missing file exits 2", func(t *testing.T) {
+		if _, _, code := iptscope(t, "", "doctor", "--from", "-"); code != exitUnknown {
+			t.Errorf("empty stdin: exit %d", code)
+		}
+		if _, _, code := iptscope(t, "", "doctor", "--from", "no/such/file"); code != exitUnknown {
+			t.Errorf("missing file: exit %d", code)
+		}
+	})
+	t.Run("--netns does not combine with --from", func(t *testing.T) {
+		if _, _, code := iptscope(t, "", "doctor", "--from", healthy, "--netns", "x"); code != exitUnknown {
+			t.Errorf("exit %d", code)
+		}
+	})
+}

@@ -1,0 +1,128 @@
+package diagnose
+
+import (
+	"github.com/iptscope/iptscope/parse"
+)
+
+// Diff is how a dump differs from the expected rules.
+type Diff struct {
+	// Missing are expected rules with no rule of the same Spec in their
+	// chain (for an Alt group: when no alternative is present). A rule
+	// whose chain is missing is listed here too.
+	Missing []ExpectedRule
+	// Unexpected are rules in Docker's own chains that no expected rule
+	// accounts for.
+	Unexpected []*parse.Rule
+	// OutOfOrder are pairs (First should come before Second) found the
+	// other way round.
+	OutOfOrder [][2]Placed
+	// Found maps each expected rule present to the dump's rule.
+	Found map[*parse.Rule]*parse.Rule
+}
+
+// Placed is an expected rule with the dump rule that matched it.
+type Placed struct {
+	Expected ExpectedRule
+	Actual   *parse.Rule
+}
+
+// Compare matches the expected rules with a parsed dump by exact
+// Rule.Spec() within each table and chain. Each dump rule satisfies at
+// most one expected rule (duplicates count once).
+func Compare(e *Expected, rs *parse.Ruleset) *Diff {
+	d := &Diff{Found: map[*parse.Rule]*parse.Rule{}}
+	if e == nil || !e.Modelled {
+		return d
+	}
+	altFound := map[string]bool{}
+	used := map[*parse.Rule]bool{}
+	var placed = map[parse.TableName]map[parse.ChainName][]Placed{}
+	for _, t := range parse.KnownTables {
+		for c, rules := range e.Rules[t] {
+			chain := rs.Table(t).Chain(c)
+			for _, er := range rules {
+				want := er.Spec()
+				var got *parse.Rule
+				if chain != nil {
+					for _, r := range chain.Rules {
+						if !used[r] && r.Spec() == want {
+							got = r
+							break
+						}
+					}
+				}
+				if got == nil {
+					continue
+				}
+				used[got] = true
+				d.Found[er.Rule] = got
+				if er.Alt != "" {
+					altFound[er.Alt] = true
+				}
+				if placed[t] == nil {
+					placed[t] = map[parse.ChainName][]Placed{}
+				}
+				placed[t][c] = append(placed[t][c], Placed{er, got})
+			}
+		}
+	}
+	for _, er := range e.All() {
+		if d.Found[er.Rule] != nil || (er.Alt != "" && altFound[er.Alt]) {
+			continue
+		}
+		d.Missing = append(d.Missing, er)
+	}
+	// Unexpected: rules of Docker's chains nobody expects. Alternatives
+	// that were not chosen are still accepted (their Spec is known).
+	known := map[string]bool{}
+	for _, er := range e.All() {
+		known[string(er.Rule.Table)+"\x00"+string(er.Rule.Chain)+"\x00"+er.Spec()] = true
+	}
+	for _, t := range parse.KnownTables {
+		for _, cn := range e.Chains[t] {
+			chain := rs.Table(t).Chain(cn)
+			if chain == nil {
+				continue
+			}
+			for _, r := range chain.Rules {
+				if !used[r] && !known[string(t)+"\x00"+string(cn)+"\x00"+r.Spec()] {
+					d.Unexpected = append(d.Unexpected, r)
+				}
+			}
+		}
+	}
+	for _, t := range parse.KnownTables {
+		for _, ps := range placed[t] {
+			for i := range ps {
+				for j := range ps {
+					a, b := ps[i], ps[j]
+					if mustPrecede(a.Expected, b.Expected) && a.Actual.Position > b.Actual.Position {
+						d.OutOfOrder = append(d.OutOfOrder, [2]Placed{a, b})
+					}
+				}
+			}
+		}
+	}
+	return d
+}
+
+// mustPrecede reports whether Docker always puts a before b in a chain.
+func mustPrecede(a, b ExpectedRule) bool {
+	if a.Rank != b.Rank {
+		return a.Rank < b.Rank
+	}
+	return a.Group != "" && a.Group == b.Group && a.Seq < b.Seq
+}
+
+// MissingOf returns the missing rules of the given kinds.
+func (d *Diff) MissingOf(kinds ...Kind) []ExpectedRule {
+	var out []ExpectedRule
+	for _, m := range d.Missing {
+		for _, k := range kinds {
+			if m.Kind == k {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// dnatStale: a DNAT rule in nat DOCKER that Docker's view does not
+// account for: it points at an address no running container has, at a
+// port the container does not publish, or it sits above the right rule and
+// shadows it.
+var dnatStale = Check{
+	ID:       "dnat-stale",
+	Title:    "A DNAT rule sends traffic to the wrong place",
+	Severity: SeverityError,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		a, ok := analyze(s)
+		if !ok || (s.Docker != nil && s.Docker.Error != "") {
+			// Why: with a partial Docker view a live container may look
+			// absent; never call a rule stale on that.
+			return nil
+		}
+		live := map[string]string{} // container IP -> name
+		for _, c := range s.Docker.Containers {
+			if !c.Running {
+				continue
+			}
+			for _, ep := range c.Endpoints {
+				if ep.IP != "" {
+					live[ep.IP] = c.Name
+				}
+			}
+		}
+		var out []Finding
+		for _, r := range a.diff.Unexpected {
+			if r.Table != parse.TableNAT || r.Chain != ChainDocker || r.Target != parse.TargetDNAT {
+				continue
+			}
+			dest, err := parse.ParseNATDest(r.NATTo())
+			if err != nil {
+				continue
+			}
+			f := Finding{
+				ID:       "dnat-stale",
+				Severity: SeverityError,
+				Subject:  Subject{Table: "nat", Chain: "DOCKER", Port: portsText(r)},
+				Evidence: []string{fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, r.SaveLine(false))},
+			}
+			shadowed := shadows(a, r)
+			owner, isLive := live[dest.IP]
+			switch {
+			case !isLive:
+				f.Title = fmt.Sprintf("DNAT for port %s points at %s, which no running container has", portsText(r), r.NATTo())
+				f.Detail = "Connections matching this rule are sent to an address nobody answers on: they time out."
+				f.Fix = "Delete the rule: `iptables -t nat -D DOCKER " + r.Spec() + "`. It is not Docker's (no running container has " +
+					dest.IP + "); it was probably restored from a saved ruleset or added by hand, so also remove it from wherever it came from " +
+					"(/etc/iptables/rules.v4, a firewall script)."
+			default:
+				f.Subject.Container = owner
+				f.Title = fmt.Sprintf("DNAT for port %s points at %s, which container %s does not publish there", portsText(r), r.NATTo(), owner)
+				f.Detail = "This DNAT rule does not match any of the container's published ports: Docker did not write it, and traffic it matches goes to a port the container may not serve."
+				f.Fix = "Check where the rule comes from before deleting it: `iptables -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
+			}
+			if len(shadowed) > 0 {
+				f.Detail += " It sits above Docker's own rule for the same port, so that rule never matches:"
+				for _, sh := range shadowed {
+					f.Detail += fmt.Sprintf(" %s -> %s (container %s)", portName(sh.Expected.Port), sh.Actual.NATTo(), sh.Expected.Container)
+					f.Evidence = append(f.Evidence, fmt.Sprintf("shadowed rule %d of nat DOCKER: %s", sh.Actual.Position, sh.Actual.SaveLine(false)))
+				}
+			}
+			out = append(out, f)
+		}
+		return out
+	},
+}
+
+// portsText renders a rule's destination ports and protocol: "8080/tcp".
+func portsText(r *parse.Rule) string {
+	ps, _ := r.DestPorts()
+	if len(ps) == 0 {
+		return "any/" + r.Proto()
+	}
+	return ps[0].String() + "/" + r.Proto()
+}
+
+// shadows returns Docker's DNAT rules that r, placed above them, matches
+// first: same protocol, an overlapping destination port and host address.
+func shadows(a analysis, r *parse.Rule) []Placed {
+	ports, neg := r.DestPorts()
+	if neg {
+		return nil
+	}
+	var out []Placed
+	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
+		got := a.diff.Found[er.Rule]
+		if er.Kind != KindDNAT || got == nil || got.Position < r.Position || er.Port == nil {
+			continue
+		}
+		if r.Proto() != "" && r.Proto() != proto(*er.Port) {
+			continue
+		}
+		if len(ports) > 0 && !inRanges(uint16(er.Port.HostPort), ports) {
+			continue
+		}
+		if !addrOverlaps(r.Destination, got.Destination) || !ifaceOverlaps(r.InIface, got.InIface) {
+			continue
+		}
+		out = append(out, Placed{er, got})
+	}
+	return out
+}
+
+func inRanges(p uint16, rs []parse.PortRange) bool {
+	for _, r := range rs {
+		if p >= r.From && p <= r.To {
+			return true
+		}
+	}
+	return false
+}
+
+// addrOverlaps reports whether two -d matches can match the same packet
+// (a negated or unparsable match is taken to overlap).
+func addrOverlaps(a, b parse.Negatable) bool {
+	if a.IsZero() || b.IsZero() || a.Negated || b.Negated {
+		return true
+	}
+	pa, err1 := netip.ParsePrefix(parse.CanonicalAddr(a.Value))
+	pb, err2 := netip.ParsePrefix(parse.CanonicalAddr(b.Value))
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return pa.Overlaps(pb)
+}
+
+// ifaceOverlaps reports whether two -i matches can match the same packet.
+func ifaceOverlaps(a, b parse.Negatable) bool {
+	if a.IsZero() || b.IsZero() || a.Negated || b.Negated {
+		return true
+	}
+	return a.Value == b.Value
+}

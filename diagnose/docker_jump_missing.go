@@ -1,0 +1,84 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// dockerJumpMissing: Docker's chain exists but the jump that sends
+// packets into it is gone, so its rules are never evaluated.
+var dockerJumpMissing = Check{
+	ID:       "docker-jump-missing",
+	Title:    "A jump into Docker's chains is missing",
+	Severity: SeverityError,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		a, ok := analyze(s)
+		if !ok {
+			return nil
+		}
+		var out []Finding
+		for _, er := range a.diff.MissingOf(KindJump, KindSkeleton) {
+			if !er.Rule.JumpsToChain() || a.missingChain(er) {
+				continue
+			}
+			t, from, to := er.Rule.Table, er.Rule.Chain, parse.ChainName(er.Rule.Target)
+			f := Finding{
+				ID:       "docker-jump-missing",
+				Severity: SeverityError,
+				Title:    fmt.Sprintf("%s %s no longer jumps to %s", t, from, to),
+				Detail:   jumpMissingDetail(a, t, from, to),
+				Subject:  Subject{Table: string(t), Chain: string(from)},
+				Evidence: []string{"missing: " + ruleLine(er)},
+				Fix: restartFix(a) + " Or restore the jump by hand, at Docker's position: " +
+					jumpFix(a, er),
+			}
+			if c := a.rs.Table(t).Chain(to); c != nil {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("chain %s exists with %d rules that nothing reaches from %s", to, len(c.Rules), from))
+			}
+			out = append(out, f)
+		}
+		return out
+	},
+}
+
+// jumpFix is the iptables command that puts the jump back where Docker
+// keeps it.
+func jumpFix(a analysis, er ExpectedRule) string {
+	t, c := er.Rule.Table, er.Rule.Chain
+	pos := 1
+	for _, x := range a.exp.RulesOf(t, c) {
+		if x.Rule == er.Rule {
+			break
+		}
+		if a.diff.Found[x.Rule] != nil {
+			pos++
+		}
+	}
+	if c.IsBuiltin(t) && t == parse.TableNAT {
+		// Why: Docker appends its nat jumps; other tools' rules may sit
+		// above them, so append too.
+		return fmt.Sprintf("`iptables -t %s -A %s %s`", t, c, er.Spec())
+	}
+	return fmt.Sprintf("`iptables -t %s -I %s %d %s`", t, c, pos, er.Spec())
+}
+
+func jumpMissingDetail(a analysis, t parse.TableName, from, to parse.ChainName) string {
+	switch {
+	case t == parse.TableNAT && from == parse.ChainPrerouting:
+		if a.exp.Proxy.On() {
+			return "Packets from other machines to published ports skip Docker's DNAT rules. With userland-proxy on they still reach docker-proxy on the host, which relays them: clients' addresses are lost and throughput drops. With the proxy off they would not answer at all."
+		}
+		return "Packets from other machines to published ports skip Docker's DNAT rules, and userland-proxy is off: published ports do not answer from outside."
+	case t == parse.TableNAT && from == parse.ChainOutput:
+		return "Connections from the host itself to its own addresses on published ports skip DNAT; they only work through docker-proxy (if it is on)."
+	case to == ChainDockerUser:
+		return "Administrators' rules in DOCKER-USER are no longer applied to forwarded traffic: any restriction kept there (allow-lists, drops) is silently off."
+	case to == ChainDockerFwd || from == ChainDockerFwd:
+		return "Forwarded traffic to and from containers never reaches Docker's accept rules and falls through to the FORWARD policy (typically DROP): published ports and container egress stop working."
+	case to == ChainIsolation1:
+		return "Traffic between Docker networks is no longer isolated."
+	}
+	return "Docker's rules in " + string(to) + " are never evaluated."
+}

@@ -1,0 +1,698 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// Docker's chain names.
+const (
+	ChainDocker       parse.ChainName = "DOCKER"
+	ChainDockerUser   parse.ChainName = "DOCKER-USER"
+	ChainDockerFwd    parse.ChainName = "DOCKER-FORWARD"
+	ChainDockerBridge parse.ChainName = "DOCKER-BRIDGE"
+	ChainDockerCT     parse.ChainName = "DOCKER-CT"
+	ChainDockerIntern parse.ChainName = "DOCKER-INTERNAL"
+	ChainIsolation1   parse.ChainName = "DOCKER-ISOLATION-STAGE-1"
+	ChainIsolation2   parse.ChainName = "DOCKER-ISOLATION-STAGE-2"
+)
+
+// Kind says what an expected rule is for; checks select rules by kind.
+type Kind string
+
+const (
+	// KindJump: a jump from a built-in chain to one of Docker's chains
+	// (nat PREROUTING/OUTPUT -> DOCKER, FORWARD -> DOCKER-USER, ...).
+	KindJump Kind = "jump"
+	// KindSkeleton: Docker's fixed rules inside its own chains
+	// (DOCKER-FORWARD -> DOCKER-CT, DOCKER-USER -j RETURN, ...).
+	KindSkeleton Kind = "skeleton"
+	// KindNetworkPath: per-network filter rules that let traffic in and
+	// out of a bridge (conntrack ACCEPT, -o BRIDGE -j DOCKER, -i BRIDGE
+	// -j ACCEPT, the unpublished-port DROP).
+	KindNetworkPath Kind = "network-path"
+	// KindIsolation: the inter-network isolation rules.
+	KindIsolation Kind = "isolation"
+	// KindMasquerade: a network's outbound MASQUERADE or SNAT.
+	KindMasquerade Kind = "masquerade"
+	// KindHairpinMasq: the proxy-off "-o BRIDGE --src-type LOCAL" MASQUERADE.
+	KindHairpinMasq Kind = "hairpin-masquerade"
+	// KindNATReturn: nat "DOCKER -i BRIDGE -j RETURN".
+	KindNATReturn Kind = "nat-return"
+	// KindDNAT: a published port's DNAT.
+	KindDNAT Kind = "dnat"
+	// KindPortAccept: a published port's filter ACCEPT.
+	KindPortAccept Kind = "port-accept"
+	// KindPortMasq: a published port's self-MASQUERADE (hairpin).
+	KindPortMasq Kind = "port-masquerade"
+	// KindRawEndpoint: 28.x raw per-endpoint (or per-port) direct-access DROP.
+	KindRawEndpoint Kind = "raw-endpoint-drop"
+	// KindRawLoopback: 28.x raw DROP of remote traffic to a 127.0.0.1 port.
+	KindRawLoopback Kind = "raw-loopback-drop"
+)
+
+// ExpectedRule is one rule Docker would have written.
+type ExpectedRule struct {
+	// Rule is built with parse.ParseRuleSpec; compare with Rule.Spec().
+	Rule *parse.Rule
+	Kind Kind
+	// Network, Container and Port say what the rule is for ("" / nil when
+	// it is part of the skeleton).
+	Network   string
+	Bridge    string
+	Container string
+	Port      *snapshot.PortBinding
+	// Order inside the chain: a rule must come before every rule of its
+	// chain with a higher Rank, and before the rules of the same Rank and
+	// Group with a higher Seq. Rules of the same rank in different groups
+	// (or with no group) may come in any order: Docker's order between
+	// networks depends on when each was (re)created.
+	Rank  int
+	Group string
+	Seq   int
+	// Alt groups alternatives: when Docker's choice cannot be known (the
+	// gateway endpoint of a container on several networks), each choice
+	// is listed with the same Alt and one of them is enough.
+	Alt string
+}
+
+// Spec is the rule's canonical text without "-A CHAIN".
+func (e ExpectedRule) Spec() string { return e.Rule.Spec() }
+
+// ProxyMode is the userland-proxy setting and how it was found.
+type ProxyMode struct {
+	// State is snapshot.ProxyOn or snapshot.ProxyOff.
+	State string
+	// Source says how: "daemon API", "docker-proxy processes", "nat OUTPUT
+	// jump", or "default (not observable)".
+	Source string
+	// Guessed is true unless the daemon said it.
+	Guessed bool
+}
+
+// On reports whether the proxy is (taken to be) on.
+func (p ProxyMode) On() bool { return p.State != snapshot.ProxyOff }
+
+// Expected is the ruleset Docker would have written for one family.
+type Expected struct {
+	Version Version
+	Era     Era
+	Family  string
+	Proxy   ProxyMode
+	// Chains are Docker's own chains per table, in Docker's declaration
+	// order.
+	Chains map[parse.TableName][]parse.ChainName
+	// Rules per table and chain, in Docker's order.
+	Rules map[parse.TableName]map[parse.ChainName][]ExpectedRule
+	// Notes list what was guessed or left out.
+	Notes []string
+	// Modelled is false when the era is not modelled (unknown, 28.0.0,
+	// 29 nftables): then Rules is empty and checks must stay silent.
+	Modelled bool
+}
+
+// RulesOf returns the expected rules of one chain in order.
+func (e *Expected) RulesOf(t parse.TableName, c parse.ChainName) []ExpectedRule {
+	return e.Rules[t][c]
+}
+
+// All returns every expected rule, table by table (raw, nat, filter) and
+// chain by chain.
+func (e *Expected) All() []ExpectedRule {
+	var out []ExpectedRule
+	for _, t := range parse.KnownTables {
+		chains := make([]string, 0, len(e.Rules[t]))
+		for c := range e.Rules[t] {
+			chains = append(chains, string(c))
+		}
+		sort.Strings(chains)
+		for _, c := range chains {
+			out = append(out, e.Rules[t][parse.ChainName(c)]...)
+		}
+	}
+	return out
+}
+
+// IsDockerChain reports whether c is one of Docker's chains of table t in
+// this layout.
+func (e *Expected) IsDockerChain(t parse.TableName, c parse.ChainName) bool {
+	return slices.Contains(e.Chains[t], c)
+}
+
+// builder accumulates expected rules.
+type builder struct {
+	e   *Expected
+	s   *snapshot.Snapshot
+	err error
+}
+
+func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
+	r, err := parse.ParseRuleSpec(t, c, spec)
+	if err != nil {
+		if b.err == nil {
+			b.err = fmt.Errorf("building expected rule %q for %s %s: %w", spec, t, c, err)
+		}
+		return
+	}
+	er.Rule = r
+	if b.e.Rules[t] == nil {
+		b.e.Rules[t] = map[parse.ChainName][]ExpectedRule{}
+	}
+	b.e.Rules[t][c] = append(b.e.Rules[t][c], er)
+}
+
+// bridgeNet is a bridge-driver network reduced to what the rules need.
+type bridgeNet struct {
+	net      snapshot.Network
+	bridge   string
+	subnet   string // the first subnet of the family, "" if none
+	internal bool
+	masq     bool
+	icc      bool
+	snatIP   string
+	gwMode   string
+}
+
+// port is one published port, placed on the endpoint Docker programs it
+// for.
+type port struct {
+	ct     *snapshot.Container
+	ep     snapshot.Endpoint
+	bn     *bridgeNet
+	pb     snapshot.PortBinding
+	hostIP string // "" for 0.0.0.0
+	alt    string
+}
+
+// Expect derives the rules Docker would have written for family
+// (snapshot.FamilyIPv4 or FamilyIPv6) from the snapshot's Docker view.
+// It returns an error only when an expected rule cannot be built (a bug).
+// When the Docker view is missing or the era is not modelled the result
+// has Modelled false and a note saying why.
+//
+// IPv6: only the 28+ skeleton (chains, jumps) is modelled; per-network
+// IPv6 rules are left out and noted.
+func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
+	e := &Expected{
+		Family: family,
+		Chains: map[parse.TableName][]parse.ChainName{},
+		Rules:  map[parse.TableName]map[parse.ChainName][]ExpectedRule{},
+	}
+	if s.Docker == nil || s.Docker.Version == "" {
+		e.Notes = append(e.Notes, "no Docker version in the snapshot: expected rules not derived")
+		return e, nil
+	}
+	v, err := ParseVersion(s.Docker.Version)
+	if err != nil {
+		e.Notes = append(e.Notes, err.Error())
+		return e, nil
+	}
+	e.Version, e.Era = v, EraOf(v)
+	switch e.Era {
+	case EraUnknown:
+		e.Notes = append(e.Notes, fmt.Sprintf("Docker %s is older than 20.10: its layout is not modelled", v))
+		return e, nil
+	case Era2800:
+		e.Notes = append(e.Notes, "Docker 28.0.0 (ipset layout) is not modelled: upgrade to 28.0.1 or later")
+		return e, nil
+	}
+	if info := s.Docker.Info; info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
+		e.Notes = append(e.Notes, "Docker writes to its nftables backend (table docker-bridges), which iptscope does not inspect yet")
+		return e, nil
+	}
+	e.Proxy = proxyMode(s)
+	if e.Proxy.Guessed {
+		e.Notes = append(e.Notes, fmt.Sprintf("userland-proxy taken as %s from %s", e.Proxy.State, e.Proxy.Source))
+	}
+	b := &builder{e: e, s: s}
+	nets := bridgeNets(s, family)
+	ports := publishedPorts(s, nets, family)
+	if family == snapshot.FamilyIPv6 {
+		// Why: 20.10-26 leave ip6tables off by default; 27 turned it on.
+		// Only the 28+ skeleton has been seen in a real capture.
+		if e.Era == EraClassic {
+			e.Notes = append(e.Notes, "IPv6 rules of Docker before 28 are not modelled")
+			return e, nil
+		}
+		for _, n := range nets {
+			if n.net.EnableIPv6 {
+				e.Notes = append(e.Notes, "per-network IPv6 rules are not modelled: only the IPv6 skeleton is checked")
+				break
+			}
+		}
+		nets, ports = nil, nil
+	}
+	e.Modelled = true
+	switch e.Era {
+	case EraClassic:
+		expectClassic(b, nets, ports)
+	case Era28, Era29:
+		expect28(b, nets, ports)
+	}
+	return e, b.err
+}
+
+// proxyMode finds the userland-proxy setting: from the daemon (29.5+),
+// else from docker-proxy processes when ports are published, else from
+// the shape of the nat OUTPUT jump, else Docker's default (on).
+func proxyMode(s *snapshot.Snapshot) ProxyMode {
+	if i := s.Docker.Info; i != nil && (i.UserlandProxy == snapshot.ProxyOn || i.UserlandProxy == snapshot.ProxyOff) {
+		return ProxyMode{State: i.UserlandProxy, Source: "daemon API"}
+	}
+	published := false
+	for _, c := range s.Docker.Containers {
+		for _, p := range c.Ports {
+			if c.Running && p.HostPort > 0 {
+				published = true
+			}
+		}
+	}
+	proxiesRead := true
+	for _, pe := range s.Errors {
+		if pe.Part == "proxies" {
+			proxiesRead = false
+		}
+	}
+	if published && proxiesRead {
+		if len(s.Proxies) > 0 {
+			return ProxyMode{State: snapshot.ProxyOn, Source: "docker-proxy processes", Guessed: true}
+		}
+		return ProxyMode{State: snapshot.ProxyOff, Source: "no docker-proxy process for the published ports", Guessed: true}
+	}
+	if d, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err == nil {
+		if c := d.Ruleset.Table(parse.TableNAT).Chain(parse.ChainOutput); c != nil {
+			for _, r := range c.Rules {
+				if r.Target != parse.Target(ChainDocker) {
+					continue
+				}
+				if r.Destination.Negated && r.Destination.Value == "127.0.0.0/8" {
+					return ProxyMode{State: snapshot.ProxyOn, Source: "nat OUTPUT jump (! -d 127.0.0.0/8)", Guessed: true}
+				}
+				return ProxyMode{State: snapshot.ProxyOff, Source: "nat OUTPUT jump (no loopback exclusion)", Guessed: true}
+			}
+		}
+	}
+	return ProxyMode{State: snapshot.ProxyOn, Source: "Docker's default (nothing in the snapshot shows it)", Guessed: true}
+}
+
+// bridgeNets returns the bridge-driver networks, sorted by bridge name.
+func bridgeNets(s *snapshot.Snapshot, family string) []*bridgeNet {
+	var out []*bridgeNet
+	for _, n := range s.Docker.Networks {
+		if n.Driver != "bridge" || n.BridgeName == "" {
+			continue
+		}
+		bn := &bridgeNet{net: n, bridge: n.BridgeName, internal: n.Internal, masq: true, icc: true}
+		for _, sub := range n.Subnets {
+			p, err := netip.ParsePrefix(sub)
+			if err != nil {
+				continue
+			}
+			if p.Addr().Is4() == (family == snapshot.FamilyIPv4) && bn.subnet == "" {
+				bn.subnet = p.Masked().String()
+			}
+		}
+		if opt := n.Options["com.docker.network.bridge.enable_ip_masquerade"]; opt == "false" {
+			bn.masq = false
+		}
+		if opt := n.Options["com.docker.network.bridge.enable_icc"]; opt == "false" {
+			bn.icc = false
+		}
+		bn.snatIP = n.Options["com.docker.network.host_ipv4"]
+		bn.gwMode = n.Options["com.docker.network.bridge.gateway_mode_ipv4"]
+		out = append(out, bn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].bridge < out[j].bridge })
+	return out
+}
+
+// publishedPorts lists the running containers' published ports of the
+// family, each on the endpoint Docker programs it for. A container on
+// several non-internal bridge networks gets one alternative per network:
+// which one is its gateway is not in the snapshot.
+func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
+	var out []port
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		if !c.Running {
+			continue
+		}
+		var eps []snapshot.Endpoint
+		var bns []*bridgeNet
+		for _, ep := range c.Endpoints {
+			bn := findNet(nets, ep)
+			if bn == nil || bn.internal || ep.IP == "" {
+				continue
+			}
+			eps = append(eps, ep)
+			bns = append(bns, bn)
+		}
+		for _, pb := range c.Ports {
+			if pb.HostPort == 0 {
+				continue
+			}
+			hostIP := pb.HostIP
+			if hostIP != "" {
+				a, err := netip.ParseAddr(hostIP)
+				if err != nil || a.Is4() != (family == snapshot.FamilyIPv4) {
+					// Why: a "::" binding of an IPv4-only container is
+					// served by docker-proxy alone (no ip6tables rule).
+					continue
+				}
+				if a.IsUnspecified() {
+					hostIP = ""
+				}
+			}
+			alt := ""
+			if len(eps) > 1 {
+				alt = fmt.Sprintf("%s/%d/%s/%s", c.Name, pb.HostPort, pb.Proto, hostIP)
+			}
+			for k := range eps {
+				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, hostIP: hostIP, alt: alt})
+			}
+		}
+	}
+	return out
+}
+
+// proto returns the protocol name Docker passes to -p and -m.
+func proto(p snapshot.PortBinding) string {
+	if p.Proto == "" {
+		return "tcp"
+	}
+	return p.Proto
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// portSpecs returns the DNAT, filter ACCEPT and self-MASQUERADE specs of a
+// published port (docker-facts.md §2.1 "Published port", §2.3).
+func portSpecs(p port, proxyOn bool) (dnat, accept, masq string) {
+	pr := proto(p.pb)
+	var d strings.Builder
+	if p.hostIP != "" {
+		d.WriteString("-d " + parse.CanonicalAddr(p.hostIP) + " ")
+	}
+	if proxyOn {
+		// Why: with the proxy off Docker drops "! -i BRIDGE" so that
+		// containers reach published ports through the host (hairpin).
+		d.WriteString("! -i " + p.bn.bridge + " ")
+	}
+	d.WriteString("-p " + pr + " -m " + pr + " --dport " + itoa(p.pb.HostPort) +
+		" -j DNAT --to-destination " + p.ep.IP + ":" + itoa(p.pb.ContainerPort))
+	cip := parse.CanonicalAddr(p.ep.IP)
+	accept = "-d " + cip + " ! -i " + p.bn.bridge + " -o " + p.bn.bridge + " -p " + pr + " -m " + pr +
+		" --dport " + itoa(p.pb.ContainerPort) + " -j ACCEPT"
+	masq = "-s " + cip + " -d " + cip + " -p " + pr + " -m " + pr + " --dport " + itoa(p.pb.ContainerPort) + " -j MASQUERADE"
+	return d.String(), accept, masq
+}
+
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
+}
+
+// natRules adds the nat table rules common to both layouts.
+func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn bool) {
+	e := b.e
+	proxyOn := e.Proxy.On()
+	e.Chains[parse.TableNAT] = []parse.ChainName{ChainDocker}
+	hasExternal := false
+	for _, n := range nets {
+		if !n.internal {
+			hasExternal = true
+		}
+	}
+	if hasExternal || e.Era != EraClassic {
+		// Why: ≤27 adds the jumps with the first non-internal bridge; 28+
+		// at daemon start (also seen in 28.5's IPv6 dump with no IPv6
+		// network).
+		b.add(parse.TableNAT, parse.ChainPrerouting, "-m addrtype --dst-type LOCAL -j DOCKER", ExpectedRule{Kind: KindJump})
+		loop := "127.0.0.0/8"
+		if e.Family == snapshot.FamilyIPv6 {
+			loop = "::1/128"
+		}
+		out := "! -d " + loop + " -m addrtype --dst-type LOCAL -j DOCKER"
+		if !proxyOn {
+			out = "-m addrtype --dst-type LOCAL -j DOCKER"
+		}
+		b.add(parse.TableNAT, parse.ChainOutput, out, ExpectedRule{Kind: KindJump})
+	}
+	for _, n := range nets {
+		if n.internal || n.subnet == "" || !n.masq || n.gwMode == "routed" {
+			continue
+		}
+		spec := "-s " + n.subnet + " ! -o " + n.bridge + " -j MASQUERADE"
+		if n.snatIP != "" {
+			spec = "-s " + n.subnet + " ! -o " + n.bridge + " -j SNAT --to-source " + n.snatIP
+		}
+		b.add(parse.TableNAT, parse.ChainPostrouting, spec, ExpectedRule{Kind: KindMasquerade, Network: n.net.Name, Bridge: n.bridge})
+		if !proxyOn {
+			b.add(parse.TableNAT, parse.ChainPostrouting, "-o "+n.bridge+" -m addrtype --src-type LOCAL -j MASQUERADE",
+				ExpectedRule{Kind: KindHairpinMasq, Network: n.net.Name, Bridge: n.bridge})
+		}
+		if natReturn && proxyOn {
+			b.add(parse.TableNAT, ChainDocker, "-i "+n.bridge+" -j RETURN",
+				ExpectedRule{Kind: KindNATReturn, Network: n.net.Name, Bridge: n.bridge, Rank: 0})
+		}
+	}
+	for _, p := range ports {
+		if p.bn.gwMode == "routed" {
+			continue
+		}
+		dnat, _, masq := portSpecs(p, proxyOn)
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		if selfMasq {
+			m := er
+			m.Kind = KindPortMasq
+			b.add(parse.TableNAT, parse.ChainPostrouting, masq, m)
+		}
+		d := er
+		d.Kind, d.Rank = KindDNAT, 1
+		b.add(parse.TableNAT, ChainDocker, dnat, d)
+	}
+}
+
+// expectClassic adds the 20.10–27 layout (docker-facts.md §2.1).
+//
+//	FORWARD -> DOCKER-USER (-j RETURN)
+//	        -> DOCKER-ISOLATION-STAGE-1 -> DOCKER-ISOLATION-STAGE-2
+//	        -o BR conntrack ACCEPT, -o BR -> DOCKER, -i BR ! -o BR ACCEPT, -i BR -o BR ACCEPT
+func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
+	e := b.e
+	natRules(b, nets, ports, true, true)
+	e.Chains[parse.TableFilter] = []parse.ChainName{ChainDocker, ChainIsolation1, ChainIsolation2, ChainDockerUser}
+	f := parse.TableFilter
+	b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
+	b.add(f, parse.ChainForward, "-j DOCKER-ISOLATION-STAGE-1", ExpectedRule{Kind: KindJump, Rank: 1})
+	for _, n := range nets {
+		er := ExpectedRule{Network: n.net.Name, Bridge: n.bridge, Rank: 2, Group: n.bridge}
+		seq := func(k Kind, i int) ExpectedRule { r := er; r.Kind, r.Seq = k, i; return r }
+		br := n.bridge
+		if n.internal {
+			if n.icc {
+				b.add(f, parse.ChainForward, "-i "+br+" -o "+br+" -j ACCEPT", seq(KindNetworkPath, 0))
+			}
+		} else {
+			b.add(f, parse.ChainForward, "-o "+br+" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", seq(KindNetworkPath, 0))
+			b.add(f, parse.ChainForward, "-o "+br+" -j DOCKER", seq(KindNetworkPath, 1))
+			b.add(f, parse.ChainForward, "-i "+br+" ! -o "+br+" -j ACCEPT", seq(KindNetworkPath, 2))
+			if n.icc {
+				b.add(f, parse.ChainForward, "-i "+br+" -o "+br+" -j ACCEPT", seq(KindNetworkPath, 3))
+			}
+		}
+		if !n.icc {
+			// Why: icc off appends the DROP at the end of FORWARD.
+			r := seq(KindNetworkPath, 0)
+			r.Rank, r.Group = 3, ""
+			b.add(f, parse.ChainForward, "-i "+br+" -o "+br+" -j DROP", r)
+		}
+	}
+	isolation(b, nets, ChainIsolation1)
+	for _, n := range nets {
+		if !n.internal {
+			b.add(f, ChainIsolation2, "-o "+n.bridge+" -j DROP", ExpectedRule{Kind: KindIsolation, Network: n.net.Name, Bridge: n.bridge})
+		}
+	}
+	b.add(f, ChainIsolation1, "-j RETURN", ExpectedRule{Kind: KindSkeleton, Rank: 1})
+	b.add(f, ChainIsolation2, "-j RETURN", ExpectedRule{Kind: KindSkeleton, Rank: 1})
+	b.add(f, ChainDockerUser, "-j RETURN", ExpectedRule{Kind: KindSkeleton, Rank: 1})
+	for _, p := range ports {
+		_, accept, _ := portSpecs(p, e.Proxy.On())
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt})
+	}
+}
+
+// isolation adds the ISOLATION-STAGE-1 (≤28) or DOCKER-INTERNAL (29)
+// per-network rules.
+func isolation(b *builder, nets []*bridgeNet, chain parse.ChainName) {
+	for _, n := range nets {
+		er := ExpectedRule{Kind: KindIsolation, Network: n.net.Name, Bridge: n.bridge, Group: n.bridge}
+		if n.internal {
+			if n.subnet == "" {
+				continue
+			}
+			b.add(parse.TableFilter, chain, "! -s "+n.subnet+" -o "+n.bridge+" -j DROP", er)
+			er.Seq = 1
+			b.add(parse.TableFilter, chain, "! -d "+n.subnet+" -i "+n.bridge+" -j DROP", er)
+		} else if chain == ChainIsolation1 {
+			b.add(parse.TableFilter, chain, "-i "+n.bridge+" ! -o "+n.bridge+" -j DOCKER-ISOLATION-STAGE-2", er)
+		}
+	}
+}
+
+// expect28 adds the 28.0.1+ layout (docker-facts.md §2.3) and 29's
+// iptables variant (§2.4).
+//
+//	FORWARD -> DOCKER-USER
+//	        -> DOCKER-FORWARD -> DOCKER-CT      (-o BR conntrack ACCEPT)
+//	                          -> DOCKER-ISOLATION-STAGE-1 | DOCKER-INTERNAL (29)
+//	                          -> DOCKER-BRIDGE  (-o BR -> DOCKER: port ACCEPTs, then DROP)
+//	                          -i BR -j ACCEPT
+func expect28(b *builder, nets []*bridgeNet, ports []port) {
+	e := b.e
+	v := e.Version
+	is29 := e.Era == Era29
+	natRules(b, nets, ports, !e.Proxy.On(), !is29)
+	f := parse.TableFilter
+	middle := ChainIsolation1
+	if is29 {
+		middle = ChainDockerIntern
+		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainDockerIntern, ChainDockerUser}
+	} else {
+		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainIsolation1, ChainIsolation2, ChainDockerUser}
+	}
+	b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
+	b.add(f, parse.ChainForward, "-j DOCKER-FORWARD", ExpectedRule{Kind: KindJump, Rank: 1})
+	b.add(f, ChainDockerFwd, "-j DOCKER-CT", ExpectedRule{Kind: KindSkeleton, Rank: 0})
+	b.add(f, ChainDockerFwd, "-j "+string(middle), ExpectedRule{Kind: KindSkeleton, Rank: 1})
+	b.add(f, ChainDockerFwd, "-j DOCKER-BRIDGE", ExpectedRule{Kind: KindSkeleton, Rank: 2})
+	if v.AtLeast(28, 0, 1) && !v.AtLeast(28, 2, 2) {
+		// Why: removed in 28.2.2 (moby commit dc519a0f18).
+		b.add(f, ChainDockerUser, "-j RETURN", ExpectedRule{Kind: KindSkeleton, Rank: 1})
+	}
+	for _, n := range nets {
+		br := n.bridge
+		er := ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 3, Group: br}
+		if n.internal {
+			verdict := "ACCEPT"
+			if !n.icc {
+				verdict = "DROP"
+			}
+			b.add(f, ChainDockerFwd, "-i "+br+" -o "+br+" -j "+verdict, er)
+			continue
+		}
+		if n.icc {
+			b.add(f, ChainDockerFwd, "-i "+br+" -j ACCEPT", er)
+		} else {
+			b.add(f, ChainDockerFwd, "-i "+br+" -o "+br+" -j DROP", er)
+			er.Seq = 1
+			b.add(f, ChainDockerFwd, "-i "+br+" ! -o "+br+" -j ACCEPT", er)
+		}
+		er = ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br}
+		b.add(f, ChainDockerBridge, "-o "+br+" -j DOCKER", er)
+		b.add(f, ChainDockerCT, "-o "+br+" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", er)
+		switch n.gwMode {
+		case "nat-unprotected":
+			b.add(f, ChainDocker, "! -i "+br+" -o "+br+" -j ACCEPT", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1})
+		case "routed":
+			e.Notes = append(e.Notes, fmt.Sprintf("network %s uses gateway mode routed: its extra rules are not modelled", n.net.Name))
+		default:
+			// Why: per-port ACCEPTs are inserted above the bridge's DROP.
+			b.add(f, ChainDocker, "! -i "+br+" -o "+br+" -j DROP", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1})
+		}
+		if !is29 {
+			b.add(f, ChainIsolation2, "-o "+br+" -j DROP", ExpectedRule{Kind: KindIsolation, Network: n.net.Name, Bridge: br})
+		}
+	}
+	isolation(b, nets, middle)
+	for _, p := range ports {
+		if p.bn.gwMode == "nat-unprotected" {
+			continue
+		}
+		_, accept, _ := portSpecs(p, e.Proxy.On())
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt, Rank: 0})
+	}
+	rawRules(b, nets, ports)
+}
+
+// rawRules adds the 28.x raw PREROUTING DROPs: per endpoint (28.2+) or per
+// port (28.0.1–28.1), and the remote-loopback DROP per 127.0.0.1 port.
+func rawRules(b *builder, nets []*bridgeNet, ports []port) {
+	e := b.e
+	perEndpoint := e.Version.AtLeast(28, 2, 0)
+	seen := map[string]bool{}
+	for _, p := range ports {
+		if p.bn.gwMode == "routed" || p.bn.gwMode == "nat-unprotected" {
+			continue
+		}
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		if !perEndpoint {
+			pr := proto(p.pb)
+			r := er
+			r.Kind = KindRawEndpoint
+			b.add(parse.TableRaw, parse.ChainPrerouting, "-d "+parse.CanonicalAddr(p.ep.IP)+" ! -i "+p.bn.bridge+" -p "+pr+" -m "+pr+" --dport "+itoa(p.pb.ContainerPort)+" -j DROP", r)
+		}
+		if p.hostIP != "" && isLoopback(p.hostIP) && !seen["lo/"+p.hostIP+itoa(p.pb.HostPort)+p.pb.Proto] {
+			seen["lo/"+p.hostIP+itoa(p.pb.HostPort)+p.pb.Proto] = true
+			pr := proto(p.pb)
+			r := er
+			r.Kind = KindRawLoopback
+			b.add(parse.TableRaw, parse.ChainPrerouting, "-d "+parse.CanonicalAddr(p.hostIP)+" ! -i lo -p "+pr+" -m "+pr+" --dport "+itoa(p.pb.HostPort)+" -j DROP", r)
+		}
+	}
+	if !perEndpoint {
+		return
+	}
+	// Per endpoint: every running container's endpoint on a nat-mode,
+	// non-internal bridge (28.2+, moby PR #49829), published ports or not.
+	// The snapshot does not say whether the daemon runs with
+	// --allow-direct-routing or DOCKER_INSECURE_NO_IPTABLES_RAW; Compare
+	// treats missing raw rules as such, not as breakage (see checks).
+	for _, p := range endpointsOf(b.s, nets) {
+		b.add(parse.TableRaw, parse.ChainPrerouting, "-d "+parse.CanonicalAddr(p.ep.IP)+" ! -i "+p.bn.bridge+" -j DROP",
+			ExpectedRule{Kind: KindRawEndpoint, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name})
+	}
+}
+
+// endpointsOf lists the endpoints of running containers on non-internal
+// bridge networks of nets, in container order (ports left zero).
+func endpointsOf(s *snapshot.Snapshot, nets []*bridgeNet) []port {
+	var out []port
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			bn := findNet(nets, ep)
+			if bn == nil || bn.internal || ep.IP == "" || bn.gwMode == "routed" || bn.gwMode == "nat-unprotected" {
+				continue
+			}
+			out = append(out, port{ct: c, ep: ep, bn: bn})
+		}
+	}
+	return out
+}
+
+// findNet returns the network of an endpoint, by ID then by name.
+func findNet(nets []*bridgeNet, ep snapshot.Endpoint) *bridgeNet {
+	for _, n := range nets {
+		if ep.NetworkID != "" && n.net.ID == ep.NetworkID {
+			return n
+		}
+	}
+	for _, n := range nets {
+		if n.net.Name == ep.Network {
+			return n
+		}
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package diagnose
+
+import "github.com/iptscope/iptscope/snapshot"
+
+// linksRead reports whether the snapshot has the namespace's links.
+func linksRead(s *snapshot.Snapshot) bool {
+	if len(s.Links) == 0 {
+		return false
+	}
+	for _, e := range s.Errors {
+		if e.Part == "netlink" || e.Part == "links" {
+			return false
+		}
+	}
+	return true
+}
+
+// link returns the link of that name, or nil.
+func link(s *snapshot.Snapshot, name string) *snapshot.Link {
+	for i := range s.Links {
+		if s.Links[i].Name == name {
+			return &s.Links[i]
+		}
+	}
+	return nil
+}
+
+// runningOn returns the names of running containers with an endpoint on
+// network n.
+func runningOn(s *snapshot.Snapshot, n snapshot.Network) []string {
+	var out []string
+	for _, c := range s.Docker.Containers {
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			if ep.NetworkID == n.ID || (ep.NetworkID == "" && ep.Network == n.Name) {
+				out = append(out, c.Name)
+			}
+		}
+	}
+	return out
+}

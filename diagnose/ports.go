@@ -1,0 +1,475 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// PortPath says how a connection from another machine reaches a
+// published port today.
+type PortPath string
+
+const (
+	// PathNAT: the DNAT rule is in place and reached from nat PREROUTING,
+	// nothing shadows it, ip_forward is on and the filter table admits the
+	// translated packets (Docker's ACCEPT, or a FORWARD policy of ACCEPT).
+	PathNAT PortPath = "nat"
+	// PathProxyOnly: the NAT path is broken before DNAT (chain, jump or
+	// DNAT rule missing) but a docker-proxy listens on the host address
+	// and port: the port answers, the container sees the bridge gateway
+	// instead of the client, and it stops answering when the proxy goes.
+	PathProxyOnly PortPath = "proxy-only"
+	// PathBroken: connections from other machines do not reach the
+	// container.
+	PathBroken PortPath = "broken"
+	// PathLocalOnly: the port is bound to a loopback address; other
+	// machines cannot reach it by design, so a path from outside does not
+	// apply.
+	PathLocalOnly PortPath = "local-only"
+	// PathUnknown: the rules cannot be judged (Docker's layout not
+	// modelled, no usable dump, IPv6 NAT not inspected).
+	PathUnknown PortPath = "unknown"
+)
+
+// PortReport is one published port and the path it takes today. The JSON
+// field names are part of iptscope.doctor/v1 and stable.
+type PortReport struct {
+	// HostIP is the address the port is bound to as Docker reports it
+	// ("0.0.0.0", "127.0.0.1", "::"); HostPort and Proto the host side.
+	HostIP   string `json:"host_ip"`
+	HostPort int    `json:"host_port"`
+	Proto    string `json:"proto"`
+	// Container, ContainerIP and ContainerPort are where Docker sends it;
+	// Network is the network of that endpoint. ContainerIP and Network
+	// are "" when the container has no endpoint on a bridge network.
+	Container     string   `json:"container"`
+	ContainerIP   string   `json:"container_ip"`
+	ContainerPort int      `json:"container_port"`
+	Network       string   `json:"network"`
+	Path          PortPath `json:"path"`
+	// Reason says in words why the path is what it is.
+	Reason string `json:"reason"`
+	// AlsoIPv6 is true when the same port is also published on "::"
+	// (docker-proxy serves that binding alone for containers without
+	// IPv6; it is folded into this row).
+	AlsoIPv6 bool `json:"also_ipv6,omitempty"`
+}
+
+// HostAddr renders the host side: "0.0.0.0:8080/tcp", "[::]:8080/tcp".
+func (p PortReport) HostAddr() string {
+	ip := p.HostIP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	if strings.Contains(ip, ":") {
+		ip = "[" + ip + "]"
+	}
+	return fmt.Sprintf("%s:%d/%s", ip, p.HostPort, p.Proto)
+}
+
+// Ports returns, for every published port of every running container, the
+// path a connection from another machine takes today (see PortPath), in
+// container-name then host-port order. It is pure and never guesses: when
+// the rules cannot be judged the path is PathUnknown with the reason.
+//
+// The judgement follows a packet from another machine:
+//
+//	raw/mangle ... nat PREROUTING -> DOCKER (DNAT to container)
+//	     |                     \ no jump / chain / DNAT: packet stays for the host
+//	     |                       -> INPUT -> docker-proxy if one listens (proxy-only)
+//	routing: ip_forward=1 needed
+//	filter FORWARD -> [DOCKER-USER] -> DOCKER-FORWARD -> DOCKER-BRIDGE -> DOCKER (ACCEPT)
+//	      (20.10-27: FORWARD -o BR -j DOCKER -> ACCEPT)          else FORWARD policy
+//
+// Once DNAT has rewritten the destination, docker-proxy cannot help: a
+// forwarding problem after DNAT is PathBroken even with userland-proxy on
+// (real captures: ip-forward-off and stale-dnat with the proxy on).
+func Ports(s *snapshot.Snapshot) []PortReport {
+	if s == nil || s.Docker == nil {
+		return nil
+	}
+	a, ok := analyze(s)
+	var why string
+	if !ok {
+		why = unjudgedReason(s)
+	}
+	var out []PortReport
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		if !c.Running {
+			continue
+		}
+		v4 := map[string]bool{}
+		for _, pb := range c.Ports {
+			if pb.HostPort > 0 && isUnspecified4(pb.HostIP) {
+				v4[fmt.Sprintf("%d/%s/%d", pb.HostPort, proto(pb), pb.ContainerPort)] = true
+			}
+		}
+		for _, pb := range c.Ports {
+			if pb.HostPort == 0 {
+				continue
+			}
+			key := fmt.Sprintf("%d/%s/%d", pb.HostPort, proto(pb), pb.ContainerPort)
+			if pb.HostIP == "::" && v4[key] {
+				continue // folded into the 0.0.0.0 row below
+			}
+			r := PortReport{HostIP: pb.HostIP, HostPort: pb.HostPort, Proto: proto(pb), Container: c.Name, ContainerPort: pb.ContainerPort}
+			if r.HostIP == "" {
+				r.HostIP = "0.0.0.0"
+			}
+			if isUnspecified4(pb.HostIP) {
+				for _, q := range c.Ports {
+					if q.HostIP == "::" && fmt.Sprintf("%d/%s/%d", q.HostPort, proto(q), q.ContainerPort) == key {
+						r.AlsoIPv6 = true
+					}
+				}
+			}
+			pb := pb
+			judgePort(s, a, ok, why, c, &pb, &r)
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Container != out[j].Container {
+			return out[i].Container < out[j].Container
+		}
+		if out[i].HostPort != out[j].HostPort {
+			return out[i].HostPort < out[j].HostPort
+		}
+		return out[i].HostIP < out[j].HostIP
+	})
+	return out
+}
+
+func isUnspecified4(ip string) bool { return ip == "" || ip == "0.0.0.0" }
+
+// unjudgedReason says why the rules of a snapshot cannot be judged.
+func unjudgedReason(s *snapshot.Snapshot) string {
+	if s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
+		return "Docker's view of its networks is missing"
+	}
+	if e, err := Expect(s, snapshot.FamilyIPv4); err == nil && !e.Modelled && len(e.Notes) > 0 {
+		return e.Notes[len(e.Notes)-1]
+	}
+	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil {
+		return err.Error()
+	}
+	return "the rules cannot be compared with Docker's layout"
+}
+
+// judgePort fills the endpoint, path and reason of one binding.
+func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapshot.Container, pb *snapshot.PortBinding, r *PortReport) {
+	// The endpoint Docker programs: the one whose DNAT is found, else the
+	// first non-internal bridge endpoint with an address.
+	var dnat ExpectedRule
+	haveDNAT := false
+	if ok {
+		for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
+			if er.Kind == KindDNAT && er.Container == c.Name && er.Port != nil && *er.Port == *pb {
+				if !haveDNAT || a.diff.Found[er.Rule] != nil && a.diff.Found[dnat.Rule] == nil {
+					dnat, haveDNAT = er, true
+				}
+			}
+		}
+	}
+	if haveDNAT {
+		r.Network = dnat.Network
+		for _, ep := range c.Endpoints {
+			if ep.Network == dnat.Network {
+				r.ContainerIP = ep.IP
+			}
+		}
+	} else {
+		for _, ep := range c.Endpoints {
+			if ep.IP != "" && r.ContainerIP == "" {
+				r.ContainerIP, r.Network = ep.IP, ep.Network
+			}
+		}
+	}
+
+	addr, err := netip.ParseAddr(r.HostIP)
+	switch {
+	case err == nil && addr.IsLoopback():
+		r.Path = PathLocalOnly
+		r.Reason = "bound to " + r.HostIP + ": only the host itself can connect; a path from other machines does not apply"
+		return
+	case err == nil && addr.Is6():
+		if px := proxiesFor(s, pb); len(px) > 0 {
+			r.Path = PathProxyOnly
+			r.Reason = fmt.Sprintf("IPv6 binding: docker-proxy pid %d serves it (IPv6 NAT rules are not inspected yet)", px[0].PID)
+			return
+		}
+		r.Path, r.Reason = PathUnknown, "IPv6 binding: IPv6 NAT rules are not inspected yet"
+		return
+	}
+	if !ok {
+		r.Path, r.Reason = PathUnknown, "not judged: "+why
+		return
+	}
+	if r.ContainerIP == "" || !haveDNAT {
+		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
+		return
+	}
+	if dnat.Network != "" {
+		for _, n := range s.Docker.Networks {
+			if n.Name == dnat.Network && n.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "routed" {
+				r.Path, r.Reason = PathUnknown, "network "+n.Name+" uses gateway mode routed: not modelled"
+				return
+			}
+		}
+	}
+
+	// 1. Before DNAT: is the DNAT rule reached, and is it the one that
+	// matches first?
+	got := foundAny(a, dnat)
+	if got != nil {
+		for _, u := range a.diff.Unexpected {
+			if u.Table != parse.TableNAT || u.Chain != ChainDocker || u.Target != parse.TargetDNAT {
+				continue
+			}
+			for _, sh := range shadows(a, u) {
+				if sh.Actual == got {
+					r.Path = PathBroken
+					r.Reason = fmt.Sprintf("a stale DNAT (rule %d of nat DOCKER, to %s) matches first and sends connections there", u.Position, u.NATTo())
+					return
+				}
+			}
+		}
+	}
+	var natBroken string
+	switch {
+	case !a.chainExists(parse.TableNAT, ChainDocker):
+		natBroken = "nat chain DOCKER is missing"
+	case !jumpFound(a, parse.TableNAT, parse.ChainPrerouting, ChainDocker):
+		natBroken = "nat PREROUTING does not jump to DOCKER"
+	case got == nil:
+		natBroken = "no DNAT rule for it in nat DOCKER"
+	}
+	if natBroken != "" {
+		if px := proxiesFor(s, pb); len(px) > 0 {
+			r.Path = PathProxyOnly
+			r.Reason = fmt.Sprintf("%s; docker-proxy pid %d answers on the host port instead (clients' addresses are lost)", natBroken, px[0].PID)
+			return
+		}
+		r.Path = PathBroken
+		r.Reason = natBroken + " and no docker-proxy listens on the port"
+		return
+	}
+
+	// 2. After DNAT: the kernel must forward, the filter table admit.
+	if v, read := sysctl(s, "net.ipv4.ip_forward"); read && v == "0" {
+		r.Path = PathBroken
+		r.Reason = "DNAT is in place but net.ipv4.ip_forward=0: the kernel drops the translated packets (docker-proxy never sees them)"
+		return
+	}
+	if why := forwardProblem(a, dnat); why != "" {
+		r.Path, r.Reason = PathBroken, why
+		return
+	}
+	r.Path = PathNAT
+	r.Reason = fmt.Sprintf("DNAT rule %d of nat DOCKER, forwarded and admitted%s", got.Position, admittedBy(a, dnat))
+}
+
+// foundAny returns the dump rule matching er or, for an alternative, any
+// of its group.
+func foundAny(a analysis, er ExpectedRule) *parse.Rule {
+	if got := a.diff.Found[er.Rule]; got != nil || er.Alt == "" {
+		return got
+	}
+	for _, x := range a.exp.RulesOf(er.Rule.Table, er.Rule.Chain) {
+		if x.Alt == er.Alt && a.diff.Found[x.Rule] != nil {
+			return a.diff.Found[x.Rule]
+		}
+	}
+	return nil
+}
+
+// jumpFound reports whether chain from of table t has a rule jumping to
+// to (any matches).
+func jumpFound(a analysis, t parse.TableName, from, to parse.ChainName) bool {
+	c := a.rs.Table(t).Chain(from)
+	if c == nil {
+		return false
+	}
+	for _, r := range c.Rules {
+		if r.Target == parse.Target(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardPolicy is filter FORWARD's policy ("ACCEPT" when unknown).
+func forwardPolicy(a analysis) string {
+	if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy != "" {
+		return string(c.Policy)
+	}
+	return "ACCEPT"
+}
+
+// pathRules are the expected filter rules a connection to the port of
+// dnat meets on its way in and out: the jumps that lead to filter DOCKER,
+// the network's outward ACCEPT and the port's ACCEPT. Conntrack, intra-
+// bridge and DROP rules are left out: published-port traffic does not
+// need them.
+func pathRules(a analysis, dnat ExpectedRule) (need []ExpectedRule, drop []ExpectedRule) {
+	for _, er := range a.exp.All() {
+		if er.Rule.Table != parse.TableFilter {
+			continue
+		}
+		switch er.Kind {
+		case KindJump, KindSkeleton:
+			if to := parse.ChainName(er.Rule.Target); to == ChainDockerFwd || to == ChainDockerBridge {
+				need = append(need, er)
+			}
+		case KindNetworkPath:
+			if er.Network != dnat.Network {
+				continue
+			}
+			r := er.Rule
+			if r.Target == parse.TargetDrop {
+				if r.Chain == ChainDocker {
+					drop = append(drop, er)
+				}
+				continue
+			}
+			intra := !r.InIface.IsZero() && !r.InIface.Negated && !r.OutIface.IsZero() && !r.OutIface.Negated
+			if intra || strings.Contains(er.Spec(), "--ctstate") {
+				continue
+			}
+			need = append(need, er)
+		case KindPortAccept:
+			if er.Container == dnat.Container && er.Port != nil && dnat.Port != nil && *er.Port == *dnat.Port &&
+				(er.Alt == "" || er.Network == dnat.Network) {
+				need = append(need, er)
+			}
+		}
+	}
+	return need, drop
+}
+
+// forwardProblem says why the filter table drops the translated packets
+// of dnat's port, or "" when it admits them.
+func forwardProblem(a analysis, dnat ExpectedRule) string {
+	if r, where := catchAllDrop(a, dnat.Bridge); r != nil {
+		return fmt.Sprintf("rule %d of filter %s (%s) drops forwarded traffic before Docker's rules", r.Position, where, r.Spec())
+	}
+	need, drop := pathRules(a, dnat)
+	var missing []ExpectedRule
+	for _, er := range need {
+		if foundAny(a, er) == nil {
+			missing = append(missing, er)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	policy := forwardPolicy(a)
+	first := missing[0]
+	if policy != "ACCEPT" {
+		return fmt.Sprintf("filter rule missing (%s %s); the FORWARD policy %s drops the translated packets", first.Rule.Chain, first.Spec(), policy)
+	}
+	// Policy ACCEPT: traffic passes unless it meets the network's DROP in
+	// filter DOCKER (28+: "! -i BR -o BR -j DROP") without the port's
+	// ACCEPT above it.
+	for _, d := range drop {
+		got := a.diff.Found[d.Rule]
+		if got == nil {
+			continue
+		}
+		portAcceptMissing := false
+		reached := true
+		for _, m := range missing {
+			if m.Kind == KindPortAccept {
+				portAcceptMissing = true
+			} else {
+				reached = false
+			}
+		}
+		if portAcceptMissing && reached {
+			return fmt.Sprintf("no ACCEPT for the port in filter DOCKER; rule %d (%s) drops it", got.Position, got.Spec())
+		}
+	}
+	return ""
+}
+
+// admittedBy names what admits the port's packets in filter.
+func admittedBy(a analysis, dnat ExpectedRule) string {
+	need, _ := pathRules(a, dnat)
+	for _, er := range need {
+		if er.Kind == KindPortAccept {
+			if got := foundAny(a, er); got != nil {
+				return fmt.Sprintf(" (rule %d of filter DOCKER)", got.Position)
+			}
+		}
+	}
+	return " (FORWARD policy ACCEPT: Docker's filter rules are incomplete)"
+}
+
+// catchAllDrop finds a DROP or REJECT in filter FORWARD above Docker's
+// jumps, or in DOCKER-USER, that matches every forwarded packet to the
+// bridge (no address, protocol or match, and no interface that excludes
+// it). Narrower rules are left to forward-blocked and docker-user-drop:
+// this is only what certainly drops the port.
+func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
+	f := a.rs.Table(parse.TableFilter)
+	matchesAll := func(r *parse.Rule) bool {
+		if r.Target != parse.TargetDrop && r.Target != parse.TargetReject {
+			return false
+		}
+		if !r.Source.IsZero() || !r.Destination.IsZero() || !r.Protocol.IsZero() || !r.Fragment.IsZero() || len(r.Matches) > 0 || len(r.Unparsed) > 0 {
+			return false
+		}
+		if !r.OutIface.IsZero() && (r.OutIface.Negated || r.OutIface.Value != bridge) {
+			return false
+		}
+		if !r.InIface.IsZero() && (r.InIface.Negated || r.InIface.Value == bridge) {
+			return false
+		}
+		return true
+	}
+	if c := f.Chain(parse.ChainForward); c != nil {
+		for _, r := range c.Rules {
+			if r.JumpsToChain() && strings.HasPrefix(string(r.Target), "DOCKER") {
+				break
+			}
+			if matchesAll(r) {
+				return r, parse.ChainForward
+			}
+		}
+	}
+	if c := f.Chain(ChainDockerUser); c != nil {
+		for _, r := range c.Rules {
+			if matchesAll(r) {
+				return r, ChainDockerUser
+			}
+		}
+	}
+	return nil, ""
+}
+
+// proxiesFor returns the docker-proxy processes listening on a binding's
+// host address (or the wildcard of its family), port and protocol.
+func proxiesFor(s *snapshot.Snapshot, pb *snapshot.PortBinding) []snapshot.Proxy {
+	want := pb.HostIP
+	if want == "" {
+		want = "0.0.0.0"
+	}
+	wa, _ := netip.ParseAddr(want)
+	var out []snapshot.Proxy
+	for _, x := range proxyFor(s, pb) {
+		xa, err := netip.ParseAddr(x.HostIP)
+		if err != nil {
+			continue
+		}
+		if xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4() {
+			out = append(out, x)
+		}
+	}
+	return out
+}

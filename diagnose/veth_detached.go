@@ -1,0 +1,65 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// vethDetached: a running container's host-side veth is missing, down, or
+// not a port of its network's bridge. Silent when the collector could not
+// find the veth (HostVeth empty): that proves nothing.
+var vethDetached = Check{
+	ID:       "veth-detached",
+	Title:    "A container's veth is not attached to its bridge",
+	Severity: SeverityError,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		if s.Docker == nil || !linksRead(s) {
+			return nil
+		}
+		bridgeOf := map[string]string{}
+		for _, n := range s.Docker.Networks {
+			if n.Driver == "bridge" {
+				bridgeOf[n.ID] = n.BridgeName
+				bridgeOf[n.Name] = n.BridgeName
+			}
+		}
+		var out []Finding
+		for _, c := range s.Docker.Containers {
+			if !c.Running {
+				continue
+			}
+			for _, ep := range c.Endpoints {
+				br := bridgeOf[ep.NetworkID]
+				if br == "" {
+					br = bridgeOf[ep.Network]
+				}
+				if br == "" || ep.HostVeth == "" {
+					continue
+				}
+				l := link(s, ep.HostVeth)
+				var why, ev string
+				switch {
+				case l == nil:
+					why, ev = "is missing", "ip link show "+ep.HostVeth+": does not exist"
+				case !l.Up:
+					why, ev = "is down", fmt.Sprintf("ip link show %s: up=false operstate=%s", l.Name, l.OperState)
+				case l.Master != br:
+					why, ev = "is not a port of "+br, fmt.Sprintf("ip link show %s: master=%q", l.Name, l.Master)
+				default:
+					continue
+				}
+				out = append(out, Finding{
+					ID:       "veth-detached",
+					Severity: SeverityError,
+					Title:    fmt.Sprintf("Container %s: veth %s %s", c.Name, ep.HostVeth, why),
+					Detail:   "The container's interface on network " + ep.Network + " is not connected to the bridge: it cannot reach or be reached on this network (published ports, egress, other containers).",
+					Subject:  Subject{Network: ep.Network, Container: c.Name},
+					Evidence: []string{ev},
+					Fix:      "Reconnect it: `ip link set " + ep.HostVeth + " master " + br + " up`, or restart the container (`docker restart " + c.Name + "`), which re-creates the veth pair.",
+				})
+			}
+		}
+		return out
+	},
+}
