@@ -23,6 +23,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// Readable by all: one test runs the binary as an unprivileged user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	iptscopeBin = filepath.Join(dir, "iptscope")
 	if out, err := exec.Command("go", "build", "-o", iptscopeBin, "../cmd/iptscope").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building iptscope: %v\n%s", err, out)
