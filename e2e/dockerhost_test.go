@@ -107,16 +107,7 @@ func (h *dockerHost) iptscope(t *testing.T, args ...string) (string, string, int
 	t.Helper()
 	cmd := exec.Command(iptscopeBin, args...)
 	cmd.Env = h.hostEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running iptscope: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(t, cmd)
 }
 
 // collectBundle runs `iptscope collect --netns` for the host from the root

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -188,14 +187,5 @@ func (h *dockerHost) iptscopeWithPath(t *testing.T, pathDir string, args ...stri
 	cmd.Env = append(os.Environ(),
 		"PATH="+pathDir+":"+os.Getenv("PATH"),
 		"XTABLES_LOCKFILE="+filepath.Join(h.State, "xtables.lock"))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running iptscope: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(t, cmd)
 }

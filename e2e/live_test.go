@@ -83,6 +83,13 @@ func inNetns(t *testing.T, nsPath, stdin string, name string, args ...string) (s
 	cmd := exec.Command("nsenter", append([]string{"--net=" + nsPath, name}, args...)...)
 	cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+filepath.Join(t.TempDir(), "xtables.lock"))
 	cmd.Stdin = strings.NewReader(stdin)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd and returns its stdout, stderr and exit code; a command
+// that cannot start fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -90,7 +97,7 @@ func inNetns(t *testing.T, nsPath, stdin string, name string, args ...string) (s
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running %s: %v", name, err)
+		t.Fatalf("running %s: %v", cmd.Path, err)
 	}
 	return out.String(), errb.String(), code
 }

@@ -128,36 +128,32 @@ func (a *arena) matches(n int) []Match {
 	if a == nil {
 		return make([]Match, 0, n)
 	}
-	if cap(a.m)-len(a.m) < n {
-		a.m = make([]Match, 0, max(arenaChunk, n))
-	}
-	l := len(a.m)
-	a.m = a.m[:l+n]
-	return a.m[l : l : l+n]
+	return take(&a.m, n)
 }
 
 func (a *arena) options(n int) []Option {
 	if a == nil {
 		return make([]Option, 0, n)
 	}
-	if cap(a.o)-len(a.o) < n {
-		a.o = make([]Option, 0, max(arenaChunk, n))
-	}
-	l := len(a.o)
-	a.o = a.o[:l+n]
-	return a.o[l : l : l+n]
+	return take(&a.o, n)
 }
 
 func (a *arena) values(n int) []string {
 	if a == nil {
 		return make([]string, 0, n)
 	}
-	if cap(a.v)-len(a.v) < n {
-		a.v = make([]string, 0, max(arenaChunk, n))
+	return take(&a.v, n)
+}
+
+// take hands out the next n elements of a chunk as an empty slice of
+// capacity n, starting a new chunk when the current one is short.
+func take[T any](chunk *[]T, n int) []T {
+	if cap(*chunk)-len(*chunk) < n {
+		*chunk = make([]T, 0, max(arenaChunk, n))
 	}
-	l := len(a.v)
-	a.v = a.v[:l+n]
-	return a.v[l : l : l+n]
+	l := len(*chunk)
+	*chunk = (*chunk)[:l+n]
+	return (*chunk)[l : l : l+n]
 }
 
 // parseRuleTokensIn is parseRuleTokens taking its slices from a.
