@@ -22,6 +22,12 @@ var dockerUnreachable = Check{
 			Fix: "Run iptscope as root (or a member of the docker group) on the Docker host, or point it at the daemon " +
 				"with DOCKER_HOST; check `docker info` works. If dockerd is not running, start it: `systemctl start docker`.",
 		}
+		if s.Docker != nil && s.Docker.Inferred {
+			f.Detail = "Without Docker's list of networks, containers and published ports, iptscope inferred what it could " +
+				"from the host: bridges and their addresses, neighbours, docker-proxy arguments and the rules' layout " +
+				"(see the notes). The rule checks ran on that view only: networks and ports that left no trace were not " +
+				"checked, and no rule was called stale."
+		}
 		if s.Docker == nil {
 			f.Evidence = []string{"the snapshot has no Docker section"}
 		} else {

@@ -80,6 +80,7 @@ func All() []Check {
 	return []Check{
 		dockerUnreachable,
 		backendSplit,
+		nftablesBackend,
 		ipForwardDisabled,
 		dockerChainMissing,
 		dockerJumpMissing,

@@ -105,6 +105,16 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: the input is a raw iptables dump: only checks that need nothing but the rules ran; pass a bundle from `iptscope collect` for the full diagnosis")
 	}
+	// Why: with the API unreachable, what the host shows (bridges,
+	// neighbours, docker-proxy arguments, the rules' shape) still tells
+	// enough to run the rule checks on part of the host (see Infer).
+	if !o.RulesOnly {
+		var note string
+		if s, note = withInferredDocker(s); note != "" {
+			r.Partial = true
+			r.Notes = append(r.Notes, note)
+		}
+	}
 	if s.Docker != nil && s.Docker.Version != "" {
 		if e, err := Expect(s, snapshot.FamilyIPv4); err == nil {
 			r.Host.Layout = string(e.Era)

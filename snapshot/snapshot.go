@@ -165,6 +165,12 @@ type Docker struct {
 	Networks   []Network   `json:"networks"`
 	Containers []Container `json:"containers"`
 	Error      string      `json:"error,omitempty"`
+	// Inferred is true when this view was not read from the API but
+	// reconstructed by diagnose.Infer from links, addresses, neighbours,
+	// docker-proxy arguments and the rules (the API was unreachable). It
+	// is never written by collect; checks must not conclude that
+	// something is absent from such a view.
+	Inferred bool `json:"inferred,omitempty"`
 }
 
 // Userland-proxy states in DockerInfo.UserlandProxy.

@@ -1,0 +1,66 @@
+package diagnose
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// emptyIptables is what iptables-nft-save prints on a host whose Docker
+// uses the nftables backend: the built-in chains, no Docker chain.
+const emptyIptables = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+`
+
+// TestNftablesBackendIsSaidPlainly: a real healthy 28.5 bundle turned into
+// what a Docker 29 daemon with the nftables backend shows (FirewallBackend
+// "nftables", no Docker chain in iptables) gives the nftables-backend info,
+// no error or warning (never docker-chain-missing), and a partial report
+// with status unknown.
+func TestNftablesBackendIsSaidPlainly(t *testing.T) {
+	for _, b := range bundles(t) {
+		if b.dir != "docker-28.5-nft-proxy-on-healthy" {
+			continue
+		}
+		s := b.snap
+		s.Docker.Version = "29.1.3"
+		s.Docker.Info.ServerVersion = "29.1.3"
+		s.Docker.Info.FirewallBackend = "nftables"
+		for i := range s.Rules {
+			s.Rules[i].Raw = emptyIptables
+		}
+		s.ParseRules()
+		s.DockerBackend = snapshot.BackendNone
+		r := NewReport(s, ReportOptions{Source: "test"})
+		var ids []string
+		for _, f := range r.Findings {
+			ids = append(ids, f.ID)
+			if f.Severity.Rank() >= SeverityWarning.Rank() {
+				t.Errorf("false alarm on the nftables backend: %s %s: %s", f.Severity, f.ID, f.Title)
+			}
+		}
+		if !slices.Contains(ids, "nftables-backend") {
+			t.Errorf("nftables-backend not reported: %v", ids)
+		}
+		if r.Status != StatusUnknown || !r.Partial {
+			t.Errorf("status %q partial %v, want unknown and partial", r.Status, r.Partial)
+		}
+		for _, p := range r.Ports {
+			if p.Path != PathUnknown && p.Path != PathLocalOnly && p.Path != PathProxyOnly {
+				t.Errorf("port %s judged %q (%s) on an uninspected backend", p.HostAddr(), p.Path, p.Reason)
+			}
+		}
+		return
+	}
+	t.Fatal("fixture docker-28.5-nft-proxy-on-healthy not found")
+}
