@@ -1,16 +1,23 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/render"
+	"github.com/iptscope/iptscope/repair"
 	"github.com/iptscope/iptscope/snapshot"
 )
 
@@ -21,6 +28,7 @@ type doctorOptions struct {
 	skip       []string
 	failOn     string
 	output     string
+	fix        fixOptions
 }
 
 func newDoctorCmd(g *globals) *cobra.Command {
@@ -50,11 +58,24 @@ Exit codes (node-problem-detector's plugin protocol, docs/exit-codes.md):
   0  no finding at or above --fail-on
   1  at least one finding at or above --fail-on
   2  could not check: bad input, no privileges, nothing to inspect, or a
-     partial check (no Docker view) that found nothing at or above --fail-on`,
+     partial check (no Docker view) that found nothing at or above --fail-on
+
+Repair (--fix, docs/repair.md): put back the rules Docker's version writes,
+in its order, in one iptables-restore --noflush payload per table, without
+restarting Docker. The plan (payloads and sysctl changes) is shown first;
+--dry-run stops there; on a terminal it asks, --yes answers for scripts. The
+touched tables are backed up (the path is printed; "iptscope restore FILE"
+puts a backup back), the payloads are tested, applied under the xtables
+lock, the host is read again and rolled back if a repaired problem remains
+or a new error appears. Exit 0 when repaired or nothing to repair, 2 when
+nothing was changed or the change was rolled back.`,
 		Example: `  sudo iptscope doctor
   sudo iptscope doctor --netns /proc/$(pidof dockerd)/ns/net -o json
   iptscope doctor --from host.json --skip proxy-overhead --fail-on error
-  iptscope doctor --from fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json`,
+  iptscope doctor --from fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json
+  iptscope doctor --from host.json --fix --dry-run
+  sudo iptscope doctor --fix
+  sudo iptscope doctor --fix --yes --persist --netns dockerhost`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDoctor(cmd, g, o)
@@ -66,6 +87,7 @@ Exit codes (node-problem-detector's plugin protocol, docs/exit-codes.md):
 	cmd.Flags().StringArrayVar(&o.skip, "skip", nil, "do not run the check with this ID (repeatable)")
 	cmd.Flags().StringVar(&o.failOn, "fail-on", "warning", "exit 1 on a finding of this severity or worse: error, warning or info")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	o.fix.addFlags(cmd)
 	return cmd
 }
 
@@ -101,6 +123,9 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 	}
 	ropts.Skip, ropts.FailOn = o.skip, failOn
 	rep := diagnose.NewReport(snap, ropts)
+	if o.fix.fix || o.fix.dryRun {
+		return runFix(cmd, g, o, snap, rep)
+	}
 
 	if o.output == "json" {
 		err = render.DoctorJSON(g.stdout, rep)
@@ -166,4 +191,145 @@ func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Sn
 		Docker: &snapshot.Docker{Error: "not in the input: " + source + " is a raw iptables dump"},
 	}
 	return snap, diagnose.ReportOptions{Source: source, RulesOnly: true}, nil
+}
+
+// fixOptions are doctor's repair flags.
+type fixOptions struct {
+	fix, dryRun, yes, persist bool
+	backupDir                 string
+}
+
+func (f *fixOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.fix, "fix", false, "repair what can be repaired: show the plan, ask, back up, apply, verify (docs/repair.md)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "with --fix: show the plan and stop (works with --from)")
+	cmd.Flags().BoolVar(&f.yes, "yes", false, "with --fix: do not ask for confirmation (scripts)")
+	cmd.Flags().BoolVar(&f.persist, "persist", false, "with --fix: also write "+repair.PersistFile+" when ip_forward is set (initial namespace only)")
+	cmd.Flags().StringVar(&f.backupDir, "backup-dir", repair.DefaultBackupDir, "with --fix: where to write the backup of the touched tables")
+}
+
+// fixJSON is `doctor --fix -o json`: the plan and its payloads.
+type fixJSON struct {
+	Schema   string            `json:"schema"`
+	Plan     *diagnose.Plan    `json:"plan"`
+	Payloads map[string]string `json:"payloads"`
+	Applied  bool              `json:"applied"`
+	Backup   string            `json:"backup,omitempty"`
+}
+
+// runFix shows the plan for snap and, unless --dry-run, applies it.
+func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Snapshot, rep *diagnose.Report) error {
+	plan := diagnose.NewPlan(snap, rep.Findings)
+	payloads := repair.Render(plan)
+	w := g.stdout
+	var jsonOut *fixJSON
+	if o.output == "json" {
+		jsonOut = &fixJSON{Schema: "iptscope.fix/v1", Plan: plan, Payloads: map[string]string{}}
+		for _, p := range payloads {
+			jsonOut.Payloads[p.Family+"/"+string(p.Table)] = p.Text
+		}
+		defer func() {
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(jsonOut)
+		}()
+		w = g.stderr
+	} else {
+		printPlan(w, plan, payloads)
+	}
+	if plan.Empty() {
+		fmt.Fprintln(w, "nothing to repair")
+		if rep.Status == diagnose.StatusProblems {
+			return &exitError{code: exitProblems, err: fmt.Errorf("nothing to repair, but findings remain that iptscope does not repair (see above)")}
+		}
+		return nil
+	}
+	if o.fix.dryRun {
+		fmt.Fprintln(w, "dry run: nothing changed")
+		return nil
+	}
+	if o.from != "" {
+		return &exitError{code: exitUnknown, err: fmt.Errorf("a snapshot from --from can be planned (--dry-run) but never applied: run `iptscope doctor --fix` on the host itself")}
+	}
+	if !o.fix.yes {
+		if !isTerminalReader(g.stdin) || !isTerminal(g.stderr) {
+			return &exitError{code: exitUnknown, err: fmt.Errorf("not a terminal: nothing changed; add --yes to apply the plan without asking")}
+		}
+		fmt.Fprint(g.stderr, "Apply this plan? [y/N] ")
+		line, _ := bufio.NewReader(g.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			return &exitError{code: exitUnknown, err: fmt.Errorf("not confirmed: nothing changed")}
+		}
+	}
+	ropts := diagnose.ReportOptions{Source: "live", Skip: o.skip, FailOn: rep.FailOn}
+	res, err := repair.Apply(cmd.Context(), plan, repair.Options{
+		NetNS:     o.netns,
+		BackupDir: o.fix.backupDir,
+		Out:       w,
+		Persist:   o.fix.persist,
+		Recheck: func(ctx context.Context) ([]diagnose.Finding, error) {
+			s := collect.Collect(ctx, collect.Options{NetNS: o.netns, DockerHost: o.dockerHost})
+			return diagnose.NewReport(s, ropts).Findings, nil
+		},
+	})
+	if err != nil {
+		return &exitError{code: exitUnknown, err: fmt.Errorf("repair failed: %w", err)}
+	}
+	if o.output == "json" {
+		jsonOut.Applied, jsonOut.Backup = true, res.BackupPath
+	}
+	fmt.Fprintf(w, "repaired: %d finding(s)\n", len(plan.Repaired()))
+	if res.BackupPath != "" {
+		fmt.Fprintf(w, "undo: iptscope restore %s\n", res.BackupPath)
+	}
+	if res.Persisted != "" {
+		fmt.Fprintf(w, "persisted: %s\n", res.Persisted)
+	}
+	if res.PersistNote != "" {
+		fmt.Fprintln(w, res.PersistNote)
+	}
+	if o.fix.persist && len(res.Sysctls) == 0 {
+		fmt.Fprintln(w, "--persist: no sysctl was changed, nothing to persist")
+	}
+	return nil
+}
+
+// printPlan writes the plan as text: what is repaired, what is not and
+// why, the payload per table and the sysctl changes.
+func printPlan(w io.Writer, plan *diagnose.Plan, payloads []repair.Payload) {
+	fmt.Fprintln(w, "Repair plan")
+	for _, pf := range plan.Findings {
+		f := pf.Finding
+		switch {
+		case pf.Repaired:
+			fmt.Fprintf(w, "  repair  %-22s %s\n", f.ID, f.Title)
+		default:
+			fmt.Fprintf(w, "  leave   %-22s %s\n          why: %s\n", f.ID, f.Title, pf.Reason)
+		}
+	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	backend := plan.Backend
+	if backend == "" {
+		backend = "default"
+	}
+	for _, p := range payloads {
+		fmt.Fprintf(w, "\n%s %s (backend %s), iptables-restore --noflush payload:\n", p.Family, p.Table, backend)
+		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
+	if ops := plan.SysctlOps(); len(ops) > 0 {
+		fmt.Fprintln(w, "\nsysctl changes:")
+		for _, s := range ops {
+			fmt.Fprintf(w, "  %s = %s (now %s)\n", s.Name, s.Value, s.Old)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// isTerminalReader reports whether r is a terminal.
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
 }

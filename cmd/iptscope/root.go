@@ -74,7 +74,7 @@ Every command reads the live host by default (as root) or a saved dump with
 	root.SetIn(g.stdin)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g))
+	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g))
 	return root
 }
 

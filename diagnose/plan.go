@@ -1,0 +1,436 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// OpKind is what one repair operation does.
+type OpKind string
+
+// The operations a plan may hold. Nothing else is ever planned: no flush,
+// no chain deletion, no policy change, no rule rewrite.
+const (
+	// OpCreateChain declares one of Docker's chains that does not exist.
+	OpCreateChain OpKind = "create-chain"
+	// OpInsert inserts a rule at Position (1-based) of its chain, counted
+	// after every earlier operation of the plan on that chain.
+	OpInsert OpKind = "insert"
+	// OpAppend appends a rule at the end of its chain.
+	OpAppend OpKind = "append"
+	// OpDelete deletes the first rule of the chain with exactly Spec.
+	OpDelete OpKind = "delete"
+	// OpSysctl writes Value to the sysctl Name (was Old).
+	OpSysctl OpKind = "sysctl"
+)
+
+// Op is one operation of a Plan. JSON field names are stable.
+type Op struct {
+	Kind   OpKind          `json:"op"`
+	Family string          `json:"family,omitempty"`
+	Table  parse.TableName `json:"table,omitempty"`
+	Chain  parse.ChainName `json:"chain,omitempty"`
+	// Position is the 1-based insert position (OpInsert only).
+	Position int `json:"position,omitempty"`
+	// Spec is the rule after "-A CHAIN", byte for byte what Docker's
+	// version writes (so that Docker's own -D finds it later).
+	Spec string `json:"spec,omitempty"`
+	// Sysctl fields (OpSysctl only).
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+	Old   string `json:"old,omitempty"`
+	// Why names the finding (check ID) the operation repairs.
+	Why string `json:"why"`
+}
+
+// Line renders a rule operation as an iptables-restore line ("-I DOCKER 3
+// ...", "-A ...", "-D ...", ":CHAIN - [0:0]"); "" for a sysctl.
+func (o Op) Line() string {
+	switch o.Kind {
+	case OpCreateChain:
+		return ":" + string(o.Chain) + " - [0:0]"
+	case OpInsert:
+		return fmt.Sprintf("-I %s %d %s", o.Chain, o.Position, o.Spec)
+	case OpAppend:
+		return "-A " + string(o.Chain) + " " + o.Spec
+	case OpDelete:
+		return "-D " + string(o.Chain) + " " + o.Spec
+	}
+	return ""
+}
+
+// PlannedFinding is a finding with what the plan does about it.
+type PlannedFinding struct {
+	Finding Finding `json:"finding"`
+	// Repaired is true when the plan's operations repair it.
+	Repaired bool `json:"repaired"`
+	// Reason says why it is not repaired (or how it is: "resolved by the
+	// nat repairs").
+	Reason string `json:"reason,omitempty"`
+}
+
+// Plan is a repair as data: the operations that bring Docker's rules
+// back to what its version writes, and what is left alone and why. It is
+// computed from a snapshot; `repair` renders and applies it.
+type Plan struct {
+	// Backend is the iptables backend holding Docker's rules ("nft",
+	// "legacy", or "" for whatever plain iptables uses).
+	Backend string `json:"backend"`
+	NetNS   string `json:"netns"`
+	// Ops in the order they must run. Rule operations of one family and
+	// table run in this order inside one iptables-restore payload.
+	Ops      []Op             `json:"ops"`
+	Findings []PlannedFinding `json:"findings"`
+	Notes    []string         `json:"notes"`
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return p == nil || len(p.Ops) == 0 }
+
+// RuleOps returns the rule and chain operations of one family and table,
+// in order.
+func (p *Plan) RuleOps(family string, t parse.TableName) []Op {
+	var out []Op
+	for _, o := range p.Ops {
+		if o.Kind != OpSysctl && o.Family == family && o.Table == t {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// SysctlOps returns the sysctl writes.
+func (p *Plan) SysctlOps() []Op {
+	var out []Op
+	for _, o := range p.Ops {
+		if o.Kind == OpSysctl {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Repaired returns the findings the plan repairs.
+func (p *Plan) Repaired() []Finding {
+	var out []Finding
+	for _, f := range p.Findings {
+		if f.Repaired {
+			out = append(out, f.Finding)
+		}
+	}
+	return out
+}
+
+// repairableIDs are the checks whose findings a plan can repair: rules
+// Docker itself writes, in Docker's own chains (or its jumps into them),
+// and ip_forward.
+var repairableIDs = map[string]bool{
+	"docker-chain-missing":   true,
+	"docker-jump-missing":    true,
+	"dnat-missing":           true,
+	"forward-accept-missing": true,
+	"masquerade-missing":     true,
+	"ip-forward-disabled":    true,
+}
+
+// notRepaired says why a finding is left to a human.
+var notRepaired = map[string]string{
+	"docker-user-drop":   "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed",
+	"backend-split":      "which iptables backend is the right one is the administrator's decision: remove the other backend's Docker rules by hand (docs/checks/backend-split.md)",
+	"forward-blocked":    "the blocking rule is not Docker's: change the firewall configuration that adds it",
+	"proxy-overhead":     "information only: docker-proxy is Docker's setting (userland-proxy)",
+	"docker-unreachable": "without Docker's view no rule can be proven right or stale: nothing is repaired",
+	"bridge-missing":     "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge",
+	"bridge-down":        "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart",
+	"veth-detached":      "links are Docker's to manage: restart the container",
+	"dnat-stale":         "the rule's target is a running container: it cannot be proven stale, so it is left alone",
+	"proxy-fallback":     "the NAT path is not restored by this plan",
+}
+
+// NewPlan computes the repair of s for the given findings (those of
+// NewReport on the same snapshot). It is pure; it never fails: what it
+// cannot repair is listed with the reason. The plan is empty when s
+// needs nothing, so planning a repaired host gives an empty plan.
+//
+// What it plans (IPv4, the family doctor checks):
+//   - create each of Docker's chains that is missing;
+//   - each missing expected rule, at Docker's place: inserted before the
+//     first present rule that Docker keeps after it, else right after the
+//     last of Docker's rules in the chain, else where Docker puts it
+//     (FORWARD -> DOCKER-USER first, everything else appended);
+//   - delete DNAT rules of nat DOCKER that Docker's view does not account
+//     for and whose target no running container has (provably stale);
+//   - net.ipv4.ip_forward=1 when it is 0.
+//
+// It never touches: rules of DOCKER-USER (unless the plan creates that
+// chain, then it writes only Docker's skeleton), chains that are not
+// Docker's, rules of built-in chains that are not Docker's, policies,
+// other tables.
+func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
+	p := &Plan{Ops: []Op{}, Findings: []PlannedFinding{}, Notes: []string{}}
+	if s != nil {
+		p.NetNS = s.Host.NetNS
+	}
+	staleSpecs := map[string]bool{}
+	natOps := false
+	if a, ok := analyze(s); ok && s.Docker.Error == "" {
+		p.Backend = a.dump.Backend
+		natOps = planRules(p, s, a, staleSpecs)
+	} else if s != nil && s.Docker != nil && s.Docker.Error != "" {
+		p.Notes = append(p.Notes, "Docker's view is partial ("+s.Docker.Error+"): no rule is planned")
+	} else {
+		p.Notes = append(p.Notes, "Docker's expected rules could not be derived (no Docker view, or a layout that is not modelled): no rule is planned")
+	}
+	if a, ok := analyze(s); ok && planHasWhy(p, "docker-chain-missing") {
+		if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy == parse.TargetAccept {
+			p.Notes = append(p.Notes, "filter FORWARD policy is ACCEPT: Docker sets it to DROP when it turns ip_forward on; "+
+				"policies are never changed by iptscope (`iptables -P FORWARD DROP` if you want it back)")
+		}
+	}
+	if v, ok := sysctl(s, "net.ipv4.ip_forward"); ok && v == "0" {
+		p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.ip_forward", Value: "1", Old: v, Why: "ip-forward-disabled"})
+	}
+	for _, f := range findings {
+		pf := PlannedFinding{Finding: f}
+		switch {
+		case f.ID == "dnat-stale":
+			for _, ev := range f.Evidence {
+				if _, line, ok := strings.Cut(ev, ": -A DOCKER "); ok && staleSpecs[line] {
+					pf.Repaired = true
+				}
+			}
+			if !pf.Repaired {
+				pf.Reason = notRepaired[f.ID]
+			}
+		case f.ID == "proxy-fallback":
+			if natOps {
+				pf.Repaired, pf.Reason = true, "resolved by restoring the NAT path"
+			} else {
+				pf.Reason = notRepaired[f.ID]
+			}
+		case repairableIDs[f.ID]:
+			pf.Repaired = planHasWhy(p, f.ID)
+			if !pf.Repaired {
+				pf.Reason = "no operation could be planned for it (see the notes)"
+			}
+		default:
+			pf.Reason = notRepaired[f.ID]
+			if pf.Reason == "" {
+				pf.Reason = "not repaired automatically"
+			}
+		}
+		p.Findings = append(p.Findings, pf)
+	}
+	return p
+}
+
+func planHasWhy(p *Plan, id string) bool {
+	for _, o := range p.Ops {
+		if o.Why == id {
+			return true
+		}
+	}
+	return false
+}
+
+// slot is one rule of a chain while the plan simulates its operations.
+type slot struct {
+	er  *ExpectedRule // nil: not one of Docker's expected rules
+	hit *parse.Rule   // the dump's rule (nil when planned)
+}
+
+// planRules adds the chain and rule operations. It returns whether a nat
+// operation was planned, and records stale DNAT specs.
+func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]bool) bool {
+	e, d := a.exp, a.diff
+	created := map[parse.TableName]map[parse.ChainName]bool{}
+	natOps := false
+	// Raw DROPs (28.x): restore them only when Docker demonstrably writes
+	// them here (one is present), or when a reload wiped Docker's chains
+	// (then absence says nothing). Why: with --allow-direct-routing or
+	// DOCKER_INSECURE_NO_IPTABLES_RAW Docker writes none, and adding them
+	// would cut off direct routing.
+	rawWanted := false
+	for _, er := range e.RulesOf(parse.TableRaw, parse.ChainPrerouting) {
+		if d.Found[er.Rule] != nil {
+			rawWanted = true
+		}
+	}
+	for _, t := range []parse.TableName{parse.TableNAT, parse.TableFilter} {
+		for _, c := range e.Chains[t] {
+			if !a.chainExists(t, c) {
+				rawWanted = true
+			}
+		}
+	}
+	for _, t := range parse.KnownTables {
+		for _, c := range e.Chains[t] {
+			if a.chainExists(t, c) {
+				continue
+			}
+			if created[t] == nil {
+				created[t] = map[parse.ChainName]bool{}
+			}
+			created[t][c] = true
+			p.Ops = append(p.Ops, Op{Kind: OpCreateChain, Family: e.Family, Table: t, Chain: c, Why: "docker-chain-missing"})
+			if t == parse.TableNAT {
+				natOps = true
+			}
+		}
+	}
+	// Stale DNATs first: deleting them shifts positions.
+	live := map[string]bool{}
+	for _, c := range s.Docker.Containers {
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			if ep.IP != "" {
+				live[ep.IP] = true
+			}
+		}
+	}
+	deleted := map[*parse.Rule]bool{}
+	for _, r := range d.Unexpected {
+		if r.Table != parse.TableNAT || r.Chain != ChainDocker || r.Target != parse.TargetDNAT {
+			continue
+		}
+		dest, err := parse.ParseNATDest(r.NATTo())
+		if err != nil || dest.IP == "" {
+			continue
+		}
+		if _, err := netip.ParseAddr(dest.IP); err != nil || live[dest.IP] {
+			continue
+		}
+		deleted[r] = true
+		staleSpecs[r.Spec()] = true
+		natOps = true
+		p.Ops = append(p.Ops, Op{Kind: OpDelete, Family: e.Family, Table: parse.TableNAT, Chain: ChainDocker, Spec: r.Spec(), Why: "dnat-stale"})
+	}
+	missing := map[*parse.Rule]bool{}
+	altSkipped := map[string]bool{}
+	for _, er := range d.Missing {
+		if er.Alt != "" {
+			if !altSkipped[er.Alt] {
+				altSkipped[er.Alt] = true
+				p.Notes = append(p.Notes, fmt.Sprintf("container %s is on several networks; which one Docker programs port %s for is not in the snapshot: its rules are not restored", er.Container, portName(er.Port)))
+			}
+			continue
+		}
+		t, c := er.Rule.Table, er.Rule.Chain
+		if c == ChainDockerUser && !created[t][c] {
+			continue // the administrator's chain: never touched
+		}
+		if t == parse.TableRaw && !rawWanted {
+			p.Notes = append(p.Notes, "raw rule not restored (Docker may run without raw rules here): -t raw -A "+string(c)+" "+er.Spec())
+			continue
+		}
+		missing[er.Rule] = true
+	}
+	for _, t := range parse.KnownTables {
+		chains := make([]parse.ChainName, 0)
+		seen := map[parse.ChainName]bool{}
+		// Built-in chains in hook order, then Docker's in declaration order.
+		for _, c := range parse.BuiltinChains[t] {
+			if len(e.Rules[t][c]) > 0 && !seen[c] {
+				chains, seen[c] = append(chains, c), true
+			}
+		}
+		for _, c := range e.Chains[t] {
+			if !seen[c] {
+				chains, seen[c] = append(chains, c), true
+			}
+		}
+		for _, c := range chains {
+			ops := planChain(e, a, d, t, c, missing, deleted)
+			if len(ops) > 0 && t == parse.TableNAT {
+				natOps = true
+			}
+			p.Ops = append(p.Ops, ops...)
+		}
+	}
+	return natOps
+}
+
+// planChain simulates the chain with the deletions done and inserts each
+// missing rule, in Docker's order, at its place.
+func planChain(e *Expected, a analysis, d *Diff, t parse.TableName, c parse.ChainName, missing, deleted map[*parse.Rule]bool) []Op {
+	byActual := map[*parse.Rule]*ExpectedRule{}
+	exp := e.RulesOf(t, c)
+	for i := range exp {
+		if got := d.Found[exp[i].Rule]; got != nil {
+			byActual[got] = &exp[i]
+		}
+	}
+	var list []slot
+	if ch := a.rs.Table(t).Chain(c); ch != nil {
+		for _, r := range ch.Rules {
+			if !deleted[r] {
+				list = append(list, slot{er: byActual[r], hit: r})
+			}
+		}
+	}
+	var ops []Op
+	for i := range exp {
+		er := &exp[i]
+		if !missing[er.Rule] {
+			continue
+		}
+		pos := -1
+		for j, sl := range list {
+			if sl.er != nil && mustPrecede(*er, *sl.er) {
+				pos = j
+				break
+			}
+		}
+		if pos < 0 {
+			for j := len(list) - 1; j >= 0; j-- {
+				if list[j].er != nil {
+					pos = j + 1
+					break
+				}
+			}
+		}
+		if pos < 0 {
+			pos = len(list)
+			if t == parse.TableFilter && c == parse.ChainForward && er.Kind == KindJump && parse.ChainName(er.Rule.Target) == ChainDockerUser {
+				// Why: Docker (20.10-28) re-pins FORWARD -> DOCKER-USER
+				// at position 1 every time it programs a network.
+				pos = 0
+			}
+		}
+		why := whyOf(*er, a)
+		if pos == len(list) {
+			ops = append(ops, Op{Kind: OpAppend, Family: e.Family, Table: t, Chain: c, Spec: er.Spec(), Why: why})
+		} else {
+			ops = append(ops, Op{Kind: OpInsert, Family: e.Family, Table: t, Chain: c, Position: pos + 1, Spec: er.Spec(), Why: why})
+		}
+		list = append(list[:pos], append([]slot{{er: er}}, list[pos:]...)...)
+	}
+	return ops
+}
+
+// whyOf names the check whose finding a restored rule repairs.
+func whyOf(er ExpectedRule, a analysis) string {
+	if a.missingChain(er) {
+		return "docker-chain-missing"
+	}
+	switch er.Kind {
+	case KindJump, KindSkeleton:
+		if er.Rule.JumpsToChain() {
+			return "docker-jump-missing"
+		}
+		return "docker-chain-missing"
+	case KindDNAT:
+		return "dnat-missing"
+	case KindPortAccept, KindNetworkPath:
+		return "forward-accept-missing"
+	case KindMasquerade:
+		return "masquerade-missing"
+	}
+	return "docker-rule-missing"
+}

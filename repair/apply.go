@@ -1,0 +1,348 @@
+package repair
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iptscope/iptscope/collect"
+	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/parse"
+)
+
+// DefaultBackupDir is where backups go unless Options.BackupDir says.
+const DefaultBackupDir = "/var/lib/iptscope/backups"
+
+// PersistFile is the sysctl.d file --persist writes.
+const PersistFile = "/etc/sysctl.d/99-iptscope-ip-forward.conf"
+
+// lockWait is the bounded wait for the xtables lock, in seconds.
+const lockWait = "5"
+
+// Options say where and how to apply a plan.
+type Options struct {
+	// Runner runs every command; nil means collect.ExecRunner{}.
+	Runner collect.Runner
+	// NetNS is the target namespace, as collect.Options.NetNS.
+	NetNS string
+	// BackupDir overrides DefaultBackupDir.
+	BackupDir string
+	// Out receives progress lines (backup path, payloads applied).
+	Out io.Writer
+	// Recheck collects and diagnoses the host again after the apply.
+	// Nil skips the verification (tests of the lower layers only).
+	Recheck func(ctx context.Context) ([]diagnose.Finding, error)
+	// Persist writes PersistFile when the plan sets ip_forward (initial
+	// namespace only).
+	Persist bool
+	// PersistPath overrides PersistFile (tests).
+	PersistPath string
+	// WriteSysctl writes a sysctl in the target namespace; nil means
+	// collect.WriteSysctl.
+	WriteSysctl func(netns, name, value string) error
+	// IsInitNetNS says whether NetNS is the initial namespace; nil
+	// means collect.IsInitNetNS.
+	IsInitNetNS func(netns string) (bool, error)
+	// LookPath finds binaries; nil means exec.LookPath.
+	LookPath func(string) (string, error)
+	// Now names the backup; nil means time.Now.
+	Now func() time.Time
+	// SkipRootCheck is for tests with a FakeRunner.
+	SkipRootCheck bool
+}
+
+// Result says what Apply did.
+type Result struct {
+	BackupPath string
+	Payloads   []Payload
+	Sysctls    []diagnose.Op
+	// Persisted is the sysctl.d file written ("" if none); PersistNote
+	// says why none was written when --persist was asked.
+	Persisted   string
+	PersistNote string
+}
+
+// ErrNothingToRepair is returned by Apply for an empty plan.
+var ErrNothingToRepair = errors.New("nothing to repair")
+
+// PayloadError is a payload that iptables-restore refused, with the line
+// it named and three lines of context.
+type PayloadError struct {
+	Cmd     string
+	Line    int // 1-based line of the payload; 0 when not said
+	Context string
+	Err     error
+}
+
+func (e *PayloadError) Error() string {
+	msg := fmt.Sprintf("%s refused the payload: %v", e.Cmd, e.Err)
+	if e.Context != "" {
+		msg += "\n" + e.Context
+	}
+	return msg
+}
+
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+var lineFailed = regexp.MustCompile(`line (\d+) failed`)
+
+// payloadError builds a PayloadError, marking the failing line.
+func payloadError(cmd, text string, err error) error {
+	pe := &PayloadError{Cmd: cmd, Err: err}
+	var ee *collect.ExitError
+	if errors.As(err, &ee) {
+		if m := lineFailed.FindStringSubmatch(ee.Stderr); m != nil {
+			pe.Line, _ = strconv.Atoi(m[1])
+		}
+	}
+	if pe.Line > 0 {
+		lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+		var b strings.Builder
+		for i := max(1, pe.Line-3); i <= min(len(lines), pe.Line+3); i++ {
+			mark := "   "
+			if i == pe.Line {
+				mark = ">> "
+			}
+			fmt.Fprintf(&b, "%s%3d  %s\n", mark, i, lines[i-1])
+		}
+		pe.Context = strings.TrimRight(b.String(), "\n")
+	}
+	return pe
+}
+
+type applier struct {
+	o      Options
+	r      collect.Runner
+	plan   *diagnose.Plan
+	out    io.Writer
+	binFor map[string]string // "ipv4/restore" -> binary
+}
+
+func (a *applier) run(ctx context.Context, name string, args []string, stdin []byte) ([]byte, error) {
+	var out []byte
+	err := collect.InNetNS(a.o.NetNS, func() error {
+		var err error
+		out, err = a.r.Run(ctx, name, args, stdin)
+		return err
+	})
+	if errors.Is(err, exec.ErrNotFound) {
+		return out, fmt.Errorf("%s is not installed: %w", name, err)
+	}
+	return out, err
+}
+
+// tool returns the backend's save or restore binary ("save"/"restore")
+// for a family, falling back to the plain one when the backend's variant
+// is not installed.
+func (a *applier) tool(family, kind string) (string, error) {
+	key := family + "/" + kind
+	if b, ok := a.binFor[key]; ok {
+		return b, nil
+	}
+	look := a.o.LookPath
+	if look == nil {
+		look = exec.LookPath
+	}
+	name := restoreCommand(family, a.plan.Backend)
+	plain := restoreCommand(family, "")
+	if kind == "save" {
+		name = collect.SaveCommand(collect.Family(family), a.plan.Backend)
+		plain = collect.SaveCommand(collect.Family(family), "")
+	}
+	for _, c := range []string{name, plain} {
+		if _, err := look(c); err == nil {
+			a.binFor[key] = c
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed (nor %s): install the iptables package", name, plain)
+}
+
+// Check renders the plan and runs `iptables-restore --test --noflush` on
+// each payload. It changes nothing.
+func Check(ctx context.Context, p *diagnose.Plan, o Options) ([]Payload, error) {
+	a := newApplier(p, o)
+	return a.check(ctx)
+}
+
+func newApplier(p *diagnose.Plan, o Options) *applier {
+	r := o.Runner
+	if r == nil {
+		r = collect.ExecRunner{}
+	}
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	return &applier{o: o, r: r, plan: p, out: out, binFor: map[string]string{}}
+}
+
+func (a *applier) check(ctx context.Context) ([]Payload, error) {
+	payloads := Render(a.plan)
+	for _, pl := range payloads {
+		bin, err := a.tool(pl.Family, "restore")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := a.run(ctx, bin, []string{"-w", lockWait, "--test", "--noflush"}, []byte(pl.Text)); err != nil {
+			return nil, fmt.Errorf("checking the %s %s payload: %w", pl.Family, pl.Table, payloadError(bin+" --test --noflush", pl.Text, err))
+		}
+	}
+	return payloads, nil
+}
+
+// Apply checks, backs up, applies and verifies the plan. On any error the
+// host is as before: nothing was applied, or the touched tables were
+// restored from the backup (and sysctls set back), and the error says
+// what happened and where the backup is.
+func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
+	if p.Empty() {
+		return nil, ErrNothingToRepair
+	}
+	if !o.SkipRootCheck && os.Geteuid() != 0 {
+		return nil, fmt.Errorf("repairing needs root: %w (run with sudo)", collect.ErrNeedsRoot)
+	}
+	a := newApplier(p, o)
+	res := &Result{Sysctls: p.SysctlOps()}
+	payloads, err := a.check(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Payloads = payloads
+	backup := &backupFile{}
+	if len(payloads) > 0 {
+		if backup, err = a.backup(ctx, payloads); err != nil {
+			return nil, err
+		}
+		res.BackupPath = backup.path
+		fmt.Fprintf(a.out, "backup of the touched tables: %s\n", backup.path)
+	}
+
+	var applied []Payload
+	rollback := func(cause error) error {
+		var errs []error
+		if len(applied) > 0 {
+			if err := a.restoreSections(ctx, backup.sections, applied); err != nil {
+				errs = append(errs, fmt.Errorf("rolling back the rules: %w (restore by hand: iptscope restore %s)", err, backup.path))
+			}
+		}
+		for _, s := range res.Sysctls {
+			if err := a.writeSysctl(s.Name, s.Old); err != nil {
+				errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
+		}
+		if backup.path == "" {
+			return fmt.Errorf("%w; rolled back: sysctls set back", cause)
+		}
+		return fmt.Errorf("%w; rolled back: the touched tables were restored from %s", cause, backup.path)
+	}
+	for _, pl := range payloads {
+		bin, _ := a.tool(pl.Family, "restore")
+		if _, err := a.run(ctx, bin, []string{"-w", lockWait, "--noflush"}, []byte(pl.Text)); err != nil {
+			return nil, rollback(fmt.Errorf("applying the %s %s payload: %w", pl.Family, pl.Table, payloadError(bin+" --noflush", pl.Text, err)))
+		}
+		applied = append(applied, pl)
+		fmt.Fprintf(a.out, "applied %s %s: %d line(s)\n", pl.Family, pl.Table, strings.Count(pl.Text, "\n")-2)
+	}
+	for i, s := range res.Sysctls {
+		if err := a.writeSysctl(s.Name, s.Value); err != nil {
+			res.Sysctls = res.Sysctls[:i]
+			return nil, rollback(fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err))
+		}
+		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
+	}
+	if o.Recheck != nil {
+		after, err := o.Recheck(ctx)
+		if err != nil {
+			return nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
+		}
+		if bad := verify(p, after); len(bad) > 0 {
+			return nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
+		}
+	}
+	if o.Persist && len(res.Sysctls) > 0 {
+		res.Persisted, res.PersistNote, err = a.persist(res.Sysctls)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// verify returns what is wrong after the repair: a repaired finding still
+// there, or a new error finding.
+func verify(p *diagnose.Plan, after []diagnose.Finding) []string {
+	key := func(f diagnose.Finding) string { return f.ID + "\x00" + f.Title }
+	before := map[string]bool{}
+	repaired := map[string]bool{}
+	for _, pf := range p.Findings {
+		before[key(pf.Finding)] = true
+		if pf.Repaired {
+			repaired[key(pf.Finding)] = true
+		}
+	}
+	var bad []string
+	for _, f := range after {
+		switch {
+		case repaired[key(f)]:
+			bad = append(bad, "still there: "+f.ID+": "+f.Title)
+		case !before[key(f)] && f.Severity == diagnose.SeverityError:
+			bad = append(bad, "new: "+f.ID+": "+f.Title)
+		}
+	}
+	return bad
+}
+
+func (a *applier) writeSysctl(name, value string) error {
+	w := a.o.WriteSysctl
+	if w == nil {
+		w = collect.WriteSysctl
+	}
+	return w(a.o.NetNS, name, value)
+}
+
+// persist writes the sysctl.d file, only for the initial namespace.
+func (a *applier) persist(ops []diagnose.Op) (path, note string, err error) {
+	isInit := a.o.IsInitNetNS
+	if isInit == nil {
+		isInit = collect.IsInitNetNS
+	}
+	ok, err := isInit(a.o.NetNS)
+	if err != nil {
+		return "", "", fmt.Errorf("--persist: finding the namespace: %w", err)
+	}
+	if !ok {
+		return "", "--persist: " + a.o.NetNS + " is not the host's initial network namespace: sysctl.d files apply only there at boot, so the setting cannot be persisted by iptscope (whatever creates the namespace must set it)", nil
+	}
+	path = a.o.PersistPath
+	if path == "" {
+		path = PersistFile
+	}
+	var b bytes.Buffer
+	b.WriteString("# Written by `iptscope doctor --fix --persist`: Docker needs IPv4 forwarding.\n")
+	for _, s := range ops {
+		fmt.Fprintf(&b, "%s = %s\n", s.Name, s.Value)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", "", fmt.Errorf("--persist: %w", err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return "", "", fmt.Errorf("--persist: %w", err)
+	}
+	return path, "", nil
+}
+
+// tableKey names a (family, table) section of a backup.
+func tableKey(family string, t parse.TableName) string { return family + " " + string(t) }
