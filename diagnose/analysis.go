@@ -14,12 +14,22 @@ type analysis struct {
 	rs   *parse.Ruleset
 	diff *Diff
 	dump *snapshot.RuleDump
+	// idx is derived on first use and shared by copies (memo.go).
+	idx *analysisIndex
 }
 
 // analyze derives and compares the IPv4 rules of the backend Docker
 // writes to. ok is false when there is nothing to compare (no Docker
 // view, era not modelled, no usable dump): checks then stay silent.
+// Within a memo scope for s (memo.go) it is computed once.
 func analyze(s *snapshot.Snapshot) (a analysis, ok bool) {
+	if a, ok, found := memoized(s, snapshot.FamilyIPv4, analyzeUncached); found {
+		return a, ok
+	}
+	return analyzeUncached(s)
+}
+
+func analyzeUncached(s *snapshot.Snapshot) (a analysis, ok bool) {
 	if s == nil || s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
 		return a, false
 	}
@@ -31,7 +41,7 @@ func analyze(s *snapshot.Snapshot) (a analysis, ok bool) {
 	if err != nil {
 		return a, false
 	}
-	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d}, true
+	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d, idx: &analysisIndex{}}, true
 }
 
 // chainExists reports whether table t of the dump has chain c.

@@ -1,6 +1,8 @@
 package diagnose
 
 import (
+	"sort"
+
 	"github.com/iptscope/iptscope/parse"
 )
 
@@ -14,7 +16,10 @@ type Diff struct {
 	// accounts for.
 	Unexpected []*parse.Rule
 	// OutOfOrder are pairs (First should come before Second) found the
-	// other way round.
+	// other way round: for each rule found after a rule it must precede,
+	// one pair, with the highest-ranked such rule above it (not every
+	// inverted pair: those can be quadratic in number). Empty when every
+	// chain is in Docker's order.
 	OutOfOrder [][2]Placed
 	// Found maps each expected rule present to the dump's rule.
 	Found map[*parse.Rule]*parse.Rule
@@ -100,18 +105,54 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 		}
 	}
 	for _, t := range parse.KnownTables {
-		for _, ps := range placed[t] {
-			for i := range ps {
-				for j := range ps {
-					a, b := ps[i], ps[j]
-					if mustPrecede(a.Expected, b.Expected) && a.Actual.Position > b.Actual.Position {
-						d.OutOfOrder = append(d.OutOfOrder, [2]Placed{a, b})
-					}
-				}
-			}
+		chains := make([]string, 0, len(placed[t]))
+		for c := range placed[t] {
+			chains = append(chains, string(c))
+		}
+		sort.Strings(chains)
+		for _, c := range chains {
+			d.OutOfOrder = append(d.OutOfOrder, outOfOrder(placed[t][parse.ChainName(c)])...)
 		}
 	}
 	return d
+}
+
+// outOfOrder scans one chain's placed rules in their actual order and
+// returns, for each rule that comes after a rule it must precede
+// (mustPrecede), one such pair. O(n log n): a rule a is misplaced iff a
+// rule above it has a higher Rank, or the same Rank and Group and a higher
+// Seq; the running maximum of each is enough to tell.
+func outOfOrder(ps []Placed) [][2]Placed {
+	byPos := append([]Placed(nil), ps...)
+	sort.SliceStable(byPos, func(i, j int) bool { return byPos[i].Actual.Position < byPos[j].Actual.Position })
+	type groupKey struct {
+		rank  int
+		group string
+	}
+	var out [][2]Placed
+	var top *Placed // highest Rank seen so far
+	maxSeq := map[groupKey]*Placed{}
+	for i := range byPos {
+		a := &byPos[i]
+		switch {
+		case top != nil && top.Expected.Rank > a.Expected.Rank:
+			out = append(out, [2]Placed{*a, *top})
+		case a.Expected.Group != "":
+			if b := maxSeq[groupKey{a.Expected.Rank, a.Expected.Group}]; b != nil && b.Expected.Seq > a.Expected.Seq {
+				out = append(out, [2]Placed{*a, *b})
+			}
+		}
+		if top == nil || a.Expected.Rank > top.Expected.Rank {
+			top = a
+		}
+		if a.Expected.Group != "" {
+			k := groupKey{a.Expected.Rank, a.Expected.Group}
+			if b := maxSeq[k]; b == nil || a.Expected.Seq > b.Expected.Seq {
+				maxSeq[k] = a
+			}
+		}
+	}
+	return out
 }
 
 // altKey is the alternative group of er within its kind. Why the kind: a

@@ -17,64 +17,94 @@ var dnatStale = Check{
 	Title:    "A DNAT rule sends traffic to the wrong place",
 	Severity: SeverityError,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok || (s.Docker != nil && s.Docker.Error != "") {
+		if s == nil || (s.Docker != nil && s.Docker.Error != "") {
 			// Why: with a partial Docker view a live container may look
 			// absent; never call a rule stale on that.
 			return nil
 		}
-		live := map[string]string{} // container IP -> name
-		for _, c := range s.Docker.Containers {
-			if !c.Running {
-				continue
-			}
-			for _, ep := range c.Endpoints {
-				if ep.IP != "" {
-					live[ep.IP] = c.Name
-				}
-			}
-		}
 		var out []Finding
-		for _, r := range a.diff.Unexpected {
-			if r.Table != parse.TableNAT || r.Chain != ChainDocker || r.Target != parse.TargetDNAT {
-				continue
-			}
-			dest, err := parse.ParseNATDest(r.NATTo())
-			if err != nil {
-				continue
-			}
-			f := Finding{
-				ID:       "dnat-stale",
-				Severity: SeverityError,
-				Subject:  Subject{Table: "nat", Chain: "DOCKER", Port: portsText(r)},
-				Evidence: []string{fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, r.SaveLine(false))},
-			}
-			shadowed := shadows(a, r)
-			owner, isLive := live[dest.IP]
-			switch {
-			case !isLive:
-				f.Title = fmt.Sprintf("DNAT for port %s points at %s, which no running container has", portsText(r), r.NATTo())
-				f.Detail = "Connections matching this rule are sent to an address nobody answers on: they time out."
-				f.Fix = "Delete the rule: `iptables -t nat -D DOCKER " + r.Spec() + "`. It is not Docker's (no running container has " +
-					dest.IP + "); it was probably restored from a saved ruleset or added by hand, so also remove it from wherever it came from " +
-					"(/etc/iptables/rules.v4, a firewall script)."
-			default:
-				f.Subject.Container = owner
-				f.Title = fmt.Sprintf("DNAT for port %s points at %s, which container %s does not publish there", portsText(r), r.NATTo(), owner)
-				f.Detail = "This DNAT rule does not match any of the container's published ports: Docker did not write it, and traffic it matches goes to a port the container may not serve."
-				f.Fix = "Check where the rule comes from before deleting it: `iptables -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
-			}
-			if len(shadowed) > 0 {
-				f.Detail += " It sits above Docker's own rule for the same port, so that rule never matches:"
-				for _, sh := range shadowed {
-					f.Detail += fmt.Sprintf(" %s -> %s (container %s)", portName(sh.Expected.Port), sh.Actual.NATTo(), sh.Expected.Container)
-					f.Evidence = append(f.Evidence, fmt.Sprintf("shadowed rule %d of nat DOCKER: %s", sh.Actual.Position, sh.Actual.SaveLine(false)))
-				}
-			}
-			out = append(out, f)
+		for _, a := range analyses(s) {
+			out = append(out, dnatStaleOf(s, a)...)
 		}
 		return out
 	},
+}
+
+// liveIPs maps the addresses of running containers' endpoints, of both
+// families, to the container's name.
+func liveIPs(s *snapshot.Snapshot) map[string]string {
+	live := map[string]string{}
+	for _, c := range s.Docker.Containers {
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			for _, ip := range []string{ep.IP, ep.IPv6} {
+				if ip == "" {
+					continue
+				}
+				if a, err := netip.ParseAddr(ip); err == nil {
+					ip = a.String()
+				}
+				live[ip] = c.Name
+			}
+		}
+	}
+	return live
+}
+
+// dnatStaleOf is dnat-stale for one family.
+func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
+	live := liveIPs(s)
+	var out []Finding
+	for _, r := range a.diff.Unexpected {
+		if r.Table != parse.TableNAT || r.Chain != ChainDocker || r.Target != parse.TargetDNAT {
+			continue
+		}
+		dest, err := parse.ParseNATDest(r.NATTo())
+		if err != nil {
+			continue
+		}
+		f := Finding{
+			ID:       "dnat-stale",
+			Severity: SeverityError,
+			Subject:  Subject{Table: "nat", Chain: "DOCKER", Port: portsText(r), Family: a.family()},
+			Evidence: []string{fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false)))},
+		}
+		shadowed := shadows(a, r)
+		owner, isLive := live[canonIP(dest.IP)]
+		switch {
+		case !isLive:
+			f.Title = fmt.Sprintf("DNAT for port %s points at %s, which no running container has%s", portsText(r), r.NATTo(), a.famTitle())
+			f.Detail = "Connections matching this rule are sent to an address nobody answers on: they time out."
+			f.Fix = "Delete the rule: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It is not Docker's (no running container has " +
+				dest.IP + "); it was probably restored from a saved ruleset or added by hand, so also remove it from wherever it came from " +
+				"(/etc/iptables/rules.v" + a.ipVer() + ", a firewall script)."
+		default:
+			f.Subject.Container = owner
+			f.Title = fmt.Sprintf("DNAT for port %s points at %s, which container %s does not publish there%s", portsText(r), r.NATTo(), owner, a.famTitle())
+			f.Detail = "This DNAT rule does not match any of the container's published ports: Docker did not write it, and traffic it matches goes to a port the container may not serve."
+			f.Fix = "Check where the rule comes from before deleting it: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
+		}
+		if len(shadowed) > 0 {
+			f.Detail += " It sits above Docker's own rule for the same port, so that rule never matches:"
+			for _, sh := range shadowed {
+				f.Detail += fmt.Sprintf(" %s -> %s (container %s)", portName(sh.Expected.Port), sh.Actual.NATTo(), sh.Expected.Container)
+				f.Evidence = append(f.Evidence, fmt.Sprintf("shadowed rule %d of nat DOCKER: %s", sh.Actual.Position, a.evSave(sh.Actual.SaveLine(false))))
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// canonIP is an address in netip's canonical text (IPv6 compressed), or
+// s itself when it does not parse.
+func canonIP(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.String()
+	}
+	return s
 }
 
 // portsText renders a rule's destination ports and protocol: "8080/tcp".

@@ -14,47 +14,52 @@ var dockerChainMissing = Check{
 	Title:    "A chain Docker needs is missing",
 	Severity: SeverityError,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok {
-			return nil
-		}
 		var out []Finding
-		for _, t := range parse.KnownTables {
-			for _, c := range a.exp.Chains[t] {
-				if a.chainExists(t, c) {
-					continue
-				}
-				f := Finding{
-					ID:       "docker-chain-missing",
-					Severity: SeverityError,
-					Title:    fmt.Sprintf("Chain %s of table %s is missing", c, t),
-					Detail:   chainMissingDetail(a, t, c),
-					Subject:  Subject{Table: string(t), Chain: string(c)},
-					Evidence: []string{fmt.Sprintf("iptables -t %s -S %s: no such chain (Docker %s, %s layout)", t, c, a.exp.Version, a.exp.Era)},
-					Fix: restartFix(a) + " Until then `docker run -p` and network changes fail with " +
-						"\"No chain/target/match by that name\". Stop whatever flushed the rules from doing it again " +
-						"(a firewall service that restores a saved ruleset, `iptables -X`, `nft flush ruleset`).",
-				}
-				for _, r := range tableRules(a.rs.Table(t)) {
-					if r.Target == parse.Target(c) {
-						f.Evidence = append(f.Evidence, "dangling jump: "+saveLine(r))
-					}
-				}
-				n := 0
-				for _, er := range a.exp.RulesOf(t, c) {
-					n++
-					if n <= 5 {
-						f.Evidence = append(f.Evidence, "expected in it: "+ruleLine(er))
-					}
-				}
-				if n > 5 {
-					f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more expected rules", n-5))
-				}
-				out = append(out, f)
-			}
+		for _, a := range analyses(s) {
+			out = append(out, chainMissing(a)...)
 		}
 		return out
 	},
+}
+
+// chainMissing is docker-chain-missing for one family.
+func chainMissing(a analysis) []Finding {
+	var out []Finding
+	for _, t := range parse.KnownTables {
+		for _, c := range a.exp.Chains[t] {
+			if a.chainExists(t, c) {
+				continue
+			}
+			f := Finding{
+				ID:       "docker-chain-missing",
+				Severity: SeverityError,
+				Title:    fmt.Sprintf("Chain %s of table %s is missing%s", c, t, a.famTitle()),
+				Detail:   chainMissingDetail(a, t, c),
+				Subject:  Subject{Table: string(t), Chain: string(c), Family: a.family()},
+				Evidence: []string{fmt.Sprintf("%s -t %s -S %s: no such chain (Docker %s, %s layout)", a.ipt(), t, c, a.exp.Version, a.exp.Era)},
+				Fix: restartFix(a) + " Until then `docker run -p` and network changes fail with " +
+					"\"No chain/target/match by that name\". Stop whatever flushed the rules from doing it again " +
+					"(a firewall service that restores a saved ruleset, `iptables -X`, `nft flush ruleset`).",
+			}
+			for _, r := range tableRules(a.rs.Table(t)) {
+				if r.Target == parse.Target(c) {
+					f.Evidence = append(f.Evidence, "dangling jump: "+a.evSave(saveLine(r)))
+				}
+			}
+			n := 0
+			for _, er := range a.exp.RulesOf(t, c) {
+				n++
+				if n <= 5 {
+					f.Evidence = append(f.Evidence, "expected in it: "+a.evLine(er))
+				}
+			}
+			if n > 5 {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more expected rules", n-5))
+			}
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func chainMissingDetail(a analysis, t parse.TableName, c parse.ChainName) string {

@@ -14,33 +14,38 @@ var dockerJumpMissing = Check{
 	Title:    "A jump into Docker's chains is missing",
 	Severity: SeverityError,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok {
-			return nil
-		}
 		var out []Finding
-		for _, er := range a.diff.MissingOf(KindJump, KindSkeleton) {
-			if !er.Rule.JumpsToChain() || a.missingChain(er) {
-				continue
-			}
-			t, from, to := er.Rule.Table, er.Rule.Chain, parse.ChainName(er.Rule.Target)
-			f := Finding{
-				ID:       "docker-jump-missing",
-				Severity: SeverityError,
-				Title:    fmt.Sprintf("%s %s no longer jumps to %s", t, from, to),
-				Detail:   jumpMissingDetail(a, t, from, to),
-				Subject:  Subject{Table: string(t), Chain: string(from)},
-				Evidence: []string{"missing: " + ruleLine(er)},
-				Fix: restartFix(a) + " Or restore the jump by hand, at Docker's position: " +
-					jumpFix(a, er),
-			}
-			if c := a.rs.Table(t).Chain(to); c != nil {
-				f.Evidence = append(f.Evidence, fmt.Sprintf("chain %s exists with %d rules that nothing reaches from %s", to, len(c.Rules), from))
-			}
-			out = append(out, f)
+		for _, a := range analyses(s) {
+			out = append(out, jumpMissing(a)...)
 		}
 		return out
 	},
+}
+
+// jumpMissing is docker-jump-missing for one family.
+func jumpMissing(a analysis) []Finding {
+	var out []Finding
+	for _, er := range a.diff.MissingOf(KindJump, KindSkeleton) {
+		if !er.Rule.JumpsToChain() || a.missingChain(er) {
+			continue
+		}
+		t, from, to := er.Rule.Table, er.Rule.Chain, parse.ChainName(er.Rule.Target)
+		f := Finding{
+			ID:       "docker-jump-missing",
+			Severity: SeverityError,
+			Title:    fmt.Sprintf("%s %s no longer jumps to %s%s", t, from, to, a.famTitle()),
+			Detail:   jumpMissingDetail(a, t, from, to),
+			Subject:  Subject{Table: string(t), Chain: string(from), Family: a.family()},
+			Evidence: []string{"missing: " + a.evLine(er)},
+			Fix: restartFix(a) + " Or restore the jump by hand, at Docker's position: " +
+				jumpFix(a, er),
+		}
+		if c := a.rs.Table(t).Chain(to); c != nil {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("chain %s exists with %d rules that nothing reaches from %s", to, len(c.Rules), from))
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // jumpFix is the iptables command that puts the jump back where Docker
@@ -59,9 +64,9 @@ func jumpFix(a analysis, er ExpectedRule) string {
 	if c.IsBuiltin(t) && t == parse.TableNAT {
 		// Why: Docker appends its nat jumps; other tools' rules may sit
 		// above them, so append too.
-		return fmt.Sprintf("`iptables -t %s -A %s %s`", t, c, er.Spec())
+		return fmt.Sprintf("`%s -t %s -A %s %s`", a.ipt(), t, c, er.Spec())
 	}
-	return fmt.Sprintf("`iptables -t %s -I %s %d %s`", t, c, pos, er.Spec())
+	return fmt.Sprintf("`%s -t %s -I %s %d %s`", a.ipt(), t, c, pos, er.Spec())
 }
 
 func jumpMissingDetail(a analysis, t parse.TableName, from, to parse.ChainName) string {

@@ -44,6 +44,9 @@ type Subject struct {
 	Container string `json:"container,omitempty"`
 	// Port is "HOSTIP:HPORT/PROTO" or "HPORT/PROTO".
 	Port string `json:"port,omitempty"`
+	// Family is "ipv4" or "ipv6" for findings about iptables or
+	// ip6tables rules; empty when the finding is not about one family.
+	Family string `json:"family,omitempty"`
 }
 
 // Finding is one thing wrong (or worth knowing) on the host. The JSON
@@ -107,6 +110,7 @@ type Options struct {
 // Run runs every check not skipped and returns the findings, worst
 // severity first, then in check order.
 func Run(s *snapshot.Snapshot, o Options) []Finding {
+	defer memoize(s)() // one analysis for every check (memo.go)
 	skip := map[string]bool{}
 	for _, id := range o.Skip {
 		skip[id] = true

@@ -15,43 +15,48 @@ var forwardAcceptMissing = Check{
 	Title:    "A filter rule that admits traffic to a container is missing",
 	Severity: SeverityError,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok {
-			return nil
-		}
-		policy := "ACCEPT"
-		if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy != "" {
-			policy = string(c.Policy)
-		}
 		var out []Finding
-		seenAlt := map[string]bool{}
-		for _, er := range a.diff.MissingOf(KindPortAccept, KindNetworkPath) {
-			if a.missingChain(er) || er.Rule.Target == parse.TargetDrop || (er.Alt != "" && seenAlt[er.Alt]) {
-				continue
-			}
-			seenAlt[er.Alt] = true
-			f := Finding{
-				ID:       "forward-accept-missing",
-				Severity: SeverityError,
-				Subject:  Subject{Table: "filter", Chain: string(er.Rule.Chain), Network: er.Network, Container: er.Container, Port: portName(er.Port)},
-				Evidence: []string{"missing: " + ruleLine(er), "filter FORWARD policy: " + policy},
-				Fix:      restartFix(a) + " Or add the rule Docker would have written: `iptables " + insertLine(a, er) + "`.",
-			}
-			if er.Kind == KindPortAccept {
-				f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter DOCKER", portName(er.Port), er.Container)
-				f.Detail = "Connections from other machines are translated to the container but then meet no ACCEPT in the filter table and fall through to the FORWARD policy (" + policy + ")."
-			} else {
-				f.Title = fmt.Sprintf("Network %s (%s) lost a forwarding rule in %s", er.Network, er.Bridge, er.Rule.Chain)
-				f.Detail = "Docker's per-network forwarding rules are incomplete: packets covered by this rule fall through to the FORWARD policy (" + policy + "); published ports, replies or container egress on this network may stop working."
-			}
-			if policy == "ACCEPT" {
-				f.Severity = SeverityWarning
-				f.Detail += " The FORWARD policy is ACCEPT, so traffic still passes today, but not through Docker's rules."
-			}
-			out = append(out, f)
+		for _, a := range analyses(s) {
+			out = append(out, forwardAcceptMissingOf(a)...)
 		}
 		return out
 	},
+}
+
+// forwardAcceptMissingOf is forward-accept-missing for one family.
+func forwardAcceptMissingOf(a analysis) []Finding {
+	policy := "ACCEPT"
+	if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy != "" {
+		policy = string(c.Policy)
+	}
+	var out []Finding
+	seenAlt := map[string]bool{}
+	for _, er := range a.diff.MissingOf(KindPortAccept, KindNetworkPath) {
+		if a.missingChain(er) || er.Rule.Target == parse.TargetDrop || (er.Alt != "" && seenAlt[er.Alt]) {
+			continue
+		}
+		seenAlt[er.Alt] = true
+		f := Finding{
+			ID:       "forward-accept-missing",
+			Severity: SeverityError,
+			Subject:  Subject{Table: "filter", Chain: string(er.Rule.Chain), Network: er.Network, Container: er.Container, Port: portName(er.Port), Family: a.family()},
+			Evidence: []string{"missing: " + a.evLine(er), a.evSave("filter FORWARD policy: " + policy)},
+			Fix:      restartFix(a) + " Or add the rule Docker would have written: `" + a.ipt() + " " + insertLine(a, er) + "`.",
+		}
+		if er.Kind == KindPortAccept {
+			f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter DOCKER%s", portName(er.Port), er.Container, a.famTitle())
+			f.Detail = "Connections from other machines are translated to the container but then meet no ACCEPT in the filter table and fall through to the FORWARD policy (" + policy + ")."
+		} else {
+			f.Title = fmt.Sprintf("Network %s (%s) lost a forwarding rule in %s%s", er.Network, er.Bridge, er.Rule.Chain, a.famTitle())
+			f.Detail = "Docker's per-network forwarding rules are incomplete: packets covered by this rule fall through to the FORWARD policy (" + policy + "); published ports, replies or container egress on this network may stop working."
+		}
+		if policy == "ACCEPT" {
+			f.Severity = SeverityWarning
+			f.Detail += " The FORWARD policy is ACCEPT, so traffic still passes today, but not through Docker's rules."
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // insertLine renders the command that puts er back: -I at Docker's

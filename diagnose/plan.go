@@ -156,7 +156,8 @@ var notRepaired = map[string]string{
 // cannot repair is listed with the reason. The plan is empty when s
 // needs nothing, so planning a repaired host gives an empty plan.
 //
-// What it plans (IPv4, the family doctor checks):
+// What it plans, for IPv4 and, when Docker writes ip6tables rules here,
+// for IPv6 (each operation carries its Family):
 //   - create each of Docker's chains that is missing;
 //   - each missing expected rule, at Docker's place: inserted before the
 //     first present rule that Docker keeps after it, else right after the
@@ -171,15 +172,22 @@ var notRepaired = map[string]string{
 // Docker's, rules of built-in chains that are not Docker's, policies,
 // other tables.
 func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
+	defer memoize(s)() // one analysis for the whole plan (memo.go)
 	p := &Plan{Ops: []Op{}, Findings: []PlannedFinding{}, Notes: []string{}}
 	if s != nil {
 		p.NetNS = s.Host.NetNS
 	}
 	staleSpecs := map[string]bool{}
 	natOps := false
-	if a, ok := analyze(s); ok && s.Docker.Error == "" {
-		p.Backend = a.dump.Backend
-		natOps = planRules(p, s, a, staleSpecs)
+	if as := analyses(s); len(as) > 0 && s.Docker.Error == "" {
+		// IPv4, then IPv6 when Docker writes ip6tables rules (analyses):
+		// repair.Render makes one payload per family and table.
+		p.Backend = as[0].dump.Backend
+		for _, a := range as {
+			if planRules(p, s, a, staleSpecs) {
+				natOps = true
+			}
+		}
 	} else if s != nil && s.Docker != nil && s.Docker.Error != "" {
 		p.Notes = append(p.Notes, "Docker's view is partial ("+s.Docker.Error+"): no rule is planned")
 	} else {
@@ -198,8 +206,13 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 		pf := PlannedFinding{Finding: f}
 		switch {
 		case f.ID == "dnat-stale":
+			fam := f.Subject.Family
+			if fam == "" {
+				fam = snapshot.FamilyIPv4
+			}
 			for _, ev := range f.Evidence {
-				if _, line, ok := strings.Cut(ev, ": -A DOCKER "); ok && staleSpecs[line] {
+				// "rule 3 of nat DOCKER: [ip6tables ]-A DOCKER SPEC"
+				if _, line, ok := strings.Cut(ev, "-A DOCKER "); ok && strings.HasPrefix(ev, "rule ") && staleSpecs[fam+"\x00"+line] {
 					pf.Repaired = true
 				}
 			}
@@ -283,17 +296,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 		}
 	}
 	// Stale DNATs first: deleting them shifts positions.
-	live := map[string]bool{}
-	for _, c := range s.Docker.Containers {
-		if !c.Running {
-			continue
-		}
-		for _, ep := range c.Endpoints {
-			if ep.IP != "" {
-				live[ep.IP] = true
-			}
-		}
-	}
+	live := liveIPs(s)
 	deleted := map[*parse.Rule]bool{}
 	for _, r := range d.Unexpected {
 		if r.Table != parse.TableNAT || r.Chain != ChainDocker || r.Target != parse.TargetDNAT {
@@ -303,11 +306,11 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 		if err != nil || dest.IP == "" {
 			continue
 		}
-		if _, err := netip.ParseAddr(dest.IP); err != nil || live[dest.IP] {
+		if _, err := netip.ParseAddr(dest.IP); err != nil || live[canonIP(dest.IP)] != "" {
 			continue
 		}
 		deleted[r] = true
-		staleSpecs[r.Spec()] = true
+		staleSpecs[e.Family+"\x00"+r.Spec()] = true
 		natOps = true
 		p.Ops = append(p.Ops, Op{Kind: OpDelete, Family: e.Family, Table: parse.TableNAT, Chain: ChainDocker, Spec: r.Spec(), Why: "dnat-stale"})
 	}

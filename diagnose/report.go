@@ -115,6 +115,8 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			r.Notes = append(r.Notes, note)
 		}
 	}
+	// One analysis for the checks and the ports (memo.go).
+	defer memoize(s)()
 	if s.Docker != nil && s.Docker.Version != "" {
 		if e, err := Expect(s, snapshot.FamilyIPv4); err == nil {
 			r.Host.Layout = string(e.Era)

@@ -155,6 +155,7 @@ type finding struct {
 		Network   string `json:"network"`
 		Container string `json:"container"`
 		Port      string `json:"port"`
+		Family    string `json:"family"`
 	} `json:"subject"`
 }
 

@@ -150,6 +150,10 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 	return nil
 }
 
+// collectLive reads the live host; tests replace it to reach the live-only
+// paths (the confirmation refusal) without touching the host.
+var collectLive = collect.Collect
+
 // doctorInput returns the snapshot to diagnose: collected live, loaded
 // from a bundle, or built from a raw dump (rules only, Docker unknown).
 func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Snapshot, diagnose.ReportOptions, error) {
@@ -158,7 +162,7 @@ func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Sn
 		if isTerminal(g.stderr) {
 			opts.Progress = func(step string) { fmt.Fprintf(g.stderr, "\r\033[Kcollecting: %s", step) }
 		}
-		snap := collect.Collect(cmd.Context(), opts)
+		snap := collectLive(cmd.Context(), opts)
 		if opts.Progress != nil {
 			fmt.Fprint(g.stderr, "\r\033[K")
 		}

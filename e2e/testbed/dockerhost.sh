@@ -10,6 +10,10 @@
 #        env DOCKER=20.10|28.5  (default 20.10)
 #            BACKEND=nft|legacy (default nft)
 #            PROXY=on|off       (default on: userland-proxy true)
+#            LIVE_RESTORE=0|1   (default 0; 1 adds "live-restore": true to daemon.json)
+#   dockerhost.sh restart NAME          stop dockerd (recorded PID, SIGTERM) and start it again the
+#                                       same way; wait until it answers (with LIVE_RESTORE=1 the
+#                                       containers keep running)
 #   dockerhost.sh layout NAME           create the standard containers and networks
 #   dockerhost.sh probe NAME            HTTP GET every published port, print one line per port
 #   dockerhost.sh capture NAME OUTDIR   probe, then dump iptables and Docker state into OUTDIR
@@ -273,10 +277,13 @@ write_configs() {
 	EOF
 	local proxy=true proxy_path=/usr/sbin/docker-proxy extra=""
 	if [[ $PROXY == off ]]; then proxy=false; fi
+	# Why: without live-restore a restarted dockerd stops every container (docker-facts Part 1).
+	if [[ ${LIVE_RESTORE:-0} == 1 ]]; then extra=",
+  \"live-restore\": true"; fi
 	if [[ $DOCKER == 28.5 ]]; then proxy_path=$SID_DIR/bin/docker-proxy; fi
 	# 20.10 writes /etc/docker/key.json unless told otherwise; 28.5 rejects the key.
-	[[ $DOCKER == 20.10 ]] && extra=",
-  \"deprecated-key-path\": \"$STATE/key.json\""
+	if [[ $DOCKER == 20.10 ]]; then extra="$extra,
+  \"deprecated-key-path\": \"$STATE/key.json\""; fi
 	cat >"$STATE/daemon.json" <<-EOF
 		{
 		  "userland-proxy": $proxy,
@@ -335,19 +342,19 @@ import_image() {
 cmd_up() {
 	need_root
 	set_host "$1"
-	local want_docker=${DOCKER:-20.10} want_backend=${BACKEND:-nft} want_proxy=${PROXY:-on}
+	local want_docker=${DOCKER:-20.10} want_backend=${BACKEND:-nft} want_proxy=${PROXY:-on} want_lr=${LIVE_RESTORE:-0}
 	[[ $want_docker == 20.10 || $want_docker == 28.5 ]] || die "DOCKER must be 20.10 or 28.5, not '$want_docker'"
 	[[ $want_backend == nft || $want_backend == legacy ]] || die "BACKEND must be nft or legacy, not '$want_backend'"
 	[[ $want_proxy == on || $want_proxy == off ]] || die "PROXY must be on or off, not '$want_proxy'"
 	if [[ -f $STATE/env ]]; then
 		local want_netx=${NETX:-}
 		load_env
-		if [[ $DOCKER != "$want_docker" || $BACKEND != "$want_backend" || $PROXY != "$want_proxy" ]]; then
-			die "host $NAME exists with DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY; run: $0 down $NAME"
+		if [[ $DOCKER != "$want_docker" || $BACKEND != "$want_backend" || $PROXY != "$want_proxy" || ${LIVE_RESTORE:-0} != "$want_lr" ]]; then
+			die "host $NAME exists with DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY LIVE_RESTORE=${LIVE_RESTORE:-0}; run: $0 down $NAME"
 		fi
 		if [[ -n $want_netx && $want_netx != "$NETX" ]]; then die "host $NAME exists with NETX=$NETX; run: $0 down $NAME"; fi
 	else
-		DOCKER=$want_docker BACKEND=$want_backend PROXY=$want_proxy
+		DOCKER=$want_docker BACKEND=$want_backend PROXY=$want_proxy LIVE_RESTORE=$want_lr
 		mkdir -p "$STATE"
 		pick_netx
 		echo "$NETX" >"$STATE/netx"
@@ -359,6 +366,7 @@ cmd_up() {
 			DOCKER=$DOCKER
 			BACKEND=$BACKEND
 			PROXY=$PROXY
+			LIVE_RESTORE=$LIVE_RESTORE
 			NETX=$NETX
 			SID_DIR=$SID_DIR
 			EXEC_ROOT=$EXEC_ROOT
@@ -377,27 +385,56 @@ cmd_up() {
 	wait_for "containerd socket" "$WAIT_SECS" test -S "$CTRD_SOCK" ||
 		{ tail -20 "$LOGS/containerd.log" >&2; die "up $NAME: containerd socket $CTRD_SOCK did not appear"; }
 
-	if ! alive_role dockerd; then
-		# A dockerd killed hard leaves its pidfile, which blocks the next start.
-		rm -f "$STATE/docker.pid"
-		start_daemon dockerd "$LOGS/dockerd.log" \
-			dockerd --data-root "$STATE/docker" --exec-root "$EXEC_ROOT" \
-			--pidfile "$STATE/docker.pid" -H "unix://$DOCKER_SOCK" \
-			--containerd "$CTRD_SOCK" --config-file "$STATE/daemon.json" \
-			--cgroup-parent "$CGPARENT"
-	fi
+	if ! alive_role dockerd; then start_dockerd; fi
+	wait_dockerd up
+	import_image
+	log "up $NAME: ready (Docker $(dk version --format '{{.Server.Version}}'), $BACKEND, proxy $PROXY, host $(host_ip), client $(client_ip))"
+}
+
+# start_dockerd: starts dockerd for the host (the one command line "up" and "restart" share).
+start_dockerd() {
+	# A dockerd killed hard leaves its pidfile, which blocks the next start.
+	rm -f "$STATE/docker.pid"
+	start_daemon dockerd "$LOGS/dockerd.log" \
+		dockerd --data-root "$STATE/docker" --exec-root "$EXEC_ROOT" \
+		--pidfile "$STATE/docker.pid" -H "unix://$DOCKER_SOCK" \
+		--containerd "$CTRD_SOCK" --config-file "$STATE/daemon.json" \
+		--cgroup-parent "$CGPARENT"
+}
+
+# wait_dockerd WHAT: waits until the daemon answers on its socket, or dies.
+wait_dockerd() {
 	local i ok=0
-	for ((i = 0; i < WAIT_SECS * 4; i++)); do
+	for ((i = 0; i < WAIT_SECS * 20; i++)); do
 		if dk version >/dev/null 2>&1; then ok=1; break; fi
 		alive_role dockerd || break
-		sleep 0.25
+		sleep 0.05
 	done
 	if ((ok == 0)); then
 		tail -30 "$LOGS/dockerd.log" >&2
-		die "up $NAME: dockerd did not answer on $DOCKER_SOCK (log $LOGS/dockerd.log)"
+		die "$1 $NAME: dockerd did not answer on $DOCKER_SOCK (log $LOGS/dockerd.log)"
 	fi
-	import_image
-	log "up $NAME: ready (Docker $(dk version --format '{{.Server.Version}}'), $BACKEND, proxy $PROXY, host $(host_ip), client $(client_ip))"
+}
+
+# ---------------------------------------------------------------- restart
+
+# cmd_restart NAME: SIGTERM to the recorded dockerd (only if the PID is still the process
+# started), wait for it to exit, start it again with the same command line, wait until it
+# answers. containerd keeps running; with LIVE_RESTORE=1 so do the containers.
+cmd_restart() {
+	need_root
+	set_host "$1"
+	require_up
+	local role pid start
+	while read -r role pid start; do
+		if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 30; fi
+	done <"$STATE/pids"
+	# Forget the dead dockerd, keep every other role.
+	grep -v '^dockerd ' "$STATE/pids" >"$STATE/pids.new" || true
+	mv "$STATE/pids.new" "$STATE/pids"
+	start_dockerd
+	wait_dockerd restart
+	log "restart $NAME: dockerd answers again (live-restore ${LIVE_RESTORE:-0})"
 }
 
 # ---------------------------------------------------------------- layout
@@ -936,7 +973,7 @@ cmd_down() {
 # ---------------------------------------------------------------- main
 
 usage() {
-	sed -n '2,45p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,49p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -955,6 +992,7 @@ main() {
 	heal) cmd_heal "$@" ;;
 	admin-rules) cmd_admin_rules "$@" ;;
 	down) cmd_down "$@" ;;
+	restart) cmd_restart "$@" ;;
 	docker)
 		need_root
 		set_host "${1:-}"

@@ -1,0 +1,55 @@
+package diagnose
+
+import (
+	"testing"
+
+	"github.com/iptscope/iptscope/internal/synth"
+)
+
+// Benchmarks over internal/synth.DockerHost(1000): a Docker 28.x host with
+// 1,000 published ports and the Docker view its rules imply. Run with
+//
+//	go test -run '^$' -bench Doctor1000 -count 6 ./diagnose | benchstat -
+//
+// Why not b.Loop: Go 1.26.8 crashes on some b.Loop bodies.
+
+// BenchmarkDoctor1000Ports is `iptscope doctor` minus I/O on a healthy host:
+// every check and every port judged (NewReport).
+func BenchmarkDoctor1000Ports(b *testing.B) {
+	s := synth.DockerSnapshot(1000, synth.DockerHost(1000), "nft")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := NewReport(s, ReportOptions{}); r.Status != StatusOK {
+			b.Fatalf("status %s: %v", r.Status, r.Findings)
+		}
+	}
+}
+
+// BenchmarkDoctorFix1000PortsNATFlushed is what `doctor --fix` computes
+// before it execs anything on a host whose nat DOCKER chain was flushed:
+// the report, then the plan (1,000 DNAT rules and the RETURNs to put back).
+func BenchmarkDoctorFix1000PortsNATFlushed(b *testing.B) {
+	s := synth.DockerSnapshot(1000, synth.FlushChain(synth.DockerHost(1000), "nat", "DOCKER"), "nft")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReport(s, ReportOptions{})
+		if p := NewPlan(s, r.Findings); len(p.Ops) < 1000 {
+			b.Fatalf("plan has %d ops, want >= 1000", len(p.Ops))
+		}
+	}
+}
+
+// BenchmarkRun1000PortsNATFlushed is the checks alone (diagnose.Run), the
+// part `doctor --fix` also repeats after applying.
+func BenchmarkRun1000PortsNATFlushed(b *testing.B) {
+	s := synth.DockerSnapshot(1000, synth.FlushChain(synth.DockerHost(1000), "nat", "DOCKER"), "nft")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if f := Run(s, Options{}); len(f) == 0 {
+			b.Fatal("no finding on a flushed nat DOCKER")
+		}
+	}
+}
