@@ -81,7 +81,7 @@ nothing was changed or the change was rolled back.`,
 			return runDoctor(cmd, g, o)
 		},
 	}
-	cmd.Flags().StringVar(&o.from, "from", "", "read FILE instead of the live host: a bundle from `iptscope collect`, or iptables-save / iptables -L text (- for stdin)")
+	cmd.Flags().StringVar(&o.from, "from", "", "read a `FILE` instead of the live host: a bundle from 'iptscope collect', or iptables-save / iptables -L text (- for stdin)")
 	cmd.Flags().StringVar(&o.netns, "netns", "", "live: inspect this network namespace (NAME under /var/run/netns, or a path)")
 	cmd.Flags().StringVar(&o.dockerHost, "docker-host", "", "live: Docker Engine API endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	cmd.Flags().StringArrayVar(&o.skip, "skip", nil, "do not run the check with this ID (repeatable)")

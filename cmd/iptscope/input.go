@@ -25,7 +25,7 @@ type inputOptions struct {
 }
 
 func (o *inputOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.from, "from", "", "read rules from FILE instead of the live host: a bundle from `iptscope collect`, iptables-save output or `iptables -L -n -v` text (- for stdin)")
+	cmd.Flags().StringVar(&o.from, "from", "", "read rules from a `FILE` instead of the live host: a bundle from 'iptscope collect', iptables-save output or 'iptables -L -n -v' text (- for stdin)")
 	cmd.Flags().BoolVarP(&o.ipv6, "ipv6", "6", false, "the IPv6 rules (ip6tables-save)")
 	cmd.Flags().StringVar(&o.backend, "backend", "auto", "bundle: the rules of this iptables backend: auto (the one holding Docker's chains, else the one iptables uses), nft or legacy")
 	cmd.Flags().StringSliceVarP(&o.tables, "table", "t", nil, "only these tables (raw, mangle, nat, filter, security; repeat or comma-separate)")
