@@ -56,21 +56,14 @@ var brokenKinds = []struct {
 // warning on the healthy host; after each `dockerhost.sh break KIND`
 // exit 1 with the expected IDs, then `heal` before the next kind.
 //
-// Matrix: Docker 20.10 and 28.5, nft and legacy, userland-proxy on and
-// off: 8 hosts. Measured on a 2-CPU runner: a host comes up with its
+// Matrix (dockerMatrix): Docker 20.10 and 28.5, nft and legacy,
+// userland-proxy on and off, plus 26.1 nft with the proxy on and off:
+// 10 hosts. Measured on a 2-CPU runner: a host comes up with its
 // layout in about 10 s and each break/doctor/heal round takes under a
 // second, so the whole matrix stays around a minute; hosts run in
 // parallel, bounded by `go test -parallel` (default GOMAXPROCS).
 func TestDoctorOnRealDocker(t *testing.T) {
-	type host struct{ version, backend, proxy string }
-	var hosts []host
-	for _, v := range versions {
-		for _, b := range []string{"nft", "legacy"} {
-			for _, p := range []string{"on", "off"} {
-				hosts = append(hosts, host{v, b, p})
-			}
-		}
-	}
+	hosts := dockerMatrix("on", "off")
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("doctor e2e: %d hosts in %s", len(hosts), time.Since(start).Round(time.Second)) })
 	for _, hh := range hosts {

@@ -19,8 +19,8 @@ var fixKinds = []string{"nat-docker-flushed", "nat-docker-deleted", "prerouting-
 // firewall reload deletes with everything else).
 var adminLine = regexp.MustCompile(`ADMIN-CHAIN|-A DOCKER-USER -s 198\.51\.100\.0/24 -j DROP`)
 
-// TestFixOnRealDocker breaks real daemons (20.10 and 28.5, nft and
-// legacy, userland-proxy on and off) in each way of fixKinds and checks
+// TestFixOnRealDocker breaks real daemons (dockerMatrix: 20.10 and 28.5,
+// nft and legacy, userland-proxy on and off; 26.1 nft, proxy on and off) in each way of fixKinds and checks
 // that `iptscope doctor --fix --yes` repairs them without a daemon
 // restart: every port answers, doctor exits 0, Docker's rules equal the
 // healthy ones (same rules per chain; the order Docker keeps where it
@@ -30,15 +30,7 @@ var adminLine = regexp.MustCompile(`ADMIN-CHAIN|-A DOCKER-USER -s 198\.51\.100\.
 //
 // Hosts run in parallel bounded by `go test -parallel` (CI: 2).
 func TestFixOnRealDocker(t *testing.T) {
-	type host struct{ version, backend, proxy string }
-	var hosts []host
-	for _, v := range versions {
-		for _, b := range []string{"nft", "legacy"} {
-			for _, p := range []string{"off", "on"} {
-				hosts = append(hosts, host{v, b, p})
-			}
-		}
-	}
+	hosts := dockerMatrix("off", "on")
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("fix e2e: %d hosts in %s", len(hosts), time.Since(start).Round(time.Second)) })
 	for _, hh := range hosts {

@@ -6,8 +6,11 @@
 #
 #   dockerhost.sh fetch-sid [DIR]       download Docker 28.5 + containerd 2.1 from Debian sid
 #                                       into DIR (default $SID_DIR) without installing them
+#   dockerhost.sh fetch-trixie [DIR]    the same for Docker 26.1 + containerd 1.7 from Debian 13
+#                                       trixie (default DIR $TRIXIE_DIR)
 #   dockerhost.sh up NAME               start containerd + dockerd for NAME
-#        env DOCKER=20.10|28.5  (default 20.10)
+#        env DOCKER=20.10|26.1|28.5  (default 20.10: Debian 12's docker.io; 26.1: trixie's;
+#                                     28.5: sid's)
 #            BACKEND=nft|legacy (default nft)
 #            PROXY=on|off       (default on: userland-proxy true)
 #            LIVE_RESTORE=0|1   (default 0; 1 adds "live-restore": true to daemon.json)
@@ -43,8 +46,9 @@
 #   legacy-leftovers         Docker's nat+filter rules also restored into the other backend
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
-# $TESTBED_ROOT/.cache/docker-sid), NETX (third octet of 198.18.X.0/30, default derived
-# from NAME), WAIT_SECS (daemon/port wait, default 60), KEEP_STATE=1 (down keeps the state dir).
+# $TESTBED_ROOT/.cache/docker-sid), TRIXIE_DIR (default $TESTBED_ROOT/.cache/docker-trixie),
+# NETX (third octet of 198.18.X.0/30, default derived from NAME), WAIT_SECS (daemon/port
+# wait, default 60), KEEP_STATE=1 (down keeps the state dir).
 # capture: PROBES (probe rounds before the dumps, default 2), IPTSCOPE_BIN (an iptscope binary
 # for bundle.json; default: built once from this repo into the state dir; IPTSCOPE_BIN=none skips).
 #
@@ -63,6 +67,7 @@ set -euo pipefail
 
 TESTBED_ROOT=${TESTBED_ROOT:-/tmp/iptscope-testbed}
 SID_DIR=${SID_DIR:-$TESTBED_ROOT/.cache/docker-sid}
+TRIXIE_DIR=${TRIXIE_DIR:-$TESTBED_ROOT/.cache/docker-trixie}
 WAIT_SECS=${WAIT_SECS:-60}
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -100,7 +105,7 @@ set_host() {
 	BREAK_FILE=$STATE/break
 }
 
-# load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, NETX, SID_DIR).
+# load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, NETX, SID_DIR, TRIXIE_DIR).
 load_env() {
 	if [[ -f $STATE/env ]]; then
 		# shellcheck disable=SC1091
@@ -147,45 +152,54 @@ dk() {
 	env PATH="$BIN:$SYS_PATH" docker -H "unix://$DOCKER_SOCK" "$@"
 }
 
-# ---------------------------------------------------------------- fetch-sid
+# ---------------------------------------------------------------- fetch-sid, fetch-trixie
 
-cmd_fetch_sid() {
+# cmd_fetch SUITE DIR: downloads docker.io, containerd and docker-cli from the Debian SUITE
+# (sid: Docker 28.5 + containerd 2.1; trixie: Docker 26.1 + containerd 1.7) with a private
+# apt sources list and lists folder, unpacks them into DIR/root and links the binaries into
+# DIR/bin. Nothing is installed. Idempotent: a DIR that already holds them is left alone.
+cmd_fetch() {
 	need_root
-	local dir=${1:-$SID_DIR}
+	local suite=$1 dir=$2
 	mkdir -p "$dir"
 	dir=$(readlink -f "$dir")
 	if [[ -x $dir/bin/dockerd && -x $dir/bin/containerd && -x $dir/bin/runc && -x $dir/bin/docker-proxy ]]; then
-		log "fetch-sid: $dir already holds Docker from sid ($("$dir/bin/dockerd" --version))"
+		log "fetch-$suite: $dir already holds Docker from $suite ($("$dir/bin/dockerd" --version))"
 		return 0
 	fi
 	local apt=$dir/apt
 	mkdir -p "$apt/lists/partial" "$apt/debs" "$dir/root" "$dir/bin"
-	echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main' >"$apt/sources.list"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" >"$apt/sources.list"
 	local opts=(-q -o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=-"
 		-o "Dir::State::Lists=$apt/lists" -o "APT::Sandbox::User=root"
 		-o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
 		-o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
 		-o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false")
-	log "fetch-sid: apt-get update (sid, private lists in $apt/lists)"
-	apt-get "${opts[@]}" update >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; die "fetch-sid: apt-get update for sid failed"; }
-	# docker-cli too: sid ships the client separately; a 28.5 client makes "docker version" match.
+	log "fetch-$suite: apt-get update ($suite, private lists in $apt/lists)"
+	apt-get "${opts[@]}" update >"$apt/update.log" 2>&1 || { cat "$apt/update.log" >&2; die "fetch-$suite: apt-get update for $suite failed"; }
+	# docker-cli too: sid and trixie ship the client separately; a client of the daemon's
+	# version makes "docker version" match.
 	(cd "$apt/debs" && apt-get "${opts[@]}" download docker.io containerd docker-cli) >"$apt/download.log" 2>&1 ||
-		{ cat "$apt/download.log" >&2; die "fetch-sid: apt-get download failed"; }
+		{ cat "$apt/download.log" >&2; die "fetch-$suite: apt-get download failed"; }
 	local deb
 	for deb in "$apt"/debs/*.deb; do
 		dpkg -x "$deb" "$dir/root"
 	done
 	local b
 	for b in usr/sbin/dockerd usr/sbin/docker-proxy usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/bin/docker; do
-		[[ -x $dir/root/$b ]] || die "fetch-sid: $b missing from the sid packages"
+		[[ -x $dir/root/$b ]] || die "fetch-$suite: $b missing from the $suite packages"
 		ln -sfn "$dir/root/$b" "$dir/bin/$(basename "$b")"
 	done
-	# sid's runc needs glibc 2.38; Debian 12's runc works with sid's containerd and dockerd.
-	[[ -x /usr/sbin/runc ]] || die "fetch-sid: /usr/sbin/runc missing (apt-get install runc)"
+	# sid's and trixie's runc need glibc 2.38 (Debian 12 has 2.36); Debian 12's runc works
+	# with their containerd and dockerd.
+	[[ -x /usr/sbin/runc ]] || die "fetch-$suite: /usr/sbin/runc missing (apt-get install runc)"
 	cp -f /usr/sbin/runc "$dir/bin/runc"
 	ls "$apt"/debs/*.deb | xargs -n1 basename >"$dir/PACKAGES"
-	log "fetch-sid: ready in $dir: $("$dir/bin/dockerd" --version)"
+	log "fetch-$suite: ready in $dir: $("$dir/bin/dockerd" --version)"
 }
+
+cmd_fetch_sid() { cmd_fetch sid "${1:-$SID_DIR}"; }
+cmd_fetch_trixie() { cmd_fetch trixie "${1:-$TRIXIE_DIR}"; }
 
 # ---------------------------------------------------------------- up
 
@@ -244,14 +258,24 @@ link_iptables() {
 	done
 }
 
+# dist_dir: the folder fetch-sid/fetch-trixie filled for $DOCKER; empty for 20.10 (the
+# system's docker.io).
+dist_dir() {
+	case $DOCKER in
+	28.5) echo "$SID_DIR" ;;
+	26.1) echo "$TRIXIE_DIR" ;;
+	esac
+}
+
 setup_bin() {
 	mkdir -p "$BIN"
-	local t
+	local t dist
 	# Docker runs the first iptables in PATH; so do our captures.
 	link_iptables "$BIN" "$BACKEND"
-	if [[ $DOCKER == 28.5 ]]; then
+	dist=$(dist_dir)
+	if [[ -n $dist ]]; then
 		for t in dockerd docker-proxy containerd containerd-shim-runc-v2 ctr docker runc; do
-			ln -sfn "$SID_DIR/bin/$t" "$BIN/$t"
+			ln -sfn "$dist/bin/$t" "$BIN/$t"
 		done
 	fi
 }
@@ -280,8 +304,8 @@ write_configs() {
 	# Why: without live-restore a restarted dockerd stops every container (docker-facts Part 1).
 	if [[ ${LIVE_RESTORE:-0} == 1 ]]; then extra=",
   \"live-restore\": true"; fi
-	if [[ $DOCKER == 28.5 ]]; then proxy_path=$SID_DIR/bin/docker-proxy; fi
-	# 20.10 writes /etc/docker/key.json unless told otherwise; 28.5 rejects the key.
+	if [[ -n $(dist_dir) ]]; then proxy_path=$(dist_dir)/bin/docker-proxy; fi
+	# 20.10 writes /etc/docker/key.json unless told otherwise; 26.1 and 28.5 reject the key.
 	if [[ $DOCKER == 20.10 ]]; then extra="$extra,
   \"deprecated-key-path\": \"$STATE/key.json\""; fi
 	cat >"$STATE/daemon.json" <<-EOF
@@ -343,7 +367,7 @@ cmd_up() {
 	need_root
 	set_host "$1"
 	local want_docker=${DOCKER:-20.10} want_backend=${BACKEND:-nft} want_proxy=${PROXY:-on} want_lr=${LIVE_RESTORE:-0}
-	[[ $want_docker == 20.10 || $want_docker == 28.5 ]] || die "DOCKER must be 20.10 or 28.5, not '$want_docker'"
+	[[ $want_docker == 20.10 || $want_docker == 26.1 || $want_docker == 28.5 ]] || die "DOCKER must be 20.10, 26.1 or 28.5, not '$want_docker'"
 	[[ $want_backend == nft || $want_backend == legacy ]] || die "BACKEND must be nft or legacy, not '$want_backend'"
 	[[ $want_proxy == on || $want_proxy == off ]] || die "PROXY must be on or off, not '$want_proxy'"
 	if [[ -f $STATE/env ]]; then
@@ -361,6 +385,9 @@ cmd_up() {
 		if [[ $DOCKER == 28.5 ]]; then
 			cmd_fetch_sid "$SID_DIR"
 			SID_DIR=$(readlink -f "$SID_DIR")
+		elif [[ $DOCKER == 26.1 ]]; then
+			cmd_fetch_trixie "$TRIXIE_DIR"
+			TRIXIE_DIR=$(readlink -f "$TRIXIE_DIR")
 		fi
 		cat >"$STATE/env" <<-EOF
 			DOCKER=$DOCKER
@@ -369,6 +396,7 @@ cmd_up() {
 			LIVE_RESTORE=$LIVE_RESTORE
 			NETX=$NETX
 			SID_DIR=$SID_DIR
+			TRIXIE_DIR=$TRIXIE_DIR
 			EXEC_ROOT=$EXEC_ROOT
 		EOF
 	fi
@@ -551,6 +579,18 @@ cmd_capture() {
 	probe_all >"$out/probe.txt" || log "capture $NAME: note: some ports did not answer as a healthy host does (see $out/probe.txt)"
 	local i b
 	for ((i = 1; i < ${PROBES:-2}; i++)); do probe_all >/dev/null || true; done
+	# Why: a probe that timed out leaves connections closing for about a second (with the proxy
+	# off, dockerd's port-reserving listener accepts but never answers; seen on 26.1 after
+	# firewall-reload); their last packets would bump the counters between the dumps below
+	# and bundle.json. Wait (up to 5 s) until two dumps a half second apart agree.
+	local prev cur
+	prev=$(in_host iptables-save -c | grep -v '^#')
+	for ((i = 0; i < 10; i++)); do
+		sleep 0.5
+		cur=$(in_host iptables-save -c | grep -v '^#')
+		[[ $cur == "$prev" ]] && break
+		prev=$cur
+	done
 	# What the admin's iptables (first on PATH) shows; the same as the daemon's unless
 	# "break backend-split" is in effect. All -save dumps before any -L: with the legacy
 	# backend, -L creates the tables it lists.
@@ -853,7 +893,7 @@ proxies() {
 		[[ $role == dockerd && $(pid_start "$pid") == "$start" ]] || continue
 		for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
 			[[ $(cat "/proc/$c/comm" 2>/dev/null) == docker-proxy ]] || continue
-			tr '\0' ' ' <"/proc/$c/cmdline" | sed "s|$SID_DIR/bin/||; s| \$||"
+			tr '\0' ' ' <"/proc/$c/cmdline" | sed "s|$SID_DIR/bin/||; s|$TRIXIE_DIR/bin/||; s| \$||"
 			echo
 		done | sort
 	done <"$STATE/pids"
@@ -973,7 +1013,7 @@ cmd_down() {
 # ---------------------------------------------------------------- main
 
 usage() {
-	sed -n '2,49p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/IPTSCOPE_BIN=none skips/p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -983,6 +1023,7 @@ main() {
 	shift
 	case $cmd in
 	fetch-sid) cmd_fetch_sid "$@" ;;
+	fetch-trixie) cmd_fetch_trixie "$@" ;;
 	up) cmd_up "$@" ;;
 	layout) cmd_layout "$@" ;;
 	probe) cmd_probe "$@" ;;
