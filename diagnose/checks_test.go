@@ -42,9 +42,10 @@ var wantIDs = map[string][]string{
 // Why firewall-reload differs: after the flush 28.5's DOCKER-FORWARD is gone
 // too, so its per-network rules are docker-chain-missing's finding, while
 // 20.10's per-network rules live in the built-in FORWARD chain and are
-// reported one by one (FORWARD policy ACCEPT after the flush: warnings).
+// reported one by one (FORWARD policy ACCEPT after the flush: warnings);
+// 28.5 also lost its raw DROPs (raw-drop-missing).
 var wantIDsByVersion = map[string]map[string][]string{
-	"docker-28.5": {"firewall-reload": {"docker-chain-missing", "masquerade-missing"}},
+	"docker-28.5": {"firewall-reload": {"docker-chain-missing", "masquerade-missing", "raw-drop-missing"}},
 }
 
 // wantWithProxyOn are the IDs a broken state adds with userland-proxy on:

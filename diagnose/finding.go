@@ -93,6 +93,7 @@ func All() []Check {
 		forwardBlocked,
 		dockerUserDrop,
 		masqueradeMissing,
+		rawDropMissing,
 		bridgeMissing,
 		bridgeDown,
 		vethDetached,

@@ -135,6 +135,7 @@ var repairableIDs = map[string]bool{
 	"forward-accept-missing": true,
 	"masquerade-missing":     true,
 	"ip-forward-disabled":    true,
+	"raw-drop-missing":       true,
 }
 
 // notRepaired says why a finding is left to a human.
@@ -262,24 +263,9 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 	e, d := a.exp, a.diff
 	created := map[parse.TableName]map[parse.ChainName]bool{}
 	natOps := false
-	// Raw DROPs (28.x): restore them only when Docker demonstrably writes
-	// them here (one is present), or when a reload wiped Docker's chains
-	// (then absence says nothing). Why: with --allow-direct-routing or
-	// DOCKER_INSECURE_NO_IPTABLES_RAW Docker writes none, and adding them
-	// would cut off direct routing.
-	rawWanted := false
-	for _, er := range e.RulesOf(parse.TableRaw, parse.ChainPrerouting) {
-		if d.Found[er.Rule] != nil {
-			rawWanted = true
-		}
-	}
-	for _, t := range []parse.TableName{parse.TableNAT, parse.TableFilter} {
-		for _, c := range e.Chains[t] {
-			if !a.chainExists(t, c) {
-				rawWanted = true
-			}
-		}
-	}
+	// Raw DROPs (28.x): restored only when Docker demonstrably writes
+	// them here (rawWanted, raw_drop_missing.go).
+	rawWanted := rawWanted(a)
 	for _, t := range parse.KnownTables {
 		for _, c := range e.Chains[t] {
 			if a.chainExists(t, c) {
@@ -434,6 +420,8 @@ func whyOf(er ExpectedRule, a analysis) string {
 		return "forward-accept-missing"
 	case KindMasquerade:
 		return "masquerade-missing"
+	case KindRawEndpoint, KindRawLoopback:
+		return "raw-drop-missing"
 	}
 	return "docker-rule-missing"
 }

@@ -272,6 +272,15 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Path, r.Reason = PathBroken, why
 		return
 	}
+	if u := userDropOf(s, a, dnat); u != nil {
+		verb := "drops"
+		if u.Target == parse.TargetReject {
+			verb = "rejects"
+		}
+		r.Path = PathBroken
+		r.Reason = fmt.Sprintf("rule %d of filter DOCKER-USER (%s) %s every connection to it: the administrator's policy (docker-user-drop)", u.Position, u.Spec(), verb)
+		return
+	}
 	r.Path = PathNAT
 	r.Reason = fmt.Sprintf("DNAT rule %d of nat DOCKER, forwarded and admitted%s", got.Position, admittedBy(a, dnat))
 }
@@ -369,6 +378,43 @@ func forwardProblem(a analysis, dnat ExpectedRule) string {
 	return ""
 }
 
+// userDropOf returns the first DOCKER-USER rule, reached from FORWARD,
+// that drops or rejects every connection to dnat's port: one that
+// docker-user-drop reports for the port (userRuleHits) and that does not
+// narrow whom it hits (no -s, -i or --ctorigdst). Rules after an
+// unconditional RETURN are dead. nil when there is none.
+func userDropOf(s *snapshot.Snapshot, a analysis, dnat ExpectedRule) *parse.Rule {
+	c := a.rs.Table(parse.TableFilter).Chain(ChainDockerUser)
+	if c == nil || dnat.Port == nil || !jumpFound(a, parse.TableFilter, parse.ChainForward, ChainDockerUser) {
+		return nil
+	}
+	var bridges []string
+	for _, n := range bridgeNets(s, a.exp.Family) {
+		bridges = append(bridges, n.bridge)
+	}
+	for _, r := range c.Rules {
+		if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&
+			r.InIface.IsZero() && r.OutIface.IsZero() && r.Protocol.IsZero() {
+			return nil
+		}
+		if (r.Target != parse.TargetDrop && r.Target != parse.TargetReject) || !r.Source.IsZero() || !r.InIface.IsZero() {
+			continue
+		}
+		narrow := false
+		for _, m := range r.Matches {
+			for _, o := range m.Options {
+				if o.Name == "ctorigdst" {
+					narrow = true
+				}
+			}
+		}
+		if !narrow && userRuleHits(r, dnat, bridges) {
+			return r
+		}
+	}
+	return nil
+}
+
 // admittedBy names what admits the port's packets in filter.
 func admittedBy(a analysis, dnat ExpectedRule) string {
 	need, _ := pathRules(a, dnat)
@@ -383,10 +429,16 @@ func admittedBy(a analysis, dnat ExpectedRule) string {
 }
 
 // catchAllDrop finds a DROP or REJECT in filter FORWARD above Docker's
-// jumps, or in DOCKER-USER, that matches every forwarded packet to the
-// bridge (no address, protocol or match, and no interface that excludes
-// it). Narrower rules are left to forward-blocked and docker-user-drop:
-// this is only what certainly drops the port.
+// jumps, or in DOCKER-USER, that matches every forwarded packet of the
+// port's connections in one direction (no address, protocol or match):
+//
+//	client -> container: no -i (the uplink is not known), -o absent or the bridge
+//	container -> client: -i the bridge, -o absent (the replies: dropping
+//	                     them breaks the port as surely; seen on 20.10
+//	                     and 28.5 with "-I FORWARD 1 -i docker0 -j REJECT")
+//
+// Narrower rules are left to forward-blocked and docker-user-drop: this
+// is only what certainly drops the port.
 func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
 	f := a.rs.Table(parse.TableFilter)
 	matchesAll := func(r *parse.Rule) bool {
@@ -396,13 +448,17 @@ func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
 		if !r.Source.IsZero() || !r.Destination.IsZero() || !r.Protocol.IsZero() || !r.Fragment.IsZero() || len(r.Matches) > 0 || len(r.Unparsed) > 0 {
 			return false
 		}
-		if !r.OutIface.IsZero() && (r.OutIface.Negated || r.OutIface.Value != bridge) {
+		if r.InIface.Negated || r.OutIface.Negated {
 			return false
 		}
-		if !r.InIface.IsZero() && (r.InIface.Negated || r.InIface.Value == bridge) {
-			return false
+		in, out := r.InIface.Value, r.OutIface.Value
+		switch {
+		case in == "": // inbound packets
+			return out == "" || ifaceMatches(out, bridge)
+		case ifaceMatches(in, bridge): // replies
+			return out == ""
 		}
-		return true
+		return false
 	}
 	if c := f.Chain(parse.ChainForward); c != nil {
 		for _, r := range c.Rules {

@@ -44,6 +44,22 @@
 #   backend-split            rules untouched; capture/collect then see an iptables on PATH that
 #                            uses the other backend (HOST_BACKEND in "env" vs DAEMON_BACKEND)
 #   legacy-leftovers         Docker's nat+filter rules also restored into the other backend
+#   user-jump-deleted        iptables -D FORWARD -j DOCKER-USER
+#   forward-jump-deleted     28+: -D FORWARD -j DOCKER-FORWARD; 20.10-27: -D FORWARD -j
+#                            DOCKER-ISOLATION-STAGE-1 and -D FORWARD -o docker0 -j DOCKER
+#   filter-docker-flushed    iptables -F DOCKER
+#   masquerade-deleted       docker0's "POSTROUTING -s SUBNET ! -o docker0 -j MASQUERADE" deleted
+#   port-accept-deleted      web's filter DOCKER ACCEPT (its 8080 -> 80) deleted
+#   raw-endpoint-deleted     28.2+: web's raw "PREROUTING -d IP/32 ! -i docker0 -j DROP" deleted
+#   docker-user-deleted      FORWARD -> DOCKER-USER deleted, DOCKER-USER flushed and deleted
+#   forward-drop-inserted    iptables -I FORWARD 1 -j DROP (a host firewall)
+#   forward-reject-bridge    iptables -I FORWARD 1 -i docker0 -j REJECT (a host firewall)
+#   docker-user-port-drop    the admin closes 8080: -I DOCKER-USER -p tcp -m conntrack
+#                            --ctorigdstport 8080 -j DROP (deliberate; never repaired)
+#   reload-policy-drop       IPv4 firewall-reload, then iptables -P FORWARD DROP
+#   raw-flushed              iptables -t raw -F
+#   proxy-killed             SIGKILL the docker-proxy processes of port 8080 (proxy on); heal
+#                            restarts container web and re-takes the snapshot
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
 # $TESTBED_ROOT/.cache/docker-sid), TRIXIE_DIR (default $TESTBED_ROOT/.cache/docker-trixie),
@@ -735,7 +751,25 @@ delete_jumps() {
 	done < <(in_host iptables -w -t "$t" -S "$chain" | grep -E -- "^-A $chain .*-j $target\$" || true)
 }
 
-KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers"
+KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
+user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
+docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
+proxy-killed"
+KINDS=$(echo $KINDS)
+
+# web_ip: the address of container web on docker0.
+web_ip() { dk container inspect -f '{{.NetworkSettings.Networks.bridge.IPAddress}}' web; }
+
+# delete_rule TABLE LINE: delete the rule "-A CHAIN SPEC" (as iptables -S prints it); dies when
+# it is not there.
+delete_rule() {
+	local t=$1 line=$2
+	local -a words
+	[[ -n $line ]] || die "break $NAME: no such rule in $t"
+	read -ra words <<<"$line"
+	words[0]=-D
+	in_host iptables -w -t "$t" "${words[@]}"
+}
 
 cmd_break() {
 	need_root
@@ -782,6 +816,64 @@ cmd_break() {
 	backend-split)
 		host_backend=$(other_backend)
 		link_iptables "$STATE/bin-$host_backend" "$host_backend"
+		;;
+	user-jump-deleted)
+		in_host iptables -w -D FORWARD -j DOCKER-USER
+		;;
+	forward-jump-deleted)
+		# 28+: the one jump into Docker's forwarding chains; 20.10-27: the isolation jump and
+		# docker0's jump to filter DOCKER (its per-port ACCEPTs).
+		if in_host iptables -w -S DOCKER-FORWARD >/dev/null 2>&1; then
+			in_host iptables -w -D FORWARD -j DOCKER-FORWARD
+		else
+			in_host iptables -w -D FORWARD -j DOCKER-ISOLATION-STAGE-1
+			in_host iptables -w -D FORWARD -o docker0 -j DOCKER
+		fi
+		;;
+	filter-docker-flushed)
+		in_host iptables -w -F DOCKER
+		;;
+	masquerade-deleted)
+		delete_rule nat "$(in_host iptables -w -t nat -S POSTROUTING | grep -E -- '^-A POSTROUTING -s [0-9./]+ ! -o docker0 -j MASQUERADE$' | head -1)"
+		;;
+	port-accept-deleted)
+		delete_rule filter "$(in_host iptables -w -S DOCKER | grep -E -- "^-A DOCKER -d $(web_ip)/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\$" | head -1)"
+		;;
+	raw-endpoint-deleted)
+		# 28.2+: web's direct-access DROP.
+		delete_rule raw "$(in_host iptables -w -t raw -S PREROUTING | grep -E -- "^-A PREROUTING -d $(web_ip)/32 ! -i docker0 -j DROP\$" | head -1)"
+		;;
+	docker-user-deleted)
+		in_host iptables -w -D FORWARD -j DOCKER-USER
+		in_host iptables -w -F DOCKER-USER
+		in_host iptables -w -X DOCKER-USER
+		;;
+	forward-drop-inserted)
+		in_host iptables -w -I FORWARD 1 -j DROP
+		;;
+	forward-reject-bridge)
+		in_host iptables -w -I FORWARD 1 -i docker0 -j REJECT
+		;;
+	docker-user-port-drop)
+		# The admin closes published port 8080 the way Docker's docs say (original port).
+		in_host iptables -w -I DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 -j DROP
+		;;
+	reload-policy-drop)
+		for t in $(in_host iptables-save | tables_of); do wipe_table iptables "$t"; done
+		in_host iptables -w -P FORWARD DROP
+		;;
+	raw-flushed)
+		in_host iptables -w -t raw -F
+		;;
+	proxy-killed)
+		# The docker-proxy processes of port 8080 (both families); dockerd does not restart them.
+		local pid n=0
+		for pid in $(cat /proc/"$(awk '$1 == "dockerd" {print $2}' "$STATE/pids")"/task/*/children 2>/dev/null); do
+			[[ $(cat "/proc/$pid/comm" 2>/dev/null) == docker-proxy ]] || continue
+			tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '-host-port 8080 ' || continue
+			kill -KILL "$pid" && n=$((n + 1))
+		done
+		((n > 0)) || die "break $NAME proxy-killed: no docker-proxy for 8080 (userland-proxy off?)"
 		;;
 	legacy-leftovers)
 		local other
@@ -840,6 +932,12 @@ cmd_heal() {
 		[[ $(in_host sysctl -n net.ipv6.conf.all.forwarding) == "$v" ]] || in_host sysctl -qw "net.ipv6.conf.all.forwarding=$v"
 	fi
 	local was=$BREAK
+	if [[ " $BREAK " == *" proxy-killed "* ]]; then
+		# Only a container restart brings a docker-proxy back; Docker then re-adds web's rules
+		# at the end of its chains, so the snapshot is taken again.
+		dk restart -t 1 web >/dev/null
+		take_snapshot
+	fi
 	rm -f "$BREAK_FILE"
 	rm -rf "$STATE"/bin-nft "$STATE"/bin-legacy
 	load_env

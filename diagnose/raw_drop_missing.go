@@ -1,0 +1,119 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// rawDropMissing: one of Docker 28's raw PREROUTING DROPs is missing
+// (docker-facts.md §2.3, field failures 5 and 8):
+//
+//	raw PREROUTING -d CIP/32 ! -i BRIDGE -j DROP                  (28.2+, per endpoint)
+//	raw PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp --dport HPORT -j DROP
+//
+// Without the first, neighbours that route the container subnet to the
+// host reach every port of the container, published or not; without the
+// second, a port published on 127.0.0.1 answers other machines. Nothing
+// stops working, so the finding is a warning.
+//
+// Docker writes none of them with --allow-direct-routing or
+// DOCKER_INSECURE_NO_IPTABLES_RAW=1, which the snapshot does not show. So
+// a missing rule is a warning (and repaired) only when Docker demonstrably
+// writes raw rules here (rawWanted: another of them is present, or a
+// reload wiped Docker's chains); when none is present (a flushed raw table
+// looks the same as those settings) one info finding says so.
+var rawDropMissing = Check{
+	ID:       "raw-drop-missing",
+	Title:    "A raw-table DROP that protects containers from direct access is missing",
+	Severity: SeverityWarning,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		var out []Finding
+		for _, a := range analyses(s) {
+			out = append(out, rawDropMissingOf(a)...)
+		}
+		return out
+	},
+}
+
+func rawDropMissingOf(a analysis) []Finding {
+	missing := a.diff.MissingOf(KindRawEndpoint, KindRawLoopback)
+	if len(missing) == 0 {
+		return nil
+	}
+	if !rawWanted(a) {
+		f := Finding{
+			ID:       "raw-drop-missing",
+			Severity: SeverityInfo,
+			Title:    fmt.Sprintf("None of Docker %s's %d raw-table DROPs is present%s", a.exp.Version, len(missing), a.famTitle()),
+			Detail: "Docker 28 drops, in raw PREROUTING, packets that reach a container's address directly from outside its " +
+				"bridge, and remote packets to ports published on 127.0.0.1. None of these rules is here: either the daemon runs " +
+				"with --allow-direct-routing or DOCKER_INSECURE_NO_IPTABLES_RAW=1 (then this is intended), or the raw table was " +
+				"flushed. In the second case machines that route the containers' subnets to this host reach every container " +
+				"port, published or not.",
+			Subject: Subject{Table: "raw", Chain: "PREROUTING", Family: a.family()},
+			Fix: "If the daemon runs without those settings, restart Docker so that it rebuilds them " +
+				"(`systemctl restart docker`), or add them by hand. iptscope does not add them: it cannot tell from the " +
+				"rules whether Docker wants them here.",
+		}
+		for i, er := range missing {
+			if i == 3 {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(missing)-3))
+				break
+			}
+			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
+		}
+		return []Finding{f}
+	}
+	var out []Finding
+	seenAlt := map[string]bool{}
+	for _, er := range missing {
+		if er.Alt != "" {
+			if seenAlt[er.Alt] {
+				continue
+			}
+			seenAlt[er.Alt] = true
+		}
+		f := Finding{
+			ID:       "raw-drop-missing",
+			Severity: SeverityWarning,
+			Subject:  Subject{Table: "raw", Chain: "PREROUTING", Network: er.Network, Container: er.Container, Port: portName(er.Port), Family: a.family()},
+			Evidence: []string{"missing: " + a.evLine(er)},
+			Fix:      restartFix(a) + " Or add the rule Docker would have written: `" + a.ipt() + " " + ruleLine(er) + "`.",
+		}
+		if er.Kind == KindRawLoopback {
+			f.Title = fmt.Sprintf("Port %s of container %s answers other machines%s", portName(er.Port), er.Container, a.famTitle())
+			f.Detail = "The port is published on a loopback address, but Docker's raw DROP for remote packets to it is gone: a " +
+				"neighbour that sends packets for 127.0.0.1 to this host reaches the container (moby/moby#45610)."
+		} else {
+			f.Title = fmt.Sprintf("Container %s on %s is reachable directly from other machines%s", er.Container, er.Network, a.famTitle())
+			f.Detail = "Docker's raw DROP for packets to this container's address from outside its bridge is gone: machines that route the network's subnet to this host reach every port of the " +
+				"container, published or not."
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// rawWanted reports whether Docker demonstrably writes raw DROPs on this
+// host: one of them is present, or a chain of Docker's nat or filter
+// layout is missing (a reload wiped everything; then absence says
+// nothing). Why: with --allow-direct-routing or
+// DOCKER_INSECURE_NO_IPTABLES_RAW Docker writes none, and adding them
+// would cut off direct routing.
+func rawWanted(a analysis) bool {
+	for _, er := range a.exp.RulesOf(parse.TableRaw, parse.ChainPrerouting) {
+		if a.diff.Found[er.Rule] != nil {
+			return true
+		}
+	}
+	for _, t := range []parse.TableName{parse.TableNAT, parse.TableFilter} {
+		for _, c := range a.exp.Chains[t] {
+			if !a.chainExists(t, c) {
+				return true
+			}
+		}
+	}
+	return false
+}
