@@ -137,18 +137,22 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 				}
 			}
 			hostLinks = map[int]snapshot.Link{}
-			var bridges []string
+			var bridges, uplinks []string
 			for _, l := range s.Links {
 				hostLinks[l.Index] = l
-				if l.Kind == "bridge" {
+				switch {
+				case l.Kind == "bridge":
 					bridges = append(bridges, l.Name)
+				case l.Master == "" && l.Name != "lo":
+					// Not a bridge port (containers' veths are).
+					uplinks = append(uplinks, l.Name)
 				}
 			}
 			progress("sysctls")
 			var sys map[string]snapshot.Sysctl
 			read := func() error {
 				var err error
-				sys, err = readSysctls(sysctlNames(bridges))
+				sys, err = readSysctls(sysctlNames(bridges, uplinks))
 				return err
 			}
 			if inNS != nil {

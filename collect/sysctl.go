@@ -10,10 +10,12 @@ import (
 	"github.com/iptscope/iptscope/snapshot"
 )
 
-// sysctlNames lists the sysctls read for a namespace whose bridges are
-// given: forwarding, br_netfilter's bridge-nf-call-*, and per bridge
-// route_localnet (userland-proxy off) and forwarding.
-func sysctlNames(bridges []string) []string {
+// sysctlNames lists the sysctls read for a namespace whose bridges and
+// other interfaces (uplinks: not bridges, bridge ports or lo) are given:
+// forwarding, br_netfilter's bridge-nf-call-*, per bridge route_localnet
+// (userland-proxy off) and forwarding, per uplink IPv6 accept_ra (with
+// forwarding on, accept_ra=1 ignores router advertisements).
+func sysctlNames(bridges, uplinks []string) []string {
 	names := []string{
 		"net.ipv4.ip_forward",
 		"net.ipv4.conf.all.forwarding",
@@ -24,6 +26,9 @@ func sysctlNames(bridges []string) []string {
 	}
 	for _, b := range bridges {
 		names = append(names, "net.ipv4.conf."+b+".route_localnet", "net.ipv4.conf."+b+".forwarding")
+	}
+	for _, u := range uplinks {
+		names = append(names, "net.ipv6.conf."+u+".accept_ra")
 	}
 	return names
 }

@@ -52,10 +52,19 @@ var wantIDsByVersion = map[string]map[string][]string{
 // the NAT path is broken but docker-proxy still relays the ports (the
 // fixtures' probe.txt shows them answering from the client).
 var wantWithProxyOn = map[string][]string{
-	"nat-docker-flushed":      {"proxy-fallback"},
+	// The flush also takes nat DOCKER's "-i BRIDGE -j RETURN" rules, which
+	// the proxy-on layout needs (docker-rule-missing).
+	"nat-docker-flushed":      {"docker-rule-missing", "proxy-fallback"},
 	"nat-docker-deleted":      {"proxy-fallback"},
 	"prerouting-jump-deleted": {"proxy-fallback"},
 	"firewall-reload":         {"proxy-fallback"},
+}
+
+// wantWithProxyOff are the IDs a broken state adds with userland-proxy
+// off: a reload also wipes the proxy-off hairpin MASQUERADEs, which then
+// matter (docker-rule-missing).
+var wantWithProxyOff = map[string][]string{
+	"firewall-reload": {"docker-rule-missing"},
 }
 
 // TestBrokenFixturesGiveExpectedFindings is the golden test over every
@@ -78,6 +87,9 @@ func TestBrokenFixturesGiveExpectedFindings(t *testing.T) {
 			}
 			if strings.Contains(b.dir, "-proxy-on-") {
 				want = append(slices.Clone(want), wantWithProxyOn[b.state]...)
+				sort.Strings(want)
+			} else {
+				want = append(slices.Clone(want), wantWithProxyOff[b.state]...)
 				sort.Strings(want)
 			}
 			var got []string

@@ -334,32 +334,19 @@ func hasDockerChain(rs *parse.Ruleset) bool {
 	return false
 }
 
+// proxyDefaultSource is ProxyMode.Source when nothing in the snapshot
+// shows the setting.
+const proxyDefaultSource = "Docker's default (nothing in the snapshot shows it)"
+
 // proxyMode finds the userland-proxy setting: from the daemon (29.5+),
-// else from docker-proxy processes when ports are published, else from
-// the shape of the nat OUTPUT jump, else Docker's default (on).
+// else from the shape of the nat OUTPUT jump (Docker writes it the same
+// way in every version: "! -d 127.0.0.0/8" with the proxy on), else from
+// docker-proxy processes when ports are published, else Docker's default
+// (on). The jump comes before the processes: killed proxies must not turn
+// the mode off (proxy-missing).
 func proxyMode(s *snapshot.Snapshot) ProxyMode {
 	if i := s.Docker.Info; i != nil && (i.UserlandProxy == snapshot.ProxyOn || i.UserlandProxy == snapshot.ProxyOff) {
 		return ProxyMode{State: i.UserlandProxy, Source: "daemon API"}
-	}
-	published := false
-	for _, c := range s.Docker.Containers {
-		for _, p := range c.Ports {
-			if c.Running && p.HostPort > 0 {
-				published = true
-			}
-		}
-	}
-	proxiesRead := true
-	for _, pe := range s.Errors {
-		if pe.Part == "proxies" {
-			proxiesRead = false
-		}
-	}
-	if published && proxiesRead {
-		if len(s.Proxies) > 0 {
-			return ProxyMode{State: snapshot.ProxyOn, Source: "docker-proxy processes", Guessed: true}
-		}
-		return ProxyMode{State: snapshot.ProxyOff, Source: "no docker-proxy process for the published ports", Guessed: true}
 	}
 	// Why both families: after the IPv4 jumps are deleted, Docker's
 	// ip6tables OUTPUT jump (! -d ::1/128 with the proxy on) still tells.
@@ -383,7 +370,27 @@ func proxyMode(s *snapshot.Snapshot) ProxyMode {
 			}
 		}
 	}
-	return ProxyMode{State: snapshot.ProxyOn, Source: "Docker's default (nothing in the snapshot shows it)", Guessed: true}
+	published := false
+	for _, c := range s.Docker.Containers {
+		for _, p := range c.Ports {
+			if c.Running && p.HostPort > 0 {
+				published = true
+			}
+		}
+	}
+	proxiesRead := true
+	for _, pe := range s.Errors {
+		if pe.Part == "proxies" {
+			proxiesRead = false
+		}
+	}
+	if published && proxiesRead {
+		if len(s.Proxies) > 0 {
+			return ProxyMode{State: snapshot.ProxyOn, Source: "docker-proxy processes", Guessed: true}
+		}
+		return ProxyMode{State: snapshot.ProxyOff, Source: "no docker-proxy process for the published ports", Guessed: true}
+	}
+	return ProxyMode{State: snapshot.ProxyOn, Source: proxyDefaultSource, Guessed: true}
 }
 
 // bridgeNets returns the bridge-driver networks, sorted by bridge name.

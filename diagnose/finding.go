@@ -85,6 +85,7 @@ func All() []Check {
 		backendSplit,
 		nftablesBackend,
 		ipForwardDisabled,
+		ipv6ForwardDisabled,
 		dockerChainMissing,
 		dockerJumpMissing,
 		dnatMissing,
@@ -94,10 +95,12 @@ func All() []Check {
 		dockerUserDrop,
 		masqueradeMissing,
 		rawDropMissing,
+		dockerRuleMissing,
 		bridgeMissing,
 		bridgeDown,
 		vethDetached,
 		proxyFallback,
+		proxyMissing,
 		proxyOverhead,
 	}
 }

@@ -135,7 +135,9 @@ var repairableIDs = map[string]bool{
 	"forward-accept-missing": true,
 	"masquerade-missing":     true,
 	"ip-forward-disabled":    true,
+	"ipv6-forward-disabled":  true,
 	"raw-drop-missing":       true,
+	"docker-rule-missing":    true,
 }
 
 // notRepaired says why a finding is left to a human.
@@ -150,6 +152,7 @@ var notRepaired = map[string]string{
 	"veth-detached":      "links are Docker's to manage: restart the container",
 	"dnat-stale":         "the rule's target is a running container: it cannot be proven stale, so it is left alone",
 	"proxy-fallback":     "the NAT path is not restored by this plan",
+	"proxy-missing":      "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
 }
 
 // NewPlan computes the repair of s for the given findings (those of
@@ -166,7 +169,9 @@ var notRepaired = map[string]string{
 //     (FORWARD -> DOCKER-USER first, everything else appended);
 //   - delete DNAT rules of nat DOCKER that Docker's view does not account
 //     for and whose target no running container has (provably stale);
-//   - net.ipv4.ip_forward=1 when it is 0.
+//   - net.ipv4.ip_forward=1 when it is 0; net.ipv6.conf.all.forwarding=1
+//     when it is 0 and Docker has IPv6 networks in use, unless the host
+//     learns IPv6 routes from router advertisements where accept_ra is 1.
 //
 // It never touches: rules of DOCKER-USER (unless the plan creates that
 // chain, then it writes only Docker's skeleton), chains that are not
@@ -203,6 +208,14 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 	if v, ok := sysctl(s, "net.ipv4.ip_forward"); ok && v == "0" {
 		p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.ip_forward", Value: "1", Old: v, Why: "ip-forward-disabled"})
 	}
+	v6Note := ""
+	if v, ok := sysctl(s, "net.ipv6.conf.all.forwarding"); ok && v == "0" && len(ipv6ForwardNeeded(s)) > 0 {
+		if v6Note = ipv6ForwardPlanNote(s); v6Note == "" {
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv6.conf.all.forwarding", Value: "1", Old: v, Why: "ipv6-forward-disabled"})
+		} else {
+			p.Notes = append(p.Notes, v6Note)
+		}
+	}
 	for _, f := range findings {
 		pf := PlannedFinding{Finding: f}
 		switch {
@@ -226,6 +239,8 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 			} else {
 				pf.Reason = notRepaired[f.ID]
 			}
+		case f.ID == "ipv6-forward-disabled" && v6Note != "":
+			pf.Reason = v6Note
 		case repairableIDs[f.ID]:
 			pf.Repaired = planHasWhy(p, f.ID)
 			if !pf.Repaired {
@@ -408,12 +423,12 @@ func whyOf(er ExpectedRule, a analysis) string {
 	if a.missingChain(er) {
 		return "docker-chain-missing"
 	}
+	if _, ok := classOf(er); ok {
+		return "docker-rule-missing"
+	}
 	switch er.Kind {
 	case KindJump, KindSkeleton:
-		if er.Rule.JumpsToChain() {
-			return "docker-jump-missing"
-		}
-		return "docker-chain-missing"
+		return "docker-jump-missing"
 	case KindDNAT:
 		return "dnat-missing"
 	case KindPortAccept, KindNetworkPath:

@@ -99,6 +99,7 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 	if !ok {
 		why = unjudgedReason(s)
 	}
+	unserved := proxyUnservedSet(s)
 	var out []PortReport
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
@@ -132,6 +133,11 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 			}
 			pb := pb
 			judgePort(s, a, ok, why, c, &pb, &r)
+			if unserved[unservedKey(c.Name, proto(pb), pb.HostPort, pb.ContainerPort)] {
+				// The path from other machines is what it is; what the
+				// proxy carries (loopback, same-bridge, IPv6) is refused.
+				r.Reason += "; its docker-proxy is not running: connections from the host itself are refused (proxy-missing)"
+			}
 			out = append(out, r)
 		}
 	}

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -17,13 +20,24 @@ import (
 //     false: the cause is not Docker's (a host firewall rule, the admin's
 //     DOCKER-USER policy) and --fix must leave the rules as they are.
 //
-// only28 kinds need Docker 28's raw table.
+// only28 kinds need Docker 28's raw table; proxyOn kinds need
+// userland-proxy on.
 var breakages = []struct {
 	kind     string
 	want     []string
 	broken   []int
 	repaired bool
 	only28   bool
+	proxyOn  bool
+	// want28 replaces want on Docker 28.x when set.
+	want28 []string
+	// reach, when set, is a connection between containers (or to the
+	// host's address) that the breakage changes: it must give answered
+	// while broken and the opposite before the break and after --fix.
+	reach    *reach
+	answered bool
+	// reachClassic: the reach check applies to 20.10-27 only.
+	reachClassic bool
 }{
 	{kind: "forward-jump-deleted", want: nil, broken: []int{8080, 7000, 7001, 7002}, repaired: true}, // want set per version below
 	{kind: "port-accept-deleted", want: []string{"forward-accept-missing"}, broken: []int{8080}, repaired: true},
@@ -31,14 +45,43 @@ var breakages = []struct {
 	{kind: "forward-reject-bridge", want: []string{"forward-blocked"}, broken: []int{8080, 7000, 7001, 7002}},
 	{kind: "docker-user-port-drop", want: nil, broken: []int{8080}},
 	{kind: "raw-endpoint-deleted", want: []string{"raw-drop-missing"}, repaired: true, only28: true},
+	{kind: "user-jump-deleted", want: []string{"docker-jump-missing"}, repaired: true},
+	// 28.x: filter DOCKER also holds each bridge's "! -i BR -o BR -j DROP".
+	{kind: "filter-docker-flushed", want: []string{"forward-accept-missing"}, want28: []string{"docker-rule-missing", "forward-accept-missing"},
+		broken: []int{8080, 8081, 7000, 7001, 7002}, repaired: true},
+	{kind: "masquerade-deleted", want: []string{"masquerade-missing"}, repaired: true},
+	{kind: "forward-drop-inserted", want: []string{"forward-blocked"}, broken: []int{8080, 8081, 7000, 7001, 7002}},
+	// A flushed raw table looks like DOCKER_INSECURE_NO_IPTABLES_RAW=1:
+	// an info finding, nothing repaired.
+	{kind: "raw-flushed", want: nil, only28: true},
+	// The NAT path still serves other machines; 127.0.0.1:8080 is refused.
+	// Only a container restart brings the proxy back: not repaired.
+	{kind: "proxy-killed", want: []string{"proxy-missing"}, proxyOn: true},
+	// appnet's containers reach docker0's (web's published container port)
+	// on 20.10 (one DROP gone is not enough: the other network's DROP takes
+	// the replies). 28.x's raw DROPs still stop direct access.
+	{kind: "isolation-flushed", want: []string{"docker-rule-missing"}, repaired: true,
+		reach: &reach{from: "app", to: "web", port: 80}, answered: true, reachClassic: true},
+	// web's connection to app's published port through the host's address
+	// is DNAT'd across networks and dropped by isolation (times out).
+	{kind: "nat-return-deleted", want: []string{"docker-rule-missing"}, repaired: true, proxyOn: true,
+		reach: &reach{from: "web", to: "host", port: 8081}, answered: false},
+}
+
+// reach is an HTTP GET from container from to container to (or "host":
+// the docker host's uplink address) on port.
+type reach struct {
+	from, to string
+	port     int
 }
 
 // TestBreakagesOnRealDocker breaks real daemons in the ways of breakages
 // and checks doctor's findings and ports table, then `doctor --fix --yes`.
-// Two hosts (20.10 nft proxy on, 28.5 nft proxy off), run in parallel:
-// about 2 minutes on a 2-CPU runner.
+// Four hosts (20.10 nft proxy on, 28.5 nft proxy off, 28.5 legacy proxy
+// on, 20.10 legacy proxy off), run in parallel: about 30 s on a 2-CPU
+// runner.
 func TestBreakagesOnRealDocker(t *testing.T) {
-	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}}
+	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}, {"28.5", "legacy", "on"}, {"20.10", "legacy", "off"}}
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("breakages e2e: %d hosts in %s", len(hosts), time.Since(start).Round(time.Second)) })
 	for _, hh := range hosts {
@@ -51,10 +94,13 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 			}
 			backups := t.TempDir()
 			for _, k := range breakages {
-				if k.only28 && hh.version != "28.5" {
+				if k.only28 && hh.version != "28.5" || k.proxyOn && hh.proxy != "on" {
 					continue
 				}
 				want := slices.Clone(k.want)
+				if k.want28 != nil && strings.HasPrefix(hh.version, "28.") {
+					want = slices.Clone(k.want28)
+				}
 				if k.kind == "forward-jump-deleted" {
 					// 20.10-27: docker0's "-o docker0 -j DOCKER" is one of its
 					// per-network FORWARD rules; 28+: one jump to DOCKER-FORWARD
@@ -76,8 +122,25 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 							t.Errorf("heal: %v\n%s", err, out)
 						}
 					})
+					rc := k.reach
+					if k.reachClassic && strings.HasPrefix(hh.version, "28.") {
+						rc = nil
+					}
+					if rc != nil && h.reaches(t, rc) == k.answered {
+						t.Fatalf("before %s: %s -> %s:%d answered=%v already", k.kind, k.reach.from, k.reach.to, k.reach.port, k.answered)
+					}
 					if out, err := h.script("break", k.kind); err != nil {
 						t.Fatalf("break %s: %v\n%s", k.kind, err, out)
+					}
+					if rc != nil && h.reaches(t, rc) != k.answered {
+						t.Errorf("after %s: %s -> %s:%d answered=%v, want %v", k.kind, k.reach.from, k.reach.to, k.reach.port, !k.answered, k.answered)
+					}
+					if k.kind == "proxy-killed" {
+						// What the finding says: the host's own connections to
+						// 8080 are refused, 8081 (proxy alive) still answers.
+						if h.getLocal(t, 8080) || !h.getLocal(t, 8081) {
+							t.Fatalf("after proxy-killed: want 127.0.0.1:8080 refused and 127.0.0.1:8081 answering")
+						}
 					}
 					rep, code, stderr := h.doctor(t, "")
 					var got []string
@@ -106,6 +169,9 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 							t.Fatalf("doctor --fix: exit %d\n%s\n%s", code, out, stderr)
 						}
 						h.requireProbe(t)
+						if rc != nil && h.reaches(t, rc) == k.answered {
+							t.Errorf("after --fix: %s -> %s:%d answered=%v still", k.reach.from, k.reach.to, k.reach.port, k.answered)
+						}
 						if rep, code, _ := h.doctor(t, ""); code != 0 {
 							for _, f := range rep.Findings {
 								t.Logf("%s %s: %s", f.Severity, f.ID, f.Title)
@@ -125,4 +191,36 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// getLocal reports whether http://127.0.0.1:PORT/ answers from inside the
+// docker host's namespace (the host's own connections).
+func (h *dockerHost) getLocal(t *testing.T, port int) bool {
+	t.Helper()
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "curl", "-fsS", "-o", "/dev/null", "--max-time", "2", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	return cmd.Run() == nil
+}
+
+// reaches reports whether an HTTP GET from r.from to r.to:r.port answers
+// (busybox nc inside the container, 3 s timeout).
+func (h *dockerHost) reaches(t *testing.T, r *reach) bool {
+	t.Helper()
+	ip := ""
+	if r.to == "host" {
+		out, err := exec.Command("ip", "-n", h.Name, "-4", "-o", "addr", "show", "dev", "tbhost0").Output()
+		if f := strings.Fields(string(out)); err == nil && len(f) >= 4 {
+			ip, _, _ = strings.Cut(f[3], "/")
+		}
+	} else {
+		ip = strings.TrimSpace(string(h.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", r.to)))
+		ip, _, _ = strings.Cut(ip, " ")
+	}
+	if ip == "" {
+		t.Fatalf("no address for %s", r.to)
+	}
+	cmd := exec.Command("bash", script, "docker", h.Name, "exec", "-i", r.from, "/bin/busybox", "nc", "-w", "3", ip, fmt.Sprint(r.port))
+	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy)
+	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+	out, _ := cmd.Output()
+	return strings.HasPrefix(string(out), "HTTP/1.")
 }

@@ -68,7 +68,7 @@ func dockerMatrix(proxies ...string) []matrixHost {
 // a failure half-way still removes every process, mount and namespace.
 func startDockerHost(t *testing.T, name, version, backend, proxy string) *dockerHost {
 	t.Helper()
-	requireRoot(t, "nsenter", "ip", "busybox", "iptables-nft", "iptables-legacy")
+	requireRoot(t, "nsenter", "ip", "busybox", "curl", "iptables-nft", "iptables-legacy")
 	if version == "20.10" {
 		_, err := exec.LookPath("dockerd")
 		require(t, err == nil, "dockerd (apt-get install docker.io) is not installed")

@@ -106,6 +106,37 @@ func TestIPv6OnRealDocker(t *testing.T) {
 					t.Errorf("doctor after --fix: exit %d", code)
 				}
 			})
+
+			t.Run("after IPv6 forwarding is turned off ipv6-forward-disabled is reported and --fix turns it on", func(t *testing.T) {
+				t.Cleanup(func() { h.heal(t) })
+				h.ipt(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
+				if h.getV6(t, 1) {
+					t.Errorf("the port still answers over IPv6 with forwarding off")
+				}
+				rep := h.doctorFindings(t)
+				var ids []string
+				for _, f := range rep.Findings {
+					if f.Severity == "error" || f.Severity == "warning" {
+						ids = append(ids, f.ID)
+					}
+				}
+				if strings.Join(ids, ",") != "ipv6-forward-disabled" {
+					t.Errorf("errors/warnings %v, want [ipv6-forward-disabled]", ids)
+				}
+				out, stderr, code := h.fix(t, t.TempDir())
+				if code != 0 {
+					t.Fatalf("doctor --fix: exit %d\n%s\n%s", code, out, stderr)
+				}
+				if v := strings.TrimSpace(h.ipt(t, "sysctl", "-n", "net.ipv6.conf.all.forwarding")); v != "1" {
+					t.Errorf("after --fix net.ipv6.conf.all.forwarding = %s", v)
+				}
+				if !h.getV6(t, 10) {
+					t.Errorf("after --fix the port does not answer over IPv6 from the client")
+				}
+				if _, code, _ := h.doctor(t, ""); code != 0 {
+					t.Errorf("doctor after --fix: exit %d", code)
+				}
+			})
 		})
 	}
 }

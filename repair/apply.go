@@ -331,7 +331,7 @@ func (a *applier) persist(ops []diagnose.Op) (path, note string, err error) {
 		path = PersistFile
 	}
 	var b bytes.Buffer
-	b.WriteString("# Written by `iptscope doctor --fix --persist`: Docker needs IPv4 forwarding.\n")
+	b.WriteString("# Written by `iptscope doctor --fix --persist`: Docker needs IP forwarding.\n")
 	for _, s := range ops {
 		fmt.Fprintf(&b, "%s = %s\n", s.Name, s.Value)
 	}

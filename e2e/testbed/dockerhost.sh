@@ -60,6 +60,8 @@
 #   raw-flushed              iptables -t raw -F
 #   proxy-killed             SIGKILL the docker-proxy processes of port 8080 (proxy on); heal
 #                            restarts container web and re-takes the snapshot
+#   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2
+#   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
 # $TESTBED_ROOT/.cache/docker-sid), TRIXIE_DIR (default $TESTBED_ROOT/.cache/docker-trixie),
@@ -754,7 +756,7 @@ delete_jumps() {
 KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
-proxy-killed"
+proxy-killed isolation-flushed nat-return-deleted"
 KINDS=$(echo $KINDS)
 
 # web_ip: the address of container web on docker0.
@@ -864,6 +866,12 @@ cmd_break() {
 		;;
 	raw-flushed)
 		in_host iptables -w -t raw -F
+		;;
+	isolation-flushed)
+		in_host iptables -w -F DOCKER-ISOLATION-STAGE-2
+		;;
+	nat-return-deleted)
+		in_host iptables -w -t nat -D DOCKER -i docker0 -j RETURN
 		;;
 	proxy-killed)
 		# The docker-proxy processes of port 8080 (both families); dockerd does not restart them.

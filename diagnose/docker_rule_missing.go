@@ -1,0 +1,207 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// dockerRuleMissing: one of Docker's rules that no other check covers is
+// missing from a chain that exists. The other checks own the jumps, DNATs,
+// port ACCEPTs, the per-network ACCEPTs and the MASQUERADE of a subnet;
+// this one owns the rest, by what the rule does:
+//
+//   - protection: the isolation rules (DOCKER-ISOLATION-STAGE-1/2, an
+//     --internal network's DROPs), icc=false's DROP, 28.x's
+//     "DOCKER ! -i BR -o BR -j DROP". Without them traffic Docker blocks is
+//     let through wherever the FORWARD policy or another rule accepts it.
+//     Warning.
+//   - nat DOCKER's "-i BR -j RETURN" (userland-proxy on): without it a
+//     container's connection to another network's published port through
+//     the host's address is DNAT'd across networks and dropped by the
+//     isolation rules instead of reaching docker-proxy (seen on real 20.10:
+//     times out; with the rule: 200 OK). Warning.
+//   - hairpin MASQUERADEs (per port, and proxy-off's "-o BR --src-type
+//     LOCAL"): with userland-proxy off the host's and a container's own
+//     connections to a published port go through DNAT and need them for the
+//     replies. Warning with the proxy off, info with it on (docker-proxy
+//     carries that traffic).
+//   - the RETURNs that end Docker's chains: evaluation falls off the end
+//     of a user chain with the same result. Info.
+//
+// One finding per network (or chain) and class; --fix restores them all.
+var dockerRuleMissing = Check{
+	ID:       "docker-rule-missing",
+	Title:    "One of Docker's other rules is missing",
+	Severity: SeverityWarning,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		var out []Finding
+		for _, a := range analyses(s) {
+			out = append(out, dockerRuleMissingOf(a)...)
+		}
+		return out
+	},
+}
+
+// ruleClass groups missing rules by consequence.
+type ruleClass int
+
+const (
+	classProtection ruleClass = iota
+	classNATReturn
+	classHairpin
+	classReturn
+)
+
+// classOf returns the class of a missing rule this check owns, or false.
+func classOf(er ExpectedRule) (ruleClass, bool) {
+	switch er.Kind {
+	case KindIsolation:
+		return classProtection, true
+	case KindNetworkPath:
+		if t := er.Rule.Target; t == parse.TargetDrop || t == parse.TargetReject {
+			return classProtection, true
+		}
+	case KindNATReturn:
+		return classNATReturn, true
+	case KindHairpinMasq, KindPortMasq:
+		return classHairpin, true
+	case KindSkeleton:
+		if !er.Rule.JumpsToChain() {
+			return classReturn, true
+		}
+	}
+	return 0, false
+}
+
+func dockerRuleMissingOf(a analysis) []Finding {
+	type key struct {
+		class   ruleClass
+		network string
+		table   parse.TableName
+		chain   parse.ChainName
+	}
+	groups := map[key][]ExpectedRule{}
+	var keys []key
+	seenAlt := map[string]bool{}
+	for _, er := range a.diff.Missing {
+		class, ok := classOf(er)
+		if !ok || a.missingChain(er) {
+			continue
+		}
+		if er.Alt != "" {
+			if seenAlt[er.Alt] {
+				continue
+			}
+			seenAlt[er.Alt] = true
+		}
+		k := key{class: class, network: er.Network}
+		if class == classReturn {
+			k.table, k.chain = er.Rule.Table, er.Rule.Chain
+		}
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], er)
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		if keys[i].class != keys[j].class {
+			return keys[i].class < keys[j].class
+		}
+		if keys[i].network != keys[j].network {
+			return keys[i].network < keys[j].network
+		}
+		return keys[i].chain < keys[j].chain
+	})
+
+	proxyOn := a.exp.Proxy.On()
+	var out []Finding
+	for _, k := range keys {
+		ers := groups[k]
+		first := ers[0]
+		net := fmt.Sprintf("Network %s (%s)", first.Network, first.Bridge)
+		f := Finding{
+			ID:      "docker-rule-missing",
+			Subject: Subject{Table: string(first.Rule.Table), Chain: string(first.Rule.Chain), Network: first.Network, Family: a.family()},
+		}
+		switch k.class {
+		case classProtection:
+			f.Severity = SeverityWarning
+			f.Title = fmt.Sprintf("%s lost %s of Docker's isolation DROPs%s", net, count(len(ers), "one", "%d"), a.famTitle())
+			f.Detail = "Docker's DROP rules keep this network's containers from reaching containers of other Docker networks " +
+				"(isolation), an --internal network's traffic inside its bridge, containers of an icc=false network from " +
+				"each other, and (28+) other machines from ports that are not published. Without them that traffic is let " +
+				"through wherever the FORWARD policy or another rule accepts it. Published ports still work."
+		case classNATReturn:
+			if proxyOn {
+				f.Severity = SeverityWarning
+				f.Detail = "With userland-proxy on, nat DOCKER returns early for packets from the bridge so that a container's " +
+					"connection to a published port on the host's address goes to docker-proxy. Without this rule the packet " +
+					"is DNAT'd straight to the target container: to another network's container it is then dropped by the " +
+					"isolation rules (the connection times out), and to its own network's it arrives without the hairpin " +
+					"translation it needs."
+			} else {
+				f.Severity = SeverityInfo
+				f.Detail = "nat DOCKER's early RETURN for packets from the bridge is missing; with userland-proxy off Docker's " +
+					"DNAT rules match packets from the bridge anyway, so nothing changes for traffic."
+			}
+			f.Title = fmt.Sprintf("%s lost its early RETURN in nat DOCKER%s", net, a.famTitle())
+		case classHairpin:
+			f.Title = fmt.Sprintf("%s lost %s hairpin MASQUERADE rule%s%s", net, count(len(ers), "a", "%d"), plural(len(ers)), a.famTitle())
+			if proxyOn {
+				f.Severity = SeverityInfo
+				f.Detail = "These MASQUERADEs make replies to connections that go through DNAT from the host itself or from a " +
+					"container to its own published port come back the same way. With userland-proxy on docker-proxy carries " +
+					"that traffic, so nothing breaks until the proxy is turned off."
+			} else {
+				f.Severity = SeverityWarning
+				f.Detail = "With userland-proxy off, the host's own connections to published ports and a container's connections " +
+					"to its own published port go through DNAT; these MASQUERADEs make the replies come back the same way. " +
+					"Without them such connections hang. Connections from other machines are not affected."
+			}
+		case classReturn:
+			f.Severity = SeverityInfo
+			f.Title = fmt.Sprintf("Docker's final RETURN is missing from %s %s%s", k.table, k.chain, a.famTitle())
+			f.Subject.Network = ""
+			f.Detail = "Evaluation falls off the end of a user-defined chain with the same result as this RETURN, so nothing " +
+				"changes for traffic; the chain differs from what Docker wrote."
+		}
+		for i, er := range ers {
+			if i == 10 {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(ers)-10))
+				break
+			}
+			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
+		}
+		var cmds []string
+		for _, er := range ers[:min(len(ers), 3)] {
+			cmds = append(cmds, "`"+a.ipt()+" "+ruleLine(er)+"`")
+		}
+		f.Fix = "`iptscope doctor --fix` puts them back at Docker's positions, or " + restartFix(a) +
+			" By hand (mind the position; -I with Docker's index): " + strings.Join(cmds, ", ")
+		if len(ers) > 3 {
+			f.Fix += fmt.Sprintf(" and %d more", len(ers)-3)
+		}
+		f.Fix += "."
+		out = append(out, f)
+	}
+	return out
+}
+
+// count renders n as one (n == 1) or with format many.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return fmt.Sprintf(many, n)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
