@@ -2,7 +2,9 @@ package diagnose
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
@@ -31,86 +33,91 @@ var dockerUserDrop = Check{
 	Title:    "A DOCKER-USER rule drops traffic to published ports",
 	Severity: SeverityInfo,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok {
-			return nil
-		}
-		chain := a.rs.Table(parse.TableFilter).Chain(ChainDockerUser)
-		if chain == nil {
-			return nil
-		}
-		// The published ports, as FORWARD sees them after DNAT.
-		var ports []ExpectedRule
-		seen := map[string]bool{}
-		for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
-			if er.Kind != KindDNAT || er.Port == nil || isLoopback(er.Port.HostIP) {
-				continue
-			}
-			if er.Alt != "" {
-				if seen[er.Alt] {
-					continue
-				}
-				seen[er.Alt] = true
-			}
-			ports = append(ports, er)
-		}
-		var bridges []string
-		for _, n := range bridgeNets(s, snapshot.FamilyIPv4) {
-			bridges = append(bridges, n.bridge)
-		}
 		var out []Finding
-		for _, r := range chain.Rules {
-			if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&
-				r.InIface.IsZero() && r.OutIface.IsZero() && r.Protocol.IsZero() {
-				break // everything below is never reached
-			}
-			if r.Target != parse.TargetDrop && r.Target != parse.TargetReject {
-				continue
-			}
-			var hit []string
-			for _, er := range ports {
-				if userRuleHits(r, er, bridges) {
-					dest, _ := parse.ParseNATDest(er.Rule.NATTo())
-					hit = append(hit, fmt.Sprintf("%s -> %s:%d (container %s)", portName(er.Port), dest.IP, er.Port.ContainerPort, er.Container))
-				}
-			}
-			if len(hit) == 0 {
-				continue
-			}
-			verb := "drops"
-			if r.Target == parse.TargetReject {
-				verb = "rejects"
-			}
-			who := "every client"
-			if !r.Source.IsZero() {
-				who = "clients matching -s " + r.Source.String()
-			}
-			ev := []string{fmt.Sprintf("rule %d of filter DOCKER-USER: %s", r.Position, r.SaveLine(false))}
-			if r.Counters != nil {
-				ev = append(ev, fmt.Sprintf("it has matched %d packets", r.Counters.Packets))
-			}
-			for _, h := range hit {
-				ev = append(ev, "published port it reaches: "+h)
-			}
-			out = append(out, Finding{
-				ID:       "docker-user-drop",
-				Severity: SeverityInfo,
-				Title:    fmt.Sprintf("DOCKER-USER rule %d %s traffic to %d published port(s)", r.Position, verb, len(hit)),
-				Detail: "This rule " + verb + " forwarded connections from " + who + " to the published ports listed in " +
-					"the evidence (and any other matching traffic of the containers). DOCKER-USER is where Docker expects " +
-					"administrators' filtering, so this is usually deliberate; it is reported so that a port that does not " +
-					"answer from outside can be traced to it. Connections to 127.0.0.1 on the host go through docker-proxy " +
-					"and are not filtered here.",
-				Subject:  Subject{Table: "filter", Chain: "DOCKER-USER", Port: strings.Join(portList(hit), ",")},
-				Evidence: ev,
-				Fix: "Not repaired automatically: it is an administrator's rule. If it is not meant to block these ports, " +
-					"change or delete it (`iptables -D DOCKER-USER " + r.Spec() + "`) and remove it from the script or " +
-					"saved ruleset that adds it. Match the post-DNAT container port, or the original port with " +
-					"`-m conntrack --ctorigdstport HPORT`, and accept ESTABLISHED,RELATED first.",
-			})
+		for _, a := range analyses(s) {
+			out = append(out, dockerUserDropOf(s, a)...)
 		}
 		return out
 	},
+}
+
+// dockerUserDropOf is docker-user-drop for one family's rules.
+func dockerUserDropOf(s *snapshot.Snapshot, a analysis) []Finding {
+	chain := a.rs.Table(parse.TableFilter).Chain(ChainDockerUser)
+	if chain == nil {
+		return nil
+	}
+	// The published ports, as FORWARD sees them after DNAT.
+	var ports []ExpectedRule
+	seen := map[string]bool{}
+	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
+		if er.Kind != KindDNAT || er.Port == nil || isLoopback(er.Port.HostIP) {
+			continue
+		}
+		if er.Alt != "" {
+			if seen[er.Alt] {
+				continue
+			}
+			seen[er.Alt] = true
+		}
+		ports = append(ports, er)
+	}
+	var bridges []string
+	for _, n := range bridgeNets(s, a.exp.Family) {
+		bridges = append(bridges, n.bridge)
+	}
+	var out []Finding
+	for _, r := range chain.Rules {
+		if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&
+			r.InIface.IsZero() && r.OutIface.IsZero() && r.Protocol.IsZero() {
+			break // everything below is never reached
+		}
+		if r.Target != parse.TargetDrop && r.Target != parse.TargetReject {
+			continue
+		}
+		var hit []string
+		for _, er := range ports {
+			if userRuleHits(r, er, bridges) {
+				dest, _ := parse.ParseNATDest(er.Rule.NATTo())
+				hit = append(hit, fmt.Sprintf("%s -> %s (container %s)", portName(er.Port), net.JoinHostPort(dest.IP, strconv.Itoa(er.Port.ContainerPort)), er.Container))
+			}
+		}
+		if len(hit) == 0 {
+			continue
+		}
+		verb := "drops"
+		if r.Target == parse.TargetReject {
+			verb = "rejects"
+		}
+		who := "every client"
+		if !r.Source.IsZero() {
+			who = "clients matching -s " + r.Source.String()
+		}
+		ev := []string{fmt.Sprintf("rule %d of filter DOCKER-USER: %s", r.Position, a.evSave(r.SaveLine(false)))}
+		if r.Counters != nil {
+			ev = append(ev, fmt.Sprintf("it has matched %d packets", r.Counters.Packets))
+		}
+		for _, h := range hit {
+			ev = append(ev, "published port it reaches: "+h)
+		}
+		out = append(out, Finding{
+			ID:       "docker-user-drop",
+			Severity: SeverityInfo,
+			Title:    fmt.Sprintf("DOCKER-USER rule %d %s traffic to %d published port(s)%s", r.Position, verb, len(hit), a.famTitle()),
+			Detail: "This rule " + verb + " forwarded connections from " + who + " to the published ports listed in " +
+				"the evidence (and any other matching traffic of the containers). DOCKER-USER is where Docker expects " +
+				"administrators' filtering, so this is usually deliberate; it is reported so that a port that does not " +
+				"answer from outside can be traced to it. Connections to 127.0.0.1 on the host go through docker-proxy " +
+				"and are not filtered here.",
+			Subject:  Subject{Table: "filter", Chain: "DOCKER-USER", Port: strings.Join(portList(hit), ","), Family: a.family()},
+			Evidence: ev,
+			Fix: "Not repaired automatically: it is an administrator's rule. If it is not meant to block these ports, " +
+				"change or delete it (`" + a.ipt() + " -D DOCKER-USER " + r.Spec() + "`) and remove it from the script or " +
+				"saved ruleset that adds it. Match the post-DNAT container port, or the original port with " +
+				"`-m conntrack --ctorigdstport HPORT`, and accept ESTABLISHED,RELATED first.",
+		})
+	}
+	return out
 }
 
 // portList returns the "HOSTPORT/PROTO" part of each hit line.

@@ -31,74 +31,79 @@ var forwardBlocked = Check{
 	Title:    "A FORWARD rule ahead of Docker's drops container traffic",
 	Severity: SeverityError,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		a, ok := analyze(s)
-		if !ok {
-			return nil
-		}
-		fwd := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward)
-		if fwd == nil {
-			return nil
-		}
-		docker := map[*parse.Rule]bool{}
-		for _, r := range a.diff.Found {
-			docker[r] = true
-		}
-		nets := bridgeNets(s, snapshot.FamilyIPv4)
 		var out []Finding
-		for _, r := range fwd.Rules {
-			if docker[r] || (r.Target != parse.TargetDrop && r.Target != parse.TargetReject) || !dockerScoped(r) {
-				continue
-			}
-			var hit []string
-			var first *parse.Rule
-			for _, n := range nets {
-				if !ruleHitsNet(r, n) {
-					continue
-				}
-				b := admitRule(a, n.bridge)
-				if b != nil && b.Position < r.Position {
-					continue // Docker's rules for this bridge come first
-				}
-				hit = append(hit, n.net.Name+" ("+n.bridge+")")
-				if first == nil || (b != nil && b.Position < first.Position) {
-					first = b
-				}
-			}
-			if len(hit) == 0 {
-				continue
-			}
-			ev := []string{fmt.Sprintf("rule %d of filter FORWARD: %s", r.Position, r.SaveLine(false))}
-			if first != nil {
-				ev = append(ev, fmt.Sprintf("Docker's rule %d of filter FORWARD, reached only after it: %s", first.Position, first.SaveLine(false)))
-			} else {
-				ev = append(ev, "no Docker rule admits these networks' traffic in filter FORWARD at all")
-			}
-			if r.Counters != nil && r.Counters.Packets > 0 {
-				ev = append(ev, fmt.Sprintf("it has matched %d packets", r.Counters.Packets))
-			}
-			verb := "drops"
-			if r.Target == parse.TargetReject {
-				verb = "rejects"
-			}
-			out = append(out, Finding{
-				ID:       "forward-blocked",
-				Severity: SeverityError,
-				Title:    fmt.Sprintf("Rule %d of FORWARD %s traffic of Docker networks before Docker's rules see it", r.Position, verb),
-				Detail: "Forwarded packets to and from containers on " + strings.Join(hit, ", ") + " match this rule before any " +
-					"of Docker's FORWARD rules: published ports do not answer from other machines and containers cannot reach " +
-					"anything outside the host (replies to host-local connections through docker-proxy still work). This is " +
-					"what a firewall reload that restores a saved ruleset, or a tool that inserts its rules at the top of " +
-					"FORWARD, leaves behind.",
-				Subject:  Subject{Table: "filter", Chain: "FORWARD"},
-				Evidence: ev,
-				Fix: "Delete the rule (`iptables -D FORWARD " + r.Spec() + "`) or move it below Docker's rules, and fix " +
-					"the saved ruleset or tool that put it there (/etc/sysconfig/iptables, /etc/iptables/rules.v4, an nftables " +
-					"or firewall script). To filter container traffic, put rules in DOCKER-USER instead: Docker keeps that " +
-					"chain first. iptscope does not remove it: it is not Docker's rule.",
-			})
+		for _, a := range analyses(s) {
+			out = append(out, forwardBlockedOf(s, a)...)
 		}
 		return out
 	},
+}
+
+// forwardBlockedOf is forward-blocked for one family's rules.
+func forwardBlockedOf(s *snapshot.Snapshot, a analysis) []Finding {
+	fwd := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward)
+	if fwd == nil {
+		return nil
+	}
+	docker := map[*parse.Rule]bool{}
+	for _, r := range a.diff.Found {
+		docker[r] = true
+	}
+	nets := bridgeNets(s, a.exp.Family)
+	var out []Finding
+	for _, r := range fwd.Rules {
+		if docker[r] || (r.Target != parse.TargetDrop && r.Target != parse.TargetReject) || !dockerScoped(r) {
+			continue
+		}
+		var hit []string
+		var first *parse.Rule
+		for _, n := range nets {
+			if !ruleHitsNet(r, n) {
+				continue
+			}
+			b := admitRule(a, n.bridge)
+			if b != nil && b.Position < r.Position {
+				continue // Docker's rules for this bridge come first
+			}
+			hit = append(hit, n.net.Name+" ("+n.bridge+")")
+			if first == nil || (b != nil && b.Position < first.Position) {
+				first = b
+			}
+		}
+		if len(hit) == 0 {
+			continue
+		}
+		ev := []string{fmt.Sprintf("rule %d of filter FORWARD: %s", r.Position, a.evSave(r.SaveLine(false)))}
+		if first != nil {
+			ev = append(ev, fmt.Sprintf("Docker's rule %d of filter FORWARD, reached only after it: %s", first.Position, first.SaveLine(false)))
+		} else {
+			ev = append(ev, "no Docker rule admits these networks' traffic in filter FORWARD at all")
+		}
+		if r.Counters != nil && r.Counters.Packets > 0 {
+			ev = append(ev, fmt.Sprintf("it has matched %d packets", r.Counters.Packets))
+		}
+		verb := "drops"
+		if r.Target == parse.TargetReject {
+			verb = "rejects"
+		}
+		out = append(out, Finding{
+			ID:       "forward-blocked",
+			Severity: SeverityError,
+			Title:    fmt.Sprintf("Rule %d of FORWARD %s traffic of Docker networks before Docker's rules see it%s", r.Position, verb, a.famTitle()),
+			Detail: "Forwarded packets to and from containers on " + strings.Join(hit, ", ") + " match this rule before any " +
+				"of Docker's FORWARD rules: published ports do not answer from other machines and containers cannot reach " +
+				"anything outside the host (replies to host-local connections through docker-proxy still work). This is " +
+				"what a firewall reload that restores a saved ruleset, or a tool that inserts its rules at the top of " +
+				"FORWARD, leaves behind.",
+			Subject:  Subject{Table: "filter", Chain: "FORWARD", Family: a.family()},
+			Evidence: ev,
+			Fix: "Delete the rule (`" + a.ipt() + " -D FORWARD " + r.Spec() + "`) or move it below Docker's rules, and fix " +
+				"the saved ruleset or tool that put it there (/etc/sysconfig/iptables, /etc/iptables/rules.v4, an nftables " +
+				"or firewall script). To filter container traffic, put rules in DOCKER-USER instead: Docker keeps that " +
+				"chain first. iptscope does not remove it: it is not Docker's rule.",
+		})
+	}
+	return out
 }
 
 // dockerScoped reports whether every match of r other than addresses and

@@ -28,7 +28,13 @@ func loadBundle(t *testing.T, dir string) *snapshot.Snapshot {
 // IPv4), declaring the chain first when the table lacks it.
 func insertRule(t *testing.T, s *snapshot.Snapshot, table, chain, spec string, pos int) {
 	t.Helper()
-	d, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4)
+	insertRuleFam(t, s, snapshot.FamilyIPv4, table, chain, spec, pos)
+}
+
+// insertRuleFam is insertRule for the dump of a family.
+func insertRuleFam(t *testing.T, s *snapshot.Snapshot, family, table, chain, spec string, pos int) {
+	t.Helper()
+	d, err := s.PickDump(snapshot.BackendAuto, family)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,9 @@ func TestIPv6NatDockerFlushed(t *testing.T) {
 	}
 	sort.Strings(got)
 	// The flush also took the bridge's early RETURN (proxy on).
-	want := []string{"dnat-missing ipv6 5354/udp", "dnat-missing ipv6 8088/tcp", "dnat-missing ipv6 [::1]:9091/tcp", "docker-rule-missing ipv6 "}
+	want := []string{"dnat-missing ipv6 5354/udp", "dnat-missing ipv6 8088/tcp", "dnat-missing ipv6 [::1]:9091/tcp", "docker-rule-missing ipv6 ",
+		// The capture's proxy is on: its "::" docker-proxy relays the ports.
+		"proxy-fallback ipv6 5354/udp", "proxy-fallback ipv6 8088/tcp"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("findings (-want +got):\n%s", d)
 	}
@@ -199,5 +201,45 @@ func TestIPv6ClassicWhenIp6tablesOn(t *testing.T) {
 	}
 	if slices.Contains(e.Chains[parse.TableFilter], ChainDockerUser) {
 		t.Errorf("20.10 expects DOCKER-USER in ip6tables: %v", e.Chains[parse.TableFilter])
+	}
+}
+
+// TestIPv6ForwardBlockedAndDockerUserDrop: the FORWARD and DOCKER-USER
+// checks read the ip6tables rules too. On the real 28.5 IPv6 capture, a
+// catch-all REJECT on top of ip6tables FORWARD (RHEL's saved ruleset) gives
+// forward-blocked (IPv6) and breaks the IPv6 rows of the ports table only;
+// an ip6tables DOCKER-USER DROP of container port 80 gives docker-user-drop
+// (IPv6) naming [::]:8088.
+func TestIPv6ForwardBlockedAndDockerUserDrop(t *testing.T) {
+	s := ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy")
+	insertRuleFam(t, s, snapshot.FamilyIPv6, "filter", "FORWARD", "-j REJECT --reject-with icmp6-adm-prohibited", 1)
+	var got []string
+	for _, f := range Run(s, Options{}) {
+		if f.Severity.Rank() >= SeverityWarning.Rank() {
+			got = append(got, f.ID+" "+f.Subject.Family+" "+f.Title)
+		}
+	}
+	want := []string{"forward-blocked ipv6 Rule 1 of FORWARD rejects traffic of Docker networks before Docker's rules see it (IPv6)"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("findings (-want +got):\n%s", d)
+	}
+	for _, p := range Ports(s) {
+		v6 := strings.Contains(p.HostIP, ":") && !strings.HasPrefix(p.HostIP, "::1")
+		if broken := p.Path == PathBroken; broken != v6 {
+			t.Errorf("%s: %s (%s)", p.HostAddr(), p.Path, p.Reason)
+		}
+	}
+
+	s = ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy")
+	insertRuleFam(t, s, snapshot.FamilyIPv6, "filter", "DOCKER-USER", "-p tcp -m tcp --dport 80 -j DROP", 1)
+	var drop []Finding
+	for _, f := range Run(s, Options{}) {
+		if f.ID == "docker-user-drop" {
+			drop = append(drop, f)
+		}
+	}
+	if len(drop) != 1 || drop[0].Subject.Family != snapshot.FamilyIPv6 || drop[0].Subject.Port != "8088/tcp" ||
+		!strings.Contains(strings.Join(drop[0].Evidence, "\n"), "-> [fd00:db8:1::2]:80 (container v6web)") {
+		t.Errorf("docker-user-drop findings: %+v", drop)
 	}
 }

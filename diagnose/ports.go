@@ -100,6 +100,19 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 		why = unjudgedReason(s)
 	}
 	unserved := proxyUnservedSet(s)
+	// Containers with IPv6 NAT rules of their own (Docker's IPv6
+	// networks): their "::" bindings get a row judged on the ip6tables
+	// rules. Other containers' "::" bindings are served by docker-proxy
+	// alone and folded into the IPv4 row.
+	a6, ok6 := analyzeIPv6(s)
+	v6NAT := map[string]bool{}
+	if ok6 {
+		for _, er := range a6.exp.RulesOf(parse.TableNAT, ChainDocker) {
+			if er.Kind == KindDNAT {
+				v6NAT[er.Container] = true
+			}
+		}
+	}
 	var out []PortReport
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
@@ -117,14 +130,14 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 				continue
 			}
 			key := fmt.Sprintf("%d/%s/%d", pb.HostPort, proto(pb), pb.ContainerPort)
-			if pb.HostIP == "::" && v4[key] {
+			if pb.HostIP == "::" && v4[key] && !v6NAT[c.Name] {
 				continue // folded into the 0.0.0.0 row below
 			}
 			r := PortReport{HostIP: pb.HostIP, HostPort: pb.HostPort, Proto: proto(pb), Container: c.Name, ContainerPort: pb.ContainerPort}
 			if r.HostIP == "" {
 				r.HostIP = "0.0.0.0"
 			}
-			if isUnspecified4(pb.HostIP) {
+			if isUnspecified4(pb.HostIP) && !v6NAT[c.Name] {
 				for _, q := range c.Ports {
 					if q.HostIP == "::" && fmt.Sprintf("%d/%s/%d", q.HostPort, proto(q), q.ContainerPort) == key {
 						r.AlsoIPv6 = true
@@ -132,7 +145,14 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 				}
 			}
 			pb := pb
-			judgePort(s, a, ok, why, c, &pb, &r)
+			if ha, err := netip.ParseAddr(pb.HostIP); err == nil && ha.Is6() && v6NAT[c.Name] {
+				judgePort(s, a6, true, "", c, &pb, &r)
+				if r.Path != PathLocalOnly {
+					r.Reason = "ip6tables: " + r.Reason
+				}
+			} else {
+				judgePort(s, a, ok, why, c, &pb, &r)
+			}
 			if unserved[unservedKey(c.Name, proto(pb), pb.HostPort, pb.ContainerPort)] {
 				// The path from other machines is what it is; what the
 				// proxy carries (loopback, same-bridge, IPv6) is refused.
@@ -184,17 +204,18 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 			}
 		}
 	}
+	fam := a.family() // IPv4 when a is not usable
 	if haveDNAT {
 		r.Network = dnat.Network
 		for _, ep := range c.Endpoints {
 			if ep.Network == dnat.Network {
-				r.ContainerIP = ep.IP
+				r.ContainerIP = epIP(ep, fam)
 			}
 		}
 	} else {
 		for _, ep := range c.Endpoints {
-			if ep.IP != "" && r.ContainerIP == "" {
-				r.ContainerIP, r.Network = ep.IP, ep.Network
+			if ip := epIP(ep, fam); ip != "" && r.ContainerIP == "" {
+				r.ContainerIP, r.Network = ip, ep.Network
 			}
 		}
 	}
@@ -205,7 +226,7 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Path = PathLocalOnly
 		r.Reason = "bound to " + r.HostIP + ": only the host itself can connect; a path from other machines does not apply"
 		return
-	case err == nil && addr.Is6():
+	case err == nil && addr.Is6() && fam != snapshot.FamilyIPv6:
 		if px := proxiesFor(s, pb); len(px) > 0 {
 			r.Path = PathProxyOnly
 			r.Reason = fmt.Sprintf("IPv6 binding: docker-proxy pid %d serves it (IPv6 NAT rules are not inspected yet)", px[0].PID)
@@ -222,9 +243,13 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		return
 	}
+	gwOpt := "com.docker.network.bridge.gateway_mode_ipv4"
+	if fam == snapshot.FamilyIPv6 {
+		gwOpt = "com.docker.network.bridge.gateway_mode_ipv6"
+	}
 	if dnat.Network != "" {
 		for _, n := range s.Docker.Networks {
-			if n.Name == dnat.Network && n.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "routed" {
+			if n.Name == dnat.Network && n.Options[gwOpt] == "routed" {
 				r.Path, r.Reason = PathUnknown, "network "+n.Name+" uses gateway mode routed: not modelled"
 				return
 			}
@@ -269,9 +294,13 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 	}
 
 	// 2. After DNAT: the kernel must forward, the filter table admit.
-	if v, read := sysctl(s, "net.ipv4.ip_forward"); read && v == "0" {
+	fwd := "net.ipv4.ip_forward"
+	if fam == snapshot.FamilyIPv6 {
+		fwd = "net.ipv6.conf.all.forwarding"
+	}
+	if v, read := sysctl(s, fwd); read && v == "0" {
 		r.Path = PathBroken
-		r.Reason = "DNAT is in place but net.ipv4.ip_forward=0: the kernel drops the translated packets (docker-proxy never sees them)"
+		r.Reason = "DNAT is in place but " + fwd + "=0: the kernel drops the translated packets (docker-proxy never sees them)"
 		return
 	}
 	if why := forwardProblem(a, dnat); why != "" {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -61,6 +62,10 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				if code != 0 || rep.Status != "ok" {
 					t.Errorf("exit %d, status %q; want 0, ok (stderr: %s)", code, rep.Status, stderr)
 				}
+				full := h.doctorReport(t)
+				if path, why := full.portPath("::", 8088); path != "nat" {
+					t.Errorf("ports table [::]:8088: %q (%s), want its own row with path nat", path, why)
+				}
 			})
 
 			t.Run("after ip6tables nat DOCKER is flushed dnat-missing names 8088/tcp in ipv6 and --fix restores it", func(t *testing.T) {
@@ -68,6 +73,9 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				h.ipt(t, "ip6tables", "-t", "nat", "-F", "DOCKER")
 				if proxy == "off" && h.getV6(t, 1) {
 					t.Errorf("with userland-proxy off the port still answers over IPv6 after the flush")
+				}
+				if proxy == "on" && !h.getV6(t, 3) {
+					t.Errorf("with userland-proxy on the port does not answer over IPv6 after the flush (docker-proxy should relay it)")
 				}
 				rep := h.doctorFindings(t)
 				var v6, v4 []string
@@ -86,6 +94,15 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				}
 				if strings.Join(v6, ",") != "8088/tcp" || len(v4) != 0 {
 					t.Errorf("dnat-missing ports: ipv6 %v, ipv4 %v; want ipv6 [8088/tcp] only", v6, v4)
+				}
+				// The ports table judges the IPv6 row on the ip6tables rules:
+				// broken with the proxy off, relayed by docker-proxy with it on.
+				wantPath := map[string]string{"off": "broken", "on": "proxy-only"}[proxy]
+				if path, why := rep.portPath("::", 8088); path != wantPath {
+					t.Errorf("ports table [::]:8088: %q (%s), want %q", path, why, wantPath)
+				}
+				if path, _ := rep.portPath("0.0.0.0", 8088); path != "nat" {
+					t.Errorf("ports table 0.0.0.0:8088: %q, want nat (IPv4 untouched)", path)
 				}
 
 				out, stderr, code := h.fix(t, t.TempDir())
@@ -107,6 +124,34 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				}
 			})
 
+			t.Run("after a REJECT on top of ip6tables FORWARD forward-blocked is reported for IPv6 and --fix leaves it", func(t *testing.T) {
+				t.Cleanup(func() { h.heal(t) })
+				h.ipt(t, "ip6tables", "-w", "-I", "FORWARD", "1", "-j", "REJECT")
+				if h.getV6(t, 1) {
+					t.Errorf("the port still answers over IPv6 behind the REJECT")
+				}
+				rep := h.doctorFindings(t)
+				var got []string
+				for _, f := range rep.Findings {
+					if f.Severity == "error" || f.Severity == "warning" {
+						got = append(got, f.ID+" "+f.Subject.Family)
+					}
+				}
+				if strings.Join(got, ",") != "forward-blocked ipv6" {
+					t.Errorf("errors/warnings %v, want [forward-blocked ipv6]", got)
+				}
+				if path, why := rep.portPath("::", 8088); path != "broken" || !strings.Contains(why, "REJECT") {
+					t.Errorf("ports table [::]:8088: %q (%s), want broken by the REJECT", path, why)
+				}
+				before := h.saveV6(t)
+				if _, _, code := h.fix(t, t.TempDir()); code != 1 {
+					t.Errorf("doctor --fix: exit %d, want 1 (the REJECT is not Docker's to remove)", code)
+				}
+				if after := h.saveV6(t); after != before {
+					t.Errorf("--fix changed the ip6tables rules:\n%s", after)
+				}
+			})
+
 			t.Run("after IPv6 forwarding is turned off ipv6-forward-disabled is reported and --fix turns it on", func(t *testing.T) {
 				t.Cleanup(func() { h.heal(t) })
 				h.ipt(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
@@ -122,6 +167,9 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				}
 				if strings.Join(ids, ",") != "ipv6-forward-disabled" {
 					t.Errorf("errors/warnings %v, want [ipv6-forward-disabled]", ids)
+				}
+				if path, why := rep.portPath("::", 8088); path != "broken" || !strings.Contains(why, "net.ipv6.conf.all.forwarding=0") {
+					t.Errorf("ports table [::]:8088: %q (%s), want broken by forwarding", path, why)
 				}
 				out, stderr, code := h.fix(t, t.TempDir())
 				if code != 0 {
@@ -169,4 +217,16 @@ func (h *dockerHost) saveV6(t *testing.T) string {
 		b.WriteString(counters.ReplaceAllString(l, "") + "\n")
 	}
 	return b.String()
+}
+
+// doctorReport runs the live doctor and decodes the whole report whatever
+// the exit code.
+func (h *dockerHost) doctorReport(t *testing.T) fullReport {
+	t.Helper()
+	stdout, stderr, code := h.iptscope(t, "doctor", "-o", "json", "--netns", h.Name, "--docker-host", "unix://"+h.Socket)
+	var rep fullReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("iptscope doctor: exit %d: %v; stderr %s", code, err, stderr)
+	}
+	return rep
 }

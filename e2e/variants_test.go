@@ -164,6 +164,24 @@ type fullReport struct {
 	Partial  bool      `json:"partial"`
 	Notes    []string  `json:"notes"`
 	Findings []finding `json:"findings"`
+	Ports    []struct {
+		HostIP      string `json:"host_ip"`
+		HostPort    int    `json:"host_port"`
+		ContainerIP string `json:"container_ip"`
+		Path        string `json:"path"`
+		Reason      string `json:"reason"`
+	} `json:"ports"`
+}
+
+// portPath returns the path and reason of the ports-table row for a host
+// address and port ("" when there is none).
+func (r fullReport) portPath(hostIP string, port int) (string, string) {
+	for _, p := range r.Ports {
+		if p.HostIP == hostIP && p.HostPort == port {
+			return p.Path, p.Reason
+		}
+	}
+	return "", ""
 }
 
 // doctorFindings runs the live doctor (with extra flags instead of the

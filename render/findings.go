@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/iptscope/iptscope/diagnose"
@@ -58,7 +60,7 @@ func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 			}
 			ct := pr.Container
 			if pr.ContainerIP != "" {
-				ct += fmt.Sprintf(" %s:%d", pr.ContainerIP, pr.ContainerPort)
+				ct += " " + net.JoinHostPort(pr.ContainerIP, strconv.Itoa(pr.ContainerPort))
 			} else {
 				ct += fmt.Sprintf(" :%d", pr.ContainerPort)
 			}
