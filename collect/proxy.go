@@ -20,9 +20,9 @@ import (
 //	    -container-ip 172.17.0.2 -container-port 80 [-use-listen-fd]
 //
 // Go's flag package also accepts --flag and -flag=value; both are handled.
-// ok is false when argv[0] is not docker-proxy.
+// ok is false when the process is not a docker-proxy (isProxy).
 func parseProxyArgs(argv []string) (p snapshot.Proxy, ok bool, err error) {
-	if len(argv) == 0 || filepath.Base(argv[0]) != "docker-proxy" {
+	if !isProxy(argv) {
 		return p, false, nil
 	}
 	p.Args = argv
@@ -50,20 +50,52 @@ func parseProxyArgs(argv []string) (p snapshot.Proxy, ok bool, err error) {
 			p.HostIP = val
 		case "container-ip":
 			p.ContainerIP = val
-		case "host-port", "container-port":
+		case "host-port", "container-port", "host-port-end":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 || n > 65535 {
 				return p, true, fmt.Errorf("docker-proxy flag -%s: bad port %q", name, val)
 			}
-			if name == "host-port" {
+			switch name {
+			case "host-port":
 				p.HostPort = n
-			} else {
+			case "host-port-end":
+				p.HostPortEnd = n
+			default:
 				p.ContainerPort = n
 			}
 		}
-		// Other flags (-host-port-end, ...) are kept in Args only.
+		// Other flags are kept in Args only.
 	}
 	return p, true, nil
+}
+
+// isProxy reports whether argv is a docker-proxy: its program is named
+// docker-proxy (any directory; "docker-proxy-current" and similar
+// distribution renames too), or it carries docker-proxy's own flags
+// -host-port and -container-ip (the daemon's "userland-proxy-path" can
+// name any binary). A missed proxy would read as a killed one
+// (proxy-missing).
+func isProxy(argv []string) bool {
+	if len(argv) == 0 {
+		return false
+	}
+	if strings.HasPrefix(filepath.Base(argv[0]), "docker-proxy") {
+		return true
+	}
+	var hostPort, containerIP bool
+	for _, a := range argv[1:] {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "host-port":
+			hostPort = true
+		case "container-ip":
+			containerIP = true
+		}
+	}
+	return hostPort && containerIP
 }
 
 // vmRSS reads VmRSS from /proc/PID/status, in bytes.

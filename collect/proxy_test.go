@@ -34,9 +34,9 @@ func TestParseProxyArgs(t *testing.T) {
 			want:    snapshot.Proxy{Proto: "udp", HostIP: "127.0.0.1", HostPort: 53, ContainerIP: "10.0.0.2", ContainerPort: 53},
 		},
 		{
-			name:    "unknown flags are kept in args only",
-			cmdline: "docker-proxy -proto sctp -host-ip 0.0.0.0 -host-port 9 -host-port-end 9 -container-ip 172.17.0.2 -container-port 9",
-			want:    snapshot.Proxy{Proto: "sctp", HostIP: "0.0.0.0", HostPort: 9, ContainerIP: "172.17.0.2", ContainerPort: 9},
+			name:    "a range proxy has its end port; unknown flags are kept in args only",
+			cmdline: "docker-proxy -proto sctp -host-ip 0.0.0.0 -host-port 9 -host-port-end 11 -container-ip 172.17.0.2 -container-port 9 -some-flag x",
+			want:    snapshot.Proxy{Proto: "sctp", HostIP: "0.0.0.0", HostPort: 9, HostPortEnd: 11, ContainerIP: "172.17.0.2", ContainerPort: 9},
 		},
 		{
 			name:    "a bad port is an error but still a proxy",
@@ -48,6 +48,21 @@ func TestParseProxyArgs(t *testing.T) {
 			name:    "a missing value is an error",
 			cmdline: "docker-proxy -proto",
 			wantErr: "missing value",
+		},
+		{
+			name:    "a distribution's renamed binary is a proxy",
+			cmdline: "/usr/libexec/docker/docker-proxy-current -proto tcp -host-ip 0.0.0.0 -host-port 80 -container-ip 172.17.0.5 -container-port 8080",
+			want:    snapshot.Proxy{Proto: "tcp", HostIP: "0.0.0.0", HostPort: 80, ContainerIP: "172.17.0.5", ContainerPort: 8080},
+		},
+		{
+			name:    "userland-proxy-path may name any binary: docker-proxy's flags tell",
+			cmdline: "/opt/bin/my-proxy -proto udp -host-ip 0.0.0.0 -host-port 5353 -container-ip 172.17.0.6 -container-port 53",
+			want:    snapshot.Proxy{Proto: "udp", HostIP: "0.0.0.0", HostPort: 5353, ContainerIP: "172.17.0.6", ContainerPort: 53},
+		},
+		{
+			name:    "a program with only one of the flags is not a proxy",
+			cmdline: "/usr/bin/socat -host-port 80",
+			notProx: true,
 		},
 		{
 			name:    "another program is not a proxy",

@@ -113,9 +113,13 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 	// The proxies by protocol and host port (proxiesFor's scan per binding
 	// would be quadratic on hosts with thousands of ports).
 	byPort := map[string][]snapshot.Proxy{}
+	var ranges []snapshot.Proxy // -host-port-end: one proxy for a range
 	for _, x := range s.Proxies {
 		k := fmt.Sprintf("%s/%d", x.Proto, x.HostPort)
 		byPort[k] = append(byPort[k], x)
+		if x.HostPortEnd > x.HostPort {
+			ranges = append(ranges, x)
+		}
 	}
 	served := func(pb snapshot.PortBinding) bool {
 		want := pb.HostIP
@@ -123,9 +127,17 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 			want = "0.0.0.0"
 		}
 		wa, _ := netip.ParseAddr(want)
-		for _, x := range byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)] {
+		listens := func(x snapshot.Proxy) bool {
 			xa, err := netip.ParseAddr(x.HostIP)
-			if err == nil && (xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4()) {
+			return err == nil && x.Proto == proto(pb) && (xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4())
+		}
+		for _, x := range byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)] {
+			if listens(x) {
+				return true
+			}
+		}
+		for _, x := range ranges {
+			if pb.HostPort >= x.HostPort && pb.HostPort <= x.HostPortEnd && listens(x) {
 				return true
 			}
 		}

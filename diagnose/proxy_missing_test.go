@@ -105,3 +105,30 @@ func TestProxyMissingNeedsTheMode(t *testing.T) {
 	}
 	t.Fatal("fixture docker-28.5-nft-proxy-on-healthy not found")
 }
+
+// TestProxyMissingRangeProxy: a docker-proxy started for a range
+// (-host-port-end) serves every port of it.
+func TestProxyMissingRangeProxy(t *testing.T) {
+	s := loadBundle(t, "docker-20.10-nft-proxy-on-healthy")
+	var keep []snapshot.Proxy
+	for _, p := range s.Proxies {
+		switch {
+		case p.HostPort == 7000:
+			p.HostPortEnd = 7002
+			keep = append(keep, p)
+		case p.HostPort == 7001 || p.HostPort == 7002:
+		default:
+			keep = append(keep, p)
+		}
+	}
+	s.Proxies = keep
+	if got := proxyMissing.Run(s); len(got) != 0 {
+		t.Errorf("range proxy 7000-7002: %s", got[0].Title)
+	}
+	for i := range s.Proxies {
+		s.Proxies[i].HostPortEnd = 0
+	}
+	if got := proxyMissing.Run(s); len(got) != 2 {
+		t.Errorf("without the range: %d findings, want 7001 and 7002", len(got))
+	}
+}

@@ -151,6 +151,9 @@ type Proxy struct {
 	HostPort      int      `json:"host_port"`
 	ContainerIP   string   `json:"container_ip"`
 	ContainerPort int      `json:"container_port"`
+	// HostPortEnd is -host-port-end when given: one proxy for the host
+	// ports HostPort..HostPortEnd.
+	HostPortEnd int `json:"host_port_end,omitempty"`
 	// UseListenFD: -use-listen-fd (28.0+: dockerd binds the socket).
 	UseListenFD bool `json:"use_listen_fd,omitempty"`
 }
