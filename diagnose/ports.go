@@ -256,6 +256,13 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		}
 	}
 
+	// 0. The links: no rule helps when the bridge or the container's veth
+	// is gone or down (not even docker-proxy reaches the container).
+	if why := linkProblem(s, c, r.Network); why != "" {
+		r.Path, r.Reason = PathBroken, why
+		return
+	}
+
 	// 1. Before DNAT: is the DNAT rule reached, and is it the one that
 	// matches first?
 	got := foundAny(a, dnat)

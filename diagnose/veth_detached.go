@@ -8,7 +8,8 @@ import (
 
 // vethDetached: a running container's host-side veth is missing, down, or
 // not a port of its network's bridge. Silent when the collector could not
-// find the veth (HostVeth empty): that proves nothing.
+// find the veth (HostVeth empty): that proves nothing; and when the bridge
+// itself is gone (bridge-missing says so).
 var vethDetached = Check{
 	ID:       "veth-detached",
 	Title:    "A container's veth is not attached to its bridge",
@@ -34,8 +35,8 @@ var vethDetached = Check{
 				if br == "" {
 					br = bridgeOf[ep.Network]
 				}
-				if br == "" || ep.HostVeth == "" {
-					continue
+				if br == "" || ep.HostVeth == "" || link(s, br) == nil {
+					continue // a missing bridge is bridge-missing's finding
 				}
 				l := link(s, ep.HostVeth)
 				var why, ev string

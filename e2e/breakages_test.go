@@ -57,6 +57,10 @@ var breakages = []struct {
 	// The NAT path still serves other machines; 127.0.0.1:8080 is refused.
 	// Only a container restart brings the proxy back: not repaired.
 	{kind: "proxy-killed", want: []string{"proxy-missing"}, proxyOn: true},
+	// Links: iptscope reports them and the ports they cut off, and leaves
+	// them to Docker (not repaired).
+	{kind: "bridge-down", want: []string{"bridge-down"}, broken: []int{8080, 7000, 7001, 7002}},
+	{kind: "veth-detached", want: []string{"veth-detached"}, broken: []int{8080}},
 	// appnet's containers reach docker0's (web's published container port)
 	// on 20.10 (one DROP gone is not enough: the other network's DROP takes
 	// the replies). 28.x's raw DROPs still stop direct access.
@@ -156,10 +160,19 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					if wantCode := map[bool]int{true: 1, false: 0}[len(want) > 0]; code != wantCode {
 						t.Errorf("doctor exit %d, want %d (%s)", code, wantCode, stderr)
 					}
+					// The ports table must agree with what answers from the
+					// client right now, and with the breakage's expectation.
+					answered := h.probeClient(t)
 					for _, p := range rep.Ports {
+						if p.HostIP == "127.0.0.1" {
+							continue
+						}
 						isBroken := p.Path == "broken"
-						if p.HostIP != "127.0.0.1" && isBroken != slices.Contains(broken, p.HostPort) {
+						if isBroken != slices.Contains(broken, p.HostPort) {
 							t.Errorf("port %d: path %q (%s); broken ports should be %v", p.HostPort, p.Path, p.Reason, broken)
+						}
+						if a, probed := answered[p.HostPort]; probed && a == isBroken {
+							t.Errorf("port %d: path %q (%s) but answered=%v from the client", p.HostPort, p.Path, p.Reason, a)
 						}
 					}
 					before := h.saveV4(t)
@@ -223,4 +236,33 @@ func (h *dockerHost) reaches(t *testing.T, r *reach) bool {
 	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
 	out, _ := cmd.Output()
 	return strings.HasPrefix(string(out), "HTTP/1.")
+}
+
+// probeClient runs `dockerhost.sh probe` and returns, for each published
+// port probed from the client namespace that should answer on a healthy
+// host, whether it answered (the probe's own exit status is ignored: a
+// broken host fails it).
+func (h *dockerHost) probeClient(t *testing.T) map[int]bool {
+	t.Helper()
+	out, _ := h.script("probe")
+	got := map[int]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		kv := map[string]string{}
+		for _, f := range strings.Fields(l) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				kv[k] = v
+			}
+		}
+		if kv["from"] != "client" || kv["expect"] != "yes" {
+			continue
+		}
+		var port int
+		if _, err := fmt.Sscan(kv["port"], &port); err == nil {
+			got[port] = kv["answered"] == "yes"
+		}
+	}
+	if len(got) == 0 {
+		t.Fatalf("probe printed no client result:\n%s", out)
+	}
+	return got
 }

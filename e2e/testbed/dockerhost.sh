@@ -61,6 +61,8 @@
 #   proxy-killed             SIGKILL the docker-proxy processes of port 8080 (proxy on); heal
 #                            restarts container web and re-takes the snapshot
 #   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2
+#   bridge-down              ip link set docker0 down (heal: up)
+#   veth-detached            web's host-side veth taken off docker0 (heal: put back)
 #   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
@@ -756,7 +758,7 @@ delete_jumps() {
 KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
-proxy-killed isolation-flushed nat-return-deleted"
+proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached"
 KINDS=$(echo $KINDS)
 
 # web_ip: the address of container web on docker0.
@@ -873,6 +875,18 @@ cmd_break() {
 	nat-return-deleted)
 		in_host iptables -w -t nat -D DOCKER -i docker0 -j RETURN
 		;;
+	bridge-down)
+		ip -n "$NAME" link set docker0 down
+		;;
+	veth-detached)
+		# web's host-side veth: the peer of its eth0 (iflink), found by index.
+		local idx veth
+		idx=$(dk exec web /bin/busybox cat /sys/class/net/eth0/iflink | tr -d '\r')
+		veth=$(ip -n "$NAME" -o link show | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
+		[[ -n $veth ]] || die "break $NAME veth-detached: no host veth with index $idx"
+		ip -n "$NAME" link set "$veth" nomaster
+		echo "$veth" >"$STATE/detached-veth"
+		;;
 	proxy-killed)
 		# The docker-proxy processes of port 8080 (both families); dockerd does not restart them.
 		local pid n=0
@@ -940,6 +954,12 @@ cmd_heal() {
 		[[ $(in_host sysctl -n net.ipv6.conf.all.forwarding) == "$v" ]] || in_host sysctl -qw "net.ipv6.conf.all.forwarding=$v"
 	fi
 	local was=$BREAK
+	# Links: bridge-down and veth-detached.
+	ip -n "$NAME" link set docker0 up
+	if [[ -s $STATE/detached-veth ]]; then
+		ip -n "$NAME" link set "$(cat "$STATE/detached-veth")" master docker0 up
+		rm -f "$STATE/detached-veth"
+	fi
 	if [[ " $BREAK " == *" proxy-killed "* ]]; then
 		# Only a container restart brings a docker-proxy back; Docker then re-adds web's rules
 		# at the end of its chains, so the snapshot is taken again.
