@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -160,22 +161,33 @@ func readNetState(h *netlink.Handle, sameNS bool) netState {
 }
 
 // maxProtinfo bounds the per-port AF_BRIDGE dumps (each LinkGetProtinfo
-// dumps every bridge port): beyond it hairpin is left false.
+// dumps every bridge port): beyond it hairpin is left unknown (nil).
 const maxProtinfo = 256
 
 // hairpin reads a bridge port's hairpin mode: /sys/class/net/X/brport/
-// hairpin_mode when sysfs shows the target namespace, else netlink protinfo.
-func hairpin(h *netlink.Handle, l netlink.Link, sameNS bool, n *int) bool {
+// hairpin_mode when sysfs shows the target namespace (and the interface
+// there has the same ifindex: under `nsenter --net` /sys is still the
+// initial namespace's), else netlink protinfo. nil when unknown.
+func hairpin(h *netlink.Handle, l netlink.Link, sameNS bool, n *int) *bool {
 	if sameNS {
-		b, err := os.ReadFile("/sys/class/net/" + l.Attrs().Name + "/brport/hairpin_mode")
-		return err == nil && strings.TrimSpace(string(b)) == "1"
+		dir := "/sys/class/net/" + l.Attrs().Name
+		if idx, err := os.ReadFile(dir + "/ifindex"); err == nil && strings.TrimSpace(string(idx)) == strconv.Itoa(l.Attrs().Index) {
+			if b, err := os.ReadFile(dir + "/brport/hairpin_mode"); err == nil {
+				v := strings.TrimSpace(string(b)) == "1"
+				return &v
+			}
+		}
 	}
 	if *n >= maxProtinfo {
-		return false
+		return nil
 	}
 	*n++
 	pi, err := h.LinkGetProtinfo(l)
-	return err == nil && pi.Hairpin
+	if err != nil {
+		return nil
+	}
+	v := pi.Hairpin
+	return &v
 }
 
 // neighState names NUD_* states the way `ip neigh` does.

@@ -129,15 +129,17 @@ func (p *Plan) Repaired() []Finding {
 // Docker itself writes, in Docker's own chains (or its jumps into them),
 // and ip_forward.
 var repairableIDs = map[string]bool{
-	"docker-chain-missing":   true,
-	"docker-jump-missing":    true,
-	"dnat-missing":           true,
-	"forward-accept-missing": true,
-	"masquerade-missing":     true,
-	"ip-forward-disabled":    true,
-	"ipv6-forward-disabled":  true,
-	"raw-drop-missing":       true,
-	"docker-rule-missing":    true,
+	"docker-chain-missing":    true,
+	"docker-jump-missing":     true,
+	"dnat-missing":            true,
+	"forward-accept-missing":  true,
+	"masquerade-missing":      true,
+	"ip-forward-disabled":     true,
+	"ipv6-forward-disabled":   true,
+	"raw-drop-missing":        true,
+	"docker-rule-missing":     true,
+	"br-netfilter-disabled":   true,
+	"route-localnet-disabled": true,
 }
 
 // notRepaired says why a finding is left to a human.
@@ -152,6 +154,7 @@ var notRepaired = map[string]string{
 	"veth-detached":      "links are Docker's to manage: restart the container",
 	"dnat-stale":         "the rule's target is a running container: it cannot be proven stale, so it is left alone",
 	"proxy-fallback":     "the NAT path is not restored by this plan",
+	"hairpin-mode-off":   "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
 	"proxy-missing":      "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
 }
 
@@ -208,6 +211,20 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 	if v, ok := sysctl(s, "net.ipv4.ip_forward"); ok && v == "0" {
 		p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.ip_forward", Value: "1", Old: v, Why: "ip-forward-disabled"})
 	}
+	if _, off := knownProxyOff(s); off {
+		for _, b := range localnetBridges(s) {
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.conf." + b.bridge + ".route_localnet", Value: "1", Old: "0", Why: "route-localnet-disabled"})
+		}
+	}
+	brNF := ""
+	if s != nil && s.Docker != nil && !s.Docker.Inferred && len(brNetfilterNeeds(s)) > 0 {
+		switch v, read := s.Sysctls["net.bridge.bridge-nf-call-iptables"]; {
+		case read && v.Present && v.Value == "0":
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.bridge.bridge-nf-call-iptables", Value: "1", Old: "0", Why: "br-netfilter-disabled"})
+		case read && !v.Present:
+			brNF = "br_netfilter is not loaded: `modprobe br_netfilter` (iptscope does not load kernel modules)"
+		}
+	}
 	v6Note := ""
 	if v, ok := sysctl(s, "net.ipv6.conf.all.forwarding"); ok && v == "0" && len(ipv6ForwardNeeded(s)) > 0 {
 		if v6Note = ipv6ForwardPlanNote(s); v6Note == "" {
@@ -241,6 +258,8 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 			}
 		case f.ID == "ipv6-forward-disabled" && v6Note != "":
 			pf.Reason = v6Note
+		case f.ID == "br-netfilter-disabled" && brNF != "":
+			pf.Reason = brNF
 		case repairableIDs[f.ID]:
 			pf.Repaired = planHasWhy(p, f.ID)
 			if !pf.Repaired {

@@ -57,10 +57,21 @@ var vethDetached = Check{
 					Detail:   "The container's interface on network " + ep.Network + " is not connected to the bridge: it cannot reach or be reached on this network (published ports, egress, other containers).",
 					Subject:  Subject{Network: ep.Network, Container: c.Name},
 					Evidence: []string{ev},
-					Fix:      "Reconnect it: `ip link set " + ep.HostVeth + " master " + br + " up`, or restart the container (`docker restart " + c.Name + "`), which re-creates the veth pair.",
+					Fix:      reattachFix(s, ep.HostVeth, br, c.Name),
 				})
 			}
 		}
 		return out
 	},
+}
+
+// reattachFix is the repair of a detached veth. A re-attached port starts
+// with hairpin off, which Docker turns on when userland-proxy is off (seen
+// on real 20.10 and 28.5: hairpin-mode-off after `master BR` alone).
+func reattachFix(s *snapshot.Snapshot, veth, br, container string) string {
+	cmd := "ip link set " + veth + " master " + br + " up"
+	if _, off := knownProxyOff(s); off {
+		cmd += " && ip link set " + veth + " type bridge_slave hairpin on"
+	}
+	return "Reconnect it: `" + cmd + "`, or restart the container (`docker restart " + container + "`), which re-creates the veth pair."
 }

@@ -38,6 +38,9 @@ var breakages = []struct {
 	answered bool
 	// reachClassic: the reach check applies to 20.10-27 only.
 	reachClassic bool
+	// offOnly: a userland-proxy-off prerequisite. On proxy-on hosts the
+	// break must give no error or warning and --fix must change nothing.
+	offOnly bool
 }{
 	{kind: "forward-jump-deleted", want: nil, broken: []int{8080, 7000, 7001, 7002}, repaired: true}, // want set per version below
 	{kind: "port-accept-deleted", want: []string{"forward-accept-missing"}, broken: []int{8080}, repaired: true},
@@ -61,6 +64,13 @@ var breakages = []struct {
 	// them to Docker (not repaired).
 	{kind: "bridge-down", want: []string{"bridge-down"}, broken: []int{8080, 7000, 7001, 7002}},
 	{kind: "veth-detached", want: []string{"veth-detached"}, broken: []int{8080}},
+	// userland-proxy off prerequisites (docker-facts.md §3.4).
+	{kind: "br-netfilter-off", want: []string{"br-netfilter-disabled"}, repaired: true, offOnly: true,
+		reach: &reach{from: "multi", to: "host", port: 8080}, answered: false},
+	{kind: "route-localnet-off", want: []string{"route-localnet-disabled"}, repaired: true, offOnly: true,
+		reach: &reach{from: "host", to: "127.0.0.1", port: 8080}, answered: false},
+	{kind: "hairpin-off", want: []string{"hairpin-mode-off"}, offOnly: true,
+		reach: &reach{from: "web", to: "host", port: 8080}, answered: false},
 	// appnet's containers reach docker0's (web's published container port)
 	// on 20.10 (one DROP gone is not enough: the other network's DROP takes
 	// the replies). 28.x's raw DROPs still stop direct access.
@@ -111,7 +121,11 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					// (every network: 8081 too).
 					want = []string{"docker-jump-missing", "forward-accept-missing"}
 				}
-				broken := k.broken
+				broken, repaired := k.broken, k.repaired
+				offOnlyOnProxyOn := k.offOnly && hh.proxy == "on"
+				if offOnlyOnProxyOn {
+					want, broken, repaired = nil, nil, false
+				}
 				if k.kind == "forward-jump-deleted" && hh.version == "28.5" {
 					want, broken = []string{"docker-jump-missing"}, []int{8080, 8081, 7000, 7001, 7002}
 				}
@@ -127,6 +141,9 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 						}
 					})
 					rc := k.reach
+					if offOnlyOnProxyOn {
+						rc = nil
+					}
 					if k.reachClassic && strings.HasPrefix(hh.version, "28.") {
 						rc = nil
 					}
@@ -177,7 +194,7 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					}
 					before := h.saveV4(t)
 					out, stderr, code := h.fix(t, backups)
-					if k.repaired {
+					if repaired {
 						if code != 0 {
 							t.Fatalf("doctor --fix: exit %d\n%s\n%s", code, out, stderr)
 						}
@@ -218,6 +235,9 @@ func (h *dockerHost) getLocal(t *testing.T, port int) bool {
 // (busybox nc inside the container, 3 s timeout).
 func (h *dockerHost) reaches(t *testing.T, r *reach) bool {
 	t.Helper()
+	if r.from == "host" {
+		return h.getLocal(t, r.port)
+	}
 	ip := ""
 	if r.to == "host" {
 		out, err := exec.Command("ip", "-n", h.Name, "-4", "-o", "addr", "show", "dev", "tbhost0").Output()

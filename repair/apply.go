@@ -272,8 +272,18 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 			return nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
 	}
-	if o.Persist && len(res.Sysctls) > 0 {
-		res.Persisted, res.PersistNote, err = a.persist(res.Sysctls)
+	var durable []diagnose.Op
+	for _, op := range res.Sysctls {
+		// Why only forwarding: Docker sets route_localnet and
+		// bridge-nf-call-* itself when it creates a bridge or starts, and
+		// a boot-time sysctl.d entry for a bridge that does not exist yet
+		// (or a module not loaded yet) does nothing.
+		if op.Name == "net.ipv4.ip_forward" || op.Name == "net.ipv6.conf.all.forwarding" {
+			durable = append(durable, op)
+		}
+	}
+	if o.Persist && len(durable) > 0 {
+		res.Persisted, res.PersistNote, err = a.persist(durable)
 		if err != nil {
 			return res, err
 		}

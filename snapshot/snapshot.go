@@ -104,9 +104,11 @@ type Link struct {
 	// PeerIndex is the ifindex of a veth's peer (in the peer's namespace),
 	// PeerNetNSID the peer's namespace id as seen from this one (-1 or
 	// absent: same namespace or unknown).
-	PeerIndex   int  `json:"peer_index,omitempty"`
-	PeerNetNSID int  `json:"peer_netnsid,omitempty"`
-	Hairpin     bool `json:"hairpin,omitempty"` // bridge port in hairpin mode
+	PeerIndex   int `json:"peer_index,omitempty"`
+	PeerNetNSID int `json:"peer_netnsid,omitempty"`
+	// Hairpin is a bridge port's hairpin mode; nil when not read (not a
+	// bridge port, or too many ports to ask netlink one by one).
+	Hairpin *bool `json:"hairpin,omitempty"`
 }
 
 // Addr is one interface address.

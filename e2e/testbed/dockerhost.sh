@@ -63,6 +63,9 @@
 #   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2
 #   bridge-down              ip link set docker0 down (heal: up)
 #   veth-detached            web's host-side veth taken off docker0 (heal: put back)
+#   br-netfilter-off         sysctl net.bridge.bridge-nf-call-iptables=0 (heal: back)
+#   route-localnet-off       sysctl net.ipv4.conf.docker0.route_localnet=0 (heal: back)
+#   hairpin-off              web's veth: bridge_slave hairpin off (heal: back)
 #   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
@@ -758,7 +761,8 @@ delete_jumps() {
 KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
-proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached"
+proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached
+br-netfilter-off route-localnet-off hairpin-off"
 KINDS=$(echo $KINDS)
 
 # web_ip: the address of container web on docker0.
@@ -773,6 +777,16 @@ delete_rule() {
 	read -ra words <<<"$line"
 	words[0]=-D
 	in_host iptables -w -t "$t" "${words[@]}"
+}
+
+# web_veth prints container web's host-side veth: the peer of its eth0
+# (iflink), found by index in the host's namespace.
+web_veth() {
+	local idx veth
+	idx=$(dk exec web /bin/busybox cat /sys/class/net/eth0/iflink | tr -d '\r')
+	veth=$(ip -n "$NAME" -o link show | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
+	[[ -n $veth ]] || die "$NAME: no host veth with index $idx for web"
+	echo "$veth"
 }
 
 cmd_break() {
@@ -878,14 +892,25 @@ cmd_break() {
 	bridge-down)
 		ip -n "$NAME" link set docker0 down
 		;;
+	br-netfilter-off | route-localnet-off)
+		local key=net.bridge.bridge-nf-call-iptables
+		[[ $kind == route-localnet-off ]] && key=net.ipv4.conf.docker0.route_localnet
+		echo "nsenter --net=/var/run/netns/$NAME sysctl -qw $key=$(in_host sysctl -n "$key")" >>"$STATE/undo"
+		in_host sysctl -qw "$key=0"
+		;;
+	hairpin-off)
+		local veth
+		veth=$(web_veth)
+		echo "ip -n $NAME link set $veth type bridge_slave hairpin $(ip -n "$NAME" -d link show "$veth" | grep -o 'hairpin [a-z]*' | cut -d' ' -f2)" >>"$STATE/undo"
+		ip -n "$NAME" link set "$veth" type bridge_slave hairpin off
+		;;
 	veth-detached)
 		# web's host-side veth: the peer of its eth0 (iflink), found by index.
-		local idx veth
-		idx=$(dk exec web /bin/busybox cat /sys/class/net/eth0/iflink | tr -d '\r')
-		veth=$(ip -n "$NAME" -o link show | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
-		[[ -n $veth ]] || die "break $NAME veth-detached: no host veth with index $idx"
+		local veth
+		veth=$(web_veth)
+		# Re-attaching resets the port's hairpin mode (on with the proxy off): undo restores it too.
+		echo "ip -n $NAME link set $veth master docker0 up && ip -n $NAME link set $veth type bridge_slave hairpin $(ip -n "$NAME" -d link show "$veth" | grep -o 'hairpin [a-z]*' | cut -d' ' -f2)" >>"$STATE/undo"
 		ip -n "$NAME" link set "$veth" nomaster
-		echo "$veth" >"$STATE/detached-veth"
 		;;
 	proxy-killed)
 		# The docker-proxy processes of port 8080 (both families); dockerd does not restart them.
@@ -954,12 +979,13 @@ cmd_heal() {
 		[[ $(in_host sysctl -n net.ipv6.conf.all.forwarding) == "$v" ]] || in_host sysctl -qw "net.ipv6.conf.all.forwarding=$v"
 	fi
 	local was=$BREAK
-	# Links: bridge-down and veth-detached.
-	ip -n "$NAME" link set docker0 up
-	if [[ -s $STATE/detached-veth ]]; then
-		ip -n "$NAME" link set "$(cat "$STATE/detached-veth")" master docker0 up
-		rm -f "$STATE/detached-veth"
+	# Sysctls and links a break recorded how to undo.
+	if [[ -s $STATE/undo ]]; then
+		bash "$STATE/undo"
+		rm -f "$STATE/undo"
 	fi
+	# Links: bridge-down.
+	ip -n "$NAME" link set docker0 up
 	if [[ " $BREAK " == *" proxy-killed "* ]]; then
 		# Only a container restart brings a docker-proxy back; Docker then re-adds web's rules
 		# at the end of its chains, so the snapshot is taken again.

@@ -1,0 +1,126 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// brNetfilterDisabled: Docker needs bridged traffic to pass through
+// iptables (br_netfilter, net.bridge.bridge-nf-call-iptables=1) and it
+// does not:
+//
+//   - userland-proxy off: container A -> HOSTIP:HPORT is DNAT'd to
+//     container B on the same bridge; B's reply goes straight to A over the
+//     bridge, and without br_netfilter conntrack never un-DNATs it, so A
+//     drops it. Seen on real 28.5 (proxy off): with the sysctl at 0,
+//     multi -> HOSTIP:8080 (web, same bridge) times out.
+//   - a network with icc=false: its "-i BR -o BR -j DROP" only sees
+//     bridged packets through br_netfilter; without it containers of the
+//     network talk to each other freely.
+//
+// Docker 27.4+ loads br_netfilter and sets the sysctls in both cases
+// (≤27.2 loaded it at start; docker-facts.md §3.4). Absent sysctls mean
+// the module is not loaded (collect records them as absent, not 0).
+var brNetfilterDisabled = Check{
+	ID:       "br-netfilter-disabled",
+	Title:    "Bridged traffic bypasses iptables (br_netfilter) although Docker needs it",
+	Severity: SeverityWarning,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		if s == nil || s.Docker == nil || s.Docker.Inferred {
+			return nil
+		}
+		why := brNetfilterNeeds(s)
+		if len(why) == 0 {
+			return nil
+		}
+		var bad []string
+		loaded := true
+		for _, name := range []string{"net.bridge.bridge-nf-call-iptables"} {
+			v, read := s.Sysctls[name]
+			switch {
+			case !read:
+				return nil // sysctls not read: nothing to say
+			case !v.Present:
+				loaded = false
+				bad = append(bad, name+": absent (br_netfilter is not loaded)")
+			case v.Value == "0":
+				bad = append(bad, name+" = 0")
+			}
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		fix := "sysctl -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 (what Docker sets)"
+		if !loaded {
+			fix = "modprobe br_netfilter (and list it in /etc/modules-load.d/ so it loads at boot); Docker 27.4+ also does it " +
+				"when it starts. Not repaired automatically: iptscope does not load kernel modules"
+		}
+		return []Finding{{
+			ID:       "br-netfilter-disabled",
+			Severity: SeverityWarning,
+			Title:    "Bridged traffic bypasses iptables: " + strings.Join(bad, "; "),
+			Detail: "Packets between containers on the same bridge are not seen by iptables. " + strings.Join(whyText(why), " ") +
+				" Note that with br_netfilter on, traffic of every Linux bridge (libvirt, LXC) goes through iptables FORWARD too.",
+			Evidence: append(bad, why...),
+			Fix:      fix + ".",
+		}}
+	},
+}
+
+// brNetfilterNeeds lists why Docker needs br_netfilter here: userland-proxy
+// off with a bridge that has a published port and another container, or a
+// network with icc=false and two running containers. Empty: not needed.
+func brNetfilterNeeds(s *snapshot.Snapshot) []string {
+	var why []string
+	mode := proxyMode(s)
+	perNet := map[string][]string{} // network -> running containers
+	publishing := map[string]bool{}
+	for _, c := range s.Docker.Containers {
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			if bridgeOfNetwork(s, ep.Network) == "" {
+				continue
+			}
+			perNet[ep.Network] = append(perNet[ep.Network], c.Name)
+			if publishes(c) {
+				publishing[ep.Network] = true
+			}
+		}
+	}
+	for _, n := range s.Docker.Networks {
+		cts := perNet[n.Name]
+		if len(cts) < 2 {
+			continue
+		}
+		if !mode.On() && publishing[n.Name] {
+			why = append(why, fmt.Sprintf("network %s: userland-proxy off (%s) and %d containers, one publishing ports", n.Name, mode.Source, len(cts)))
+		}
+		if n.Options["com.docker.network.bridge.enable_icc"] == "false" {
+			why = append(why, fmt.Sprintf("network %s: icc=false with %d containers", n.Name, len(cts)))
+		}
+	}
+	return why
+}
+
+func whyText(why []string) []string {
+	var proxyOff, icc bool
+	for _, w := range why {
+		proxyOff = proxyOff || strings.Contains(w, "userland-proxy off")
+		icc = icc || strings.Contains(w, "icc=false")
+	}
+	var out []string
+	if proxyOff {
+		out = append(out, "With userland-proxy off, a container's connection to another container's published port on the "+
+			"same bridge through the host's address is translated, but the reply goes back over the bridge without being "+
+			"translated back: the connection times out.")
+	}
+	if icc {
+		out = append(out, "On an icc=false network, Docker's DROP between its containers never sees their packets: they "+
+			"talk to each other freely.")
+	}
+	return out
+}

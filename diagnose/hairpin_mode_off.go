@@ -1,0 +1,88 @@
+package diagnose
+
+import (
+	"fmt"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// hairpinModeOff: userland-proxy is off and a container with published
+// ports sits behind a bridge port whose hairpin mode is off. With the
+// proxy off, Docker turns hairpin on for every port of its bridges
+// (docker-facts.md §3.4): a container's connection to its own published
+// port through the host's address is DNAT'd back to itself and must leave
+// through the bridge port it came in on, which a bridge refuses without
+// hairpin. Seen on real 28.5 (proxy off): with web's veth at hairpin off,
+// web -> HOSTIP:8080 times out; other containers and other machines still
+// reach it.
+var hairpinModeOff = Check{
+	ID:       "hairpin-mode-off",
+	Title:    "A container's bridge port has hairpin mode off while userland-proxy is off",
+	Severity: SeverityWarning,
+	Run: func(s *snapshot.Snapshot) []Finding {
+		mode, ok := knownProxyOff(s)
+		if !ok || !linksRead(s) {
+			return nil
+		}
+		var out []Finding
+		for _, c := range s.Docker.Containers {
+			if !c.Running || !publishes(c) {
+				continue
+			}
+			for _, ep := range c.Endpoints {
+				br := bridgeOfNetwork(s, ep.Network)
+				l := link(s, ep.HostVeth)
+				if br == "" || l == nil || l.Master != br || l.Hairpin == nil || *l.Hairpin {
+					continue
+				}
+				out = append(out, Finding{
+					ID:       "hairpin-mode-off",
+					Severity: SeverityWarning,
+					Title:    fmt.Sprintf("Container %s: hairpin mode is off on its bridge port %s", c.Name, l.Name),
+					Detail: "With userland-proxy off, a container's connection to its own published port through the host's " +
+						"address (or a name that resolves to it) is translated back to the container itself and has to leave " +
+						"through the bridge port it came in on. The bridge does that only in hairpin mode, which Docker turns on " +
+						"for every port when the proxy is off: without it those connections time out. Other containers and " +
+						"other machines are not affected.",
+					Subject:  Subject{Network: ep.Network, Container: c.Name},
+					Evidence: []string{fmt.Sprintf("ip -d link show %s: master %s, hairpin off", l.Name, br), "userland-proxy off: " + mode.Source},
+					Fix: "ip link set " + l.Name + " type bridge_slave hairpin on (or `docker restart " + c.Name + "`, which " +
+						"re-creates the port). Not repaired automatically: links are Docker's to manage.",
+				})
+			}
+		}
+		return out
+	},
+}
+
+// knownProxyOff returns the proxy mode when userland-proxy is off and
+// Docker's containers were read from the API.
+func knownProxyOff(s *snapshot.Snapshot) (ProxyMode, bool) {
+	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 {
+		return ProxyMode{}, false
+	}
+	mode := proxyMode(s)
+	return mode, !mode.On()
+}
+
+// publishes reports whether c publishes a port on the host.
+func publishes(c snapshot.Container) bool {
+	for _, p := range c.Ports {
+		if p.HostPort > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// bridgeOfNetwork returns the bridge of a bridge-driver network that is
+// neither internal nor in routed gateway mode (NAT'd, so hairpin and
+// route_localnet matter), or "".
+func bridgeOfNetwork(s *snapshot.Snapshot, network string) string {
+	for _, n := range s.Docker.Networks {
+		if n.Name == network && n.Driver == "bridge" && !n.Internal && n.Options["com.docker.network.bridge.gateway_mode_ipv4"] != "routed" {
+			return n.BridgeName
+		}
+	}
+	return ""
+}
