@@ -14,13 +14,7 @@ var dnatMissing = Check{
 	ID:       "dnat-missing",
 	Title:    "A published port has no DNAT rule",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, dnatMissingOf(s, a)...)
-		}
-		return out
-	},
+	Run:      perFamily(dnatMissingOf),
 }
 
 // dnatMissingOf is dnat-missing for one family.

@@ -22,11 +22,7 @@ var dnatStale = Check{
 			// absent; never call a rule stale on that.
 			return nil
 		}
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, dnatStaleOf(s, a)...)
-		}
-		return out
+		return perFamily(dnatStaleOf)(s)
 	},
 }
 

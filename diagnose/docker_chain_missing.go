@@ -13,17 +13,11 @@ var dockerChainMissing = Check{
 	ID:       "docker-chain-missing",
 	Title:    "A chain Docker needs is missing",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, chainMissing(a)...)
-		}
-		return out
-	},
+	Run:      perFamily(chainMissing),
 }
 
 // chainMissing is docker-chain-missing for one family.
-func chainMissing(a analysis) []Finding {
+func chainMissing(_ *snapshot.Snapshot, a analysis) []Finding {
 	var out []Finding
 	for _, t := range parse.KnownTables {
 		for _, c := range a.exp.Chains[t] {

@@ -13,17 +13,11 @@ var dockerJumpMissing = Check{
 	ID:       "docker-jump-missing",
 	Title:    "A jump into Docker's chains is missing",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, jumpMissing(a)...)
-		}
-		return out
-	},
+	Run:      perFamily(jumpMissing),
 }
 
 // jumpMissing is docker-jump-missing for one family.
-func jumpMissing(a analysis) []Finding {
+func jumpMissing(_ *snapshot.Snapshot, a analysis) []Finding {
 	var out []Finding
 	for _, er := range a.diff.MissingOf(KindJump, KindSkeleton) {
 		if !er.Rule.JumpsToChain() || a.missingChain(er) {

@@ -37,13 +37,7 @@ var dockerRuleMissing = Check{
 	ID:       "docker-rule-missing",
 	Title:    "One of Docker's other rules is missing",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, dockerRuleMissingOf(a)...)
-		}
-		return out
-	},
+	Run:      perFamily(dockerRuleMissingOf),
 }
 
 // ruleClass groups missing rules by consequence.
@@ -77,7 +71,7 @@ func classOf(er ExpectedRule) (ruleClass, bool) {
 	return 0, false
 }
 
-func dockerRuleMissingOf(a analysis) []Finding {
+func dockerRuleMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 	type key struct {
 		class   ruleClass
 		network string

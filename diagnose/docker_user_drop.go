@@ -32,13 +32,7 @@ var dockerUserDrop = Check{
 	ID:       "docker-user-drop",
 	Title:    "A DOCKER-USER rule drops traffic to published ports",
 	Severity: SeverityInfo,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, dockerUserDropOf(s, a)...)
-		}
-		return out
-	},
+	Run:      perFamily(dockerUserDropOf),
 }
 
 // dockerUserDropOf is docker-user-drop for one family's rules.

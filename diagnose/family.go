@@ -19,6 +19,19 @@ func analyses(s *snapshot.Snapshot) []analysis {
 	return out
 }
 
+// perFamily makes a check's Run from its per-family part: of runs on the
+// IPv4 analysis, then the IPv6 one when Docker writes ip6tables rules
+// here, and the findings are joined in that order.
+func perFamily(of func(s *snapshot.Snapshot, a analysis) []Finding) func(*snapshot.Snapshot) []Finding {
+	return func(s *snapshot.Snapshot) []Finding {
+		var out []Finding
+		for _, a := range analyses(s) {
+			out = append(out, of(s, a)...)
+		}
+		return out
+	}
+}
+
 // analyzeIPv6 is analyze for the ip6tables dump of the backend Docker
 // writes to. ok is false when there is nothing to compare: no Docker
 // view, the era is not modelled, Docker writes no ip6tables rules, or no

@@ -14,17 +14,11 @@ var forwardAcceptMissing = Check{
 	ID:       "forward-accept-missing",
 	Title:    "A filter rule that admits traffic to a container is missing",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, forwardAcceptMissingOf(a)...)
-		}
-		return out
-	},
+	Run:      perFamily(forwardAcceptMissingOf),
 }
 
 // forwardAcceptMissingOf is forward-accept-missing for one family.
-func forwardAcceptMissingOf(a analysis) []Finding {
+func forwardAcceptMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 	policy := "ACCEPT"
 	if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy != "" {
 		policy = string(c.Policy)

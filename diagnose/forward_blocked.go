@@ -30,13 +30,7 @@ var forwardBlocked = Check{
 	ID:       "forward-blocked",
 	Title:    "A FORWARD rule ahead of Docker's drops container traffic",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, forwardBlockedOf(s, a)...)
-		}
-		return out
-	},
+	Run:      perFamily(forwardBlockedOf),
 }
 
 // forwardBlockedOf is forward-blocked for one family's rules.

@@ -34,20 +34,14 @@ var proxyFallback = Check{
 	ID:       "proxy-fallback",
 	Title:    "A published port works only through docker-proxy",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		if len(s.Proxies) == 0 {
-			return nil
-		}
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, proxyFallbackOf(s, a)...)
-		}
-		return out
-	},
+	Run:      perFamily(proxyFallbackOf),
 }
 
 // proxyFallbackOf is proxy-fallback for one family's rules.
 func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
+	if len(s.Proxies) == 0 {
+		return nil
+	}
 	// Path-wide breakage: the chain or the PREROUTING jump.
 	var pathWide string
 	var pathEvidence []string

@@ -28,16 +28,10 @@ var rawDropMissing = Check{
 	ID:       "raw-drop-missing",
 	Title:    "A raw-table DROP that protects containers from direct access is missing",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			out = append(out, rawDropMissingOf(a)...)
-		}
-		return out
-	},
+	Run:      perFamily(rawDropMissingOf),
 }
 
-func rawDropMissingOf(a analysis) []Finding {
+func rawDropMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 	missing := a.diff.MissingOf(KindRawEndpoint, KindRawLoopback)
 	if len(missing) == 0 {
 		return nil
