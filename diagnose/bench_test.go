@@ -20,8 +20,12 @@ func BenchmarkDoctor1000Ports(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if r := NewReport(s, ReportOptions{}); r.Status != StatusOK {
-			b.Fatalf("status %s: %v", r.Status, r.Findings)
+		// Healthy but for 1,000 docker-proxy processes: proxy-overhead's
+		// warning is the only one.
+		for _, f := range NewReport(s, ReportOptions{}).Findings {
+			if f.Severity != SeverityInfo && f.ID != "proxy-overhead" {
+				b.Fatalf("%s %s: %s", f.Severity, f.ID, f.Title)
+			}
 		}
 	}
 }

@@ -46,6 +46,12 @@ func DockerSnapshot(ports int, dump []byte, backend string) *snapshot.Snapshot {
 			Endpoints: []snapshot.Endpoint{{Network: br, NetworkID: br, IP: d.IP, IPPrefixLen: 22}},
 			Ports:     []snapshot.PortBinding{{HostPort: int(dports[0].From), ContainerPort: 80, Proto: "tcp"}},
 		})
+		// userland-proxy on: one docker-proxy per published port (about
+		// 4 MiB resident each, as measured on 28.5).
+		s.Proxies = append(s.Proxies, snapshot.Proxy{PID: 10000 + len(s.Proxies), RSSBytes: 4 << 20, Proto: "tcp", HostIP: "0.0.0.0",
+			HostPort: int(dports[0].From), ContainerIP: d.IP, ContainerPort: 80, UseListenFD: true,
+			Args: []string{"docker-proxy", "-proto", "tcp", "-host-ip", "0.0.0.0", "-host-port", fmt.Sprint(dports[0].From),
+				"-container-ip", d.IP, "-container-port", "80", "-use-listen-fd"}})
 	}
 	rs, err := parse.Parse(dump)
 	if err != nil {
