@@ -219,8 +219,38 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					}
 				})
 			}
+			t.Run("after filter-docker-flushed plus a REJECT --fix repairs Docker's rules and exits 1 for the REJECT", func(t *testing.T) {
+				t.Cleanup(func() {
+					if out, err := h.script("heal"); err != nil {
+						t.Errorf("heal: %v\n%s", err, out)
+					}
+				})
+				if out, err := h.script("break", "filter-docker-flushed"); err != nil {
+					t.Fatalf("break: %v\n%s", err, out)
+				}
+				h.ipt(t, "iptables", "-w", "-I", "FORWARD", "1", "-i", "docker0", "-j", "REJECT")
+				out, stderr, code := h.fix(t, backups)
+				if code != 1 || !strings.Contains(out, "repaired:") || !strings.Contains(stderr, "forward-blocked") {
+					t.Errorf("doctor --fix: exit %d, want 1 after repairing, naming forward-blocked\n%s\n%s", code, out, stderr)
+				}
+				rep, _, _ := h.doctor(t, "")
+				var got []string
+				for _, f := range rep.Findings {
+					if f.Severity == "error" || f.Severity == "warning" {
+						got = append(got, f.ID)
+					}
+				}
+				if strings.Join(uniqIDs(got), ",") != "forward-blocked" {
+					t.Errorf("after --fix: %v, want only forward-blocked (Docker's ACCEPTs back, the admin's REJECT left)", got)
+				}
+			})
 		})
 	}
+}
+
+func uniqIDs(ids []string) []string {
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // getLocal reports whether http://127.0.0.1:PORT/ answers from inside the

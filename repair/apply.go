@@ -69,6 +69,9 @@ type Result struct {
 	// says why none was written when --persist was asked.
 	Persisted   string
 	PersistNote string
+	// After are the findings of the re-check (nil without Recheck): what
+	// remains that the plan does not repair.
+	After []diagnose.Finding
 }
 
 // ErrNothingToRepair is returned by Apply for an empty plan.
@@ -271,6 +274,7 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 		if bad := verify(p, after); len(bad) > 0 {
 			return nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
+		res.After = after
 	}
 	var durable []diagnose.Op
 	for _, op := range res.Sysctls {

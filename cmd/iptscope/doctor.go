@@ -67,8 +67,10 @@ restarting Docker. The plan (payloads and sysctl changes) is shown first;
 touched tables are backed up (the path is printed; "iptscope restore FILE"
 puts a backup back), the payloads are tested, applied under the xtables
 lock, the host is read again and rolled back if a repaired problem remains
-or a new error appears. Exit 0 when repaired or nothing to repair, 2 when
-nothing was changed or the change was rolled back.`,
+or a new error appears. Exit 0 when the host is healthy afterwards (or
+nothing needed repair), 1 when findings that iptscope does not repair remain
+(after repairing the rest), 2 when nothing was changed (not confirmed, a
+--from snapshot) or the change was rolled back.`,
 		Example: `  sudo iptscope doctor
   sudo iptscope doctor --netns /proc/$(pidof dockerd)/ns/net -o json
   iptscope doctor --from host.json --skip proxy-overhead --fail-on error
@@ -294,7 +296,32 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	if o.fix.persist && len(res.Sysctls) == 0 {
 		fmt.Fprintln(w, "--persist: no sysctl was changed, nothing to persist")
 	}
+	// What the plan does not repair (a host firewall's REJECT, a link, a
+	// killed docker-proxy) still fails the run: CI must not read "repaired"
+	// as "healthy".
+	var left []string
+	for _, f := range res.After {
+		if f.Severity.Rank() >= rep.FailOn.Rank() {
+			left = append(left, f.ID)
+		}
+	}
+	if len(left) > 0 {
+		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s): see the plan's \"leave\" lines", len(left), rep.FailOn, strings.Join(uniq(left), ", "))}
+	}
 	return nil
+}
+
+// uniq returns ids without repeats, in first-seen order.
+func uniq(ids []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // printPlan writes the plan as text: what is repaired, what is not and
