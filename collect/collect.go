@@ -171,6 +171,9 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 			ps, err := readProxies("/proc", t.inode)
 			s.Proxies = orEmpty(ps)
 			fail("proxies", err)
+			ds, err := readDaemons("/proc", t.inode)
+			s.Daemons = ds
+			fail("daemon", err)
 		})
 	} else {
 		close(netDone)

@@ -116,6 +116,9 @@ type Expected struct {
 	// Modelled is false when the era is not modelled (unknown, 28.0.0,
 	// 29 nftables): then Rules is empty and checks must stay silent.
 	Modelled bool
+	// IPTablesOff: the daemon runs with iptables=false and writes no rule
+	// (Modelled, with no chain or rule expected).
+	IPTablesOff bool
 }
 
 // RulesOf returns the expected rules of one chain in order.
@@ -241,6 +244,13 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		return e, nil
 	}
 	e.Proxy = proxyMode(s)
+	if off, src := iptablesOff(s); off {
+		// Nothing to compare: Docker manages no rule (docker-iptables-disabled).
+		e.IPTablesOff = true
+		e.Modelled = true
+		e.Notes = append(e.Notes, "Docker runs with iptables=false ("+src+"): it writes no iptables rules, so none is expected")
+		return e, nil
+	}
 	if e.Proxy.Guessed {
 		e.Notes = append(e.Notes, fmt.Sprintf("userland-proxy taken as %s from %s", e.Proxy.State, e.Proxy.Source))
 	}
@@ -284,6 +294,12 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 //
 // Never from a fixture list or a host name.
 func ip6tablesOn(s *snapshot.Snapshot, v Version) (bool, string) {
+	if on, src := daemonSetting(s, "ip6tables"); on != nil {
+		if !*on {
+			return false, "IPv6 rules not checked: ip6tables=false (" + src + ")"
+		}
+		return true, ""
+	}
 	has6, err := dockerChainsIn(s, snapshot.FamilyIPv6)
 	if err != nil {
 		return false, "IPv6 rules not checked: " + err.Error()
@@ -347,6 +363,13 @@ const proxyDefaultSource = "Docker's default (nothing in the snapshot shows it)"
 func proxyMode(s *snapshot.Snapshot) ProxyMode {
 	if i := s.Docker.Info; i != nil && (i.UserlandProxy == snapshot.ProxyOn || i.UserlandProxy == snapshot.ProxyOff) {
 		return ProxyMode{State: i.UserlandProxy, Source: "daemon API"}
+	}
+	if on, src := daemonSetting(s, "userland-proxy"); on != nil {
+		state := snapshot.ProxyOff
+		if *on {
+			state = snapshot.ProxyOn
+		}
+		return ProxyMode{State: state, Source: "daemon configuration (" + src + ")"}
 	}
 	// Why both families: after the IPv4 jumps are deleted, Docker's
 	// ip6tables OUTPUT jump (! -d ::1/128 with the proxy on) still tells.

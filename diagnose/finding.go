@@ -84,6 +84,7 @@ func All() []Check {
 		dockerUnreachable,
 		backendSplit,
 		nftablesBackend,
+		dockerIptablesDisabled,
 		ipForwardDisabled,
 		ipv6ForwardDisabled,
 		dockerChainMissing,

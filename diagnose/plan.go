@@ -144,18 +144,19 @@ var repairableIDs = map[string]bool{
 
 // notRepaired says why a finding is left to a human.
 var notRepaired = map[string]string{
-	"docker-user-drop":   "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed",
-	"backend-split":      "which iptables backend is the right one is the administrator's decision: remove the other backend's Docker rules by hand (docs/checks/backend-split.md)",
-	"forward-blocked":    "the blocking rule is not Docker's: change the firewall configuration that adds it",
-	"proxy-overhead":     "information only: docker-proxy is Docker's setting (userland-proxy)",
-	"docker-unreachable": "without Docker's view no rule can be proven right or stale: nothing is repaired",
-	"bridge-missing":     "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge",
-	"bridge-down":        "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart",
-	"veth-detached":      "links are Docker's to manage: restart the container",
-	"dnat-stale":         "the rule's target is a running container: it cannot be proven stale, so it is left alone",
-	"proxy-fallback":     "the NAT path is not restored by this plan",
-	"hairpin-mode-off":   "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
-	"proxy-missing":      "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
+	"docker-user-drop":         "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed",
+	"backend-split":            "which iptables backend is the right one is the administrator's decision: remove the other backend's Docker rules by hand (docs/checks/backend-split.md)",
+	"forward-blocked":          "the blocking rule is not Docker's: change the firewall configuration that adds it",
+	"proxy-overhead":           "information only: docker-proxy is Docker's setting (userland-proxy)",
+	"docker-iptables-disabled": "the daemon's configuration: Docker manages no rule, so iptscope writes none",
+	"docker-unreachable":       "without Docker's view no rule can be proven right or stale: nothing is repaired",
+	"bridge-missing":           "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge",
+	"bridge-down":              "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart",
+	"veth-detached":            "links are Docker's to manage: restart the container",
+	"dnat-stale":               "the rule's target is a running container: it cannot be proven stale, so it is left alone",
+	"proxy-fallback":           "the NAT path is not restored by this plan",
+	"hairpin-mode-off":         "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
+	"proxy-missing":            "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
 }
 
 // NewPlan computes the repair of s for the given findings (those of

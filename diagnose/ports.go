@@ -239,6 +239,18 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Path, r.Reason = PathUnknown, "not judged: "+why
 		return
 	}
+	if a.exp.IPTablesOff {
+		// No NAT rule by configuration: docker-proxy is the only path.
+		if why := linkProblem(s, c, r.Network); why != "" {
+			r.Path, r.Reason = PathBroken, why
+		} else if px := proxiesFor(s, pb); len(px) > 0 {
+			r.Path = PathProxyOnly
+			r.Reason = fmt.Sprintf("Docker runs with iptables=false: no NAT rules by configuration; docker-proxy pid %d answers on the host port", px[0].PID)
+		} else {
+			r.Path, r.Reason = PathBroken, "Docker runs with iptables=false (no NAT rules) and no docker-proxy listens on the port"
+		}
+		return
+	}
 	if r.ContainerIP == "" || !haveDNAT {
 		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		return

@@ -23,6 +23,8 @@ type dockerHost struct {
 	State                         string // testbed state folder
 	NetNS                         string // /var/run/netns/NAME
 	Socket                        string // the daemon's unix socket
+	// DaemonExtra are more daemon.json members (dockerhost.sh DAEMON_EXTRA).
+	DaemonExtra string
 }
 
 // versions under test on both backends with the proxy on and off:
@@ -68,6 +70,13 @@ func dockerMatrix(proxies ...string) []matrixHost {
 // a failure half-way still removes every process, mount and namespace.
 func startDockerHost(t *testing.T, name, version, backend, proxy string) *dockerHost {
 	t.Helper()
+	return startDockerHostWith(t, name, version, backend, proxy, "")
+}
+
+// startDockerHostWith is startDockerHost with more daemon.json members
+// (e.g. `"iptables": false`).
+func startDockerHostWith(t *testing.T, name, version, backend, proxy, daemonExtra string) *dockerHost {
+	t.Helper()
 	requireRoot(t, "nsenter", "ip", "busybox", "curl", "iptables-nft", "iptables-legacy")
 	if version == "20.10" {
 		_, err := exec.LookPath("dockerd")
@@ -78,7 +87,7 @@ func startDockerHost(t *testing.T, name, version, backend, proxy string) *docker
 		root = "/tmp/iptscope-testbed"
 	}
 	h := &dockerHost{Name: name, Version: version, Backend: backend, Proxy: proxy,
-		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name}
+		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name, DaemonExtra: daemonExtra}
 	h.Socket = filepath.Join(h.State, "docker.sock")
 	t.Cleanup(func() {
 		if out, err := h.script("down"); err != nil {
@@ -99,7 +108,7 @@ func startDockerHost(t *testing.T, name, version, backend, proxy string) *docker
 // script runs a dockerhost.sh subcommand for the host.
 func (h *dockerHost) script(sub string, args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{script, sub, h.Name}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy)
+	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy, "DAEMON_EXTRA="+h.DaemonExtra)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -246,3 +246,36 @@ func (h *dockerHost) subnetOf(t *testing.T, network string) string {
 	t.Fatalf("network %s has no IPv4 subnet", network)
 	return ""
 }
+
+// TestIptablesFalseOnRealDocker: a real 28.5 daemon configured with
+// "iptables": false writes no rule. doctor must read that from the
+// daemon's configuration: exit 0, the docker-iptables-disabled info, every
+// port proxy-only (and answering from the client through docker-proxy),
+// and --fix plans nothing.
+func TestIptablesFalseOnRealDocker(t *testing.T) {
+	h := startDockerHostWith(t, "ipf285n", "28.5", "nft", "on", `"iptables": false`)
+	if save := h.saveV4(t); strings.Contains(save, "DOCKER") {
+		t.Fatalf("a daemon with iptables=false wrote rules:\n%s", save)
+	}
+	h.requireProbe(t)
+	rep, code, stderr := h.doctor(t, "")
+	var ids []string
+	for _, f := range rep.Findings {
+		ids = append(ids, f.Severity+" "+f.ID)
+		if f.Severity == "error" || f.Severity == "warning" {
+			t.Errorf("false alarm: %s %s: %s", f.Severity, f.ID, f.Title)
+		}
+	}
+	if code != 0 || !slices.Contains(ids, "info docker-iptables-disabled") {
+		t.Errorf("exit %d (%s), findings %v; want 0 with docker-iptables-disabled", code, stderr, ids)
+	}
+	for _, p := range rep.Ports {
+		if p.HostIP != "127.0.0.1" && p.Path != "proxy-only" {
+			t.Errorf("port %d: %s (%s), want proxy-only", p.HostPort, p.Path, p.Reason)
+		}
+	}
+	out, stderr, code := h.iptscope(t, "doctor", "--fix", "--dry-run", "--netns", h.Name, "--docker-host", "unix://"+h.Socket)
+	if code != 0 || !strings.Contains(out, "nothing to repair") {
+		t.Errorf("--fix --dry-run: exit %d, want 0 and nothing to repair\n%s\n%s", code, out, stderr)
+	}
+}

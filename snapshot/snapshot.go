@@ -62,8 +62,11 @@ type Snapshot struct {
 	Neighbors     []Neighbor        `json:"neighbors"`
 	Sysctls       map[string]Sysctl `json:"sysctls"`
 	Proxies       []Proxy           `json:"proxies"`
-	Docker        *Docker           `json:"docker,omitempty"`
-	Errors        []PartError       `json:"errors,omitempty"`
+	// Daemons are the dockerd processes of the namespace with the settings
+	// that shape Docker's rules (flags, then its config file).
+	Daemons []Daemon    `json:"daemons,omitempty"`
+	Docker  *Docker     `json:"docker,omitempty"`
+	Errors  []PartError `json:"errors,omitempty"`
 }
 
 // Host identifies the machine and the network namespace.
@@ -158,6 +161,27 @@ type Proxy struct {
 	HostPortEnd int `json:"host_port_end,omitempty"`
 	// UseListenFD: -use-listen-fd (28.0+: dockerd binds the socket).
 	UseListenFD bool `json:"use_listen_fd,omitempty"`
+}
+
+// Daemon is a dockerd process and the settings of its command line and
+// config file that shape the rules Docker writes. A nil setting is not set
+// (Docker's default applies).
+type Daemon struct {
+	PID  int      `json:"pid"`
+	Args []string `json:"args"`
+	// Hosts are its -H/--host endpoints ("unix:///var/run/docker.sock").
+	Hosts []string `json:"hosts,omitempty"`
+	// ConfigFile is the daemon.json it reads (as the daemon sees the path);
+	// ConfigError why it could not be read ("" also when the default file
+	// does not exist, which is normal).
+	ConfigFile    string `json:"config_file,omitempty"`
+	ConfigError   string `json:"config_error,omitempty"`
+	IPTables      *bool  `json:"iptables,omitempty"`
+	IP6Tables     *bool  `json:"ip6tables,omitempty"`
+	IPForward     *bool  `json:"ip_forward,omitempty"`
+	IPMasq        *bool  `json:"ip_masq,omitempty"`
+	UserlandProxy *bool  `json:"userland_proxy,omitempty"`
+	ICC           *bool  `json:"icc,omitempty"`
 }
 
 // Docker is what the Docker Engine API said. Error is set when the API

@@ -14,6 +14,7 @@
 #            BACKEND=nft|legacy (default nft)
 #            PROXY=on|off       (default on: userland-proxy true)
 #            LIVE_RESTORE=0|1   (default 0; 1 adds "live-restore": true to daemon.json)
+#            DAEMON_EXTRA=JSON  more daemon.json members, e.g. '"iptables": false'
 #   dockerhost.sh restart NAME          stop dockerd (recorded PID, SIGTERM) and start it again the
 #                                       same way; wait until it answers (with LIVE_RESTORE=1 the
 #                                       containers keep running)
@@ -328,6 +329,9 @@ write_configs() {
 	if [[ ${LIVE_RESTORE:-0} == 1 ]]; then extra=",
   \"live-restore\": true"; fi
 	if [[ -n $(dist_dir) ]]; then proxy_path=$(dist_dir)/bin/docker-proxy; fi
+	# DAEMON_EXTRA: more daemon.json members, e.g. '"iptables": false'.
+	if [[ -n ${DAEMON_EXTRA:-} ]]; then extra="$extra,
+  $DAEMON_EXTRA"; fi
 	# 20.10 writes /etc/docker/key.json unless told otherwise; 26.1 and 28.5 reject the key.
 	if [[ $DOCKER == 20.10 ]]; then extra="$extra,
   \"deprecated-key-path\": \"$STATE/key.json\""; fi
