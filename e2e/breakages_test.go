@@ -91,11 +91,11 @@ type reach struct {
 
 // TestBreakagesOnRealDocker breaks real daemons in the ways of breakages
 // and checks doctor's findings and ports table, then `doctor --fix --yes`.
-// Four hosts (20.10 nft proxy on, 28.5 nft proxy off, 28.5 legacy proxy
-// on, 20.10 legacy proxy off), run in parallel: about 30 s on a 2-CPU
-// runner.
+// Five hosts (20.10 nft proxy on, 28.5 nft proxy off, 28.5 legacy proxy
+// on, 20.10 legacy proxy off, 26.1 nft proxy off), run in parallel: about
+// 2 minutes on a 2-CPU runner.
 func TestBreakagesOnRealDocker(t *testing.T) {
-	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}, {"28.5", "legacy", "on"}, {"20.10", "legacy", "off"}}
+	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}, {"28.5", "legacy", "on"}, {"20.10", "legacy", "off"}, {"26.1", "nft", "off"}}
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("breakages e2e: %d hosts in %s", len(hosts), time.Since(start).Round(time.Second)) })
 	for _, hh := range hosts {
