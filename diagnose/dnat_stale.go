@@ -80,7 +80,12 @@ func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
 			f.Subject.Container = owner
 			f.Title = fmt.Sprintf("DNAT for port %s points at %s, which container %s does not publish there%s", portsText(r), r.NATTo(), owner, a.famTitle())
 			f.Detail = "This DNAT rule does not match any of the container's published ports: Docker did not write it, and traffic it matches goes to a port the container may not serve."
-			f.Fix = "Check where the rule comes from before deleting it: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
+			if ov := overrides(a, r); len(ov) > 0 {
+				f.Fix = "Delete the rule (`iptscope doctor --fix` does): `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It takes port " +
+					portName(ov[0].Port) + ", which Docker maps to " + ov[0].Rule.NATTo() + " (container " + ov[0].Container + ")."
+			} else {
+				f.Fix = "Check where the rule comes from before deleting it: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
+			}
 		}
 		if len(shadowed) > 0 {
 			f.Detail += " It sits above Docker's own rule for the same port, so that rule never matches:"
@@ -110,6 +115,53 @@ func portsText(r *parse.Rule) string {
 		return "any/" + r.Proto()
 	}
 	return ps[0].String() + "/" + r.Proto()
+}
+
+// overrides returns Docker's expected DNAT rules whose connections r
+// takes instead, with another destination: r matches them (protocol, host
+// port, address, interface) and sits above them, or they are missing (then
+// restoring them below r would change nothing). A rule that overrides
+// Docker's own mapping of a port is wrong by Docker's state even when it
+// points at a live container (a container re-created with another port
+// mapping that got its old address back): the plan deletes it.
+func overrides(a analysis, r *parse.Rule) []ExpectedRule {
+	ports, neg := r.DestPorts()
+	if neg || len(ports) == 0 {
+		return nil
+	}
+	var out []ExpectedRule
+	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
+		if er.Kind != KindDNAT || er.Port == nil || er.Rule.NATTo() == r.NATTo() {
+			continue
+		}
+		if got := a.diff.Found[er.Rule]; got != nil && got.Position < r.Position {
+			continue
+		}
+		if r.Proto() != proto(*er.Port) || !inRanges(uint16(er.Port.HostPort), ports) {
+			continue
+		}
+		if !addrOverlaps(r.Destination, er.Rule.Destination) || !ifaceOverlaps(r.InIface, er.Rule.InIface) {
+			continue
+		}
+		out = append(out, er)
+	}
+	return out
+}
+
+// overriddenBy returns the unexpected DNAT of nat DOCKER that takes the
+// port of Docker's DNAT er (see overrides), or nil.
+func overriddenBy(a analysis, er ExpectedRule) *parse.Rule {
+	for _, u := range a.diff.Unexpected {
+		if u.Table != parse.TableNAT || u.Chain != ChainDocker || u.Target != parse.TargetDNAT {
+			continue
+		}
+		for _, o := range overrides(a, u) {
+			if o.Rule == er.Rule {
+				return u
+			}
+		}
+	}
+	return nil
 }
 
 // shadows returns Docker's DNAT rules that r, placed above them, matches

@@ -153,7 +153,7 @@ var notRepaired = map[string]string{
 	"bridge-missing":           "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge",
 	"bridge-down":              "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart",
 	"veth-detached":            "links are Docker's to manage: restart the container",
-	"dnat-stale":               "the rule's target is a running container: it cannot be proven stale, so it is left alone",
+	"dnat-stale":               "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone",
 	"proxy-fallback":           "the NAT path is not restored by this plan",
 	"hairpin-mode-off":         "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
 	"proxy-missing":            "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
@@ -172,7 +172,8 @@ var notRepaired = map[string]string{
 //     last of Docker's rules in the chain, else where Docker puts it
 //     (FORWARD -> DOCKER-USER first, everything else appended);
 //   - delete DNAT rules of nat DOCKER that Docker's view does not account
-//     for and whose target no running container has (provably stale);
+//     for and whose target no running container has, or that takes a port
+//     Docker maps elsewhere (provably stale);
 //   - net.ipv4.ip_forward=1 when it is 0; net.ipv6.conf.all.forwarding=1
 //     when it is 0 and Docker has IPv6 networks in use, unless the host
 //     learns IPv6 routes from router advertisements where accept_ra is 1.
@@ -327,8 +328,11 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 		if err != nil || dest.IP == "" {
 			continue
 		}
-		if _, err := netip.ParseAddr(dest.IP); err != nil || live[canonIP(dest.IP)] != "" {
+		if _, err := netip.ParseAddr(dest.IP); err != nil {
 			continue
+		}
+		if live[canonIP(dest.IP)] != "" && len(overrides(a, r)) == 0 {
+			continue // a live container's address: stale only if it takes Docker's port
 		}
 		deleted[r] = true
 		staleSpecs[e.Family+"\x00"+r.Spec()] = true

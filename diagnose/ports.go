@@ -291,6 +291,12 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 				}
 			}
 		}
+	} else if u := overriddenBy(a, dnat); u != nil && a.chainExists(parse.TableNAT, ChainDocker) && jumpFound(a, parse.TableNAT, parse.ChainPrerouting, ChainDocker) {
+		// Docker's DNAT is gone and another one takes the port: the
+		// packet is translated there and never reaches docker-proxy.
+		r.Path = PathBroken
+		r.Reason = fmt.Sprintf("its DNAT rule is missing and a stale DNAT (rule %d of nat DOCKER, to %s) takes the port", u.Position, u.NATTo())
+		return
 	}
 	var natBroken string
 	switch {

@@ -96,6 +96,8 @@ func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
 		switch got := a.diff.Found[er.Rule]; {
 		case pathWide != "":
 			why, ev = pathWide, append([]string(nil), pathEvidence...)
+		case got == nil && missing[er.Rule] && overriddenBy(a, er) != nil:
+			continue // a stale DNAT takes the port: nothing reaches the proxy (dnat-stale)
 		case got == nil && missing[er.Rule]:
 			why, ev = "its DNAT rule is missing", []string{"missing: " + a.evLine(er)}
 		case got != nil && bypass[got] != nil:

@@ -64,6 +64,10 @@ var breakages = []struct {
 	// them to Docker (not repaired).
 	{kind: "bridge-down", want: []string{"bridge-down"}, broken: []int{8080, 7000, 7001, 7002}},
 	{kind: "veth-detached", want: []string{"veth-detached"}, broken: []int{8080}},
+	// A DNAT to a live container's address but another port takes
+	// Docker's 8080: deleted (it overrides Docker's mapping), then Docker's
+	// rule restored.
+	{kind: "dnat-repointed", want: []string{"dnat-missing", "dnat-stale"}, broken: []int{8080}, repaired: true},
 	// userland-proxy off prerequisites (docker-facts.md §3.4).
 	{kind: "br-netfilter-off", want: []string{"br-netfilter-disabled"}, repaired: true, offOnly: true,
 		reach: &reach{from: "multi", to: "host", port: 8080}, answered: false},

@@ -67,6 +67,8 @@
 #   br-netfilter-off         sysctl net.bridge.bridge-nf-call-iptables=0 (heal: back)
 #   route-localnet-off       sysctl net.ipv4.conf.docker0.route_localnet=0 (heal: back)
 #   hairpin-off              web's veth: bridge_slave hairpin off (heal: back)
+#   dnat-repointed           Docker's 8080 DNAT replaced, at the top of nat DOCKER, by one to web's
+#                            address on port 81 (a re-created container's leftover)
 #   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
 #
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
@@ -766,7 +768,7 @@ KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
 proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached
-br-netfilter-off route-localnet-off hairpin-off"
+br-netfilter-off route-localnet-off hairpin-off dnat-repointed"
 KINDS=$(echo $KINDS)
 
 # web_ip: the address of container web on docker0.
@@ -895,6 +897,15 @@ cmd_break() {
 		;;
 	bridge-down)
 		ip -n "$NAME" link set docker0 down
+		;;
+	dnat-repointed)
+		line=$(in_host iptables -w -t nat -S DOCKER | grep -E -- '--dport 8080 -j DNAT' | head -1)
+		[[ -n $line ]] || die "break $NAME dnat-repointed: no DNAT rule for 8080 in nat DOCKER"
+		delete_rule nat "$line"
+		local -a words
+		read -ra words <<<"${line%:80}:81"
+		words[0]=-I
+		in_host iptables -w -t nat "${words[@]:0:2}" 1 "${words[@]:2}"
 		;;
 	br-netfilter-off | route-localnet-off)
 		local key=net.bridge.bridge-nf-call-iptables
