@@ -97,6 +97,7 @@ func All() []Check {
 		masqueradeMissing,
 		rawDropMissing,
 		dockerRuleMissing,
+		dockerRuleDuplicated,
 		bridgeMissing,
 		bridgeDown,
 		vethDetached,

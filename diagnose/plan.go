@@ -155,6 +155,7 @@ var notRepaired = map[string]string{
 	"veth-detached":            "links are Docker's to manage: restart the container",
 	"dnat-stale":               "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone",
 	"proxy-fallback":           "the NAT path is not restored by this plan",
+	"docker-rule-duplicated":   "the copies are identical and `iptables -D` by text deletes the first one (moving the rule): delete the later copies by position, as the finding says",
 	"hairpin-mode-off":         "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
 	"proxy-missing":            "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
 }

@@ -68,6 +68,9 @@ var breakages = []struct {
 	// Docker's 8080: deleted (it overrides Docker's mapping), then Docker's
 	// rule restored.
 	{kind: "dnat-repointed", want: []string{"dnat-missing", "dnat-stale"}, broken: []int{8080}, repaired: true},
+	// A saved ruleset restored with --noflush doubles the built-in chains'
+	// rules: reported with the deletions by position, not repaired.
+	{kind: "saved-rules-restored", want: []string{"docker-rule-duplicated"}},
 	// userland-proxy off prerequisites (docker-facts.md §3.4).
 	{kind: "br-netfilter-off", want: []string{"br-netfilter-disabled"}, repaired: true, offOnly: true,
 		reach: &reach{from: "multi", to: "host", port: 8080}, answered: false},
@@ -220,6 +223,24 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					}
 					if wantCode := map[bool]int{true: 1, false: 0}[len(want) > 0]; code != wantCode {
 						t.Errorf("doctor --fix: exit %d, want %d\n%s\n%s", code, wantCode, out, stderr)
+					}
+					if k.kind == "saved-rules-restored" {
+						// The finding's own repair (deletions by position, last
+						// first) must leave exactly Docker's rules.
+						for _, f := range rep.Findings {
+							if f.ID != "docker-rule-duplicated" {
+								continue
+							}
+							_, cmds, _ := strings.Cut(f.Fix, "`")
+							cmds, _, _ = strings.Cut(cmds, "`")
+							for _, c := range strings.Split(cmds, "; ") {
+								h.ipt(t, strings.Fields(c)...)
+							}
+						}
+						if _, code, _ := h.doctor(t, ""); code != 0 {
+							t.Errorf("after the finding's commands: doctor exit %d", code)
+						}
+						h.requireDockerOrder(t)
 					}
 				})
 			}

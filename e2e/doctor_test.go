@@ -22,6 +22,7 @@ type doctorReport struct {
 		Severity string   `json:"severity"`
 		Title    string   `json:"title"`
 		Evidence []string `json:"evidence"`
+		Fix      string   `json:"fix"`
 	} `json:"findings"`
 	Ports []struct {
 		HostIP   string `json:"host_ip"`

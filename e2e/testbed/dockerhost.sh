@@ -67,6 +67,9 @@
 #   br-netfilter-off         sysctl net.bridge.bridge-nf-call-iptables=0 (heal: back)
 #   route-localnet-off       sysctl net.ipv4.conf.docker0.route_localnet=0 (heal: back)
 #   hairpin-off              web's veth: bridge_slave hairpin off (heal: back)
+#   saved-rules-restored     iptables-save | iptables-restore --noflush (netfilter-persistent's
+#                            "-n" at boot on top of Docker's rules): user chains are flushed and
+#                            refilled, built-in chains get a second copy of every rule
 #   dnat-repointed           Docker's 8080 DNAT replaced, at the top of nat DOCKER, by one to web's
 #                            address on port 81 (a re-created container's leftover)
 #   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
@@ -768,7 +771,7 @@ KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
 proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached
-br-netfilter-off route-localnet-off hairpin-off dnat-repointed"
+br-netfilter-off route-localnet-off hairpin-off dnat-repointed saved-rules-restored"
 KINDS=$(echo $KINDS)
 
 # web_ip: the address of container web on docker0.
@@ -897,6 +900,9 @@ cmd_break() {
 		;;
 	bridge-down)
 		ip -n "$NAME" link set docker0 down
+		;;
+	saved-rules-restored)
+		in_host iptables-save | in_host iptables-restore -w 5 --noflush
 		;;
 	dnat-repointed)
 		line=$(in_host iptables -w -t nat -S DOCKER | grep -E -- '--dport 8080 -j DNAT' | head -1)

@@ -1,0 +1,90 @@
+package diagnose
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// dockerRuleDuplicated: one of Docker's rules appears more than once in
+// its chain, typically after a saved ruleset was restored with --noflush
+// on top of Docker's (netfilter-persistent, a firewall script run twice).
+// The later copy changes nothing today (the first one matches first), but
+// when Docker removes a container it deletes one copy only: the other
+// keeps translating or admitting traffic for an address a later container
+// may get (dnat-stale then). Not repaired: the copies are identical, and
+// `iptables -D` by rule text deletes the first one, which would move the
+// rule to the later position; the finding gives the deletions by
+// position, last first.
+var dockerRuleDuplicated = Check{
+	ID:       "docker-rule-duplicated",
+	Title:    "One of Docker's rules appears more than once",
+	Severity: SeverityWarning,
+	Run:      perFamily(dockerRuleDuplicatedOf),
+}
+
+func dockerRuleDuplicatedOf(_ *snapshot.Snapshot, a analysis) []Finding {
+	var out []Finding
+	for _, t := range parse.KnownTables {
+		chains := make([]string, 0, len(a.exp.Rules[t]))
+		for c := range a.exp.Rules[t] {
+			chains = append(chains, string(c))
+		}
+		sort.Strings(chains)
+		for _, cn := range chains {
+			c := a.rs.Table(t).Chain(parse.ChainName(cn))
+			if c == nil {
+				continue
+			}
+			expected := map[string]bool{}
+			for _, er := range a.exp.RulesOf(t, parse.ChainName(cn)) {
+				expected[er.Spec()] = true
+			}
+			seen := map[string]*parse.Rule{}
+			var dups []*parse.Rule
+			for _, r := range c.Rules {
+				sp := r.Spec()
+				if !expected[sp] {
+					continue
+				}
+				if seen[sp] != nil {
+					dups = append(dups, r)
+					continue
+				}
+				seen[sp] = r
+			}
+			if len(dups) == 0 {
+				continue
+			}
+			f := Finding{
+				ID:       "docker-rule-duplicated",
+				Severity: SeverityWarning,
+				Title:    fmt.Sprintf("%s in %s %s twice%s", count(len(dups), "One of Docker's rules appears", "%d of Docker's rules appear"), t, cn, a.famTitle()),
+				Detail: "These rules are copies of Docker's rules earlier in the same chain, typically left by a saved ruleset " +
+					"restored with --noflush on top of Docker's. They change nothing today, but when Docker removes a container " +
+					"it deletes one copy only: the other keeps translating or admitting traffic for an address that a later " +
+					"container may get.",
+				Subject: Subject{Table: string(t), Chain: cn, Family: a.family()},
+			}
+			var cmds []string
+			for i := len(dups) - 1; i >= 0; i-- {
+				cmds = append(cmds, fmt.Sprintf("%s -t %s -D %s %d", a.ipt(), t, cn, dups[i].Position))
+			}
+			for i, r := range dups {
+				if i == 10 {
+					f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(dups)-10))
+					break
+				}
+				f.Evidence = append(f.Evidence, fmt.Sprintf("rule %d of %s %s copies rule %d: %s", r.Position, t, cn, seen[r.Spec()].Position, a.evSave(r.SaveLine(false))))
+			}
+			f.Fix = "Delete the later copies by position, last first: `" + strings.Join(cmds, "; ") + "` (`-D` by rule text would " +
+				"delete the first copy and move the rule). Then stop whatever restores the saved ruleset with --noflush. Not " +
+				"repaired automatically."
+			out = append(out, f)
+		}
+	}
+	return out
+}
