@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -104,42 +103,22 @@ func applyDaemonConfig(d *snapshot.Daemon, data []byte) error {
 // config file through /proc/PID/root (so a daemon in another mount
 // namespace is read as it sees its files).
 func readDaemons(procRoot string, nsInode uint64) ([]snapshot.Daemon, error) {
-	ents, err := os.ReadDir(procRoot)
+	procs, denied, err := procsIn(procRoot, nsInode, func(argv []string) bool {
+		_, ok := parseDaemonArgs(argv)
+		return ok
+	})
 	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
+		return nil, err
 	}
 	var out []snapshot.Daemon
-	denied := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		dir := filepath.Join(procRoot, e.Name())
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil || len(cmdline) == 0 {
-			continue
-		}
-		d, ok := parseDaemonArgs(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00"))
-		if !ok {
-			continue
-		}
-		ino, err := inode(filepath.Join(dir, "ns", "net"))
-		if err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				denied++
-			}
-			continue
-		}
-		if ino != nsInode {
-			continue
-		}
-		d.PID = pid
+	for _, pr := range procs {
+		d, _ := parseDaemonArgs(pr.argv)
+		d.PID = pr.pid
 		explicit := d.ConfigFile != ""
 		if !explicit {
 			d.ConfigFile = defaultDaemonConfig
 		}
-		data, err := os.ReadFile(filepath.Join(dir, "root", d.ConfigFile))
+		data, err := os.ReadFile(filepath.Join(pr.dir, "root", d.ConfigFile))
 		switch {
 		case err == nil:
 			if err := applyDaemonConfig(&d, data); err != nil {
@@ -152,7 +131,6 @@ func readDaemons(procRoot string, nsInode uint64) ([]snapshot.Daemon, error) {
 		}
 		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	if denied > 0 {
 		return out, fmt.Errorf("%d dockerd processes not checked: reading /proc/PID/ns/net %w (run as root)", denied, ErrNeedsRoot)
 	}

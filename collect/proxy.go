@@ -122,13 +122,46 @@ func vmRSS(status []byte) int64 {
 // vanish mid-scan are skipped. Reading another user's ns link needs root:
 // such processes are counted and reported in the error.
 func readProxies(procRoot string, nsInode uint64) ([]snapshot.Proxy, error) {
-	ents, err := os.ReadDir(procRoot)
+	procs, denied, err := procsIn(procRoot, nsInode, isProxy)
 	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
+		return nil, err
 	}
 	var out []snapshot.Proxy
 	var errs []error
-	denied := 0
+	for _, pr := range procs {
+		p, _, perr := parseProxyArgs(pr.argv)
+		if perr != nil {
+			errs = append(errs, fmt.Errorf("docker-proxy pid %d: %w", pr.pid, perr))
+		}
+		p.PID = pr.pid
+		if st, err := os.ReadFile(filepath.Join(pr.dir, "status")); err == nil {
+			p.RSSBytes = vmRSS(st)
+		}
+		out = append(out, p)
+	}
+	if denied > 0 {
+		errs = append(errs, fmt.Errorf("%d docker-proxy processes not checked: reading /proc/PID/ns/net %w (run as root)", denied, ErrNeedsRoot))
+	}
+	return out, errors.Join(errs...)
+}
+
+// nsProc is a process of the target namespace whose command line matched.
+type nsProc struct {
+	pid  int
+	dir  string // procRoot/PID
+	argv []string
+}
+
+// procsIn lists, by PID, the processes under procRoot whose command line
+// wants and whose network namespace (inode of /proc/PID/ns/net) is
+// nsInode. Processes that vanish mid-scan are skipped; denied counts the
+// matching ones whose namespace could not be read (another user's, not
+// root).
+func procsIn(procRoot string, nsInode uint64, wants func(argv []string) bool) (out []nsProc, denied int, err error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing processes: %w", err)
+	}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -140,8 +173,7 @@ func readProxies(procRoot string, nsInode uint64) ([]snapshot.Proxy, error) {
 			continue
 		}
 		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		p, ok, perr := parseProxyArgs(argv)
-		if !ok {
+		if !wants(argv) {
 			continue
 		}
 		ino, err := inode(filepath.Join(dir, "ns", "net"))
@@ -151,21 +183,10 @@ func readProxies(procRoot string, nsInode uint64) ([]snapshot.Proxy, error) {
 			}
 			continue
 		}
-		if ino != nsInode {
-			continue
+		if ino == nsInode {
+			out = append(out, nsProc{pid: pid, dir: dir, argv: argv})
 		}
-		if perr != nil {
-			errs = append(errs, fmt.Errorf("docker-proxy pid %d: %w", pid, perr))
-		}
-		p.PID = pid
-		if st, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
-			p.RSSBytes = vmRSS(st)
-		}
-		out = append(out, p)
 	}
-	if denied > 0 {
-		errs = append(errs, fmt.Errorf("%d docker-proxy processes not checked: reading /proc/PID/ns/net %w (run as root)", denied, ErrNeedsRoot))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
-	return out, errors.Join(errs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
+	return out, denied, nil
 }
