@@ -80,6 +80,7 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 	}
 	t, err := resolveNetNS(o.NetNS)
 	s.Host.NetNS, s.Host.NetNSPath, s.Host.NetNSInode = o.NetNS, t.path, t.inode
+	s.Host.AllProcesses = inInitialPIDNS()
 	if err != nil {
 		// Nothing namespace-bound can be read; the Docker API still can.
 		fail("netns", needsRoot(err))
@@ -172,7 +173,7 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 			s.Proxies = orEmpty(ps)
 			fail("proxies", err)
 			ds, err := readDaemons("/proc", t.inode)
-			s.Daemons = ds
+			s.Daemons = orEmpty(ds)
 			fail("daemon", err)
 		})
 	} else {

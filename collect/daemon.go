@@ -136,3 +136,15 @@ func readDaemons(procRoot string, nsInode uint64) ([]snapshot.Daemon, error) {
 	}
 	return out, nil
 }
+
+// initialPIDNSInode is the inode of the initial PID namespace
+// (PROC_PID_INIT_INO, fixed by the kernel).
+const initialPIDNSInode = 0xEFFFFFFC
+
+// inInitialPIDNS reports whether this process sees every process of the
+// host: false inside a container without --pid=host, where /proc holds
+// the container's processes only.
+func inInitialPIDNS() bool {
+	ino, err := inode("/proc/self/ns/pid")
+	return err == nil && ino == initialPIDNSInode
+}

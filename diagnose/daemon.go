@@ -56,6 +56,36 @@ func daemonSetting(s *snapshot.Snapshot, key string) (*bool, string) {
 	return v, d.ConfigFile
 }
 
+// dockerElsewhere says why the Docker daemon that answered cannot be the
+// one whose namespace was read, or "". It is so when the collector saw
+// every process of the host and none is a dockerd of this network
+// namespace: a rootless daemon (its rules live in rootlesskit's
+// namespace), a daemon in another namespace reached through its socket, a
+// remote DOCKER_HOST. Bundles from before dockerd was read (Daemons nil)
+// and collectors in a container's PID namespace cannot tell: "".
+func dockerElsewhere(s *snapshot.Snapshot) string {
+	if s == nil || s.Docker == nil || s.Docker.Inferred || s.Daemons == nil || len(s.Daemons) > 0 || !s.Host.AllProcesses {
+		return ""
+	}
+	if s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
+		return "" // no Docker view: docker-unreachable says so
+	}
+	for _, pe := range s.Errors {
+		if pe.Part == "daemon" || pe.Part == "proxies" {
+			return ""
+		}
+	}
+	host := s.Docker.Host
+	if host == "" {
+		host = "the Docker API"
+	}
+	return "the Docker daemon that answered (" + host + ") does not run in this network namespace (no dockerd process here): " +
+		"its rules, bridges and docker-proxy processes are where it runs, so nothing here was compared with Docker's view. " +
+		"Run iptscope in the daemon's namespace (`--netns /proc/$(pidof dockerd)/ns/net`; for rootless Docker, rootlesskit's " +
+		"namespace: `--netns /proc/$(pgrep -u USER rootlesskit | head -1)/ns/net` with DOCKER_HOST set), or on the host where a " +
+		"remote daemon runs"
+}
+
 // iptablesOff reports whether Docker runs with iptables=false (it writes
 // no iptables rules at all) and where that was read.
 func iptablesOff(s *snapshot.Snapshot) (bool, string) {

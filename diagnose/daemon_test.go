@@ -65,3 +65,36 @@ func TestDaemonSettings(t *testing.T) {
 		t.Errorf("ip6tablesOn = %v, %q", on6, why)
 	}
 }
+
+// TestDockerElsewhere: a snapshot whose namespace has no dockerd although
+// the collector saw every process (the API answered from another
+// namespace: rootless Docker, a wrong DOCKER_HOST) is compared with
+// nothing: no finding, ports unknown, an empty plan, a partial report.
+// Without the daemons list (older bundles) or with a partial view of the
+// processes, nothing can be concluded and the checks run.
+func TestDockerElsewhere(t *testing.T) {
+	s := loadBundle(t, "docker-28.5-nft-proxy-off-nat-docker-flushed")
+	if len(Run(s, Options{})) == 0 {
+		t.Fatal("the capture gives no finding to begin with")
+	}
+	s.Daemons, s.Host.AllProcesses = []snapshot.Daemon{}, true
+	if fs := Run(s, Options{}); len(fs) != 0 {
+		t.Errorf("%d findings, first %s", len(fs), fs[0].ID)
+	}
+	for _, p := range Ports(s) {
+		if p.Path != PathUnknown && p.Path != PathLocalOnly {
+			t.Errorf("%s judged %s", p.HostAddr(), p.Path)
+		}
+	}
+	if p := NewPlan(s, nil); !p.Empty() {
+		t.Errorf("plan %+v", p.Ops)
+	}
+	r := NewReport(s, ReportOptions{})
+	if r.Status != StatusUnknown || !strings.Contains(strings.Join(r.Notes, "\n"), "does not run in this network namespace") {
+		t.Errorf("status %s, notes %q", r.Status, r.Notes)
+	}
+	s.Host.AllProcesses = false // a collector in a container's PID namespace
+	if len(Run(s, Options{})) == 0 {
+		t.Error("without every process in view, the checks did not run")
+	}
+}

@@ -58,7 +58,7 @@ var hairpinModeOff = Check{
 // knownProxyOff returns the proxy mode when userland-proxy is off and
 // Docker's containers were read from the API.
 func knownProxyOff(s *snapshot.Snapshot) (ProxyMode, bool) {
-	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 {
+	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 || dockerElsewhere(s) != "" {
 		return ProxyMode{}, false
 	}
 	mode := proxyMode(s)

@@ -189,6 +189,10 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 	if s != nil {
 		p.NetNS = s.Host.NetNS
 	}
+	if why := dockerElsewhere(s); why != "" {
+		p.Notes = append(p.Notes, why+": nothing is planned")
+		return p
+	}
 	staleSpecs := map[string]bool{}
 	natOps := false
 	if as := analyses(s); len(as) > 0 && s.Docker.Error == "" {

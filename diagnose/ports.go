@@ -95,6 +95,7 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 	}
 	defer memoize(s)()
 	a, ok := analyze(s)
+	ok = ok && dockerElsewhere(s) == ""
 	var why string
 	if !ok {
 		why = unjudgedReason(s)
@@ -177,6 +178,9 @@ func isUnspecified4(ip string) bool { return ip == "" || ip == "0.0.0.0" }
 
 // unjudgedReason says why the rules of a snapshot cannot be judged.
 func unjudgedReason(s *snapshot.Snapshot) string {
+	if why := dockerElsewhere(s); why != "" {
+		return "the Docker daemon that answered does not run in this network namespace"
+	}
 	if s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
 		return "Docker's view of its networks is missing"
 	}

@@ -75,7 +75,7 @@ var proxyMissing = Check{
 // knownProxyOn returns the proxy mode when it is known to be on and the
 // docker-proxy processes and Docker's containers were read.
 func knownProxyOn(s *snapshot.Snapshot) (ProxyMode, bool) {
-	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 {
+	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 || dockerElsewhere(s) != "" {
 		return ProxyMode{}, false
 	}
 	for _, pe := range s.Errors {

@@ -115,6 +115,10 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			r.Notes = append(r.Notes, note)
 		}
 	}
+	if why := dockerElsewhere(s); why != "" {
+		r.Partial = true
+		r.Notes = append(r.Notes, "partial: "+why)
+	}
 	// One analysis for the checks and the ports (memo.go).
 	defer memoize(s)()
 	if s.Docker != nil && s.Docker.Version != "" {

@@ -279,3 +279,33 @@ func TestIptablesFalseOnRealDocker(t *testing.T) {
 		t.Errorf("--fix --dry-run: exit %d, want 0 and nothing to repair\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestDaemonElsewhereOnRealDocker: doctor run in the root namespace
+// against the socket of a daemon that runs in another namespace (as with
+// rootless Docker or a wrong DOCKER_HOST) reads rules, links and processes
+// that are not the daemon's. It must say so and check nothing: exit 2,
+// status unknown, no finding, no port judged, and an empty plan. Only
+// --dry-run is run: nothing may ever be applied to the root namespace.
+func TestDaemonElsewhereOnRealDocker(t *testing.T) {
+	h := startDockerHost(t, "else285n", "28.5", "nft", "on")
+	stdout, stderr, code := h.iptscope(t, "doctor", "-o", "json", "--docker-host", "unix://"+h.Socket)
+	var rep fullReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("doctor: exit %d: %v\n%s", code, err, stderr)
+	}
+	if code != 2 || rep.Status != "unknown" || len(rep.Findings) != 0 {
+		t.Errorf("exit %d, status %q, %d findings; want 2, unknown, none", code, rep.Status, len(rep.Findings))
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "does not run in this network namespace") {
+		t.Errorf("notes do not say where the daemon is: %q", rep.Notes)
+	}
+	for _, p := range rep.Ports {
+		if p.Path != "unknown" && p.Path != "local-only" {
+			t.Errorf("port %d judged %s (%s) on rules that are not the daemon's", p.HostPort, p.Path, p.Reason)
+		}
+	}
+	out, stderr, code := h.iptscope(t, "doctor", "--fix", "--dry-run", "--docker-host", "unix://"+h.Socket)
+	if code != 2 || !strings.Contains(out+stderr, "nothing to repair") || strings.Contains(out, "payload") {
+		t.Errorf("--fix --dry-run (exit %d) planned something for another namespace:\n%s\n%s", code, out, stderr)
+	}
+}

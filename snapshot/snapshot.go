@@ -64,7 +64,9 @@ type Snapshot struct {
 	Proxies       []Proxy           `json:"proxies"`
 	// Daemons are the dockerd processes of the namespace with the settings
 	// that shape Docker's rules (flags, then its config file).
-	Daemons []Daemon    `json:"daemons,omitempty"`
+	// Absent in bundles from before iptscope read them; [] when none runs
+	// here.
+	Daemons []Daemon    `json:"daemons"`
 	Docker  *Docker     `json:"docker,omitempty"`
 	Errors  []PartError `json:"errors,omitempty"`
 }
@@ -78,6 +80,10 @@ type Host struct {
 	NetNS      string `json:"netns,omitempty"`
 	NetNSPath  string `json:"netns_path"`
 	NetNSInode uint64 `json:"netns_inode"`
+	// AllProcesses is true when the collector saw every process of the
+	// host (it runs in the initial PID namespace), so that "no dockerd in
+	// this network namespace" means there is none.
+	AllProcesses bool `json:"all_processes,omitempty"`
 }
 
 // RuleDump is one `<family>-<backend>-save -c` output.

@@ -244,8 +244,11 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	}
 	if plan.Empty() {
 		fmt.Fprintln(w, "nothing to repair")
-		if rep.Status == diagnose.StatusProblems {
+		switch rep.Status {
+		case diagnose.StatusProblems:
 			return &exitError{code: exitProblems, err: fmt.Errorf("nothing to repair, but findings remain that iptscope does not repair (see above)")}
+		case diagnose.StatusUnknown:
+			return &exitError{code: exitUnknown, err: fmt.Errorf("nothing to repair, but the check was partial: see the notes")}
 		}
 		return nil
 	}
