@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/iptscope/iptscope/internal/synth"
@@ -54,6 +55,23 @@ func BenchmarkRun1000PortsNATFlushed(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if f := Run(s, Options{}); len(f) == 0 {
 			b.Fatal("no finding on a flushed nat DOCKER")
+		}
+	}
+}
+
+// BenchmarkDoctor1000PortsRepointed: every DNAT re-pointed to port 81 of
+// its (live) container, as a saved ruleset restored after the containers
+// were re-created with other mappings leaves them: 1,000 stale DNATs that
+// each take one of Docker's 1,000 ports. Report and plan.
+func BenchmarkDoctor1000PortsRepointed(b *testing.B) {
+	dump := bytes.ReplaceAll(synth.DockerHost(1000), []byte(":80\n"), []byte(":81\n"))
+	s := synth.DockerSnapshot(1000, dump, "nft")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReport(s, ReportOptions{})
+		if p := NewPlan(s, r.Findings); len(p.Ops) < 2000 {
+			b.Fatalf("plan has %d ops, want >= 2000 (1,000 deletions, 1,000 DNATs)", len(p.Ops))
 		}
 	}
 }

@@ -55,7 +55,7 @@ func analyzeIPv6Uncached(s *snapshot.Snapshot) (analysis, bool) {
 	if err != nil {
 		return analysis{}, false
 	}
-	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d}, true
+	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d, idx: &analysisIndex{}}, true
 }
 
 // family is the analysis' address family (snapshot.FamilyIPv4 or IPv6).

@@ -95,6 +95,19 @@ func memoized(s *snapshot.Snapshot, fam string, compute func(*snapshot.Snapshot)
 type analysisIndex struct {
 	pathOnce sync.Once
 	paths    pathIndex
+	overOnce sync.Once
+	overs    overrideIndex
+}
+
+// overIdx returns the override index of a (dnat_stale.go), built on first
+// use.
+func (a analysis) overIdx() *overrideIndex {
+	if a.idx == nil {
+		x := buildOverrideIndex(a)
+		return &x
+	}
+	a.idx.overOnce.Do(func() { a.idx.overs = buildOverrideIndex(a) })
+	return &a.idx.overs
 }
 
 // pathIndex indexes the filter rules pathRules picks, by their position in
