@@ -63,11 +63,12 @@ func proxyFamily(p snapshot.Proxy) string {
 	return snapshot.FamilyIPv4
 }
 
-// proxyFor reports the docker-proxy processes serving a binding.
+// proxyFor reports the docker-proxy processes on a binding's protocol and
+// host port, whatever their address.
 func proxyFor(s *snapshot.Snapshot, p *snapshot.PortBinding) []snapshot.Proxy {
 	var out []snapshot.Proxy
 	for _, x := range s.Proxies {
-		if p != nil && x.HostPort == p.HostPort && x.Proto == proto(*p) {
+		if p != nil && proxyOnPort(x, *p) {
 			out = append(out, x)
 		}
 	}

@@ -544,23 +544,36 @@ func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
 	return nil, ""
 }
 
-// proxiesFor returns the docker-proxy processes listening on a binding's
-// host address (or the wildcard of its family), port and protocol.
+// proxiesFor returns the docker-proxy processes listening for a binding
+// (proxyListensOn).
 func proxiesFor(s *snapshot.Snapshot, pb *snapshot.PortBinding) []snapshot.Proxy {
+	var out []snapshot.Proxy
+	for _, x := range s.Proxies {
+		if proxyListensOn(x, *pb) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// proxyOnPort reports whether docker-proxy x serves the binding's protocol
+// and host port (a range proxy, -host-port-end, serves each of its ports).
+func proxyOnPort(x snapshot.Proxy, pb snapshot.PortBinding) bool {
+	return x.Proto == proto(pb) && (x.HostPort == pb.HostPort || x.HostPort < pb.HostPort && pb.HostPort <= x.HostPortEnd)
+}
+
+// proxyListensOn reports whether docker-proxy x listens for the binding:
+// its protocol and port, on its host address or the wildcard of its
+// family.
+func proxyListensOn(x snapshot.Proxy, pb snapshot.PortBinding) bool {
+	if !proxyOnPort(x, pb) {
+		return false
+	}
 	want := pb.HostIP
 	if want == "" {
 		want = "0.0.0.0"
 	}
 	wa, _ := netip.ParseAddr(want)
-	var out []snapshot.Proxy
-	for _, x := range proxyFor(s, pb) {
-		xa, err := netip.ParseAddr(x.HostIP)
-		if err != nil {
-			continue
-		}
-		if xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4() {
-			out = append(out, x)
-		}
-	}
-	return out
+	xa, err := netip.ParseAddr(x.HostIP)
+	return err == nil && (xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4())
 }

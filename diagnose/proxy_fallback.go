@@ -110,7 +110,7 @@ func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
 		default:
 			continue
 		}
-		prox := proxiesServing(s, er.Port)
+		prox := proxiesFor(s, er.Port)
 		if len(prox) == 0 {
 			continue
 		}
@@ -156,21 +156,4 @@ func portMatches(name string) bool {
 		return true
 	}
 	return false
-}
-
-// proxiesServing returns the docker-proxy processes listening for an IPv4
-// binding: same port and protocol, on the binding's address or on
-// 0.0.0.0 when the binding is on all addresses.
-func proxiesServing(s *snapshot.Snapshot, p *snapshot.PortBinding) []snapshot.Proxy {
-	want := p.HostIP
-	if want == "" {
-		want = "0.0.0.0"
-	}
-	var out []snapshot.Proxy
-	for _, x := range s.Proxies {
-		if x.HostPort == p.HostPort && x.Proto == proto(*p) && x.HostIP == want {
-			out = append(out, x)
-		}
-	}
-	return out
 }

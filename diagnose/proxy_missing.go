@@ -122,23 +122,11 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 		}
 	}
 	served := func(pb snapshot.PortBinding) bool {
-		want := pb.HostIP
-		if want == "" {
-			want = "0.0.0.0"
-		}
-		wa, _ := netip.ParseAddr(want)
-		listens := func(x snapshot.Proxy) bool {
-			xa, err := netip.ParseAddr(x.HostIP)
-			return err == nil && x.Proto == proto(pb) && (xa == wa || xa.IsUnspecified() && xa.Is4() == wa.Is4())
-		}
-		for _, x := range byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)] {
-			if listens(x) {
-				return true
-			}
-		}
-		for _, x := range ranges {
-			if pb.HostPort >= x.HostPort && pb.HostPort <= x.HostPortEnd && listens(x) {
-				return true
+		for _, xs := range [][]snapshot.Proxy{byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)], ranges} {
+			for _, x := range xs {
+				if proxyListensOn(x, pb) {
+					return true
+				}
 			}
 		}
 		return false
