@@ -28,7 +28,7 @@ var brNetfilterDisabled = Check{
 	Title:    "Bridged traffic bypasses iptables (br_netfilter) although Docker needs it",
 	Severity: SeverityWarning,
 	Run: func(s *snapshot.Snapshot) []Finding {
-		if s == nil || s.Docker == nil || s.Docker.Inferred {
+		if !apiView(s) {
 			return nil
 		}
 		why := brNetfilterNeeds(s)

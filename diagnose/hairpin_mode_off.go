@@ -54,35 +54,3 @@ var hairpinModeOff = Check{
 		return out
 	},
 }
-
-// knownProxyOff returns the proxy mode when userland-proxy is off and
-// Docker's containers were read from the API.
-func knownProxyOff(s *snapshot.Snapshot) (ProxyMode, bool) {
-	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 || dockerElsewhere(s) != "" {
-		return ProxyMode{}, false
-	}
-	mode := proxyMode(s)
-	return mode, !mode.On()
-}
-
-// publishes reports whether c publishes a port on the host.
-func publishes(c snapshot.Container) bool {
-	for _, p := range c.Ports {
-		if p.HostPort > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// bridgeOfNetwork returns the bridge of a bridge-driver network that is
-// neither internal nor in routed gateway mode (NAT'd, so hairpin and
-// route_localnet matter), or "".
-func bridgeOfNetwork(s *snapshot.Snapshot, network string) string {
-	for _, n := range s.Docker.Networks {
-		if n.Name == network && n.Driver == "bridge" && !n.Internal && n.Options["com.docker.network.bridge.gateway_mode_ipv4"] != "routed" {
-			return n.BridgeName
-		}
-	}
-	return ""
-}

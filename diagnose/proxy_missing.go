@@ -72,24 +72,6 @@ var proxyMissing = Check{
 	},
 }
 
-// knownProxyOn returns the proxy mode when it is known to be on and the
-// docker-proxy processes and Docker's containers were read.
-func knownProxyOn(s *snapshot.Snapshot) (ProxyMode, bool) {
-	if s == nil || s.Docker == nil || s.Docker.Inferred || len(s.Docker.Containers) == 0 || dockerElsewhere(s) != "" {
-		return ProxyMode{}, false
-	}
-	for _, pe := range s.Errors {
-		if pe.Part == "proxies" {
-			return ProxyMode{}, false
-		}
-	}
-	mode := proxyMode(s)
-	if !mode.On() || mode.Source == proxyDefaultSource {
-		return ProxyMode{}, false
-	}
-	return mode, true
-}
-
 // unservedPort is one published port (all host addresses of one protocol,
 // host port and container port) that no docker-proxy serves.
 type unservedPort struct {
@@ -104,12 +86,6 @@ type unservedPort struct {
 // unservedPorts lists the running containers' published ports with no
 // docker-proxy for any of their bindings, in container then port order.
 func unservedPorts(s *snapshot.Snapshot) []unservedPort {
-	routed := map[string]bool{}
-	for _, n := range s.Docker.Networks {
-		if n.Options["com.docker.network.bridge.gateway_mode_ipv4"] == "routed" {
-			routed[n.Name] = true
-		}
-	}
 	// The proxies by protocol and host port (proxiesFor's scan per binding
 	// would be quadratic on hosts with thousands of ports).
 	byPort := map[string][]snapshot.Proxy{}
@@ -139,7 +115,7 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 		}
 		network := ""
 		for _, ep := range c.Endpoints {
-			if ep.IP != "" && !routed[ep.Network] && network == "" {
+			if ep.IP != "" && network == "" && bridgeOfNetwork(s, ep.Network) != "" {
 				network = ep.Network
 			}
 		}
