@@ -171,15 +171,8 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 						}
 					}
 					rep, code, stderr := h.doctor(t, "")
-					var got []string
-					for _, f := range rep.Findings {
-						if (f.Severity == "error" || f.Severity == "warning") && !slices.Contains(got, f.ID) {
-							got = append(got, f.ID)
-						}
-					}
-					sort.Strings(got)
-					if !slices.Equal(got, want) {
-						t.Errorf("error/warning IDs %v, want %v", got, want)
+					if got := rep.problemIDs(); !slices.Equal(got, want) {
+						t.Errorf("error/warning IDs %v, want %v", rep.problemIDs(), want)
 					}
 					if wantCode := map[bool]int{true: 1, false: 0}[len(want) > 0]; code != wantCode {
 						t.Errorf("doctor exit %d, want %d (%s)", code, wantCode, stderr)
@@ -259,23 +252,12 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					t.Errorf("doctor --fix: exit %d, want 1 after repairing, naming forward-blocked\n%s\n%s", code, out, stderr)
 				}
 				rep, _, _ := h.doctor(t, "")
-				var got []string
-				for _, f := range rep.Findings {
-					if f.Severity == "error" || f.Severity == "warning" {
-						got = append(got, f.ID)
-					}
-				}
-				if strings.Join(uniqIDs(got), ",") != "forward-blocked" {
+				if got := rep.problemIDs(); strings.Join(got, ",") != "forward-blocked" {
 					t.Errorf("after --fix: %v, want only forward-blocked (Docker's ACCEPTs back, the admin's REJECT left)", got)
 				}
 			})
 		})
 	}
-}
-
-func uniqIDs(ids []string) []string {
-	slices.Sort(ids)
-	return slices.Compact(ids)
 }
 
 // getLocal reports whether http://127.0.0.1:PORT/ answers from inside the

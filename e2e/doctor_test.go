@@ -32,6 +32,19 @@ type doctorReport struct {
 	} `json:"ports"`
 }
 
+// problemIDs returns the IDs of the error and warning findings, sorted,
+// each once.
+func (r doctorReport) problemIDs() []string {
+	var ids []string
+	for _, f := range r.Findings {
+		if f.Severity == "error" || f.Severity == "warning" {
+			ids = append(ids, f.ID)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
 // brokenKinds are dockerhost.sh's break KINDs with the error/warning IDs
 // doctor must report for each (at least these; proxy-fallback is added
 // below where the proxy is on). legacy-leftovers is left out: it gives
@@ -111,13 +124,7 @@ func TestDoctorOnRealDocker(t *testing.T) {
 						pathDir = filepath.Join(h.State, "bin-"+other)
 					}
 					rep, code, stderr := h.doctor(t, pathDir)
-					var got []string
-					for _, f := range rep.Findings {
-						if (f.Severity == "error" || f.Severity == "warning") && !slices.Contains(got, f.ID) {
-							got = append(got, f.ID)
-						}
-					}
-					sort.Strings(got)
+					got := rep.problemIDs()
 					for _, id := range want {
 						if !slices.Contains(got, id) {
 							t.Errorf("%s not reported; got %v", id, got)

@@ -309,22 +309,11 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		}
 	}
 	if len(left) > 0 {
-		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s): see the plan's \"leave\" lines", len(left), rep.FailOn, strings.Join(uniq(left), ", "))}
+		n := len(left)
+		slices.Sort(left)
+		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s): see the plan's \"leave\" lines", n, rep.FailOn, strings.Join(slices.Compact(left), ", "))}
 	}
 	return nil
-}
-
-// uniq returns ids without repeats, in first-seen order.
-func uniq(ids []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // printPlan writes the plan as text: what is repaired, what is not and
