@@ -2,7 +2,6 @@ package diagnose
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/iptscope/iptscope/snapshot"
 )
@@ -31,49 +30,52 @@ var brNetfilterDisabled = Check{
 		if !apiView(s) {
 			return nil
 		}
-		why := brNetfilterNeeds(s)
-		if len(why) == 0 {
-			return nil
+		need := brNetfilterNeeds(s)
+		const name = "net.bridge.bridge-nf-call-iptables"
+		v, read := s.Sysctls[name]
+		if len(need.why) == 0 || !read || v.Present && v.Value != "0" {
+			return nil // not needed, not read, or on
 		}
-		var bad []string
-		loaded := true
-		for _, name := range []string{"net.bridge.bridge-nf-call-iptables"} {
-			v, read := s.Sysctls[name]
-			switch {
-			case !read:
-				return nil // sysctls not read: nothing to say
-			case !v.Present:
-				loaded = false
-				bad = append(bad, name+": absent (br_netfilter is not loaded)")
-			case v.Value == "0":
-				bad = append(bad, name+" = 0")
-			}
-		}
-		if len(bad) == 0 {
-			return nil
-		}
-		fix := "sysctl -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 (what Docker sets)"
-		if !loaded {
+		bad := name + " = 0"
+		fix := "sysctl -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 (what Docker sets)."
+		if !v.Present {
+			bad = name + ": absent (br_netfilter is not loaded)"
 			fix = "modprobe br_netfilter (and list it in /etc/modules-load.d/ so it loads at boot); Docker 27.4+ also does it " +
-				"when it starts. Not repaired automatically: iptscope does not load kernel modules"
+				"when it starts. Not repaired automatically: iptscope does not load kernel modules."
+		}
+		detail := "Packets between containers on the same bridge are not seen by iptables."
+		if need.proxyOff {
+			detail += " With userland-proxy off, a container's connection to another container's published port on the " +
+				"same bridge through the host's address is translated, but the reply goes back over the bridge without being " +
+				"translated back: the connection times out."
+		}
+		if need.icc {
+			detail += " On an icc=false network, Docker's DROP between its containers never sees their packets: they " +
+				"talk to each other freely."
 		}
 		return []Finding{{
 			ID:       "br-netfilter-disabled",
 			Severity: SeverityWarning,
-			Title:    "Bridged traffic bypasses iptables: " + strings.Join(bad, "; "),
-			Detail: "Packets between containers on the same bridge are not seen by iptables. " + strings.Join(whyText(why), " ") +
-				" Note that with br_netfilter on, traffic of every Linux bridge (libvirt, LXC) goes through iptables FORWARD too.",
-			Evidence: append(bad, why...),
-			Fix:      fix + ".",
+			Title:    "Bridged traffic bypasses iptables: " + bad,
+			Detail:   detail + " Note that with br_netfilter on, traffic of every Linux bridge (libvirt, LXC) goes through iptables FORWARD too.",
+			Evidence: append([]string{bad}, need.why...),
+			Fix:      fix,
 		}}
 	},
 }
 
-// brNetfilterNeeds lists why Docker needs br_netfilter here: userland-proxy
+// brNetfilterNeed is why Docker needs br_netfilter here (why, one line per
+// network) and for which of the two reasons.
+type brNetfilterNeed struct {
+	why           []string
+	proxyOff, icc bool
+}
+
+// brNetfilterNeeds says why Docker needs br_netfilter here: userland-proxy
 // off with a bridge that has a published port and another container, or a
-// network with icc=false and two running containers. Empty: not needed.
-func brNetfilterNeeds(s *snapshot.Snapshot) []string {
-	var why []string
+// network with icc=false and two running containers. No why: not needed.
+func brNetfilterNeeds(s *snapshot.Snapshot) brNetfilterNeed {
+	var need brNetfilterNeed
 	mode := proxyMode(s)
 	perNet := map[string][]string{} // network -> running containers
 	publishing := map[string]bool{}
@@ -97,30 +99,13 @@ func brNetfilterNeeds(s *snapshot.Snapshot) []string {
 			continue
 		}
 		if !mode.On() && publishing[n.Name] {
-			why = append(why, fmt.Sprintf("network %s: userland-proxy off (%s) and %d containers, one publishing ports", n.Name, mode.Source, len(cts)))
+			need.proxyOff = true
+			need.why = append(need.why, fmt.Sprintf("network %s: userland-proxy off (%s) and %d containers, one publishing ports", n.Name, mode.Source, len(cts)))
 		}
 		if n.Options["com.docker.network.bridge.enable_icc"] == "false" {
-			why = append(why, fmt.Sprintf("network %s: icc=false with %d containers", n.Name, len(cts)))
+			need.icc = true
+			need.why = append(need.why, fmt.Sprintf("network %s: icc=false with %d containers", n.Name, len(cts)))
 		}
 	}
-	return why
-}
-
-func whyText(why []string) []string {
-	var proxyOff, icc bool
-	for _, w := range why {
-		proxyOff = proxyOff || strings.Contains(w, "userland-proxy off")
-		icc = icc || strings.Contains(w, "icc=false")
-	}
-	var out []string
-	if proxyOff {
-		out = append(out, "With userland-proxy off, a container's connection to another container's published port on the "+
-			"same bridge through the host's address is translated, but the reply goes back over the bridge without being "+
-			"translated back: the connection times out.")
-	}
-	if icc {
-		out = append(out, "On an icc=false network, Docker's DROP between its containers never sees their packets: they "+
-			"talk to each other freely.")
-	}
-	return out
+	return need
 }

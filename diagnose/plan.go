@@ -224,7 +224,7 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 		}
 	}
 	brNF := ""
-	if apiView(s) && len(brNetfilterNeeds(s)) > 0 {
+	if apiView(s) && len(brNetfilterNeeds(s).why) > 0 {
 		switch v, read := s.Sysctls["net.bridge.bridge-nf-call-iptables"]; {
 		case read && v.Present && v.Value == "0":
 			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.bridge.bridge-nf-call-iptables", Value: "1", Old: "0", Why: "br-netfilter-disabled"})
