@@ -73,13 +73,10 @@ func dockerRuleDuplicatedOf(_ *snapshot.Snapshot, a analysis) []Finding {
 			for i := len(dups) - 1; i >= 0; i-- {
 				cmds = append(cmds, fmt.Sprintf("%s -t %s -D %s %d", a.ipt(), t, cn, dups[i].Position))
 			}
-			for i, r := range dups {
-				if i == 10 {
-					f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(dups)-10))
-					break
-				}
+			for _, r := range dups {
 				f.Evidence = append(f.Evidence, fmt.Sprintf("rule %d of %s %s copies rule %d: %s", r.Position, t, cn, seen[r.Spec()].Position, a.evSave(r.SaveLine(false))))
 			}
+			f.Evidence = capped(f.Evidence, 10)
 			f.Fix = "Delete the later copies by position, last first: `" + strings.Join(cmds, "; ") + "` (`-D` by rule text would " +
 				"delete the first copy and move the rule). Then stop whatever restores the saved ruleset with --noflush. Not " +
 				"repaired automatically."

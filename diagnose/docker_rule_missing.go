@@ -163,13 +163,10 @@ func dockerRuleMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 			f.Detail = "Evaluation falls off the end of a user-defined chain with the same result as this RETURN, so nothing " +
 				"changes for traffic; the chain differs from what Docker wrote."
 		}
-		for i, er := range ers {
-			if i == 10 {
-				f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(ers)-10))
-				break
-			}
+		for _, er := range ers {
 			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
 		}
+		f.Evidence = capped(f.Evidence, 10)
 		var cmds []string
 		for _, er := range ers[:min(len(ers), 3)] {
 			cmds = append(cmds, "`"+a.ipt()+" "+ruleLine(er)+"`")
@@ -183,6 +180,15 @@ func dockerRuleMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// capped keeps the first n lines of evidence and says how many more there
+// are.
+func capped(lines []string, n int) []string {
+	if len(lines) <= n {
+		return lines
+	}
+	return append(lines[:n:n], fmt.Sprintf("... and %d more", len(lines)-n))
 }
 
 // count renders n as one (n == 1) or with format many.

@@ -51,13 +51,10 @@ func rawDropMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 				"(`systemctl restart docker`), or add them by hand. iptscope does not add them: it cannot tell from the " +
 				"rules whether Docker wants them here.",
 		}
-		for i, er := range missing {
-			if i == 3 {
-				f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more", len(missing)-3))
-				break
-			}
+		for _, er := range missing {
 			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
 		}
+		f.Evidence = capped(f.Evidence, 3)
 		return []Finding{f}
 	}
 	var out []Finding
