@@ -67,9 +67,9 @@ func proxyFamily(p snapshot.Proxy) string {
 // host port, whatever their address.
 func proxyFor(s *snapshot.Snapshot, p *snapshot.PortBinding) []snapshot.Proxy {
 	var out []snapshot.Proxy
-	for _, x := range s.Proxies {
-		if p != nil && proxyOnPort(x, *p) {
-			out = append(out, x)
+	for i := range s.Proxies {
+		if p != nil && proxyOnPort(&s.Proxies[i], p) {
+			out = append(out, s.Proxies[i])
 		}
 	}
 	return out

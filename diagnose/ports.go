@@ -548,9 +548,9 @@ func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
 // (proxyListensOn).
 func proxiesFor(s *snapshot.Snapshot, pb *snapshot.PortBinding) []snapshot.Proxy {
 	var out []snapshot.Proxy
-	for _, x := range s.Proxies {
-		if proxyListensOn(x, *pb) {
-			out = append(out, x)
+	for i := range s.Proxies {
+		if proxyListensOn(&s.Proxies[i], pb) {
+			out = append(out, s.Proxies[i])
 		}
 	}
 	return out
@@ -558,14 +558,15 @@ func proxiesFor(s *snapshot.Snapshot, pb *snapshot.PortBinding) []snapshot.Proxy
 
 // proxyOnPort reports whether docker-proxy x serves the binding's protocol
 // and host port (a range proxy, -host-port-end, serves each of its ports).
-func proxyOnPort(x snapshot.Proxy, pb snapshot.PortBinding) bool {
-	return x.Proto == proto(pb) && (x.HostPort == pb.HostPort || x.HostPort < pb.HostPort && pb.HostPort <= x.HostPortEnd)
+// Pointers: callers test every proxy against every binding.
+func proxyOnPort(x *snapshot.Proxy, pb *snapshot.PortBinding) bool {
+	return (x.HostPort == pb.HostPort || x.HostPort < pb.HostPort && pb.HostPort <= x.HostPortEnd) && x.Proto == proto(*pb)
 }
 
 // proxyListensOn reports whether docker-proxy x listens for the binding:
 // its protocol and port, on its host address or the wildcard of its
 // family.
-func proxyListensOn(x snapshot.Proxy, pb snapshot.PortBinding) bool {
+func proxyListensOn(x *snapshot.Proxy, pb *snapshot.PortBinding) bool {
 	if !proxyOnPort(x, pb) {
 		return false
 	}

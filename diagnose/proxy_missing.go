@@ -99,8 +99,8 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 	}
 	served := func(pb snapshot.PortBinding) bool {
 		for _, xs := range [][]snapshot.Proxy{byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)], ranges} {
-			for _, x := range xs {
-				if proxyListensOn(x, pb) {
+			for i := range xs {
+				if proxyListensOn(&xs[i], &pb) {
 					return true
 				}
 			}
