@@ -469,3 +469,20 @@ func whyOf(er ExpectedRule, a analysis) string {
 	}
 	return "docker-rule-missing"
 }
+
+// Repairable reports whether `doctor --fix` can repair findings of the
+// check (some findings of a repairable check may still be left alone, each
+// with its reason in the plan).
+func (c Check) Repairable() bool { return repairableIDs[c.ID] }
+
+// NotRepairedReason says why findings of the check are left to a person
+// ("" for a repairable check).
+func (c Check) NotRepairedReason() string {
+	if c.Repairable() {
+		return ""
+	}
+	if r := notRepaired[c.ID]; r != "" {
+		return r
+	}
+	return "not repaired automatically"
+}
