@@ -18,32 +18,6 @@ type analysis struct {
 	idx *analysisIndex
 }
 
-// analyze derives and compares the IPv4 rules of the backend Docker
-// writes to. ok is false when there is nothing to compare (no Docker
-// view, era not modelled, no usable dump): checks then stay silent.
-// Within a memo scope for s (memo.go) it is computed once.
-func analyze(s *snapshot.Snapshot) (a analysis, ok bool) {
-	if a, ok, found := memoized(s, snapshot.FamilyIPv4, analyzeUncached); found {
-		return a, ok
-	}
-	return analyzeUncached(s)
-}
-
-func analyzeUncached(s *snapshot.Snapshot) (a analysis, ok bool) {
-	if s == nil || s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
-		return a, false
-	}
-	e, err := Expect(s, snapshot.FamilyIPv4)
-	if err != nil || !e.Modelled {
-		return a, false
-	}
-	d, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4)
-	if err != nil {
-		return a, false
-	}
-	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d, idx: &analysisIndex{}}, true
-}
-
 // chainExists reports whether table t of the dump has chain c.
 func (a analysis) chainExists(t parse.TableName, c parse.ChainName) bool {
 	return a.rs.Table(t).Chain(c) != nil

@@ -13,7 +13,10 @@ var backendSplit = Check{
 	ID:       "backend-split",
 	Title:    "Docker's rules are split between the nft and legacy iptables backends",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "which iptables backend is the right one is the administrator's decision: remove the other backend's Docker rules by hand (docs/checks/backend-split.md)"},
+	Needs:    "the rules of both iptables backends",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		var ev []string
 		for _, d := range s.Rules {
 			if d.Ruleset == nil || d.Family != snapshot.FamilyIPv4 {

@@ -26,7 +26,10 @@ var brNetfilterDisabled = Check{
 	ID:       "br-netfilter-disabled",
 	Title:    "Bridged traffic bypasses iptables (br_netfilter) although Docker needs it",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Auto: true},
+	Needs:    "the br_netfilter sysctls",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if !apiView(s) {
 			return nil
 		}

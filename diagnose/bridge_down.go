@@ -3,8 +3,6 @@ package diagnose
 import (
 	"fmt"
 	"strings"
-
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // bridgeDown: a bridge with running containers is administratively down or
@@ -13,7 +11,10 @@ var bridgeDown = Check{
 	ID:       "bridge-down",
 	Title:    "A Docker network's bridge is down while containers use it",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart"},
+	Needs:    "the host's links",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		// Why not on an inferred view: its containers come from neighbour
 		// entries and DNAT rules, which outlive the containers.
 		if s.Docker == nil || s.Docker.Inferred || !linksRead(s) {

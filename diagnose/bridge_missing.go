@@ -3,8 +3,6 @@ package diagnose
 import (
 	"fmt"
 	"strings"
-
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // bridgeMissing: a bridge-driver network's Linux bridge does not exist.
@@ -12,7 +10,10 @@ var bridgeMissing = Check{
 	ID:       "bridge-missing",
 	Title:    "A Docker network's bridge interface is missing",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge"},
+	Needs:    "the host's links",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if s.Docker == nil || !linksRead(s) {
 			return nil
 		}

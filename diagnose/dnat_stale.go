@@ -16,14 +16,25 @@ var dnatStale = Check{
 	ID:       "dnat-stale",
 	Title:    "A DNAT rule sends traffic to the wrong place",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone"},
+	Run: func(env *Env) []Finding {
+		s := env.S
+		if env.RulesOnly {
+			return perFamily(dnatStaleFromRules)(env)
+		}
 		if s == nil || (s.Docker != nil && s.Docker.Error != "") {
 			// Why: with a partial Docker view a live container may look
 			// absent; never call a rule stale on that.
 			return nil
 		}
-		return perFamily(dnatStaleOf)(s)
+		return perFamily(dnatStaleOf)(env)
 	},
+}
+
+// staleCause is the subject of the dnat-stale finding about r; the plan's
+// deletion of r links to it.
+func staleCause(a analysis, r *parse.Rule) Subject {
+	return Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker, Port: portsText(r), Rule: r.SaveLine(false)}
 }
 
 // liveIPs maps the addresses of running containers' endpoints, of both
@@ -50,7 +61,9 @@ func liveIPs(s *snapshot.Snapshot) map[string]string {
 }
 
 // dnatStaleOf is dnat-stale for one family.
-func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
+func dnatStaleOf(env *Env, a analysis) []Finding {
+	s := env.S
+	_ = s
 	live := liveIPs(s)
 	var out []Finding
 	for _, r := range a.diff.Unexpected {
@@ -64,16 +77,19 @@ func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
 		f := Finding{
 			ID:       "dnat-stale",
 			Severity: SeverityError,
-			Subject:  Subject{Table: "nat", Chain: "DOCKER", Port: portsText(r), Family: a.family()},
+			Key:      KeyOf("dnat-stale", staleCause(a, r)),
+			Subject:  staleCause(a, r),
 			Evidence: []string{fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false)))},
+			Rules:    []RuleRef{ruleRef(a.family(), "stale", r)},
 		}
 		shadowed := shadows(a, r)
 		owner, isLive := live[canonIP(dest.IP)]
 		switch {
 		case !isLive:
+			f.Repairable = true
 			f.Title = fmt.Sprintf("DNAT for port %s points at %s, which no running container has%s", portsText(r), r.NATTo(), a.famTitle())
 			f.Detail = "Connections matching this rule are sent to an address nobody answers on: they time out."
-			f.Fix = "Delete the rule: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It is not Docker's (no running container has " +
+			f.Fix = "`sudo iptscope doctor --fix` deletes it. By hand: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It is not Docker's (no running container has " +
 				dest.IP + "); it was probably restored from a saved ruleset or added by hand, so also remove it from wherever it came from " +
 				"(/etc/iptables/rules.v" + a.ipVer() + ", a firewall script)."
 		default:
@@ -81,7 +97,8 @@ func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
 			f.Title = fmt.Sprintf("DNAT for port %s points at %s, which container %s does not publish there%s", portsText(r), r.NATTo(), owner, a.famTitle())
 			f.Detail = "This DNAT rule does not match any of the container's published ports: Docker did not write it, and traffic it matches goes to a port the container may not serve."
 			if ov := overrides(a, r); len(ov) > 0 {
-				f.Fix = "Delete the rule (`iptscope doctor --fix` does): `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It takes port " +
+				f.Repairable = true
+				f.Fix = "`sudo iptscope doctor --fix` deletes it. By hand: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It takes port " +
 					portName(ov[0].Port) + ", which Docker maps to " + ov[0].Rule.NATTo() + " (container " + ov[0].Container + ")."
 			} else {
 				f.Fix = "Check where the rule comes from before deleting it: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
@@ -92,6 +109,7 @@ func dnatStaleOf(s *snapshot.Snapshot, a analysis) []Finding {
 			for _, sh := range shadowed {
 				f.Detail += fmt.Sprintf(" %s -> %s (container %s)", portName(sh.Expected.Port), sh.Actual.NATTo(), sh.Expected.Container)
 				f.Evidence = append(f.Evidence, fmt.Sprintf("shadowed rule %d of nat DOCKER: %s", sh.Actual.Position, a.evSave(sh.Actual.SaveLine(false))))
+				f.Rules = append(f.Rules, ruleRef(a.family(), "shadowed", sh.Actual))
 			}
 		}
 		out = append(out, f)
@@ -240,4 +258,44 @@ func ifaceOverlaps(a, b parse.Negatable) bool {
 		return true
 	}
 	return a.Value == b.Value
+}
+
+// dnatStaleFromRules is dnat-stale on a raw dump: a DNAT for a host port
+// that another DNAT maps to a container port Docker's other rules name,
+// while nothing names its own destination (InferFromRules). Which of the
+// two comes first decides what traffic meets today.
+func dnatStaleFromRules(env *Env, a analysis) []Finding {
+	inf := env.Inference
+	if inf == nil || inf.Family != a.family() {
+		return nil
+	}
+	var out []Finding
+	for _, st := range inf.Stale {
+		r := st.Rule
+		f := Finding{
+			ID:       "dnat-stale",
+			Severity: SeverityError,
+			Subject:  staleCause(a, r),
+			Title:    fmt.Sprintf("DNAT for port %s points at %s, which none of Docker's other rules names%s", portsText(r), r.NATTo(), a.famTitle()),
+			Evidence: []string{
+				fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false))),
+				fmt.Sprintf("rule %d of nat DOCKER, same port: %s", st.Live.Position, a.evSave(st.Live.SaveLine(false))),
+				fmt.Sprintf("its destination %s is admitted by rule %d of %s %s: %s", st.Live.NATTo(), st.Admits.Position, st.Admits.Table, st.Admits.Chain, a.evSave(st.Admits.SaveLine(false))),
+			},
+			Rules: []RuleRef{ruleRef(a.family(), "stale", r), ruleRef(a.family(), "found", st.Live), ruleRef(a.family(), "inferred-from", st.Admits)},
+			Fix: "Delete the stale rule: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "` (on the host `sudo iptscope doctor --fix` does it " +
+				"after checking Docker's view). It is not Docker's; it was probably restored from a saved ruleset or left by a re-created " +
+				"container, so also remove it from wherever it came from (/etc/iptables/rules.v" + a.ipVer() + ", a firewall script).",
+		}
+		if r.Position < st.Live.Position {
+			f.Detail = fmt.Sprintf("Two DNATs translate port %s. This one (rule %d) comes first, so connections go to %s, where no container of Docker's rules answers: they time out. Docker's own rule %d, to %s, never matches.",
+				portsText(r), r.Position, r.NATTo(), st.Live.Position, st.Live.NATTo())
+		} else {
+			f.Severity = SeverityWarning
+			f.Detail = fmt.Sprintf("Two DNATs translate port %s. Docker's rule %d, to %s, comes first and wins, so traffic works today; this one (rule %d) is a leftover that matches nothing until the rules are reordered.",
+				portsText(r), st.Live.Position, st.Live.NATTo(), r.Position)
+		}
+		out = append(out, f)
+	}
+	return out
 }

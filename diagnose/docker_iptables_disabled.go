@@ -1,9 +1,5 @@
 package diagnose
 
-import (
-	"github.com/iptscope/iptscope/snapshot"
-)
-
 // dockerIptablesDisabled: the daemon runs with iptables=false (its command
 // line or daemon.json), so it writes no rule and none is expected: the
 // rule checks stay silent and --fix plans nothing. Said as info so that
@@ -14,7 +10,10 @@ var dockerIptablesDisabled = Check{
 	ID:       "docker-iptables-disabled",
 	Title:    "Docker runs with iptables=false: it writes no firewall rules",
 	Severity: SeverityInfo,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "the daemon's configuration: Docker manages no rule, so iptscope writes none"},
+	Needs:    "the daemon's configuration",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		off, src := iptablesOff(s)
 		if !off || s.Docker == nil {
 			return nil

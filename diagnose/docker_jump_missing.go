@@ -2,41 +2,64 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // dockerJumpMissing: Docker's chain exists but the jump that sends
-// packets into it is gone, so its rules are never evaluated.
+// packets into it is gone, so its rules are never evaluated. One finding
+// per chain the jumps are missing from.
 var dockerJumpMissing = Check{
 	ID:       "docker-jump-missing",
 	Title:    "A jump into Docker's chains is missing",
 	Severity: SeverityError,
 	Run:      perFamily(jumpMissing),
+	Repair:   Repair{Auto: true},
+	Claims:   jumpMissingClaims,
+}
+
+// jumpMissingClaims: a jump (from a built-in chain, or inside Docker's
+// skeleton) whose chains exist; one cause per chain it jumps from.
+func jumpMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
+	if (er.Kind != KindJump && er.Kind != KindSkeleton) || !er.Rule.JumpsToChain() || a.missingChain(er) {
+		return Subject{}, false
+	}
+	return Subject{Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain}, true
 }
 
 // jumpMissing is docker-jump-missing for one family.
-func jumpMissing(_ *snapshot.Snapshot, a analysis) []Finding {
+func jumpMissing(_ *Env, a analysis) []Finding {
+	causes, groups := claimedBy(a, jumpMissingClaims)
 	var out []Finding
-	for _, er := range a.diff.MissingOf(KindJump, KindSkeleton) {
-		if !er.Rule.JumpsToChain() || a.missingChain(er) {
-			continue
-		}
-		t, from, to := er.Rule.Table, er.Rule.Chain, parse.ChainName(er.Rule.Target)
+	for _, cause := range causes {
+		ers := groups[cause]
+		t, from := cause.Table, cause.Chain
+		var tos, details, fixes []string
 		f := Finding{
 			ID:       "docker-jump-missing",
+			Key:      KeyOf("docker-jump-missing", cause),
 			Severity: SeverityError,
-			Title:    fmt.Sprintf("%s %s no longer jumps to %s%s", t, from, to, a.famTitle()),
-			Detail:   jumpMissingDetail(a, t, from, to),
-			Subject:  Subject{Table: string(t), Chain: string(from), Family: a.family()},
-			Evidence: []string{"missing: " + a.evLine(er)},
-			Fix: restartFix(a) + " Or restore the jump by hand, at Docker's position: " +
-				jumpFix(a, er),
+			Subject:  cause,
+			Evidence: missingEvidence(a, ers, 10),
+			Rules:    missingRefs(a, ers),
 		}
-		if c := a.rs.Table(t).Chain(to); c != nil {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("chain %s exists with %d rules that nothing reaches from %s", to, len(c.Rules), from))
+		for _, er := range ers {
+			to := parse.ChainName(er.Rule.Target)
+			tos = append(tos, string(to))
+			if d := jumpMissingDetail(a, t, from, to); !slices.Contains(details, d) {
+				details = append(details, d)
+			}
+			fixes = append(fixes, jumpFix(a, er))
+			if c := a.rs.Table(t).Chain(to); c != nil {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("chain %s exists with %d rules that nothing reaches from %s", to, len(c.Rules), from))
+			}
 		}
+		f.Title = fmt.Sprintf("%s %s no longer jumps to %s%s", t, from, joinAnd(tos), a.famTitle())
+		f.Detail = strings.Join(details, " ")
+		f.Fix = "`sudo iptscope doctor --fix` restores " + count(len(ers), "the jump", "the %d jumps") + " at Docker's position. Or " +
+			lowerFirst(restartFix(a)) + " By hand: " + strings.Join(fixes, ", ") + "."
 		out = append(out, f)
 	}
 	return out

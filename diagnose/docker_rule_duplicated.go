@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // dockerRuleDuplicated: one of Docker's rules appears more than once in
@@ -24,9 +23,13 @@ var dockerRuleDuplicated = Check{
 	Title:    "One of Docker's rules appears more than once",
 	Severity: SeverityWarning,
 	Run:      perFamily(dockerRuleDuplicatedOf),
+	Repair: Repair{Manual: "the copies are identical and `iptables -D` by text deletes the first one (moving the rule): " +
+		"delete the later copies by position, as the finding says"},
 }
 
-func dockerRuleDuplicatedOf(_ *snapshot.Snapshot, a analysis) []Finding {
+func dockerRuleDuplicatedOf(env *Env, a analysis) []Finding {
+	s := env.S
+	_ = s
 	var out []Finding
 	for _, t := range parse.KnownTables {
 		chains := make([]string, 0, len(a.exp.Rules[t]))
@@ -67,13 +70,14 @@ func dockerRuleDuplicatedOf(_ *snapshot.Snapshot, a analysis) []Finding {
 					"restored with --noflush on top of Docker's. They change nothing today, but when Docker removes a container " +
 					"it deletes one copy only: the other keeps translating or admitting traffic for an address that a later " +
 					"container may get.",
-				Subject: Subject{Table: string(t), Chain: cn, Family: a.family()},
+				Subject: Subject{Table: t, Chain: parse.ChainName(cn), Family: a.family()},
 			}
 			var cmds []string
 			for i := len(dups) - 1; i >= 0; i-- {
 				cmds = append(cmds, fmt.Sprintf("%s -t %s -D %s %d", a.ipt(), t, cn, dups[i].Position))
 			}
 			for _, r := range dups {
+				f.Rules = append(f.Rules, ruleRef(a.family(), "duplicate", r))
 				f.Evidence = append(f.Evidence, fmt.Sprintf("rule %d of %s %s copies rule %d: %s", r.Position, t, cn, seen[r.Spec()].Position, a.evSave(r.SaveLine(false))))
 			}
 			f.Evidence = capped(f.Evidence, 10)

@@ -3,10 +3,8 @@ package diagnose
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // dockerRuleMissing: one of Docker's rules that no other check covers is
@@ -38,6 +36,27 @@ var dockerRuleMissing = Check{
 	Title:    "One of Docker's other rules is missing",
 	Severity: SeverityWarning,
 	Run:      perFamily(dockerRuleMissingOf),
+	Repair:   Repair{Auto: true},
+	Claims:   ruleMissingClaims,
+}
+
+// ruleMissingClaims: the rules of the classes below whose chains exist;
+// one cause per network and class (per chain for the final RETURNs).
+func ruleMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
+	class, ok := classOf(er)
+	if !ok || a.missingChain(er) {
+		return Subject{}, false
+	}
+	fam := a.family()
+	switch class {
+	case classProtection:
+		return Subject{Family: fam, Network: er.Network, Table: parse.TableFilter}, true
+	case classNATReturn:
+		return Subject{Family: fam, Network: er.Network, Table: parse.TableNAT, Chain: ChainDocker}, true
+	case classHairpin:
+		return Subject{Family: fam, Network: er.Network, Table: parse.TableNAT, Chain: parse.ChainPostrouting}, true
+	}
+	return Subject{Family: fam, Table: er.Rule.Table, Chain: er.Rule.Chain}, true
 }
 
 // ruleClass groups missing rules by consequence.
@@ -71,57 +90,34 @@ func classOf(er ExpectedRule) (ruleClass, bool) {
 	return 0, false
 }
 
-func dockerRuleMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
-	type key struct {
-		class   ruleClass
-		network string
-		table   parse.TableName
-		chain   parse.ChainName
-	}
-	groups := map[key][]ExpectedRule{}
-	var keys []key
-	seenAlt := map[string]bool{}
-	for _, er := range a.diff.Missing {
-		class, ok := classOf(er)
-		if !ok || a.missingChain(er) {
-			continue
+func dockerRuleMissingOf(_ *Env, a analysis) []Finding {
+	causes, groups := claimedBy(a, ruleMissingClaims)
+	sort.SliceStable(causes, func(i, j int) bool {
+		ci, _ := classOf(groups[causes[i]][0])
+		cj, _ := classOf(groups[causes[j]][0])
+		if ci != cj {
+			return ci < cj
 		}
-		if er.Alt != "" {
-			if seenAlt[er.Alt] {
-				continue
-			}
-			seenAlt[er.Alt] = true
+		if causes[i].Network != causes[j].Network {
+			return causes[i].Network < causes[j].Network
 		}
-		k := key{class: class, network: er.Network}
-		if class == classReturn {
-			k.table, k.chain = er.Rule.Table, er.Rule.Chain
-		}
-		if groups[k] == nil {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], er)
-	}
-	sort.SliceStable(keys, func(i, j int) bool {
-		if keys[i].class != keys[j].class {
-			return keys[i].class < keys[j].class
-		}
-		if keys[i].network != keys[j].network {
-			return keys[i].network < keys[j].network
-		}
-		return keys[i].chain < keys[j].chain
+		return causes[i].Chain < causes[j].Chain
 	})
-
 	proxyOn := a.exp.Proxy.On()
 	var out []Finding
-	for _, k := range keys {
-		ers := groups[k]
+	for _, cause := range causes {
+		ers := groups[cause]
 		first := ers[0]
+		class, _ := classOf(first)
 		net := fmt.Sprintf("Network %s (%s)", first.Network, first.Bridge)
 		f := Finding{
-			ID:      "docker-rule-missing",
-			Subject: Subject{Table: string(first.Rule.Table), Chain: string(first.Rule.Chain), Network: first.Network, Family: a.family()},
+			ID:       "docker-rule-missing",
+			Key:      KeyOf("docker-rule-missing", cause),
+			Subject:  cause,
+			Affected: affectedOf(a, ers),
+			Rules:    missingRefs(a, ers),
 		}
-		switch k.class {
+		switch class {
 		case classProtection:
 			f.Severity = SeverityWarning
 			f.Title = fmt.Sprintf("%s lost %s of Docker's isolation DROPs%s", net, count(len(ers), "one", "%d"), a.famTitle())
@@ -158,25 +154,12 @@ func dockerRuleMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
 			}
 		case classReturn:
 			f.Severity = SeverityInfo
-			f.Title = fmt.Sprintf("Docker's final RETURN is missing from %s %s%s", k.table, k.chain, a.famTitle())
-			f.Subject.Network = ""
+			f.Title = fmt.Sprintf("Docker's final RETURN is missing from %s %s%s", cause.Table, cause.Chain, a.famTitle())
 			f.Detail = "Evaluation falls off the end of a user-defined chain with the same result as this RETURN, so nothing " +
 				"changes for traffic; the chain differs from what Docker wrote."
 		}
-		for _, er := range ers {
-			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
-		}
-		f.Evidence = capped(f.Evidence, 10)
-		var cmds []string
-		for _, er := range ers[:min(len(ers), 3)] {
-			cmds = append(cmds, "`"+a.ipt()+" "+ruleLine(er)+"`")
-		}
-		f.Fix = "`iptscope doctor --fix` puts them back at Docker's positions, or " + restartFix(a) +
-			" By hand (mind the position; -I with Docker's index): " + strings.Join(cmds, ", ")
-		if len(ers) > 3 {
-			f.Fix += fmt.Sprintf(" and %d more", len(ers)-3)
-		}
-		f.Fix += "."
+		f.Evidence = missingEvidence(a, ers, 10)
+		f.Fix = restoreFix(a, ers, func(er ExpectedRule) string { return a.ipt() + " " + insertLine(a, er) })
 		out = append(out, f)
 	}
 	return out

@@ -1,14 +1,14 @@
 package diagnose
 
-import "github.com/iptscope/iptscope/snapshot"
-
 // dockerUnreachable: the Docker API could not be read, so nothing can be
 // reconciled with Docker's networks and ports.
 var dockerUnreachable = Check{
 	ID:       "docker-unreachable",
 	Title:    "The Docker API could not be read; the diagnosis is partial",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "without Docker's view no rule can be proven right or stale: nothing is repaired"},
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if s.Docker != nil && s.Docker.Error == "" {
 			return nil
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // dockerUserDrop: a rule in filter DOCKER-USER that drops or rejects
@@ -32,11 +31,14 @@ var dockerUserDrop = Check{
 	ID:       "docker-user-drop",
 	Title:    "A DOCKER-USER rule drops traffic to published ports",
 	Severity: SeverityInfo,
+	Repair:   Repair{Manual: "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed"},
 	Run:      perFamily(dockerUserDropOf),
 }
 
 // dockerUserDropOf is docker-user-drop for one family's rules.
-func dockerUserDropOf(s *snapshot.Snapshot, a analysis) []Finding {
+func dockerUserDropOf(env *Env, a analysis) []Finding {
+	s := env.S
+	_ = s
 	chain := a.rs.Table(parse.TableFilter).Chain(ChainDockerUser)
 	if chain == nil {
 		return nil

@@ -33,7 +33,7 @@ func TestDockerUserDrop(t *testing.T) {
 			t.Run(dir+": "+c.name, func(t *testing.T) {
 				s := loadBundle(t, dir)
 				insertRule(t, s, "filter", "DOCKER-USER", c.spec, c.pos)
-				got := dockerUserDrop.Run(s)
+				got := dockerUserDrop.Run(NewEnv(s))
 				if c.wantPorts == nil {
 					if len(got) != 0 {
 						t.Fatalf("want no finding, got %+v", got)
@@ -70,7 +70,7 @@ func TestDockerUserDropIgnoresRulesAfterReturn(t *testing.T) {
 	s := loadBundle(t, "docker-20.10-nft-proxy-on-healthy")
 	// 20.10 keeps "-j RETURN" in DOCKER-USER: an appended DROP is dead.
 	insertRule(t, s, "filter", "DOCKER-USER", "-j DROP", 99)
-	if got := dockerUserDrop.Run(s); len(got) != 0 {
+	if got := dockerUserDrop.Run(NewEnv(s)); len(got) != 0 {
 		t.Fatalf("a rule after DOCKER-USER's RETURN is never reached, got %+v", got)
 	}
 }

@@ -2,47 +2,84 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
-// forwardAcceptMissing: a filter rule on the path of a published port (the
+// forwardAcceptMissing: filter rules on the path of published ports (the
 // per-port ACCEPT, or the network's conntrack ACCEPT / jump to DOCKER /
-// outbound ACCEPT) is missing, so the FORWARD policy drops the traffic.
+// outbound ACCEPT) are missing, so the FORWARD policy drops the traffic.
+// One finding per chain: filter DOCKER flushed is one cause.
 var forwardAcceptMissing = Check{
 	ID:       "forward-accept-missing",
 	Title:    "A filter rule that admits traffic to a container is missing",
 	Severity: SeverityError,
 	Run:      perFamily(forwardAcceptMissingOf),
+	Repair:   Repair{Auto: true},
+	Claims:   forwardAcceptClaims,
+}
+
+// forwardAcceptClaims: the port ACCEPTs and the network path rules that
+// admit traffic (the DROPs and REJECTs are docker-rule-missing's), whose
+// chains exist; one cause per chain.
+func forwardAcceptClaims(a analysis, er ExpectedRule) (Subject, bool) {
+	if er.Kind != KindPortAccept && er.Kind != KindNetworkPath || a.missingChain(er) {
+		return Subject{}, false
+	}
+	if t := er.Rule.Target; t == parse.TargetDrop || t == parse.TargetReject {
+		return Subject{}, false
+	}
+	return Subject{Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain}, true
 }
 
 // forwardAcceptMissingOf is forward-accept-missing for one family.
-func forwardAcceptMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
+func forwardAcceptMissingOf(_ *Env, a analysis) []Finding {
 	policy := "ACCEPT"
 	if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy != "" {
 		policy = string(c.Policy)
 	}
+	causes, groups := claimedBy(a, forwardAcceptClaims)
 	var out []Finding
-	seenAlt := map[string]bool{}
-	for _, er := range a.diff.MissingOf(KindPortAccept, KindNetworkPath) {
-		if a.missingChain(er) || er.Rule.Target == parse.TargetDrop || (er.Alt != "" && seenAlt[er.Alt]) {
-			continue
-		}
-		seenAlt[er.Alt] = true
+	for _, cause := range causes {
+		ers := groups[cause]
 		f := Finding{
 			ID:       "forward-accept-missing",
+			Key:      KeyOf("forward-accept-missing", cause),
 			Severity: SeverityError,
-			Subject:  Subject{Table: "filter", Chain: string(er.Rule.Chain), Network: er.Network, Container: er.Container, Port: portName(er.Port), Family: a.family()},
-			Evidence: []string{"missing: " + a.evLine(er), a.evSave("filter FORWARD policy: " + policy)},
-			Fix:      restartFix(a) + " Or add the rule Docker would have written: `" + a.ipt() + " " + insertLine(a, er) + "`.",
+			Subject:  cause,
+			Affected: affectedOf(a, ers),
+			Evidence: append(missingEvidence(a, ers, 10), a.evSave("filter FORWARD policy: "+policy)),
+			Rules:    missingRefs(a, ers),
+			Fix:      restoreFix(a, ers, func(er ExpectedRule) string { return a.ipt() + " " + insertLine(a, er) }),
 		}
-		if er.Kind == KindPortAccept {
-			f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter DOCKER%s", portName(er.Port), er.Container, a.famTitle())
-			f.Detail = "Connections from other machines are translated to the container but then meet no ACCEPT in the filter table and fall through to the FORWARD policy (" + policy + ")."
-		} else {
+		ports, nets := 0, 0
+		for _, er := range ers {
+			if er.Kind == KindPortAccept {
+				ports++
+			} else {
+				nets++
+			}
+		}
+		switch {
+		case len(ers) == 1 && ports == 1:
+			er := ers[0]
+			f.Subject = subjectOfRule(a, er)
+			f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter %s%s", portName(er.Port), er.Container, er.Rule.Chain, a.famTitle())
+		case len(ers) == 1:
+			er := ers[0]
+			f.Subject = subjectOfRule(a, er)
 			f.Title = fmt.Sprintf("Network %s (%s) lost a forwarding rule in %s%s", er.Network, er.Bridge, er.Rule.Chain, a.famTitle())
-			f.Detail = "Docker's per-network forwarding rules are incomplete: packets covered by this rule fall through to the FORWARD policy (" + policy + "); published ports, replies or container egress on this network may stop working."
+		case nets == 0:
+			f.Title = fmt.Sprintf("filter %s lost the ACCEPTs of %s published ports%s", cause.Chain, thousands(ports), a.famTitle())
+		default:
+			f.Title = fmt.Sprintf("filter %s lost %s of Docker's forwarding rules%s", cause.Chain, thousands(len(ers)), a.famTitle())
+		}
+		if ports > 0 {
+			f.Detail = "Connections from other machines to " + portsList(f.Affected, 6) + " are translated to the container but then meet no ACCEPT in the filter table and fall through to the FORWARD policy (" + policy + ")."
+		}
+		if nets > 0 {
+			f.Detail = strings.TrimSpace(f.Detail + " Docker's per-network forwarding rules are incomplete: packets covered by them fall through to the FORWARD policy (" + policy + "); published ports, replies or container egress may stop working.")
 		}
 		if policy == "ACCEPT" {
 			f.Severity = SeverityWarning

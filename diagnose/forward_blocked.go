@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // forwardBlocked: a DROP or REJECT in filter FORWARD, above the rules
@@ -30,11 +29,14 @@ var forwardBlocked = Check{
 	ID:       "forward-blocked",
 	Title:    "A FORWARD rule ahead of Docker's drops container traffic",
 	Severity: SeverityError,
+	Repair:   Repair{Manual: "the blocking rule is not Docker's: change the firewall configuration that adds it"},
 	Run:      perFamily(forwardBlockedOf),
 }
 
 // forwardBlockedOf is forward-blocked for one family's rules.
-func forwardBlockedOf(s *snapshot.Snapshot, a analysis) []Finding {
+func forwardBlockedOf(env *Env, a analysis) []Finding {
+	s := env.S
+	_ = s
 	fwd := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward)
 	if fwd == nil {
 		return nil

@@ -137,7 +137,7 @@ func TestForwardBlocked(t *testing.T) {
 			t.Run(dir+": "+c.name, func(t *testing.T) {
 				s := loadBundle(t, dir)
 				insertRule(t, s, "filter", "FORWARD", c.spec, c.pos)
-				got := forwardBlocked.Run(s)
+				got := forwardBlocked.Run(NewEnv(s))
 				if len(got) != c.want {
 					t.Fatalf("got %d findings, want %d: %+v", len(got), c.want, got)
 				}
@@ -163,7 +163,7 @@ func TestForwardBlocked(t *testing.T) {
 func TestForwardBlockedSaysWhichNetworks(t *testing.T) {
 	s := loadBundle(t, "docker-28.5-nft-proxy-on-healthy")
 	insertRule(t, s, "filter", "FORWARD", "-o docker0 -j DROP", 1)
-	got := forwardBlocked.Run(s)
+	got := forwardBlocked.Run(NewEnv(s))
 	if len(got) != 1 || !strings.Contains(got[0].Detail, "bridge (docker0)") || strings.Contains(got[0].Detail, "appnet") {
 		t.Fatalf("want one finding naming only the default bridge network: %+v", got)
 	}
@@ -175,7 +175,7 @@ func TestNewChecksAreSilentOnHealthyHosts(t *testing.T) {
 	for name, s := range healthySnapshots(t) {
 		t.Run(name+" gives nothing", func(t *testing.T) {
 			for _, c := range []Check{forwardBlocked, dockerUserDrop, proxyFallback} {
-				if fs := c.Run(s); len(fs) > 0 {
+				if fs := c.Run(NewEnv(s)); len(fs) > 0 {
 					t.Errorf("%s: %v", c.ID, fs)
 				}
 			}

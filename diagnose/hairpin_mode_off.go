@@ -2,8 +2,6 @@ package diagnose
 
 import (
 	"fmt"
-
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // hairpinModeOff: userland-proxy is off and a container with published
@@ -19,7 +17,10 @@ var hairpinModeOff = Check{
 	ID:       "hairpin-mode-off",
 	Title:    "A container's bridge port has hairpin mode off while userland-proxy is off",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container"},
+	Needs:    "the host's links",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		mode, ok := knownProxyOff(s)
 		if !ok || !linksRead(s) {
 			return nil

@@ -46,29 +46,10 @@ func Infer(s *snapshot.Snapshot) (*snapshot.Docker, string) {
 		return nil, err.Error()
 	}
 	rs := d.Ruleset
-	filter, nat := rs.Table(parse.TableFilter), rs.Table(parse.TableNAT)
-	var version string
-	switch {
-	case filter.Chain(ChainDockerIntern) != nil:
-		version = "29.0.0"
-	case filter.Chain(ChainDockerFwd) != nil:
-		version = "28.2.2"
-		if c := filter.Chain(ChainDockerUser); c != nil {
-			for _, r := range c.Rules {
-				if r.Target == parse.TargetReturn && r.Spec() == "-j RETURN" {
-					// Why: 28.0.1-28.2.1 end DOCKER-USER with RETURN.
-					version = "28.2.0"
-				}
-			}
-		}
-	case filter.Chain(ChainDocker) != nil || nat.Chain(ChainDocker) != nil ||
-		filter.Chain(ChainDockerUser) != nil || filter.Chain(ChainIsolation1) != nil:
-		version = "20.10.0"
-	default:
-		// Why: no Docker chain in any table. A wiped ruleset, a daemon
-		// run with --iptables=false and Docker 29's nftables backend all
-		// look like this; without the API they cannot be told apart.
-		return nil, "no Docker chain in the " + d.Backend + " IPv4 rules: without the API iptscope cannot tell a wiped ruleset from a daemon that does not write iptables rules (--iptables=false, the nftables backend)"
+	nat := rs.Table(parse.TableNAT)
+	version, why := layoutVersion(rs)
+	if version == "" {
+		return nil, "no Docker chain in the " + d.Backend + " IPv4 rules: " + why
 	}
 	if !linksRead(s) {
 		return nil, "the namespace's links were not read"
@@ -288,6 +269,37 @@ func Infer(s *snapshot.Snapshot) (*snapshot.Docker, string) {
 		}
 	}
 	return dk, ""
+}
+
+// layoutVersion infers the Docker version whose layout the rules show:
+//
+//	filter DOCKER-INTERNAL => 29; DOCKER-FORWARD => 28 (28.2+ unless
+//	DOCKER-USER still ends in RETURN); another Docker chain => classic
+//
+// "" and why when no Docker chain is there.
+func layoutVersion(rs *parse.Ruleset) (version, why string) {
+	filter, nat := rs.Table(parse.TableFilter), rs.Table(parse.TableNAT)
+	switch {
+	case filter.Chain(ChainDockerIntern) != nil:
+		return "29.0.0", ""
+	case filter.Chain(ChainDockerFwd) != nil:
+		if c := filter.Chain(ChainDockerUser); c != nil {
+			for _, r := range c.Rules {
+				if r.Target == parse.TargetReturn && r.Spec() == "-j RETURN" {
+					// Why: 28.0.1-28.2.1 end DOCKER-USER with RETURN.
+					return "28.2.0", ""
+				}
+			}
+		}
+		return "28.2.2", ""
+	case filter.Chain(ChainDocker) != nil || nat.Chain(ChainDocker) != nil ||
+		filter.Chain(ChainDockerUser) != nil || filter.Chain(ChainIsolation1) != nil:
+		return "20.10.0", ""
+	}
+	// Why: no Docker chain in any table. A wiped ruleset, a daemon run
+	// with --iptables=false and Docker 29's nftables backend all look like
+	// this; without the API they cannot be told apart.
+	return "", "without the API iptscope cannot tell a wiped ruleset from a daemon that does not write iptables rules (--iptables=false, the nftables backend)"
 }
 
 // findNetworkByID reports whether a network of that ID is in nets.

@@ -1,14 +1,15 @@
 package diagnose
 
-import "github.com/iptscope/iptscope/snapshot"
-
 // ipForwardDisabled: net.ipv4.ip_forward is 0, so the kernel routes no
 // packet between the uplink and Docker's bridges.
 var ipForwardDisabled = Check{
 	ID:       "ip-forward-disabled",
 	Title:    "IPv4 forwarding is off: containers are cut off from the network",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Auto: true},
+	Needs:    "the forwarding sysctls",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		v, ok := sysctl(s, "net.ipv4.ip_forward")
 		if !ok || v != "0" {
 			return nil

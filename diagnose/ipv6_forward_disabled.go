@@ -25,7 +25,10 @@ var ipv6ForwardDisabled = Check{
 	ID:       "ipv6-forward-disabled",
 	Title:    "IPv6 forwarding is off while Docker has IPv6 networks",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Auto: true},
+	Needs:    "the forwarding sysctls",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		v, ok := sysctl(s, "net.ipv6.conf.all.forwarding")
 		if !ok || v != "0" {
 			return nil

@@ -50,7 +50,7 @@ func TestIPv6ForwardDisabled(t *testing.T) {
 
 	for _, b := range bundles(t) {
 		if v, _ := sysctl(b.snap, "net.ipv6.conf.all.forwarding"); v == "0" {
-			if f := ipv6ForwardDisabled.Run(b.snap); len(f) != 0 {
+			if f := ipv6ForwardDisabled.Run(NewEnv(b.snap)); len(f) != 0 {
 				t.Errorf("%s (no IPv6 network): %s", b.dir, f[0].Title)
 			}
 		}

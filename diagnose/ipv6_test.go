@@ -93,7 +93,9 @@ func TestIPv6NatDockerFlushed(t *testing.T) {
 		if f.Severity.Rank() < SeverityWarning.Rank() {
 			continue
 		}
-		got = append(got, f.ID+" "+f.Subject.Family+" "+f.Subject.Port)
+		for _, port := range portsOf(f) {
+			got = append(got, f.ID+" "+f.Subject.Family+" "+port)
+		}
 		if f.ID == "dnat-missing" && f.Subject.Family == snapshot.FamilyIPv6 && !strings.HasPrefix(f.Evidence[0], "missing: ip6tables -t nat -A DOCKER ! -s fe80::/10 ") {
 			t.Errorf("evidence does not name the ip6tables rule: %v", f.Evidence)
 		}

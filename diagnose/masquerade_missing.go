@@ -3,33 +3,62 @@ package diagnose
 import (
 	"fmt"
 
-	"github.com/iptscope/iptscope/snapshot"
+	"github.com/iptscope/iptscope/parse"
 )
 
-// masqueradeMissing: a Docker network's subnet has no MASQUERADE (or SNAT)
-// in nat POSTROUTING: its containers' outbound packets leave with private
-// source addresses and replies never come back.
+// masqueradeMissing: Docker networks' subnets have no MASQUERADE (or SNAT)
+// in nat POSTROUTING: their containers' outbound packets leave with private
+// source addresses and replies never come back. One finding per family.
 var masqueradeMissing = Check{
 	ID:       "masquerade-missing",
 	Title:    "A Docker network has no outbound MASQUERADE",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
-		var out []Finding
-		for _, a := range analyses(s) {
-			for _, er := range a.diff.MissingOf(KindMasquerade) {
-				out = append(out, Finding{
-					ID:       "masquerade-missing",
-					Severity: SeverityError,
-					Title:    fmt.Sprintf("Network %s (%s) has no outbound MASQUERADE%s", er.Network, er.Bridge, a.famTitle()),
-					Detail: "Containers on this network send packets to the outside world with their private source address; " +
-						"upstream routers drop them or the replies never find their way back, so containers have no egress " +
-						"(DNS, package downloads, APIs). Published ports may still answer: inbound DNAT does not need this rule.",
-					Subject:  Subject{Table: "nat", Chain: "POSTROUTING", Network: er.Network, Family: a.family()},
-					Evidence: []string{"missing: " + a.evLine(er)},
-					Fix:      restartFix(a) + " Or add the rule Docker would have written: `" + a.ipt() + " " + ruleLine(er) + "`.",
-				})
-			}
+	Run:      perFamily(masqueradeMissingOf),
+	Repair:   Repair{Auto: true},
+	Claims:   masqueradeClaims,
+}
+
+func masqueradeClaims(a analysis, er ExpectedRule) (Subject, bool) {
+	if er.Kind != KindMasquerade || a.missingChain(er) {
+		return Subject{}, false
+	}
+	return Subject{Family: a.family(), Table: parse.TableNAT, Chain: parse.ChainPostrouting}, true
+}
+
+func masqueradeMissingOf(_ *Env, a analysis) []Finding {
+	causes, groups := claimedBy(a, masqueradeClaims)
+	var out []Finding
+	for _, cause := range causes {
+		ers := groups[cause]
+		var nets []string
+		for _, er := range ers {
+			nets = append(nets, fmt.Sprintf("%s (%s)", er.Network, er.Bridge))
 		}
-		return out
-	},
+		f := Finding{
+			ID:       "masquerade-missing",
+			Key:      KeyOf("masquerade-missing", cause),
+			Severity: SeverityError,
+			Subject:  cause,
+			Affected: affectedOf(a, ers),
+			Title:    fmt.Sprintf("Network%s %s ha%s no outbound MASQUERADE%s", plural(len(ers)), capList(nets, 4), hasHave(len(ers)), a.famTitle()),
+			Detail: "Containers on " + map[bool]string{true: "this network", false: "these networks"}[len(ers) == 1] + " send packets to the outside world with their private source address; " +
+				"upstream routers drop them or the replies never find their way back, so containers have no egress " +
+				"(DNS, package downloads, APIs). Published ports may still answer: inbound DNAT does not need this rule.",
+			Evidence: missingEvidence(a, ers, 10),
+			Rules:    missingRefs(a, ers),
+			Fix:      restoreFix(a, ers, a.addLine),
+		}
+		if len(ers) == 1 {
+			f.Subject.Network = ers[0].Network
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func hasHave(n int) string {
+	if n == 1 {
+		return "s"
+	}
+	return "ve"
 }

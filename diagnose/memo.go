@@ -60,6 +60,17 @@ func memoize(s *snapshot.Snapshot) func() {
 	}
 }
 
+// memoizeEnv opens a memo scope for env.S whose analyses are env's
+// (transitional, for Ports): Ports then judges on exactly what the checks
+// compared, a raw dump's table pruning included.
+func memoizeEnv(env *Env) func() {
+	done := memoize(env.S)
+	for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+		memoized(env.S, fam, func(*snapshot.Snapshot) (analysis, bool) { return env.analysis(fam) })
+	}
+	return done
+}
+
 // memoized returns the analysis of family fam (snapshot.FamilyIPv4 or
 // IPv6) of s from the open scope, computing it once with compute; found is
 // false when no scope is open for s (the caller then computes it itself).
@@ -88,6 +99,31 @@ func memoized(s *snapshot.Snapshot, fam string, compute func(*snapshot.Snapshot)
 		}
 	})
 	return r.a, r.ok, true
+}
+
+// analyze is the memoised IPv4 analysis for Ports (transitional: the
+// checks use Env).
+func analyze(s *snapshot.Snapshot) (analysis, bool) {
+	if a, ok, found := memoized(s, snapshot.FamilyIPv4, analyzeUncached); found {
+		return a, ok
+	}
+	return analyzeUncached(s)
+}
+
+func analyzeUncached(s *snapshot.Snapshot) (analysis, bool) {
+	return computeAnalysis(s, snapshot.FamilyIPv4, false)
+}
+
+// analyzeIPv6 is analyze for IPv6.
+func analyzeIPv6(s *snapshot.Snapshot) (analysis, bool) {
+	if a, ok, found := memoized(s, snapshot.FamilyIPv6, analyzeIPv6Uncached); found {
+		return a, ok
+	}
+	return analyzeIPv6Uncached(s)
+}
+
+func analyzeIPv6Uncached(s *snapshot.Snapshot) (analysis, bool) {
+	return computeAnalysis(s, snapshot.FamilyIPv6, false)
 }
 
 // analysisIndex holds what is derived from an analysis on first use and

@@ -2,8 +2,6 @@ package diagnose
 
 import (
 	"strings"
-
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // nftablesBackend: Docker 29+ runs with its nftables firewall backend
@@ -20,7 +18,10 @@ var nftablesBackend = Check{
 	ID:       "nftables-backend",
 	Title:    "Docker uses its nftables firewall backend, which iptscope does not inspect yet",
 	Severity: SeverityInfo,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "Docker's nftables tables are not repaired by iptscope yet"},
+	Needs:    "Docker's API (docker info)",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if s.Docker == nil || s.Docker.Info == nil || !strings.HasPrefix(s.Docker.Info.FirewallBackend, "nftables") {
 			return nil
 		}

@@ -43,8 +43,10 @@ type Op struct {
 	Name  string `json:"name,omitempty"`
 	Value string `json:"value,omitempty"`
 	Old   string `json:"old,omitempty"`
-	// Why names the finding (check ID) the operation repairs.
-	Why string `json:"why"`
+	// Why names the check (its ID) whose finding the operation repairs,
+	// and Finding that finding's key (Finding.Key).
+	Why     string `json:"why"`
+	Finding string `json:"finding"`
 }
 
 // Line renders a rule operation as an iptables-restore line ("-I DOCKER 3
@@ -125,41 +127,6 @@ func (p *Plan) Repaired() []Finding {
 	return out
 }
 
-// repairableIDs are the checks whose findings a plan can repair: rules
-// Docker itself writes, in Docker's own chains (or its jumps into them),
-// and ip_forward.
-var repairableIDs = map[string]bool{
-	"docker-chain-missing":    true,
-	"docker-jump-missing":     true,
-	"dnat-missing":            true,
-	"forward-accept-missing":  true,
-	"masquerade-missing":      true,
-	"ip-forward-disabled":     true,
-	"ipv6-forward-disabled":   true,
-	"raw-drop-missing":        true,
-	"docker-rule-missing":     true,
-	"br-netfilter-disabled":   true,
-	"route-localnet-disabled": true,
-}
-
-// notRepaired says why a finding is left to a human.
-var notRepaired = map[string]string{
-	"docker-user-drop":         "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed",
-	"backend-split":            "which iptables backend is the right one is the administrator's decision: remove the other backend's Docker rules by hand (docs/checks/backend-split.md)",
-	"forward-blocked":          "the blocking rule is not Docker's: change the firewall configuration that adds it",
-	"proxy-overhead":           "information only: docker-proxy is Docker's setting (userland-proxy)",
-	"docker-iptables-disabled": "the daemon's configuration: Docker manages no rule, so iptscope writes none",
-	"docker-unreachable":       "without Docker's view no rule can be proven right or stale: nothing is repaired",
-	"bridge-missing":           "links are Docker's to manage: `docker network` or a daemon restart recreates the bridge",
-	"bridge-down":              "links are Docker's to manage: `ip link set BRIDGE up` or a daemon restart",
-	"veth-detached":            "links are Docker's to manage: restart the container",
-	"dnat-stale":               "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone",
-	"proxy-fallback":           "the NAT path is not restored by this plan",
-	"docker-rule-duplicated":   "the copies are identical and `iptables -D` by text deletes the first one (moving the rule): delete the later copies by position, as the finding says",
-	"hairpin-mode-off":         "links are Docker's to manage: `ip link set VETH type bridge_slave hairpin on` or restart the container",
-	"proxy-missing":            "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it",
-}
-
 // NewPlan computes the repair of s for the given findings (those of
 // NewReport on the same snapshot). It is pure; it never fails: what it
 // cannot repair is listed with the reason. The plan is empty when s
@@ -184,7 +151,6 @@ var notRepaired = map[string]string{
 // Docker's, rules of built-in chains that are not Docker's, policies,
 // other tables.
 func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
-	defer memoize(s)() // one analysis for the whole plan (memo.go)
 	p := &Plan{Ops: []Op{}, Findings: []PlannedFinding{}, Notes: []string{}}
 	if s != nil {
 		p.NetNS = s.Host.NetNS
@@ -193,41 +159,39 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 		p.Notes = append(p.Notes, why+": nothing is planned")
 		return p
 	}
-	staleSpecs := map[string]bool{}
-	natOps := false
-	if as := analyses(s); len(as) > 0 && s.Docker.Error == "" {
+	env := NewEnv(s)
+	if as := env.analyses(); len(as) > 0 && s.Docker.Error == "" {
 		// IPv4, then IPv6 when Docker writes ip6tables rules (analyses):
 		// repair.Render makes one payload per family and table.
 		p.Backend = as[0].dump.Backend
 		for _, a := range as {
-			if planRules(p, s, a, staleSpecs) {
-				natOps = true
-			}
+			planRules(p, s, a)
 		}
 	} else if s != nil && s.Docker != nil && s.Docker.Error != "" {
 		p.Notes = append(p.Notes, "Docker's view is partial ("+s.Docker.Error+"): no rule is planned")
 	} else {
 		p.Notes = append(p.Notes, "Docker's expected rules could not be derived (no Docker view, or a layout that is not modelled): no rule is planned")
 	}
-	if a, ok := analyze(s); ok && planHasWhy(p, "docker-chain-missing") {
+	if a, ok := env.v4(); ok && planHasWhy(p, "docker-chain-missing") {
 		if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy == parse.TargetAccept {
 			p.Notes = append(p.Notes, "filter FORWARD policy is ACCEPT: Docker sets it to DROP when it turns ip_forward on; "+
 				"policies are never changed by iptscope (`iptables -P FORWARD DROP` if you want it back)")
 		}
 	}
 	if v, ok := sysctl(s, "net.ipv4.ip_forward"); ok && v == "0" {
-		p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.ip_forward", Value: "1", Old: v, Why: "ip-forward-disabled"})
+		p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.ip_forward", Value: "1", Old: v, Why: "ip-forward-disabled", Finding: KeyOf("ip-forward-disabled", Subject{})})
 	}
 	if _, off := knownProxyOff(s); off {
 		for _, b := range localnetBridges(s) {
-			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.conf." + b.bridge + ".route_localnet", Value: "1", Old: "0", Why: "route-localnet-disabled"})
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv4.conf." + b.bridge + ".route_localnet", Value: "1", Old: "0", Why: "route-localnet-disabled",
+				Finding: KeyOf("route-localnet-disabled", Subject{Network: b.network})})
 		}
 	}
 	brNF := ""
 	if apiView(s) && len(brNetfilterNeeds(s).why) > 0 {
 		switch v, read := s.Sysctls["net.bridge.bridge-nf-call-iptables"]; {
 		case read && v.Present && v.Value == "0":
-			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.bridge.bridge-nf-call-iptables", Value: "1", Old: "0", Why: "br-netfilter-disabled"})
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.bridge.bridge-nf-call-iptables", Value: "1", Old: "0", Why: "br-netfilter-disabled", Finding: KeyOf("br-netfilter-disabled", Subject{})})
 		case read && !v.Present:
 			brNF = "br_netfilter is not loaded: `modprobe br_netfilter` (iptscope does not load kernel modules)"
 		}
@@ -235,52 +199,45 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 	v6Note := ""
 	if v, ok := sysctl(s, "net.ipv6.conf.all.forwarding"); ok && v == "0" && len(ipv6ForwardNeeded(s)) > 0 {
 		if v6Note = ipv6ForwardPlanNote(s); v6Note == "" {
-			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv6.conf.all.forwarding", Value: "1", Old: v, Why: "ipv6-forward-disabled"})
+			p.Ops = append(p.Ops, Op{Kind: OpSysctl, Name: "net.ipv6.conf.all.forwarding", Value: "1", Old: v, Why: "ipv6-forward-disabled", Finding: KeyOf("ipv6-forward-disabled", Subject{Family: snapshot.FamilyIPv6})})
 		} else {
 			p.Notes = append(p.Notes, v6Note)
 		}
 	}
+	fixed := map[string]bool{}
+	for _, o := range p.Ops {
+		fixed[o.Finding] = true
+	}
 	for _, f := range findings {
 		pf := PlannedFinding{Finding: f}
+		c, _ := CheckByID(f.ID)
 		switch {
-		case f.ID == "dnat-stale":
-			fam := f.Subject.Family
-			if fam == "" {
-				fam = snapshot.FamilyIPv4
-			}
-			for _, ev := range f.Evidence {
-				// "rule 3 of nat DOCKER: [ip6tables ]-A DOCKER SPEC"
-				if _, line, ok := strings.Cut(ev, "-A DOCKER "); ok && strings.HasPrefix(ev, "rule ") && staleSpecs[fam+"\x00"+line] {
-					pf.Repaired = true
-				}
-			}
-			if !pf.Repaired {
-				pf.Reason = notRepaired[f.ID]
-			}
-		case f.ID == "proxy-fallback":
-			if natOps {
-				pf.Repaired, pf.Reason = true, "resolved by restoring the NAT path"
-			} else {
-				pf.Reason = notRepaired[f.ID]
-			}
+		case fixed[f.Key]:
+			pf.Repaired = true
+		case len(f.CausedBy) > 0 && allIn(f.CausedBy, fixed):
+			pf.Repaired, pf.Reason = true, "resolved by repairing what it follows from: "+strings.Join(f.CausedBy, ", ")
 		case f.ID == "ipv6-forward-disabled" && v6Note != "":
 			pf.Reason = v6Note
 		case f.ID == "br-netfilter-disabled" && brNF != "":
 			pf.Reason = brNF
-		case repairableIDs[f.ID]:
-			pf.Repaired = planHasWhy(p, f.ID)
-			if !pf.Repaired {
-				pf.Reason = "no operation could be planned for it (see the notes)"
-			}
+		case c.Repair.Auto:
+			pf.Reason = "no operation could be planned for it (see the notes)"
 		default:
-			pf.Reason = notRepaired[f.ID]
-			if pf.Reason == "" {
-				pf.Reason = "not repaired automatically"
-			}
+			pf.Reason = c.NotRepairedReason()
 		}
 		p.Findings = append(p.Findings, pf)
 	}
 	return p
+}
+
+// allIn reports whether every key is in set.
+func allIn(keys []string, set map[string]bool) bool {
+	for _, k := range keys {
+		if !set[k] {
+			return false
+		}
+	}
+	return true
 }
 
 func planHasWhy(p *Plan, id string) bool {
@@ -298,12 +255,12 @@ type slot struct {
 	hit *parse.Rule   // the dump's rule (nil when planned)
 }
 
-// planRules adds the chain and rule operations. It returns whether a nat
-// operation was planned, and records stale DNAT specs.
-func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]bool) bool {
+// planRules adds the chain and rule operations of one family, each linked
+// to the finding it repairs.
+func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 	e, d := a.exp, a.diff
 	created := map[parse.TableName]map[parse.ChainName]bool{}
-	natOps := false
+	chainKey := KeyOf("docker-chain-missing", Subject{Family: e.Family})
 	// Raw DROPs (28.x): restored only when Docker demonstrably writes
 	// them here (rawWanted, raw_drop_missing.go).
 	rawWanted := rawWanted(a)
@@ -316,10 +273,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 				created[t] = map[parse.ChainName]bool{}
 			}
 			created[t][c] = true
-			p.Ops = append(p.Ops, Op{Kind: OpCreateChain, Family: e.Family, Table: t, Chain: c, Why: "docker-chain-missing"})
-			if t == parse.TableNAT {
-				natOps = true
-			}
+			p.Ops = append(p.Ops, Op{Kind: OpCreateChain, Family: e.Family, Table: t, Chain: c, Why: "docker-chain-missing", Finding: chainKey})
 		}
 	}
 	// Stale DNATs first: deleting them shifts positions.
@@ -340,9 +294,8 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 			continue // a live container's address: stale only if it takes Docker's port
 		}
 		deleted[r] = true
-		staleSpecs[e.Family+"\x00"+r.Spec()] = true
-		natOps = true
-		p.Ops = append(p.Ops, Op{Kind: OpDelete, Family: e.Family, Table: parse.TableNAT, Chain: ChainDocker, Spec: r.Spec(), Why: "dnat-stale"})
+		p.Ops = append(p.Ops, Op{Kind: OpDelete, Family: e.Family, Table: parse.TableNAT, Chain: ChainDocker, Spec: r.Spec(), Why: "dnat-stale",
+			Finding: KeyOf("dnat-stale", staleCause(a, r))})
 	}
 	missing := map[*parse.Rule]bool{}
 	altSkipped := map[string]bool{}
@@ -381,12 +334,10 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis, staleSpecs map[string]
 		for _, c := range chains {
 			ops := planChain(e, a, d, t, c, missing, deleted)
 			if len(ops) > 0 && t == parse.TableNAT {
-				natOps = true
 			}
 			p.Ops = append(p.Ops, ops...)
 		}
 	}
-	return natOps
 }
 
 // planChain simulates the chain with the deletions done and inserts each
@@ -436,53 +387,13 @@ func planChain(e *Expected, a analysis, d *Diff, t parse.TableName, c parse.Chai
 				pos = 0
 			}
 		}
-		why := whyOf(*er, a)
+		why, key, _ := claimOf(a, *er)
 		if pos == len(list) {
-			ops = append(ops, Op{Kind: OpAppend, Family: e.Family, Table: t, Chain: c, Spec: er.Spec(), Why: why})
+			ops = append(ops, Op{Kind: OpAppend, Family: e.Family, Table: t, Chain: c, Spec: er.Spec(), Why: why, Finding: key})
 		} else {
-			ops = append(ops, Op{Kind: OpInsert, Family: e.Family, Table: t, Chain: c, Position: pos + 1, Spec: er.Spec(), Why: why})
+			ops = append(ops, Op{Kind: OpInsert, Family: e.Family, Table: t, Chain: c, Position: pos + 1, Spec: er.Spec(), Why: why, Finding: key})
 		}
 		list = append(list[:pos], append([]slot{{er: er}}, list[pos:]...)...)
 	}
 	return ops
-}
-
-// whyOf names the check whose finding a restored rule repairs.
-func whyOf(er ExpectedRule, a analysis) string {
-	if a.missingChain(er) {
-		return "docker-chain-missing"
-	}
-	if _, ok := classOf(er); ok {
-		return "docker-rule-missing"
-	}
-	switch er.Kind {
-	case KindJump, KindSkeleton:
-		return "docker-jump-missing"
-	case KindDNAT:
-		return "dnat-missing"
-	case KindPortAccept, KindNetworkPath:
-		return "forward-accept-missing"
-	case KindMasquerade:
-		return "masquerade-missing"
-	case KindRawEndpoint, KindRawLoopback:
-		return "raw-drop-missing"
-	}
-	return "docker-rule-missing"
-}
-
-// Repairable reports whether `doctor --fix` can repair findings of the
-// check (some findings of a repairable check may still be left alone, each
-// with its reason in the plan).
-func (c Check) Repairable() bool { return repairableIDs[c.ID] }
-
-// NotRepairedReason says why findings of the check are left to a person
-// ("" for a repairable check).
-func (c Check) NotRepairedReason() string {
-	if c.Repairable() {
-		return ""
-	}
-	if r := notRepaired[c.ID]; r != "" {
-		return r
-	}
-	return "not repaired automatically"
 }

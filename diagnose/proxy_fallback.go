@@ -2,10 +2,10 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // proxyFallback: a published port whose NAT path is broken while a
@@ -34,25 +34,31 @@ var proxyFallback = Check{
 	ID:       "proxy-fallback",
 	Title:    "A published port works only through docker-proxy",
 	Severity: SeverityWarning,
+	Repair:   Repair{Manual: "the NAT path is not restored by this plan"},
+	Needs:    "the docker-proxy processes",
 	Run:      perFamily(proxyFallbackOf),
 }
 
 // proxyFallbackOf is proxy-fallback for one family's rules.
-func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
+func proxyFallbackOf(env *Env, a analysis) []Finding {
+	s := env.S
+	_ = s
 	if len(s.Proxies) == 0 {
 		return nil
 	}
 	// Path-wide breakage: the chain or the PREROUTING jump.
-	var pathWide string
+	var pathWide, pathCause string
 	var pathEvidence []string
 	switch {
 	case !a.chainExists(parse.TableNAT, ChainDocker):
 		pathWide = "nat DOCKER is missing"
+		pathCause = KeyOf("docker-chain-missing", Subject{Family: a.family()})
 		pathEvidence = append(pathEvidence, a.ipt()+" -t nat -S DOCKER: no such chain")
 	default:
 		for _, er := range a.diff.MissingOf(KindJump) {
 			if er.Rule.Table == parse.TableNAT && er.Rule.Chain == parse.ChainPrerouting {
 				pathWide = "nat PREROUTING no longer jumps to DOCKER"
+				pathCause = KeyOf("docker-jump-missing", Subject{Family: a.family(), Table: parse.TableNAT, Chain: parse.ChainPrerouting})
 				pathEvidence = append(pathEvidence, "missing: "+a.evLine(er))
 			}
 		}
@@ -78,8 +84,18 @@ func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
 		missing[er.Rule] = true
 	}
 
-	var out []Finding
-	seen := map[string]bool{} // alt group or rule: one finding per binding
+	// One finding per cause: the cause's key (another finding), or the
+	// rule that bypasses the DNATs.
+	type group struct {
+		why, causedBy string
+		ev            []string
+		refs          []RuleRef
+		ers           []ExpectedRule
+		proxies       []string
+	}
+	var groups []*group
+	byCause := map[string]*group{}
+	seen := map[string]bool{} // alt group or rule: one entry per binding
 	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
 		if er.Kind != KindDNAT || er.Port == nil || isLoopback(er.Port.HostIP) {
 			continue
@@ -91,22 +107,28 @@ func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
 		if seen[key] {
 			continue
 		}
-		var why string
+		var why, cause, gk string
 		var ev []string
+		var refs []RuleRef
 		switch got := a.diff.Found[er.Rule]; {
 		case pathWide != "":
-			why, ev = pathWide, append([]string(nil), pathEvidence...)
+			why, cause, gk, ev = pathWide, pathCause, pathCause, pathEvidence
 		case got == nil && missing[er.Rule] && overriddenBy(a, er) != nil:
 			continue // a stale DNAT takes the port: nothing reaches the proxy (dnat-stale)
 		case got == nil && missing[er.Rule]:
-			why, ev = "its DNAT rule is missing", []string{"missing: " + a.evLine(er)}
+			why = "its DNAT rule is missing"
+			cause = KeyOf("dnat-missing", Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker})
+			gk = cause
+			ev = []string{"missing: " + a.evLine(er)}
 		case got != nil && bypass[got] != nil:
 			sh := bypass[got]
 			why = fmt.Sprintf("rule %d of nat DOCKER (%s) matches it before its DNAT rule", sh.Position, sh.Target)
+			gk = "bypass " + sh.SaveLine(false)
 			ev = []string{
 				fmt.Sprintf("rule %d of nat DOCKER: %s", sh.Position, sh.SaveLine(false)),
 				fmt.Sprintf("bypassed rule %d of nat DOCKER: %s", got.Position, got.SaveLine(false)),
 			}
+			refs = []RuleRef{ruleRef(a.family(), "blocking", sh), ruleRef(a.family(), "shadowed", got)}
 		default:
 			continue
 		}
@@ -115,25 +137,63 @@ func proxyFallbackOf(s *snapshot.Snapshot, a analysis) []Finding {
 			continue
 		}
 		seen[key] = true
-		for _, p := range prox {
-			ev = append(ev, fmt.Sprintf("docker-proxy pid %d: %s", p.PID, strings.Join(p.Args, " ")))
+		g := byCause[gk]
+		if g == nil {
+			g = &group{why: why, causedBy: cause}
+			byCause[gk] = g
+			groups = append(groups, g)
 		}
-		pn := portName(er.Port)
-		out = append(out, Finding{
+		for _, line := range ev {
+			if !slices.Contains(g.ev, line) {
+				g.ev = append(g.ev, line)
+			}
+		}
+		g.refs = append(g.refs, refs...)
+		g.ers = append(g.ers, er)
+		for _, p := range prox {
+			g.proxies = append(g.proxies, fmt.Sprintf("docker-proxy pid %d: %s", p.PID, strings.Join(p.Args, " ")))
+		}
+	}
+
+	var out []Finding
+	for _, g := range groups {
+		affected := affectedOf(a, g.ers)
+		pn := portsList(affected, 6)
+		cause := Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker}
+		if g.causedBy == "" {
+			cause.Rule = g.refs[0].Rule
+		}
+		f := Finding{
 			ID:       "proxy-fallback",
+			Key:      KeyOf("proxy-fallback", cause),
 			Severity: SeverityWarning,
-			Title:    fmt.Sprintf("Port %s of container %s answers only through docker-proxy (%s)%s", pn, er.Container, why, a.famTitle()),
-			Detail: "Connections to " + pn + " from other machines are not translated to the container (" + why + "). " +
+			Subject:  cause,
+			Affected: affected,
+			Detail: "Connections to " + pn + " from other machines are not translated to the container (" + g.why + "). " +
 				"They still reach docker-proxy, which listens on the host port and relays them, so the port seems to work. " +
 				"But the container sees the bridge gateway instead of the client's address (logs, allow-lists and rate " +
 				"limits by client address break), every byte is copied through a userspace process (slower, more CPU), " +
 				"and the port stops answering as soon as the proxy is off (userland-proxy false, a daemon restart with " +
 				"the proxy disabled, the proxy process killed).",
-			Subject:  Subject{Table: "nat", Chain: "DOCKER", Network: er.Network, Container: er.Container, Port: pn, Family: a.family()},
-			Evidence: ev,
-			Fix: restartFix(a) + " Docker then writes the DNAT rule again and the proxy goes back to serving only " +
-				"host-local connections. Or add the rule Docker would have written: `" + a.ipt() + " " + ruleLine(er) + "`.",
-		})
+			Evidence: append(capped(g.ev, 6), capped(g.proxies, 4)...),
+			Rules:    g.refs,
+		}
+		if g.causedBy != "" {
+			f.CausedBy = []string{g.causedBy}
+			f.Fix = "Repair what it follows from (" + g.causedBy + "): `sudo iptscope doctor --fix` does; then docker-proxy goes back to " +
+				"serving only host-local connections."
+		} else {
+			f.Fix = "Remove the rule that bypasses the DNATs (it is not Docker's), or " + lowerFirst(restartFix(a))
+		}
+		if len(g.ers) == 1 {
+			er := g.ers[0]
+			f.Subject = subjectOfRule(a, er)
+			f.Subject.Rule = cause.Rule
+			f.Title = fmt.Sprintf("Port %s of container %s answers only through docker-proxy (%s)%s", portName(er.Port), er.Container, g.why, a.famTitle())
+		} else {
+			f.Title = fmt.Sprintf("%s published ports answer only through docker-proxy (%s)%s", thousands(len(g.ers)), g.why, a.famTitle())
+		}
+		out = append(out, f)
 	}
 	return out
 }

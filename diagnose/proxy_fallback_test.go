@@ -38,8 +38,10 @@ func TestProxyFallbackMatchesTheProbes(t *testing.T) {
 		proxyOn := strings.Contains(b.dir, "-proxy-on-")
 		t.Run(b.dir, func(t *testing.T) {
 			var got []string
-			for _, f := range proxyFallback.Run(b.snap) {
-				got = append(got, strings.TrimSuffix(f.Subject.Port, "/tcp"))
+			for _, f := range proxyFallback.Run(NewEnv(b.snap)) {
+				for _, port := range portsOf(f) {
+					got = append(got, strings.TrimSuffix(port, "/tcp"))
+				}
 				if f.Severity != SeverityWarning || len(f.Evidence) < 2 || !strings.Contains(strings.Join(f.Evidence, "\n"), "docker-proxy pid ") {
 					t.Errorf("finding lacks severity or evidence (rule and proxy): %+v", f)
 				}
@@ -72,7 +74,7 @@ func TestProxyFallbackOnARuleThatSkipsDNAT(t *testing.T) {
 		t.Run(dir+": the RETURN'd port only", func(t *testing.T) {
 			s := loadBundle(t, dir)
 			insertRule(t, s, "nat", "DOCKER", "-p tcp -m tcp --dport 8081 -j RETURN", 1)
-			got := proxyFallback.Run(s)
+			got := proxyFallback.Run(NewEnv(s))
 			if len(got) != 1 || got[0].Subject.Port != "8081/tcp" || got[0].Subject.Container != "app" {
 				t.Fatalf("want one finding for 8081/tcp of app, got %+v", got)
 			}
@@ -84,14 +86,14 @@ func TestProxyFallbackOnARuleThatSkipsDNAT(t *testing.T) {
 	t.Run("a DNAT above, pointing elsewhere, is dnat-stale's, not a fallback", func(t *testing.T) {
 		s := loadBundle(t, "docker-28.5-nft-proxy-on-healthy")
 		insertRule(t, s, "nat", "DOCKER", "! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.250:80", 1)
-		if got := proxyFallback.Run(s); len(got) != 0 {
+		if got := proxyFallback.Run(NewEnv(s)); len(got) != 0 {
 			t.Fatalf("want nothing, got %+v", got)
 		}
 	})
 	t.Run("no docker-proxy process, no fallback", func(t *testing.T) {
 		s := loadBundle(t, "docker-28.5-nft-proxy-on-nat-docker-flushed")
 		s.Proxies = nil
-		if got := proxyFallback.Run(s); len(got) != 0 {
+		if got := proxyFallback.Run(NewEnv(s)); len(got) != 0 {
 			t.Fatalf("want nothing, got %+v", got)
 		}
 	})

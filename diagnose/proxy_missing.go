@@ -29,7 +29,10 @@ var proxyMissing = Check{
 	ID:       "proxy-missing",
 	Title:    "A published port has no docker-proxy although userland-proxy is on",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "dockerd owns docker-proxy and would not know of a process started by another tool: `docker restart CONTAINER` re-creates it"},
+	Needs:    "the docker-proxy processes",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		mode, ok := knownProxyOn(s)
 		if !ok {
 			return nil

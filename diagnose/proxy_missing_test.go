@@ -64,12 +64,12 @@ func TestProxyMissingOnRealCaptures(t *testing.T) {
 			// with every proxy gone, every port is reported.
 			all := len(s.Proxies)
 			s.Proxies = nil
-			if got := len(proxyMissing.Run(s)); got < 5 {
+			if got := len(proxyMissing.Run(NewEnv(s))); got < 5 {
 				t.Errorf("all %d proxies gone: %d proxy-missing findings, want one per published port (>= 5)", all, got)
 			}
 			// Processes not read: nothing can be said.
 			s.Errors = append(s.Errors, snapshot.PartError{Part: "proxies", Error: "permission denied"})
-			if got := proxyMissing.Run(s); len(got) != 0 {
+			if got := proxyMissing.Run(NewEnv(s)); len(got) != 0 {
 				t.Errorf("proxies not read: %d findings, want none", len(got))
 			}
 		})
@@ -98,7 +98,7 @@ func TestProxyMissingNeedsTheMode(t *testing.T) {
 			}
 		}
 		s.Proxies = nil
-		if got := proxyMissing.Run(s); len(got) != 0 {
+		if got := proxyMissing.Run(NewEnv(s)); len(got) != 0 {
 			t.Errorf("%d findings, want none: %s", len(got), got[0].Title)
 		}
 		return
@@ -122,13 +122,13 @@ func TestProxyMissingRangeProxy(t *testing.T) {
 		}
 	}
 	s.Proxies = keep
-	if got := proxyMissing.Run(s); len(got) != 0 {
+	if got := proxyMissing.Run(NewEnv(s)); len(got) != 0 {
 		t.Errorf("range proxy 7000-7002: %s", got[0].Title)
 	}
 	for i := range s.Proxies {
 		s.Proxies[i].HostPortEnd = 0
 	}
-	if got := proxyMissing.Run(s); len(got) != 2 {
+	if got := proxyMissing.Run(NewEnv(s)); len(got) != 2 {
 		t.Errorf("without the range: %d findings, want 7001 and 7002", len(got))
 	}
 }

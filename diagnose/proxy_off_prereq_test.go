@@ -91,7 +91,7 @@ func TestBrNetfilterForIccFalse(t *testing.T) {
 		}
 	}
 	s.Sysctls["net.bridge.bridge-nf-call-iptables"] = snapshot.Sysctl{Value: "0", Present: true}
-	fs := brNetfilterDisabled.Run(s)
+	fs := brNetfilterDisabled.Run(NewEnv(s))
 	if len(fs) != 1 || !strings.Contains(strings.Join(fs[0].Evidence, "\n"), "network bridge: icc=false with 2 containers") {
 		t.Errorf("findings %+v", fs)
 	}

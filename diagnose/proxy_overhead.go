@@ -3,8 +3,6 @@ package diagnose
 import (
 	"fmt"
 	"sort"
-
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // Thresholds past which docker-proxy's cost is a warning.
@@ -20,7 +18,10 @@ var proxyOverhead = Check{
 	ID:       "proxy-overhead",
 	Title:    "docker-proxy processes and their cost",
 	Severity: SeverityInfo,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "information only: docker-proxy is Docker's setting (userland-proxy)"},
+	Needs:    "the docker-proxy processes",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if len(s.Proxies) == 0 {
 			return nil
 		}

@@ -2,9 +2,9 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/iptscope/iptscope/parse"
-	"github.com/iptscope/iptscope/snapshot"
 )
 
 // rawDropMissing: one of Docker 28's raw PREROUTING DROPs is missing
@@ -29,62 +29,76 @@ var rawDropMissing = Check{
 	Title:    "A raw-table DROP that protects containers from direct access is missing",
 	Severity: SeverityWarning,
 	Run:      perFamily(rawDropMissingOf),
+	Repair:   Repair{Auto: true},
+	Claims:   rawDropClaims,
 }
 
-func rawDropMissingOf(_ *snapshot.Snapshot, a analysis) []Finding {
-	missing := a.diff.MissingOf(KindRawEndpoint, KindRawLoopback)
-	if len(missing) == 0 {
+// rawDropClaims: the raw DROPs; one cause per family.
+func rawDropClaims(a analysis, er ExpectedRule) (Subject, bool) {
+	if er.Kind != KindRawEndpoint && er.Kind != KindRawLoopback || a.missingChain(er) {
+		return Subject{}, false
+	}
+	return Subject{Family: a.family(), Table: parse.TableRaw, Chain: parse.ChainPrerouting}, true
+}
+
+func rawDropMissingOf(_ *Env, a analysis) []Finding {
+	causes, groups := claimedBy(a, rawDropClaims)
+	if len(causes) == 0 {
 		return nil
 	}
+	cause := causes[0]
+	missing := groups[cause]
+	f := Finding{
+		ID:       "raw-drop-missing",
+		Key:      KeyOf("raw-drop-missing", cause),
+		Subject:  cause,
+		Affected: affectedOf(a, missing),
+		Evidence: missingEvidence(a, missing, 10),
+		Rules:    missingRefs(a, missing),
+	}
 	if !rawWanted(a) {
-		f := Finding{
-			ID:       "raw-drop-missing",
-			Severity: SeverityInfo,
-			Title:    fmt.Sprintf("None of Docker %s's %d raw-table DROPs is present%s", a.exp.Version, len(missing), a.famTitle()),
-			Detail: "Docker 28 drops, in raw PREROUTING, packets that reach a container's address directly from outside its " +
-				"bridge, and remote packets to ports published on 127.0.0.1. None of these rules is here: either the daemon runs " +
-				"with --allow-direct-routing or DOCKER_INSECURE_NO_IPTABLES_RAW=1 (then this is intended), or the raw table was " +
-				"flushed. In the second case machines that route the containers' subnets to this host reach every container " +
-				"port, published or not.",
-			Subject: Subject{Table: "raw", Chain: "PREROUTING", Family: a.family()},
-			Fix: "If the daemon runs without those settings, restart Docker so that it rebuilds them " +
-				"(`systemctl restart docker`), or add them by hand. iptscope does not add them: it cannot tell from the " +
-				"rules whether Docker wants them here.",
-		}
-		for _, er := range missing {
-			f.Evidence = append(f.Evidence, "missing: "+a.evLine(er))
-		}
-		f.Evidence = capped(f.Evidence, 3)
+		f.Severity = SeverityInfo
+		f.Title = fmt.Sprintf("None of Docker %s's %d raw-table DROPs is present%s", a.exp.Version, len(missing), a.famTitle())
+		f.Detail = "Docker 28 drops, in raw PREROUTING, packets that reach a container's address directly from outside its " +
+			"bridge, and remote packets to ports published on 127.0.0.1. None of these rules is here: either the daemon runs " +
+			"with --allow-direct-routing or DOCKER_INSECURE_NO_IPTABLES_RAW=1 (then this is intended), or the raw table was " +
+			"flushed. In the second case machines that route the containers' subnets to this host reach every container " +
+			"port, published or not."
+		f.Fix = "If the daemon runs without those settings, restart Docker so that it rebuilds them " +
+			"(`systemctl restart docker`), or add them by hand. iptscope does not add them: it cannot tell from the " +
+			"rules whether Docker wants them here."
+		f.Evidence = missingEvidence(a, missing, 3)
 		return []Finding{f}
 	}
-	var out []Finding
-	seenAlt := map[string]bool{}
+	f.Severity = SeverityWarning
+	f.Fix = restoreFix(a, missing, a.addLine)
+	loopback, endpoint := 0, 0
 	for _, er := range missing {
-		if er.Alt != "" {
-			if seenAlt[er.Alt] {
-				continue
-			}
-			seenAlt[er.Alt] = true
-		}
-		f := Finding{
-			ID:       "raw-drop-missing",
-			Severity: SeverityWarning,
-			Subject:  Subject{Table: "raw", Chain: "PREROUTING", Network: er.Network, Container: er.Container, Port: portName(er.Port), Family: a.family()},
-			Evidence: []string{"missing: " + a.evLine(er)},
-			Fix:      restartFix(a) + " Or add the rule Docker would have written: `" + a.ipt() + " " + ruleLine(er) + "`.",
-		}
 		if er.Kind == KindRawLoopback {
-			f.Title = fmt.Sprintf("Port %s of container %s answers other machines%s", portName(er.Port), er.Container, a.famTitle())
-			f.Detail = "The port is published on a loopback address, but Docker's raw DROP for remote packets to it is gone: a " +
-				"neighbour that sends packets for 127.0.0.1 to this host reaches the container (moby/moby#45610)."
+			loopback++
 		} else {
-			f.Title = fmt.Sprintf("Container %s on %s is reachable directly from other machines%s", er.Container, er.Network, a.famTitle())
-			f.Detail = "Docker's raw DROP for packets to this container's address from outside its bridge is gone: machines that route the network's subnet to this host reach every port of the " +
-				"container, published or not."
+			endpoint++
 		}
-		out = append(out, f)
 	}
-	return out
+	switch er := missing[0]; {
+	case len(missing) == 1 && loopback == 1:
+		f.Subject = subjectOfRule(a, er)
+		f.Title = fmt.Sprintf("Port %s of container %s answers other machines%s", portName(er.Port), er.Container, a.famTitle())
+	case len(missing) == 1:
+		f.Subject = subjectOfRule(a, er)
+		f.Title = fmt.Sprintf("Container %s on %s is reachable directly from other machines%s", er.Container, er.Network, a.famTitle())
+	default:
+		f.Title = fmt.Sprintf("%d of Docker's raw-table DROPs are missing%s", len(missing), a.famTitle())
+	}
+	if endpoint > 0 {
+		f.Detail = "Docker's raw DROP for packets to " + count(endpoint, "a container's address", "%d containers' addresses") + " from outside " +
+			"its bridge is gone: machines that route the network's subnet to this host reach every port of the container, published or not."
+	}
+	if loopback > 0 {
+		f.Detail = strings.TrimSpace(f.Detail + " " + count(loopback, "A port", "%d ports") + " published on a loopback address lost Docker's raw DROP for " +
+			"remote packets: a neighbour that sends packets for 127.0.0.1 to this host reaches the container (moby/moby#45610).")
+	}
+	return []Finding{f}
 }
 
 // rawWanted reports whether Docker demonstrably writes raw DROPs on this

@@ -1,7 +1,12 @@
 package diagnose
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/iptscope/iptscope/parse"
 
 	"github.com/iptscope/iptscope/snapshot"
 )
@@ -61,8 +66,20 @@ type Report struct {
 	Partial  bool         `json:"partial"`
 	Findings []Finding    `json:"findings"`
 	Ports    []PortReport `json:"ports"`
+	// NotChecked lists the checks that could not run on this input and
+	// what each needs (a raw dump: the sysctls, links, processes).
+	NotChecked []NotChecked `json:"not_checked,omitempty"`
 	// Notes say what was guessed, skipped or not inspected.
 	Notes []string `json:"notes"`
+	// Next is one line that says what to do next: what `doctor --fix`
+	// repairs and the command, what needs a person.
+	Next string `json:"next"`
+}
+
+// NotChecked is a check that did not run on the input.
+type NotChecked struct {
+	ID    string `json:"id"`
+	Needs string `json:"needs"`
 }
 
 // ReportOptions tune NewReport.
@@ -78,6 +95,11 @@ type ReportOptions struct {
 	RulesOnly bool
 	// Source is "live" or the input file name.
 	Source string
+	// Ports and Containers narrow the report to findings and port rows
+	// about these host ports ("8080", "8080/tcp", "127.0.0.1:9090/tcp")
+	// and containers (name or address); host-wide findings stay.
+	Ports      []string
+	Containers []string
 }
 
 // NewReport runs the checks and judges the published ports of s. It is
@@ -101,27 +123,38 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 	if s.Docker != nil {
 		r.Host.DockerVersion = s.Docker.Version
 	}
+	var inf *RuleInference
 	if o.RulesOnly {
 		r.Partial = true
-		r.Notes = append(r.Notes, "partial: the input is a raw iptables dump: only checks that need nothing but the rules ran; pass a bundle from `iptscope collect` for the full diagnosis")
-	}
-	// Why: with the API unreachable, what the host shows (bridges,
-	// neighbours, docker-proxy arguments, the rules' shape) still tells
-	// enough to run the rule checks on part of the host (see Infer).
-	if !o.RulesOnly {
+		var note string
+		s, inf, note = withRulesInferredDocker(s)
+		r.Notes = append(r.Notes, note)
+		for _, c := range All() {
+			if c.Needs != "" && !slices.Contains(o.Skip, c.ID) {
+				r.NotChecked = append(r.NotChecked, NotChecked{ID: c.ID, Needs: c.Needs})
+			}
+		}
+	} else {
+		// Why: with the API unreachable, what the host shows (bridges,
+		// neighbours, docker-proxy arguments, the rules' shape) still
+		// tells enough to run the rule checks on part of the host.
 		var note string
 		if s, note = withInferredDocker(s); note != "" {
 			r.Partial = true
 			r.Notes = append(r.Notes, note)
 		}
 	}
+	env := &Env{S: s, RulesOnly: o.RulesOnly, Inference: inf}
 	if why := dockerElsewhere(s); why != "" {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+why)
 	}
-	// One analysis for the checks and the ports (memo.go).
-	defer memoize(s)()
+	// One analysis for the checks and the ports.
+	defer memoizeEnv(env)()
 	if s.Docker != nil && s.Docker.Version != "" {
+		if a, ok := env.v4(); ok {
+			r.Host.Layout = string(a.exp.Era)
+		}
 		if e, err := Expect(s, snapshot.FamilyIPv4); err == nil {
 			r.Host.Layout = string(e.Era)
 			if e.Modelled {
@@ -137,11 +170,11 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			}
 		}
 	}
-	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil {
+	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil && !o.RulesOnly {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+err.Error())
 	}
-	for _, f := range Run(s, Options{Skip: o.Skip}) {
+	for _, f := range RunEnv(env, Options{Skip: o.Skip}) {
 		if f.ID == dockerUnreachable.ID {
 			r.Partial = true
 			if o.RulesOnly {
@@ -150,8 +183,12 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		}
 		r.Findings = append(r.Findings, f)
 	}
+	relate(env, r.Findings)
 	if ps := Ports(s); ps != nil {
 		r.Ports = ps
+	}
+	if len(o.Ports) > 0 || len(o.Containers) > 0 {
+		narrow(r, o.Ports, o.Containers)
 	}
 	if len(o.Skip) > 0 {
 		r.Notes = append(r.Notes, "skipped checks: "+joinComma(o.Skip))
@@ -165,7 +202,193 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			r.Status = StatusProblems
 		}
 	}
+	// Why: --skip hides a check, never a dead port. A port whose path is
+	// broken counts as an error whatever was skipped.
+	broken := 0
+	for _, p := range r.Ports {
+		if p.Path == PathBroken {
+			broken++
+		}
+	}
+	if broken > 0 && SeverityError.Rank() >= o.FailOn.Rank() {
+		r.Status = StatusProblems
+		if len(o.Skip) > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("%d published port%s broken (see the ports table), whatever checks were skipped", broken, plural(broken)))
+		}
+	}
+	r.Next = nextStep(r, o)
 	return r
+}
+
+// withRulesInferredDocker returns a copy of a raw dump's snapshot with
+// the Docker view InferFromRules reads from its rules, the inference, and
+// a note saying what was inferred.
+func withRulesInferredDocker(s *snapshot.Snapshot) (*snapshot.Snapshot, *RuleInference, string) {
+	const base = "partial: the input is a raw iptables dump: only the checks the rules alone decide ran"
+	if len(s.Rules) == 0 || s.Rules[0].Ruleset == nil {
+		return s, nil, base
+	}
+	d := s.Rules[0]
+	inf, why := InferFromRules(d.Ruleset, d.Family)
+	if inf == nil {
+		return s, nil, base + "; " + why
+	}
+	c := *s
+	c.Docker = inf.Docker
+	return &c, inf, base + ". " + strings.Join(inf.Notes, "; ")
+}
+
+// relate marks findings that follow from another one (CausedBy): when a
+// family lost every one of Docker's chains (a firewall reload), the rules
+// that lived in built-in chains went with them.
+func relate(env *Env, fs []Finding) {
+	for _, a := range env.analyses() {
+		total := 0
+		for _, t := range parse.KnownTables {
+			total += len(a.exp.Chains[t])
+		}
+		if total == 0 || len(a.missingChains()) != total {
+			continue
+		}
+		root := KeyOf(dockerChainMissing.ID, Subject{Family: a.family()})
+		for i := range fs {
+			f := &fs[i]
+			if c, ok := CheckByID(f.ID); ok && c.Claims != nil && f.Key != root && f.Subject.Family == a.family() && !slices.Contains(f.CausedBy, root) {
+				f.CausedBy = append(f.CausedBy, root)
+			}
+		}
+	}
+}
+
+// nextStep is the report's last line.
+func nextStep(r *Report, o ReportOptions) string {
+	var fix, person []string
+	nfix := 0
+	for _, f := range r.Findings {
+		if f.Severity.Rank() < SeverityWarning.Rank() {
+			continue
+		}
+		if f.Repairable {
+			nfix++
+			if !slices.Contains(fix, f.ID) {
+				fix = append(fix, f.ID)
+			}
+		} else if !slices.Contains(person, f.ID) {
+			person = append(person, f.ID)
+		}
+	}
+	var parts []string
+	switch {
+	case o.RulesOnly && len(person) > 0:
+		parts = append(parts, fmt.Sprintf("the rules show %d problem%s (%s)", len(r.Findings)-countBelow(r, SeverityWarning), plural(len(r.Findings)-countBelow(r, SeverityWarning)), joinComma(person)),
+			"on the host, `sudo iptscope doctor --fix` repairs what Docker's own view proves; `sudo iptscope collect -o host.json` gathers what a dump lacks ("+itoa(len(r.NotChecked))+" checks need it)")
+	case o.RulesOnly:
+		parts = append(parts, "nothing wrong in the rules given; `sudo iptscope collect -o host.json` on the host gathers what a dump lacks ("+itoa(len(r.NotChecked))+" checks need it)")
+	case nfix > 0:
+		parts = append(parts, fmt.Sprintf("`sudo iptscope doctor --fix` repairs %d finding%s (%s)", nfix, plural(nfix), joinComma(fix)))
+		if len(person) > 0 {
+			parts = append(parts, "then "+joinComma(person)+" need"+map[bool]string{true: "s", false: ""}[len(person) == 1]+" a person (see each fix)")
+		}
+	case len(person) > 0:
+		parts = append(parts, joinComma(person)+" need"+map[bool]string{true: "s", false: ""}[len(person) == 1]+" a person: `doctor --fix` repairs none of them (see each fix)")
+	case r.Partial:
+		parts = append(parts, "nothing found, but the check was partial (see the notes)")
+	default:
+		parts = append(parts, "nothing to do")
+	}
+	return "next: " + strings.Join(parts, "; ")
+}
+
+func countBelow(r *Report, sev Severity) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Severity.Rank() < sev.Rank() {
+			n++
+		}
+	}
+	return n
+}
+
+// narrow keeps the findings and port rows about the ports and containers
+// asked for. A finding about no port or container at all (ip_forward, a
+// missing chain) concerns every port and stays; a grouped finding keeps
+// only the affected subjects asked for.
+func narrow(r *Report, ports, containers []string) {
+	match := func(sb Subject) bool {
+		for _, p := range ports {
+			if portIs(sb.Port, p) || portIs(sb.ContainerPort, p) {
+				return true
+			}
+		}
+		for _, c := range containers {
+			if sb.Container != "" && (sb.Container == c || strings.Trim(sb.Container, "<>") == c) {
+				return true
+			}
+		}
+		return false
+	}
+	general := func(sb Subject) bool { return sb.Port == "" && sb.ContainerPort == "" && sb.Container == "" }
+	var keep []Finding
+	for _, f := range r.Findings {
+		switch {
+		case len(f.Affected) > 0:
+			var aff []Subject
+			for _, sb := range f.Affected {
+				if match(sb) || general(sb) {
+					aff = append(aff, sb)
+				}
+			}
+			if len(aff) == 0 {
+				continue
+			}
+			f.Affected = aff
+		case !general(f.Subject) && !match(f.Subject):
+			continue
+		}
+		keep = append(keep, f)
+	}
+	r.Findings = append([]Finding{}, keep...)
+	var rows []PortReport
+	for _, p := range r.Ports {
+		sb := Subject{Port: p.HostAddr(), Container: p.Container}
+		if match(sb) || len(ports) == 0 && len(containers) == 0 {
+			rows = append(rows, p)
+			continue
+		}
+		for _, c := range containers {
+			if p.ContainerIP == c {
+				rows = append(rows, p)
+			}
+		}
+	}
+	r.Ports = append([]PortReport{}, rows...)
+	r.Notes = append(r.Notes, "narrowed to "+joinComma(append(append([]string{}, ports...), containers...)))
+}
+
+// portIs reports whether a subject's port ("127.0.0.1:9090/tcp",
+// "8080/tcp", "172.17.0.2:80/tcp") is the one asked for ("8080",
+// "8080/tcp", "127.0.0.1:9090", "127.0.0.1:9090/tcp").
+func portIs(have, want string) bool {
+	if have == "" || want == "" {
+		return false
+	}
+	if have == want {
+		return true
+	}
+	hp, hproto, _ := strings.Cut(have, "/")
+	wp, wproto, _ := strings.Cut(want, "/")
+	if wproto != "" && wproto != hproto {
+		return false
+	}
+	if hp == wp {
+		return true
+	}
+	if !strings.Contains(wp, ":") {
+		if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+			return hp[i+1:] == wp
+		}
+	}
+	return false
 }
 
 // rulesOnlyFinding rewrites docker-unreachable for a raw dump: Docker was

@@ -22,7 +22,10 @@ var routeLocalnetDisabled = Check{
 	ID:       "route-localnet-disabled",
 	Title:    "A Docker bridge has route_localnet=0 while userland-proxy is off",
 	Severity: SeverityWarning,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Auto: true},
+	Needs:    "the route_localnet sysctls",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		mode, ok := knownProxyOff(s)
 		if !ok {
 			return nil

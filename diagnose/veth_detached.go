@@ -14,7 +14,10 @@ var vethDetached = Check{
 	ID:       "veth-detached",
 	Title:    "A container's veth is not attached to its bridge",
 	Severity: SeverityError,
-	Run: func(s *snapshot.Snapshot) []Finding {
+	Repair:   Repair{Manual: "links are Docker's to manage: restart the container"},
+	Needs:    "the host's links",
+	Run: func(env *Env) []Finding {
+		s := env.S
 		if s.Docker == nil || !linksRead(s) {
 			return nil
 		}

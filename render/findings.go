@@ -19,10 +19,13 @@ func DoctorJSON(w io.Writer, r *diagnose.Report) error {
 	return enc.Encode(r)
 }
 
-// DoctorText writes the report for people: a summary line, the findings
-// table, the published ports table, then each finding's detail, evidence
-// and fix, and the notes. Severities are coloured on a terminal; plain
-// output is stable (no trailing spaces) for scripts and golden tests.
+// DoctorText writes the report for people, root cause first: a summary
+// line, the findings table, each finding's detail, what it affects,
+// evidence and fix, then the published ports table, the notes and one
+// line that says what to do next. Severities are coloured on a terminal;
+// plain output is stable (no trailing spaces) for scripts and golden
+// tests. At scale the ports table shows the ports that are not on the NAT
+// path first and at most MaxPortRows rows (the JSON has them all).
 func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 	if !o.Terminal {
 		tw := &trimWriter{w: w}
@@ -47,13 +50,33 @@ func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 		}
 	}
 
+	for _, f := range r.Findings {
+		ew.println()
+		ew.println(fmt.Sprintf("%s %s: %s", severity(f.Severity, p), p.bold(f.ID), f.Title))
+		ew.println("  " + f.Detail)
+		if len(f.CausedBy) > 0 {
+			ew.println("  " + p.dim("follows from:") + " " + strings.Join(f.CausedBy, ", "))
+		}
+		if len(f.Affected) > 1 {
+			ew.println("  " + p.dim(fmt.Sprintf("affects %d:", len(f.Affected))) + " " + affectedText(f.Affected, 8))
+		}
+		if len(f.Evidence) > 0 {
+			ew.println("  " + p.dim("evidence:"))
+			for _, e := range f.Evidence {
+				ew.println("    " + e)
+			}
+		}
+		ew.println("  " + p.dim("fix:") + " " + f.Fix)
+	}
+
 	ew.println()
 	if len(r.Ports) == 0 {
 		ew.println(p.dim("(no published ports)"))
 	} else {
+		rows, hidden := portRows(r.Ports, MaxPortRows)
 		tbl := newTable(ew, o)
 		tbl.Header("HOST", "CONTAINER", "NETWORK", "PATH", "REASON")
-		for _, pr := range r.Ports {
+		for _, pr := range rows {
 			host := pr.HostAddr()
 			if pr.AlsoIPv6 {
 				host += " +[::]"
@@ -71,19 +94,13 @@ func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 		if err := tbl.Render(); err != nil {
 			return err
 		}
-	}
-
-	for _, f := range r.Findings {
-		ew.println()
-		ew.println(fmt.Sprintf("%s %s: %s", severity(f.Severity, p), p.bold(f.ID), f.Title))
-		ew.println("  " + f.Detail)
-		if len(f.Evidence) > 0 {
-			ew.println("  " + p.dim("evidence:"))
-			for _, e := range f.Evidence {
-				ew.println("    " + e)
-			}
+		if hidden > 0 {
+			ew.println(p.dim(fmt.Sprintf("... and %d more published ports, all on the NAT path (every row: -o json; one port: --port N)", hidden)))
 		}
-		ew.println("  " + p.dim("fix:") + " " + f.Fix)
+	}
+	if len(r.NotChecked) > 0 {
+		ew.println()
+		ew.println(p.dim("not checked without the host: " + notCheckedText(r.NotChecked)))
 	}
 	if len(r.Notes) > 0 {
 		ew.println()
@@ -91,7 +108,92 @@ func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 			ew.println(p.dim("note: " + n))
 		}
 	}
+	if r.Next != "" {
+		ew.println()
+		ew.println(p.bold(r.Next))
+	}
 	return ew.err
+}
+
+// MaxPortRows is how many rows of the ports table DoctorText prints.
+const MaxPortRows = 40
+
+// portRows returns the rows to print, those not on the NAT path first,
+// at most n (all of them when n is not exceeded), and how many are left
+// out; every left-out row is on the NAT path or local-only.
+func portRows(ps []diagnose.PortReport, n int) ([]diagnose.PortReport, int) {
+	if len(ps) <= n {
+		return ps, 0
+	}
+	var bad, good []diagnose.PortReport
+	for _, p := range ps {
+		if p.Path == diagnose.PathNAT || p.Path == diagnose.PathLocalOnly {
+			good = append(good, p)
+		} else {
+			bad = append(bad, p)
+		}
+	}
+	if len(bad) >= n {
+		// Why: every problem row is shown, however many: these are the
+		// ports the user must see.
+		return bad, len(good)
+	}
+	rows := append(bad, good[:n-len(bad)]...)
+	return rows, len(ps) - len(rows)
+}
+
+// affectedText renders the first n affected subjects: "8080/tcp (web),
+// 7000/tcp (multi) ... and 994 more".
+func affectedText(ss []diagnose.Subject, n int) string {
+	var parts []string
+	for i, s := range ss {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("... and %d more", len(ss)-n))
+			break
+		}
+		parts = append(parts, affectedOne(s))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func affectedOne(s diagnose.Subject) string {
+	var what string
+	switch {
+	case s.Port != "":
+		what = s.Port
+	case s.ContainerPort != "":
+		what = s.ContainerPort
+	case s.Chain != "":
+		what = strings.TrimSpace(string(s.Table) + " " + string(s.Chain))
+	case s.Network != "":
+		what = "network " + s.Network
+	default:
+		what = subjectText(s)
+	}
+	switch {
+	case s.Container != "":
+		what += " (" + s.Container + ")"
+	case s.Network != "" && !strings.HasPrefix(what, "network "):
+		what += " (" + s.Network + ")"
+	}
+	return what
+}
+
+// notCheckedText groups the checks that did not run by what they need.
+func notCheckedText(nc []diagnose.NotChecked) string {
+	var order []string
+	by := map[string][]string{}
+	for _, c := range nc {
+		if by[c.Needs] == nil {
+			order = append(order, c.Needs)
+		}
+		by[c.Needs] = append(by[c.Needs], c.ID)
+	}
+	var parts []string
+	for _, need := range order {
+		parts = append(parts, need+" ("+strings.Join(by[need], ", ")+")")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // summary is the report's first line: "problems: docker 28.5.2 (nft), 6
@@ -189,7 +291,7 @@ func pathText(path diagnose.PortPath, p palette) string {
 func subjectText(s diagnose.Subject) string {
 	var parts []string
 	if s.Table != "" || s.Chain != "" {
-		parts = append(parts, strings.TrimSpace(s.Table+" "+s.Chain))
+		parts = append(parts, strings.TrimSpace(string(s.Table)+" "+string(s.Chain)))
 	}
 	if s.Network != "" {
 		parts = append(parts, "network "+s.Network)
@@ -199,6 +301,9 @@ func subjectText(s diagnose.Subject) string {
 	}
 	if s.Port != "" {
 		parts = append(parts, "port "+s.Port)
+	}
+	if s.ContainerPort != "" {
+		parts = append(parts, "container port "+s.ContainerPort)
 	}
 	return strings.Join(parts, ", ")
 }

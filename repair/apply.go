@@ -296,9 +296,10 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 }
 
 // verify returns what is wrong after the repair: a repaired finding still
-// there, or a new error finding.
+// there, or a new error finding. Findings are compared by key (check ID
+// and the subject of the cause), never by title or text.
 func verify(p *diagnose.Plan, after []diagnose.Finding) []string {
-	key := func(f diagnose.Finding) string { return f.ID + "\x00" + f.Title }
+	key := func(f diagnose.Finding) string { return f.Key }
 	before := map[string]bool{}
 	repaired := map[string]bool{}
 	for _, pf := range p.Findings {

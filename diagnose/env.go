@@ -1,0 +1,111 @@
+package diagnose
+
+import (
+	"sync"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// Env is the analysis environment the checks run on: one snapshot and what
+// is derived from it, computed at most once per Env (the expected rules
+// and their comparison with the dump, per family, and their indexes). It
+// replaces recomputation per check (about 1 s of CPU on a 1,000-port host)
+// without any global state: an Env lives as long as the caller keeps it.
+//
+// An Env must not be shared between snapshots, and the snapshot must not
+// change while the Env is in use. It is safe for concurrent use.
+type Env struct {
+	// S is the snapshot (with an inferred Docker view when the API could
+	// not be read: see NewReport).
+	S *snapshot.Snapshot
+	// RulesOnly: S was built from a raw iptables dump (no links, sysctls,
+	// processes); the Docker view, if any, was inferred from the rules.
+	RulesOnly bool
+	// Inference is what a raw dump's Docker view was inferred from
+	// (RulesOnly only; nil when the rules show no Docker layout).
+	Inference *RuleInference
+
+	fam [2]envFamily
+}
+
+type envFamily struct {
+	once sync.Once
+	a    analysis
+	ok   bool
+}
+
+// NewEnv returns the environment of s (nil s: an Env in which every check
+// stays silent).
+func NewEnv(s *snapshot.Snapshot) *Env { return &Env{S: s} }
+
+// analysis returns the comparison of one family (snapshot.FamilyIPv4 or
+// IPv6), computed once. ok is false when there is nothing to compare (no
+// Docker view, era not modelled, Docker writes no rules of that family, no
+// usable dump): checks then stay silent for the family.
+func (e *Env) analysis(family string) (analysis, bool) {
+	i := 0
+	if family == snapshot.FamilyIPv6 {
+		i = 1
+	}
+	f := &e.fam[i]
+	f.once.Do(func() {
+		f.a, f.ok = computeAnalysis(e.S, family, e.RulesOnly)
+	})
+	return f.a, f.ok
+}
+
+// v4 is the IPv4 analysis.
+func (e *Env) v4() (analysis, bool) { return e.analysis(snapshot.FamilyIPv4) }
+
+// analyses returns the analyses of the families with something to
+// compare: IPv4, then IPv6 when Docker writes ip6tables rules here.
+func (e *Env) analyses() []analysis {
+	var out []analysis
+	for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+		if a, ok := e.analysis(fam); ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// computeAnalysis derives and compares the rules of one family of the
+// backend Docker writes to. For a raw dump (rulesOnly) the expected rules
+// of tables the input does not hold are dropped: a pasted `iptables -t nat
+// -L` says nothing about the filter table, so nothing there can be missing.
+func computeAnalysis(s *snapshot.Snapshot, family string, rulesOnly bool) (analysis, bool) {
+	if s == nil || s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
+		return analysis{}, false
+	}
+	e, err := Expect(s, family)
+	if err != nil || !e.Modelled {
+		return analysis{}, false
+	}
+	d, err := s.PickDump(snapshot.BackendAuto, family)
+	if err != nil {
+		return analysis{}, false
+	}
+	if rulesOnly {
+		e = onlyTablesOf(e, d.Ruleset)
+	}
+	return analysis{exp: e, rs: d.Ruleset, diff: Compare(e, d.Ruleset), dump: d, idx: &analysisIndex{}}, true
+}
+
+// onlyTablesOf returns e without the tables rs does not hold.
+func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
+	c := *e
+	c.Chains = map[parse.TableName][]parse.ChainName{}
+	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
+	for t, chains := range e.Chains {
+		if rs.Table(t) != nil {
+			c.Chains[t] = chains
+		}
+	}
+	for t, rules := range e.Rules {
+		if rs.Table(t) != nil {
+			c.Rules[t] = rules
+		}
+	}
+	return &c
+}

@@ -1,0 +1,424 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// RuleInference is what InferFromRules read from a raw dump: the Docker
+// view and, for each fact, the rule it rests on, so that findings on a
+// pasted dump can show why iptscope believes a port is published.
+type RuleInference struct {
+	// Docker is the inferred view (Inferred set, Error saying it came
+	// from a raw dump).
+	Docker *snapshot.Docker
+	// Family of the dump.
+	Family string
+	// Orphans are published container ports that Docker's filter
+	// ACCEPT, hairpin MASQUERADE or raw rules still name but that no
+	// DNAT sends traffic to: their DNAT is gone.
+	Orphans []OrphanPort
+	// Stale are DNATs for a host port that another DNAT maps to a
+	// container Docker's other rules name, while nothing names theirs.
+	Stale []StaleDNAT
+	// Notes say what was inferred and from what.
+	Notes []string
+}
+
+// OrphanPort is a container port whose DNAT is gone.
+type OrphanPort struct {
+	ContainerIP   string
+	ContainerPort int
+	Proto         string
+	Bridge        string
+	// From are the rules that show the port is published.
+	From []*parse.Rule
+}
+
+// StaleDNAT is a DNAT that a raw dump proves stale.
+type StaleDNAT struct {
+	Rule *parse.Rule
+	// Live is the DNAT for the same host port whose destination Docker's
+	// other rules name, and Admits one such rule.
+	Live, Admits *parse.Rule
+}
+
+// endpointKey is a container port as Docker's per-port rules name it.
+type endpointKey struct {
+	ip    string
+	port  int
+	proto string
+}
+
+// InferFromRules builds a Docker view from a raw iptables dump alone (a
+// pasted `iptables-save` or `iptables -L -n -v`), for the rule checks to
+// run on. It returns nil and the reason when the rules show no Docker
+// layout. What is inferred, and from what (every guess errs towards
+// expecting less, as Infer does):
+//
+//	layout      the chain names (layoutVersion)
+//	networks    bridges named in Docker's chains and in nat POSTROUTING's
+//	            "-s SUBNET ! -o BRIDGE -j MASQUERADE"; the subnet from that
+//	            rule or an --internal network's DROPs. A network whose
+//	            subnet no rule shows gets no MASQUERADE expected.
+//	containers  one per address that a DNAT sends to, or that filter DOCKER's
+//	            "-d IP ! -i BR -o BR ... -j ACCEPT", a hairpin "-s IP -d IP
+//	            ... -j MASQUERADE" or 28's raw "-d IP ! -i BR -j DROP" names
+//	ports       the DNATs (host address and port, container port)
+//
+// A DNAT is stale (not taken as a port) when another DNAT for the same
+// host port goes to a container port that Docker's other rules name and
+// its own destination is named by none of them. A container port that
+// those rules name but no DNAT reaches is an orphan: its DNAT is gone.
+func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
+	if rs == nil {
+		return nil, "no rules"
+	}
+	version, why := layoutVersion(rs)
+	if version == "" {
+		return nil, "no Docker chain in the rules: " + why
+	}
+	inf := &RuleInference{Family: family}
+	dk := &snapshot.Docker{Version: version + " (inferred from the rule layout)", Inferred: true,
+		Error: "not in the input: a raw iptables dump has no Docker view", Networks: []snapshot.Network{}, Containers: []snapshot.Container{}}
+	inf.Docker = dk
+	all := allRules(rs)
+
+	// Networks: bridges and subnets.
+	type inet struct {
+		n      *snapshot.Network
+		prefix netip.Prefix
+		facts  []string
+	}
+	nets := map[string]*inet{}
+	var order []string
+	netOf := func(br string) *inet {
+		if br == "" || strings.HasSuffix(br, "+") || br == "lo" {
+			return nil
+		}
+		if n := nets[br]; n != nil {
+			return n
+		}
+		name := br
+		if br == "docker0" {
+			name = "bridge"
+		}
+		n := &inet{n: &snapshot.Network{ID: "inferred-" + br, Name: name, Driver: "bridge", BridgeName: br, Options: map[string]string{}}}
+		nets[br] = n
+		order = append(order, br)
+		return n
+	}
+	setSubnet := func(br, sub string) {
+		n := netOf(br)
+		if n == nil || n.prefix.IsValid() {
+			return
+		}
+		p, err := netip.ParsePrefix(parse.CanonicalAddr(sub))
+		if err != nil || p.Addr().Is4() != (family == snapshot.FamilyIPv4) || p.IsSingleIP() {
+			return
+		}
+		n.prefix = p.Masked()
+	}
+	for _, r := range all {
+		if !dockerRule(r) {
+			continue
+		}
+		if r.Chain == parse.ChainPostrouting {
+			// Only Docker's shapes: another tool's POSTROUTING rules
+			// name interfaces that are not Docker's bridges.
+			if (r.Target == parse.TargetMasquerade || r.Target == parse.TargetSNAT) && r.OutIface.Negated && r.Source.Value != "" && !r.Source.Negated {
+				setSubnet(r.OutIface.Value, r.Source.Value)
+			}
+			continue
+		}
+		for _, ifc := range []parse.Negatable{r.InIface, r.OutIface} {
+			netOf(ifc.Value)
+		}
+		if r.Target == parse.TargetDrop && r.OutIface.Value != "" && !r.OutIface.Negated && r.Source.Negated {
+			setSubnet(r.OutIface.Value, r.Source.Value) // --internal: ! -s SUBNET -o BR -j DROP
+		}
+	}
+
+	// Per-port evidence: filter ACCEPTs, hairpin MASQUERADEs, raw DROPs.
+	named := map[endpointKey][]*parse.Rule{} // container port -> rules naming it
+	ipNamed := map[string][]*parse.Rule{}    // container address -> rules naming it
+	bridgeOfIP := map[string]string{}
+	hostAddr := func(n parse.Negatable) (string, bool) {
+		if n.Value == "" || n.Negated {
+			return "", false
+		}
+		p, err := netip.ParsePrefix(parse.CanonicalAddr(n.Value))
+		if err != nil || !p.IsSingleIP() {
+			if a, err := netip.ParseAddr(n.Value); err == nil {
+				return a.String(), true
+			}
+			return "", false
+		}
+		return p.Addr().String(), true
+	}
+	singlePort := func(r *parse.Rule) (int, bool) {
+		ports, neg := r.DestPorts()
+		if neg || len(ports) != 1 || ports[0].From != ports[0].To {
+			return 0, false
+		}
+		return int(ports[0].From), true
+	}
+	for _, r := range all {
+		switch {
+		case r.Table == parse.TableFilter && r.Chain == ChainDocker && r.Target == parse.TargetAccept &&
+			r.OutIface.Value != "" && !r.OutIface.Negated && r.InIface.Negated:
+			ip, ok := hostAddr(r.Destination)
+			port, okp := singlePort(r)
+			if ok && okp {
+				k := endpointKey{ip, port, protoOf(r)}
+				named[k] = append(named[k], r)
+				ipNamed[ip] = append(ipNamed[ip], r)
+				bridgeOfIP[ip] = r.OutIface.Value
+			}
+		case r.Table == parse.TableNAT && r.Chain == parse.ChainPostrouting && r.Target == parse.TargetMasquerade:
+			src, ok1 := hostAddr(r.Source)
+			dst, ok2 := hostAddr(r.Destination)
+			port, okp := singlePort(r)
+			if ok1 && ok2 && okp && src == dst {
+				k := endpointKey{src, port, protoOf(r)}
+				named[k] = append(named[k], r)
+				ipNamed[src] = append(ipNamed[src], r)
+			}
+		case r.Table == parse.TableRaw && r.Chain == parse.ChainPrerouting && r.Target == parse.TargetDrop &&
+			r.InIface.Negated && r.InIface.Value != "" && r.InIface.Value != "lo":
+			if ip, ok := hostAddr(r.Destination); ok {
+				ipNamed[ip] = append(ipNamed[ip], r)
+				bridgeOfIP[ip] = r.InIface.Value
+			}
+		}
+	}
+
+	// DNATs: bindings, grouped by host binding.
+	type dnat struct {
+		r    *parse.Rule
+		cip  string
+		pb   snapshot.PortBinding
+		bind string
+	}
+	var dnats []dnat
+	if c := rs.Table(parse.TableNAT).Chain(ChainDocker); c != nil {
+		for _, r := range c.Rules {
+			if r.Target != parse.TargetDNAT {
+				continue
+			}
+			dest, err := parse.ParseNATDest(r.NATTo())
+			hport, okp := singlePort(r)
+			if err != nil || !okp || dest.PortFrom == 0 || dest.IP == "" {
+				continue
+			}
+			hostIP := "0.0.0.0"
+			if family == snapshot.FamilyIPv6 {
+				hostIP = "::"
+			}
+			if r.Destination.Value != "" {
+				ip, ok := hostAddr(r.Destination)
+				if !ok {
+					continue
+				}
+				hostIP = ip
+			}
+			cip := canonIP(dest.IP)
+			pb := snapshot.PortBinding{HostIP: hostIP, HostPort: hport, ContainerPort: int(dest.PortFrom), Proto: protoOf(r)}
+			dnats = append(dnats, dnat{r: r, cip: cip, pb: pb, bind: fmt.Sprintf("%s:%d/%s", hostIP, hport, pb.Proto)})
+			if r.InIface.Negated {
+				netOf(r.InIface.Value)
+				if bridgeOfIP[cip] == "" {
+					bridgeOfIP[cip] = r.InIface.Value
+				}
+			}
+		}
+	}
+	// Why per-port evidence when the filter table is there: Docker
+	// writes one ACCEPT per published container port, so a DNAT to a
+	// port no ACCEPT names is not Docker's when another DNAT for the same
+	// host port goes to one that is.
+	evidenced := func(d dnat) (*parse.Rule, bool) {
+		if rs.Table(parse.TableFilter) != nil {
+			if rr := named[endpointKey{d.cip, d.pb.ContainerPort, d.pb.Proto}]; len(rr) > 0 {
+				return rr[0], true
+			}
+			return nil, false
+		}
+		if rr := ipNamed[d.cip]; len(rr) > 0 {
+			return rr[0], true
+		}
+		return nil, false
+	}
+	stale := map[*parse.Rule]bool{}
+	byBind := map[string][]dnat{}
+	for _, d := range dnats {
+		byBind[d.bind] = append(byBind[d.bind], d)
+	}
+	for _, d := range dnats {
+		if _, ok := evidenced(d); ok {
+			continue
+		}
+		for _, other := range byBind[d.bind] {
+			if other.r == d.r {
+				continue
+			}
+			if admits, ok := evidenced(other); ok {
+				stale[d.r] = true
+				inf.Stale = append(inf.Stale, StaleDNAT{Rule: d.r, Live: other.r, Admits: admits})
+				break
+			}
+		}
+	}
+
+	// Containers: one per address.
+	cts := map[string]*snapshot.Container{}
+	var ips []string
+	addCt := func(ip, br string) *snapshot.Container {
+		if c := cts[ip]; c != nil {
+			return c
+		}
+		n := netOf(br)
+		if n == nil {
+			return nil
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil || a.Is4() != (family == snapshot.FamilyIPv4) {
+			return nil
+		}
+		ep := snapshot.Endpoint{Network: n.n.Name, NetworkID: n.n.ID}
+		if family == snapshot.FamilyIPv6 {
+			ep.IPv6 = ip
+		} else {
+			ep.IP = ip
+		}
+		if n.prefix.IsValid() && family == snapshot.FamilyIPv4 {
+			ep.IPPrefixLen = n.prefix.Bits()
+		}
+		c := &snapshot.Container{ID: "inferred-" + ip, Name: "<" + ip + ">", State: "running", Running: true, Endpoints: []snapshot.Endpoint{ep}}
+		cts[ip] = c
+		ips = append(ips, ip)
+		return c
+	}
+	for ip, br := range bridgeOfIP {
+		addCt(ip, br)
+	}
+	dnatTo := map[endpointKey]bool{}
+	for _, d := range dnats {
+		if stale[d.r] {
+			continue
+		}
+		c := addCt(d.cip, bridgeOfIP[d.cip])
+		if c == nil {
+			continue
+		}
+		c.Ports = append(c.Ports, d.pb)
+		dnatTo[endpointKey{d.cip, d.pb.ContainerPort, d.pb.Proto}] = true
+	}
+	var keys []endpointKey
+	for k := range named {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].ip != keys[j].ip {
+			return ipLess(keys[i].ip, keys[j].ip)
+		}
+		if keys[i].port != keys[j].port {
+			return keys[i].port < keys[j].port
+		}
+		return keys[i].proto < keys[j].proto
+	})
+	natDocker := rs.Table(parse.TableNAT).Chain(ChainDocker) != nil
+	for _, k := range keys {
+		if dnatTo[k] || !natDocker {
+			continue
+		}
+		if c := addCt(k.ip, bridgeOfIP[k.ip]); c == nil {
+			continue
+		}
+		inf.Orphans = append(inf.Orphans, OrphanPort{ContainerIP: k.ip, ContainerPort: k.port, Proto: k.proto, Bridge: bridgeOfIP[k.ip], From: named[k]})
+	}
+
+	// What the rules say about each network (as Infer does).
+	for _, br := range order {
+		in := nets[br]
+		n := in.n
+		internal, external := false, false
+		sub := ""
+		if in.prefix.IsValid() {
+			sub = in.prefix.String()
+			n.Subnets = []string{sub}
+			if family == snapshot.FamilyIPv6 {
+				n.EnableIPv6 = true
+			}
+		}
+		masq := false
+		for _, r := range all {
+			if !dockerRule(r) {
+				continue
+			}
+			spec := r.Spec()
+			switch {
+			case sub != "" && (spec == "! -s "+sub+" -o "+br+" -j DROP" || spec == "! -d "+sub+" -i "+br+" -j DROP"):
+				internal = true
+			case sub != "" && r.Table == parse.TableNAT && r.Chain == parse.ChainPostrouting && (spec == "-s "+sub+" ! -o "+br+" -j MASQUERADE" ||
+				strings.HasPrefix(spec, "-s "+sub+" ! -o "+br+" -j SNAT")):
+				external, masq = true, true
+			case r.Table == parse.TableNAT && r.Chain == ChainDocker && spec == "-i "+br+" -j RETURN":
+				external = true
+				masq = masq || sub != ""
+			case r.Table == parse.TableFilter && spec == "-o "+br+" -j DOCKER":
+				external = true
+			case r.Table == parse.TableFilter && spec == "-i "+br+" -o "+br+" -j DROP":
+				n.Options["com.docker.network.bridge.enable_icc"] = "false"
+			}
+		}
+		for _, c := range cts {
+			if c.Endpoints[0].NetworkID == n.ID && len(c.Ports) > 0 {
+				external = true
+			}
+		}
+		if internal {
+			n.Internal = true
+		} else if !external {
+			continue
+		}
+		n.Options["com.docker.network.bridge.enable_ip_masquerade"] = fmt.Sprint(masq)
+		dk.Networks = append(dk.Networks, *n)
+	}
+	sort.Slice(ips, func(i, j int) bool { return ipLess(ips[i], ips[j]) })
+	nports := 0
+	for _, ip := range ips {
+		c := cts[ip]
+		if findNetworkByID(dk.Networks, c.Endpoints[0].NetworkID) {
+			dk.Containers = append(dk.Containers, *c)
+			nports += len(c.Ports)
+		}
+	}
+	inf.Notes = append(inf.Notes, fmt.Sprintf("Docker's view was inferred from the rules alone: layout %s, %d bridge network(s), %d container address(es), %d published port(s) with their DNAT, %d without",
+		EraOf(mustVersion(dk.Version)), len(dk.Networks), len(dk.Containers), nports, len(inf.Orphans)))
+	return inf, ""
+}
+
+// protoOf is a rule's protocol, tcp when it names none.
+func protoOf(r *parse.Rule) string {
+	if p := r.Proto(); p != "" {
+		return p
+	}
+	return "tcp"
+}
+
+// ipLess orders addresses numerically (text order for what does not
+// parse).
+func ipLess(a, b string) bool {
+	x, err1 := netip.ParseAddr(a)
+	y, err2 := netip.ParseAddr(b)
+	if err1 != nil || err2 != nil {
+		return a < b
+	}
+	return x.Less(y)
+}
