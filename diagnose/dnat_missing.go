@@ -137,10 +137,10 @@ func orphansFinding(env *Env, a analysis) (Finding, bool) {
 	for i, o := range inf.Orphans {
 		cp := fmt.Sprintf("%s/%s", netJoin(o.ContainerIP, o.ContainerPort), o.Proto)
 		names = append(names, cp)
-		f.Affected = append(f.Affected, Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker, Network: networkOfBridge(inf.Docker, o.Bridge), ContainerPort: cp})
-		for _, r := range o.From {
+		f.Affected = append(f.Affected, Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker, Network: o.Network, ContainerPort: cp})
+		for j, r := range o.From {
 			f.Rules = append(f.Rules, ruleRef(a.family(), "inferred-from", r))
-			if i < 8 {
+			if i < 8 && j == 0 {
 				f.Evidence = append(f.Evidence, fmt.Sprintf("published port %s inferred from rule %d of %s %s: %s", cp, r.Position, r.Table, r.Chain, a.evSave(r.SaveLine(false))))
 			}
 		}
@@ -173,17 +173,6 @@ func orphansFinding(env *Env, a analysis) (Finding, bool) {
 	f.Fix = "The host ports are not in the dump. On the host, `sudo iptscope doctor --fix` restores the DNATs from Docker's own view; or " +
 		lowerFirst(restartFix(a)) + " Check with `" + a.ipt() + " -t nat -S DOCKER`."
 	return f, true
-}
-
-// networkOfBridge is the name of the network on bridge br in dk ("" when
-// none).
-func networkOfBridge(dk *snapshot.Docker, br string) string {
-	for _, n := range dk.Networks {
-		if n.BridgeName == br {
-			return n.Name
-		}
-	}
-	return ""
 }
 
 // netJoin renders an address and port as "1.2.3.4:80" or "[::1]:80".

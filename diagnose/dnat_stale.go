@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -296,6 +297,25 @@ func dnatStaleFromRules(env *Env, a analysis) []Finding {
 				portsText(r), st.Live.Position, st.Live.NATTo(), r.Position)
 		}
 		out = append(out, f)
+	}
+	for _, am := range inf.Ambiguous {
+		r := am.Rule
+		out = append(out, Finding{
+			ID:       "dnat-stale",
+			Severity: SeverityWarning,
+			Subject:  staleCause(a, r),
+			Title:    fmt.Sprintf("Port %s has two DNATs: rule %d (to %s) wins, rule %d (to %s) never matches%s", portsText(r), am.Live.Position, am.Live.NATTo(), r.Position, r.NATTo(), a.famTitle()),
+			Detail: "Docker writes one DNAT per published host port. One of these two is not Docker's: if the winning one is the " +
+				"stale one, connections to the port go to the wrong place. The dump does not tell which one Docker wrote: with " +
+				"the filter table (`iptables -t filter -L -n -v`) iptscope can tell from the ACCEPT Docker keeps for its own.",
+			Evidence: []string{
+				fmt.Sprintf("rule %d of nat DOCKER: %s", am.Live.Position, a.evSave(am.Live.SaveLine(false))),
+				fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false))),
+			},
+			Rules: []RuleRef{ruleRef(a.family(), "found", am.Live), ruleRef(a.family(), "shadowed", r)},
+			Fix: "Find which container publishes the port (`docker ps --filter publish=" + strings.TrimSuffix(portsText(r), "/tcp") +
+				"`) and delete the other rule with `" + a.ipt() + " -t nat -D DOCKER <its spec>`, or run `sudo iptscope doctor --fix` on the host.",
+		})
 	}
 	return out
 }

@@ -26,6 +26,10 @@ type RuleInference struct {
 	// Stale are DNATs for a host port that another DNAT maps to a
 	// container Docker's other rules name, while nothing names theirs.
 	Stale []StaleDNAT
+	// Ambiguous are DNATs for a host port that an earlier DNAT already
+	// takes, when the dump does not tell which one is Docker's (Live is
+	// the earlier one, Admits nil).
+	Ambiguous []StaleDNAT
 	// Notes say what was inferred and from what.
 	Notes []string
 }
@@ -35,7 +39,7 @@ type OrphanPort struct {
 	ContainerIP   string
 	ContainerPort int
 	Proto         string
-	Bridge        string
+	Network       string
 	// From are the rules that show the port is published.
 	From []*parse.Rule
 }
@@ -80,10 +84,23 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		return nil, "no rules"
 	}
 	version, why := layoutVersion(rs)
+	var guessed string
+	if version == "" && rs.Table(parse.TableFilter) == nil && dockerMasquerade(rs) != nil {
+		// Why: a pasted `iptables -t nat -L` of a host whose nat DOCKER
+		// chain was deleted shows no Docker chain, but Docker's
+		// MASQUERADE for its bridge is still there. The nat rules are
+		// the same in every layout but for details the checks that run
+		// on nat alone do not depend on.
+		version = "20.10.0"
+		guessed = fmt.Sprintf("no Docker chain in the nat table, but Docker's MASQUERADE for its bridge (rule %d of nat POSTROUTING) shows Docker ran here: the layout is a guess", dockerMasquerade(rs).Position)
+	}
 	if version == "" {
 		return nil, "no Docker chain in the rules: " + why
 	}
 	inf := &RuleInference{Family: family}
+	if guessed != "" {
+		inf.Notes = append(inf.Notes, guessed)
+	}
 	dk := &snapshot.Docker{Version: version + " (inferred from the rule layout)", Inferred: true,
 		Error: "not in the input: a raw iptables dump has no Docker view", Networks: []snapshot.Network{}, Containers: []snapshot.Container{}}
 	inf.Docker = dk
@@ -206,6 +223,7 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		bind string
 	}
 	var dnats []dnat
+	dnatBridge := map[string]string{} // container address -> "! -i BR" of its DNAT
 	if c := rs.Table(parse.TableNAT).Chain(ChainDocker); c != nil {
 		for _, r := range c.Rules {
 			if r.Target != parse.TargetDNAT {
@@ -232,9 +250,7 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 			dnats = append(dnats, dnat{r: r, cip: cip, pb: pb, bind: fmt.Sprintf("%s:%d/%s", hostIP, hport, pb.Proto)})
 			if r.InIface.Negated {
 				netOf(r.InIface.Value)
-				if bridgeOfIP[cip] == "" {
-					bridgeOfIP[cip] = r.InIface.Value
-				}
+				dnatBridge[cip] = r.InIface.Value
 			}
 		}
 	}
@@ -275,12 +291,40 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		}
 	}
 
+	// The same host port DNAT'd twice where the dump cannot tell which is
+	// Docker's: the first one wins.
+	for _, bind := range sortedKeys(byBind) {
+		var live []dnat
+		for _, d := range byBind[bind] {
+			if !stale[d.r] {
+				live = append(live, d)
+			}
+		}
+		for _, d := range live[min(1, len(live)):] {
+			if d.cip != live[0].cip || d.pb.ContainerPort != live[0].pb.ContainerPort {
+				inf.Ambiguous = append(inf.Ambiguous, StaleDNAT{Rule: d.r, Live: live[0].r})
+			}
+		}
+	}
+
 	// Containers: one per address.
 	cts := map[string]*snapshot.Container{}
 	var ips []string
 	addCt := func(ip, br string) *snapshot.Container {
 		if c := cts[ip]; c != nil {
 			return c
+		}
+		if br == "" {
+			// Why: a hairpin MASQUERADE names the address but no bridge;
+			// the subnet that holds it does.
+			if a, err := netip.ParseAddr(ip); err == nil {
+				for _, b := range order {
+					if nets[b].prefix.IsValid() && nets[b].prefix.Contains(a) {
+						br = b
+						break
+					}
+				}
+			}
 		}
 		n := netOf(br)
 		if n == nil {
@@ -312,7 +356,11 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		if stale[d.r] {
 			continue
 		}
-		c := addCt(d.cip, bridgeOfIP[d.cip])
+		br := bridgeOfIP[d.cip]
+		if br == "" {
+			br = dnatBridge[d.cip]
+		}
+		c := addCt(d.cip, br)
 		if c == nil {
 			continue
 		}
@@ -337,10 +385,11 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		if dnatTo[k] || !natDocker {
 			continue
 		}
-		if c := addCt(k.ip, bridgeOfIP[k.ip]); c == nil {
+		c := addCt(k.ip, bridgeOfIP[k.ip])
+		if c == nil {
 			continue
 		}
-		inf.Orphans = append(inf.Orphans, OrphanPort{ContainerIP: k.ip, ContainerPort: k.port, Proto: k.proto, Bridge: bridgeOfIP[k.ip], From: named[k]})
+		inf.Orphans = append(inf.Orphans, OrphanPort{ContainerIP: k.ip, ContainerPort: k.port, Proto: k.proto, Network: c.Endpoints[0].Network, From: named[k]})
 	}
 
 	// What the rules say about each network (as Infer does).
@@ -402,6 +451,34 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 	inf.Notes = append(inf.Notes, fmt.Sprintf("Docker's view was inferred from the rules alone: layout %s, %d bridge network(s), %d container address(es), %d published port(s) with their DNAT, %d without",
 		EraOf(mustVersion(dk.Version)), len(dk.Networks), len(dk.Containers), nports, len(inf.Orphans)))
 	return inf, ""
+}
+
+// dockerMasquerade returns the first nat POSTROUTING rule of Docker's
+// shape for one of its bridges ("-s SUBNET ! -o docker0|br-ID -j
+// MASQUERADE"), or nil.
+func dockerMasquerade(rs *parse.Ruleset) *parse.Rule {
+	c := rs.Table(parse.TableNAT).Chain(parse.ChainPostrouting)
+	if c == nil {
+		return nil
+	}
+	for _, r := range c.Rules {
+		br := r.OutIface.Value
+		if r.Target == parse.TargetMasquerade && r.OutIface.Negated && r.Source.Value != "" && !r.Source.Negated &&
+			(br == "docker0" || strings.HasPrefix(br, "br-")) && len(r.Matches) == 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // protoOf is a rule's protocol, tcp when it names none.

@@ -396,9 +396,11 @@ func portIs(have, want string) bool {
 // warning: the user chose the input.
 func rulesOnlyFinding(f Finding) Finding {
 	f.Severity = SeverityInfo
-	f.Title = "The input is a raw iptables dump: no Docker view, the diagnosis is partial"
-	f.Detail = "A plain iptables-save or iptables -L text says nothing about Docker's networks, containers, published " +
-		"ports, sysctls or links: the checks that compare the rules with Docker's view did not run, and no port can be judged."
+	f.Title = "The input is a raw iptables dump: Docker's view was inferred from the rules, the diagnosis is partial"
+	f.Detail = "A plain iptables-save or iptables -L text says nothing of Docker's own state, the sysctls, links or " +
+		"docker-proxy: iptscope inferred Docker's networks, containers and published ports from the rules Docker keeps for " +
+		"them and ran the checks the rules alone decide. Ports whose rules are all gone, and everything outside the rules, " +
+		"were not checked (see \"not checked\")."
 	f.Evidence = []string{"input: iptables rules only"}
 	f.Fix = "On the host run `sudo iptscope collect -o host.json` and pass `--from host.json`, or run `sudo iptscope doctor` there."
 	return f
