@@ -184,6 +184,17 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Findings = append(r.Findings, f)
 	}
 	relate(env, r.Findings)
+	// A finding that follows only from repairable ones is repaired with
+	// them (proxy-fallback once the DNATs are back).
+	repairable := map[string]bool{}
+	for _, f := range r.Findings {
+		repairable[f.Key] = f.Repairable
+	}
+	for i := range r.Findings {
+		if f := &r.Findings[i]; len(f.CausedBy) > 0 && !f.Repairable && allIn(f.CausedBy, repairable) {
+			f.Repairable = true
+		}
+	}
 	if ps := Ports(s); ps != nil {
 		r.Ports = ps
 	}
@@ -202,22 +213,41 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			r.Status = StatusProblems
 		}
 	}
-	// Why: --skip hides a check, never a dead port. A port whose path is
-	// broken counts as an error whatever was skipped.
-	broken := 0
-	for _, p := range r.Ports {
-		if p.Path == PathBroken {
-			broken++
+	// Why: --skip hides a check, never a dead port. A broken port that no
+	// remaining finding is about counts as an error when checks were
+	// skipped (without --skip the findings decide: a deliberate
+	// DOCKER-USER drop is info).
+	if len(o.Skip) > 0 && SeverityError.Rank() >= o.FailOn.Rank() {
+		broken := 0
+		for _, p := range r.Ports {
+			if p.Path == PathBroken && !aboutPort(r.Findings, p.HostAddr()) {
+				broken++
+			}
 		}
-	}
-	if broken > 0 && SeverityError.Rank() >= o.FailOn.Rank() {
-		r.Status = StatusProblems
-		if len(o.Skip) > 0 {
-			r.Notes = append(r.Notes, fmt.Sprintf("%d published port%s broken (see the ports table), whatever checks were skipped", broken, plural(broken)))
+		if broken > 0 {
+			r.Status = StatusProblems
+			r.Notes = append(r.Notes, fmt.Sprintf("%d published port%s broken (see the ports table) although the checks that would say why were skipped", broken, plural(broken)))
 		}
 	}
 	r.Next = nextStep(r, o)
 	return r
+}
+
+// aboutPort reports whether a finding's subject, or one it affects, is
+// the host port.
+func aboutPort(fs []Finding, port string) bool {
+	port = strings.TrimPrefix(strings.TrimPrefix(port, "0.0.0.0:"), "[::]:")
+	for _, f := range fs {
+		if portIs(f.Subject.Port, port) {
+			return true
+		}
+		for _, a := range f.Affected {
+			if portIs(a.Port, port) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // withRulesInferredDocker returns a copy of a raw dump's snapshot with

@@ -209,6 +209,9 @@ func summary(r *diagnose.Report, p palette) string {
 		status = p.yellow(string(r.Status))
 	}
 	docker := "docker unknown"
+	if r.Host.DockerVersion == "" && r.Host.Layout != "" {
+		docker = "docker layout " + r.Host.Layout + " (inferred from the rules)"
+	}
 	if v := r.Host.DockerVersion; v != "" {
 		if pv, err := diagnose.ParseVersion(v); err == nil {
 			v = pv.String()

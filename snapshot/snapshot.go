@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/iptscope/iptscope/parse"
@@ -353,4 +354,41 @@ func Load(data []byte) (*Snapshot, error) {
 	}
 	s.ParseRules()
 	return &s, nil
+}
+
+// FromDump is the snapshot of a raw iptables dump (iptables-save or
+// `iptables -L -n -v` text, already parsed): its rules and nothing else,
+// with a Docker section that says the input has no Docker view. The
+// family is IPv6 when the rules' addresses are IPv6 (an ip6tables dump),
+// else IPv4.
+func FromDump(raw string, rs *parse.Ruleset, source string) *Snapshot {
+	return &Snapshot{
+		Schema: Schema,
+		Rules:  []RuleDump{{Family: DumpFamily(rs), Raw: raw, Ruleset: rs}},
+		Docker: &Docker{Error: "not in the input: " + source + " is a raw iptables dump"},
+	}
+}
+
+// DumpFamily tells an ip6tables dump from an iptables one by the addresses
+// its rules name (IPv4 when none does).
+func DumpFamily(rs *parse.Ruleset) string {
+	if rs == nil {
+		return FamilyIPv4
+	}
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				for _, v := range []string{r.Source.Value, r.Destination.Value, r.NATTo()} {
+					switch {
+					case v == "":
+					case strings.Contains(v, ":") && !strings.Contains(v, "."):
+						return FamilyIPv6
+					case strings.Contains(v, "."):
+						return FamilyIPv4
+					}
+				}
+			}
+		}
+	}
+	return FamilyIPv4
 }

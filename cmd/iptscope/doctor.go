@@ -121,7 +121,9 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 		return err
 	}
 	if _, err := snap.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil {
-		return &exitError{code: exitUnknown, err: fmt.Errorf("nothing to inspect: %w", err)}
+		if _, err6 := snap.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv6); err6 != nil || !ropts.RulesOnly {
+			return &exitError{code: exitUnknown, err: fmt.Errorf("nothing to inspect: %w", err)}
+		}
 	}
 	ropts.Skip, ropts.FailOn = o.skip, failOn
 	rep := diagnose.NewReport(snap, ropts)
@@ -191,11 +193,7 @@ func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Sn
 	// Why: a raw dump says nothing about Docker; an empty Docker section
 	// with an error makes every Docker-based check stay silent and
 	// docker-unreachable say so (NewReport turns it into an info).
-	snap := &snapshot.Snapshot{
-		Schema: snapshot.Schema,
-		Rules:  []snapshot.RuleDump{{Family: snapshot.FamilyIPv4, Raw: string(data), Ruleset: rs}},
-		Docker: &snapshot.Docker{Error: "not in the input: " + source + " is a raw iptables dump"},
-	}
+	snap := snapshot.FromDump(string(data), rs, source)
 	return snap, diagnose.ReportOptions{Source: source, RulesOnly: true}, nil
 }
 

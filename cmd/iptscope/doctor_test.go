@@ -103,7 +103,8 @@ func TestDoctorGolden(t *testing.T) {
 func TestDoctorFlagsAndInputs(t *testing.T) {
 	flushed := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json"
 	healthy := "../../fixtures/docker-28.5-nft-proxy-on-healthy/bundle.json"
-	raw := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/iptables-save.txt"
+	raw := "../../fixtures/docker-28.5-nft-proxy-off-healthy/iptables-save.txt"
+	rawBroken := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/iptables-save.txt"
 
 	t.Run("an unknown --skip ID exits 2 and lists the IDs", func(t *testing.T) {
 		_, errOut, code := iptscope(t, "", "doctor", "--from", flushed, "--skip", "no-such-check")
@@ -112,13 +113,42 @@ func TestDoctorFlagsAndInputs(t *testing.T) {
 		}
 	})
 	t.Run("skipping the only failing check exits 0", func(t *testing.T) {
-		out, errOut, code := iptscope(t, "", "doctor", "--from", flushed, "--skip", "dnat-missing", "-o", "json")
+		out, errOut, code := iptscope(t, "", "doctor", "--from", healthy, "--fail-on", "info", "--skip", "proxy-overhead", "-o", "json")
 		r := decodeReport(t, out)
 		if code != exitOK || r.Status != diagnose.StatusOK {
 			t.Errorf("exit %d, status %s: %s", code, r.Status, errOut)
 		}
-		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "skipped checks: dnat-missing") }) {
+		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "skipped checks: proxy-overhead") }) {
 			t.Errorf("no note about the skipped check: %v", r.Notes)
+		}
+	})
+	t.Run("skipping a check never makes a broken port look fine", func(t *testing.T) {
+		out, errOut, code := iptscope(t, "", "doctor", "--from", flushed, "--skip", "dnat-missing", "-o", "json")
+		r := decodeReport(t, out)
+		if code != exitProblems || r.Status != diagnose.StatusProblems {
+			t.Errorf("exit %d, status %s: %s", code, r.Status, errOut)
+		}
+		broken := 0
+		for _, p := range r.Ports {
+			if p.Path == diagnose.PathBroken {
+				broken++
+			}
+		}
+		if broken != 5 {
+			t.Errorf("%d broken ports, want 5 (every published non-loopback port of a proxy-off host with nat DOCKER flushed): %+v", broken, r.Ports)
+		}
+		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "broken") }) {
+			t.Errorf("no note about the broken ports: %v", r.Notes)
+		}
+	})
+	t.Run("a raw dump of a broken host names the cause and exits 1", func(t *testing.T) {
+		out, errOut, code := iptscope(t, "", "doctor", "--from", rawBroken, "-o", "json")
+		r := decodeReport(t, out)
+		if code != exitProblems || !r.Partial || len(r.Findings) == 0 || r.Findings[0].ID != "dnat-missing" || len(r.Findings[0].Affected) != 6 {
+			t.Errorf("exit %d, partial %v: %+v %s", code, r.Partial, r.Findings, errOut)
+		}
+		if len(r.NotChecked) == 0 || !strings.HasPrefix(r.Next, "next: ") {
+			t.Errorf("want not_checked and next, got %+v / %q", r.NotChecked, r.Next)
 		}
 	})
 	t.Run("--fail-on error ignores warnings and --fail-on info counts infos", func(t *testing.T) {
@@ -157,7 +187,7 @@ func TestDoctorFlagsAndInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		out, _, code := iptscope(t, string(data), "doctor", "--from", "-")
-		if code != exitUnknown || !strings.HasPrefix(out, "unknown: docker unknown") {
+		if code != exitUnknown || !strings.HasPrefix(out, "unknown: docker layout 28 (inferred from the rules)") {
 			t.Errorf("exit %d: %s", code, out)
 		}
 	})
