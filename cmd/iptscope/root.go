@@ -9,6 +9,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/iptscope/iptscope/internal/buildinfo"
 	"github.com/iptscope/iptscope/render"
 )
 
@@ -67,6 +68,7 @@ Every command reads the live host by default (as root) or a saved dump with
 
   # Work on a dump from a ticket
   iptscope graph --from ticket-1234.txt --format dot | dot -Tsvg > chains.svg`,
+		Version:       buildinfo.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -74,7 +76,8 @@ Every command reads the live host by default (as root) or a saved dump with
 	root.SetIn(g.stdin)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g))
+	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g),
+		newChecksCmd(g), newExplainCmd(g), newVersionCmd(g))
 	return root
 }
 

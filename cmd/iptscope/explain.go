@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iptscope/iptscope/docs"
+)
+
+func newExplainCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "explain ID",
+		Short: "Print a check's page: what it means, how to confirm it, the repair",
+		Long: `Print the page of the check with this ID (docs/checks/ID.md, built into
+the binary): what the finding means for traffic, how to confirm it by hand,
+how to repair it and which Docker versions it applies to.
+
+The ID is a finding's "id" in doctor's output; "iptscope checks" lists them
+all. An unknown ID exits 2 with the list of IDs.`,
+		Example: `  iptscope explain dnat-missing
+  iptscope doctor --from host.json -o json | jq -r '.findings[].id' | sort -u | xargs -n1 iptscope explain`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeCheckIDs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExplain(g, args[0])
+		},
+	}
+	return cmd
+}
+
+func runExplain(g *globals, id string) error {
+	ids := checkIDs()
+	if !slices.Contains(ids, id) {
+		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown check %q (checks: %s)", id, strings.Join(ids, ", "))}
+	}
+	page, err := fs.ReadFile(docs.Checks, "checks/"+id+".md")
+	if err != nil {
+		// A check without its page is a bug the tests catch; say so
+		// rather than print nothing.
+		return &exitError{code: exitUnknown, err: fmt.Errorf("check %q has no page in this build: %w", id, err)}
+	}
+	_, err = g.stdout.Write(page)
+	return err
+}
+
+// completeCheckIDs completes a check ID (explain's argument, --skip).
+func completeCheckIDs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if cmd.Name() == "explain" && len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, c := range checkInfos() {
+		out = append(out, c.ID+"\t"+c.Title)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
