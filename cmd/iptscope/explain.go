@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iptscope/iptscope/docs"
+	"github.com/iptscope/iptscope/render"
 )
 
 func newExplainCmd(g *globals) *cobra.Command {
@@ -43,8 +44,13 @@ func runExplain(g *globals, id string) error {
 		// rather than print nothing.
 		return &exitError{code: exitUnknown, err: fmt.Errorf("check %q has no page in this build: %w", id, err)}
 	}
-	_, err = g.stdout.Write(page)
-	return err
+	// On a terminal the page's long lines wrap to its width; elsewhere
+	// it is the file byte for byte.
+	w := render.Fit(g.stdout, g.renderOptions().Width)
+	if _, err := w.Write(page); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // completeCheckIDs completes a check ID (explain's argument, --skip).
