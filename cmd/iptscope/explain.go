@@ -53,14 +53,21 @@ func runExplain(g *globals, id string) error {
 	return w.Close()
 }
 
-// completeCheckIDs completes a check ID (explain's argument, --skip).
-func completeCheckIDs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+// completeCheckIDs completes a check ID (explain's argument, --skip),
+// with its title; for --skip, not the IDs already skipped.
+func completeCheckIDs(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	if cmd.Name() == "explain" && len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
+	var given []string
+	if f := cmd.Flags().Lookup("skip"); f != nil {
+		given, _ = cmd.Flags().GetStringArray("skip")
+	}
 	var out []string
 	for _, c := range checkInfos() {
-		out = append(out, c.ID+"\t"+c.Title)
+		if strings.HasPrefix(c.ID, toComplete) && !slices.Contains(given, c.ID) {
+			out = append(out, c.ID+"\t"+c.Title)
+		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }

@@ -158,6 +158,7 @@ width. Exit codes: 0 ok, 1 problems found, 2 could not check
 	root.SetErr(g.stderr)
 	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g),
 		newChecksCmd(g), newExplainCmd(g), newVersionCmd(g))
+	registerCompletions(root)
 	return root
 }
 
