@@ -153,11 +153,12 @@ width. Exit codes: 0 ok, 1 problems found, 2 could not check
 	// Why not MarkDeprecated: pflag prints its notice to the flag set's
 	// output, which cobra sends to a buffer of its own; preRun says it.
 	pf.BoolVar(&g.noColor, "no-color", false, "deprecated: use --color never")
+	_ = pf.MarkHidden("no-color")
 	root.SetIn(g.stdin)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g),
-		newChecksCmd(g), newExplainCmd(g), newVersionCmd(g))
+		newChecksCmd(g), newExplainCmd(g), newVersionCmd(g), newManCmd(g))
 	registerCompletions(root)
 	return root
 }
