@@ -36,7 +36,11 @@ all. An unknown ID exits 2 with the list of IDs.`,
 func runExplain(g *globals, id string) error {
 	ids := checkIDs()
 	if !slices.Contains(ids, id) {
-		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown check %q (checks: %s)", id, strings.Join(ids, ", "))}
+		hint := ""
+		if near := nearest(id, ids); near != "" {
+			hint = "did you mean " + near + "? "
+		}
+		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown check %q (%schecks: %s)", id, hint, strings.Join(ids, ", "))}
 	}
 	page, err := fs.ReadFile(docs.Checks, "checks/"+id+".md")
 	if err != nil {
@@ -70,4 +74,36 @@ func completeCheckIDs(cmd *cobra.Command, args []string, toComplete string) ([]s
 		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// nearest returns the ID within two edits of s (a typo), or "".
+func nearest(s string, ids []string) string {
+	best, bestD := "", 3
+	for _, id := range ids {
+		if d := editDistance(s, id); d < bestD {
+			best, bestD = id, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

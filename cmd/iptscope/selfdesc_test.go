@@ -125,8 +125,14 @@ func TestExplain(t *testing.T) {
 	})
 	t.Run("an unknown ID exits 2 and lists the IDs", func(t *testing.T) {
 		_, errOut, code := iptscope(t, "", "explain", "dnat-mising")
-		if code != exitUnknown || !strings.Contains(errOut, `unknown check "dnat-mising"`) || !strings.Contains(errOut, "dnat-missing") {
+		if code != exitUnknown || !strings.Contains(errOut, `unknown check "dnat-mising" (did you mean dnat-missing? checks: docker-unreachable, `) {
 			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("an ID far from every check gets no guess", func(t *testing.T) {
+		_, errOut, _ := iptscope(t, "", "explain", "firewall")
+		if strings.Contains(errOut, "did you mean") {
+			t.Errorf("stderr %s", errOut)
 		}
 	})
 	t.Run("no ID is a usage error", func(t *testing.T) {
