@@ -38,6 +38,7 @@ var flagValues = map[string][]string{
 // and the names under /var/run/netns for --netns. Flags without values to
 // offer (files, endpoints) keep the shell's default.
 func registerCompletions(root *cobra.Command) {
+	completionCmd(root)
 	fixed := func(vals []string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return vals, cobra.ShellCompDirectiveNoFileComp
@@ -97,4 +98,28 @@ func completeNetNS(_ *cobra.Command, _ []string, toComplete string) ([]string, c
 		names = append(names, e.Name())
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completionCmd adds cobra's `completion bash|zsh|fish|powershell` now
+// rather than at Execute, with how to install each script, and makes an
+// unknown shell an error: without a Run of its own cobra prints the help
+// and exits 0 for `iptscope completion bsh`.
+func completionCmd(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Long = `Write the completion script of iptscope for a shell to standard output.
+Besides commands and flags it completes flag values: check IDs for --skip
+and explain, severities for --fail-on, each command's -o formats, tables for
+-t, graph's formats, backends, --color modes, and the names of network
+namespaces (/var/run/netns) for --netns.`
+		c.Example = `  source <(iptscope completion bash)
+  iptscope completion bash > /etc/bash_completion.d/iptscope
+  iptscope completion zsh > "${fpath[1]}/_iptscope"
+  iptscope completion fish > ~/.config/fish/completions/iptscope.fish
+  iptscope completion powershell | Out-String | Invoke-Expression`
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 }

@@ -72,6 +72,12 @@ func TestCompletion(t *testing.T) {
 		})
 	}
 
+	t.Run("an unknown shell is an error", func(t *testing.T) {
+		_, errOut, code := iptscope(t, "", "completion", "bsh")
+		if code != exitUnknown || !strings.Contains(errOut, `unknown command "bsh"`) {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
 	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
 		t.Run("completion "+shell+" writes a script", func(t *testing.T) {
 			out, errOut, code := iptscope(t, "", "completion", shell)
