@@ -87,7 +87,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, path string)
 		return nil
 	}
 	if !o.yes {
-		if err := confirm(g, "Restore these tables?"); err != nil {
+		if err := confirm(g, "Restore these tables?", "add --yes to restore without asking"); err != nil {
 			return err
 		}
 	}
@@ -102,11 +102,12 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, path string)
 }
 
 // confirm asks question on stderr and reads the answer from stdin. Without
-// a terminal on both it refuses, so that a script never changes the host
-// without --yes. Any answer but y or yes is a no.
-func confirm(g *globals, question string) error {
+// a terminal on both it refuses with "not a terminal: nothing changed;
+// HINT", so that a script never changes the host without --yes. Any
+// answer but y or yes is a no.
+func confirm(g *globals, question, hint string) error {
 	if !g.isTTY(g.stdin) || !g.isTTY(g.stderr) {
-		return &exitError{code: exitUnknown, err: fmt.Errorf("not a terminal: nothing changed; add --yes to go ahead without asking")}
+		return &exitError{code: exitUnknown, err: fmt.Errorf("not a terminal: nothing changed; %s", hint)}
 	}
 	fmt.Fprint(g.stderr, question+" [y/N] ")
 	line, _ := bufio.NewReader(g.stdin).ReadString('\n')
