@@ -157,8 +157,28 @@ width. Exit codes: 0 ok, 1 problems found, 2 could not check
 	root.SetIn(g.stdin)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	root.AddCommand(newDumpCmd(g), newGraphCmd(g), newCollectCmd(g), newDoctorCmd(g), newRestoreCmd(g),
-		newChecksCmd(g), newExplainCmd(g), newVersionCmd(g), newManCmd(g))
+	// The help lists the commands in three groups, in this order.
+	root.AddGroup(
+		&cobra.Group{ID: "diagnose", Title: "Diagnose and repair:"},
+		&cobra.Group{ID: "inspect", Title: "Look at the rules:"},
+		&cobra.Group{ID: "about", Title: "About iptscope:"},
+	)
+	for _, grp := range []struct {
+		id   string
+		cmds []*cobra.Command
+	}{
+		{"diagnose", []*cobra.Command{newDoctorCmd(g), newRestoreCmd(g), newCollectCmd(g)}},
+		{"inspect", []*cobra.Command{newDumpCmd(g), newGraphCmd(g)}},
+		{"about", []*cobra.Command{newChecksCmd(g), newExplainCmd(g), newVersionCmd(g)}},
+	} {
+		for _, c := range grp.cmds {
+			c.GroupID = grp.id
+			root.AddCommand(c)
+		}
+	}
+	root.AddCommand(newManCmd(g))
+	root.SetCompletionCommandGroupID("about")
+	root.SetHelpCommandGroupID("about")
 	registerCompletions(root)
 	return root
 }
