@@ -105,6 +105,7 @@ func TestOutputFitsTheTerminal(t *testing.T) {
 	}{
 		{"the check list on a 60-column terminal", surroundings{stdoutTTY: true, width: 60}, []string{"checks"}, 60},
 		{"doctor's tables on an 80-column terminal", surroundings{stdoutTTY: true, width: 80}, []string{"doctor", "--from", bundle}, 80},
+		{"dump's rule tables on an 80-column terminal", surroundings{stdoutTTY: true, width: 80}, []string{"dump", "--from", filepath.Join(filepath.Dir(bundle), "iptables-save.txt")}, 80},
 		{"a check's page on a 72-column terminal", surroundings{stdoutTTY: true, width: 72}, []string{"explain", "dnat-missing"}, 72},
 		{"COLUMNS sets the width of a pipe", surroundings{env: map[string]string{"COLUMNS": "64"}}, []string{"checks"}, 64},
 		{"COLUMNS wins over the terminal's size", surroundings{stdoutTTY: true, width: 200, env: map[string]string{"COLUMNS": "70"}}, []string{"checks"}, 70},
