@@ -25,9 +25,6 @@ func Fit(w io.Writer, width int) io.WriteCloser {
 	return &fitWriter{w: w, width: width}
 }
 
-// fit is Fit(w, o.Width) for the renderers.
-func (o Options) fit(w io.Writer) io.WriteCloser { return Fit(w, o.Width) }
-
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
