@@ -55,7 +55,7 @@ namespace file such as /proc/PID/ns/net.`,
 
 func runCollect(cmd *cobra.Command, g *globals, o *collectOptions) error {
 	opts := collect.Options{NetNS: o.netns, DockerHost: o.dockerHost}
-	if g.renderOptions().Terminal || isTerminal(g.stderr) {
+	if g.isTTY(g.stdout) || g.isTTY(g.stderr) {
 		opts.Progress = func(step string) { fmt.Fprintf(g.stderr, "\r\033[Kcollecting: %s", step) }
 	}
 	snap := collect.Collect(cmd.Context(), opts)

@@ -14,6 +14,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
+// TestMain keeps the output independent of the shell the tests run in:
+// COLUMNS would set the width of the plain output the goldens hold, and
+// NO_COLOR and TERM the colour of the terminal tests.
+func TestMain(m *testing.M) {
+	for _, v := range []string{"COLUMNS", "NO_COLOR", "TERM"} {
+		os.Unsetenv(v)
+	}
+	os.Exit(m.Run())
+}
+
 // iptscope runs the command line in-process and returns stdout, stderr and
 // the exit code.
 func iptscope(t *testing.T, stdin string, args ...string) (string, string, int) {
