@@ -17,7 +17,7 @@ var dnatStale = Check{
 	ID:       "dnat-stale",
 	Title:    "A DNAT rule sends traffic to the wrong place",
 	Severity: SeverityError,
-	Repair:   Repair{Manual: "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone"},
+	Repair:   Repair{PerFinding: true, Manual: "the rule's target is a running container and it takes no port Docker maps elsewhere: it cannot be proven stale, so it is left alone"},
 	Run: func(env *Env) []Finding {
 		s := env.S
 		if env.RulesOnly {

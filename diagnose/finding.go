@@ -145,8 +145,12 @@ type Repair struct {
 	// Auto: `doctor --fix` plans operations for the check's findings
 	// (some may still be left alone, each with its reason in the plan).
 	Auto bool
-	// Manual says why findings are left to a person (Auto false).
+	// Manual says why findings are left to a person (Auto false, or
+	// PerFinding and the finding is not repairable).
 	Manual string
+	// PerFinding: the check decides per finding (Finding.Repairable):
+	// dnat-stale deletes only the DNATs it proves stale.
+	PerFinding bool
 }
 
 // Check is one diagnosis. Run is pure and must return no finding when it
@@ -247,7 +251,10 @@ func RunEnv(env *Env, o Options) []Finding {
 			} else {
 				keys[f.Key] = 1
 			}
-			f.Repairable = (f.Repairable || c.Repair.Auto) && !env.RulesOnly
+			if !c.Repair.PerFinding {
+				f.Repairable = c.Repair.Auto
+			}
+			f.Repairable = f.Repairable && !env.RulesOnly
 			out = append(out, f)
 		}
 	}
@@ -268,13 +275,16 @@ func CheckByID(id string) (Check, bool) {
 // Repairable reports whether `doctor --fix` can repair findings of the
 // check (some findings of a repairable check may still be left alone, each
 // with its reason in the plan).
-func (c Check) Repairable() bool { return c.Repair.Auto }
+func (c Check) Repairable() bool { return c.Repair.Auto || c.Repair.PerFinding }
 
 // NotRepairedReason says why findings of the check are left to a person
 // ("" for a repairable check).
 func (c Check) NotRepairedReason() string {
 	if c.Repair.Auto {
 		return ""
+	}
+	if c.Repair.PerFinding {
+		return c.Repair.Manual
 	}
 	if c.Repair.Manual != "" {
 		return c.Repair.Manual

@@ -58,10 +58,12 @@ type ReportHost struct {
 // Report is the whole answer of `iptscope doctor`. The JSON field names
 // are iptscope.doctor/v1 (docs/doctor.md) and stable.
 type Report struct {
-	Schema string     `json:"schema"`
-	Status Status     `json:"status"`
-	FailOn Severity   `json:"fail_on"`
-	Host   ReportHost `json:"host"`
+	Schema string `json:"schema"`
+	// ToolVersion is the iptscope build (set by the command).
+	ToolVersion string     `json:"tool_version,omitempty"`
+	Status      Status     `json:"status"`
+	FailOn      Severity   `json:"fail_on"`
+	Host        ReportHost `json:"host"`
 	// Partial is true when some checks could not run (see Notes).
 	Partial  bool         `json:"partial"`
 	Findings []Finding    `json:"findings"`

@@ -32,6 +32,9 @@ func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
 		defer tw.Flush()
 		w = tw
 	}
+	fw := Fit(w, o.Width)
+	defer fw.Close()
+	w = fw
 	p := newPalette(o)
 	ew := &errWriter{w: w}
 	ew.println(summary(r, p))

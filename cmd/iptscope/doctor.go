@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/internal/buildinfo"
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/render"
 	"github.com/iptscope/iptscope/repair"
@@ -22,6 +19,8 @@ import (
 )
 
 type doctorOptions struct {
+	ports      []string
+	containers []string
 	from       string
 	netns      string
 	dockerHost string
@@ -49,10 +48,21 @@ machine takes today:
   broken      connections from other machines do not reach the container
   local-only  bound to 127.0.0.1: other machines cannot connect by design
 
+Findings come root cause first: one finding per cause, with every port,
+chain or network it affects inside it (nat DOCKER flushed on a 1,000-port
+host is one error listing 1,000 ports), and findings that follow from
+another say so. The report ends with one line that says what to do next.
+--port and --container narrow the report and the ports table to what you
+ask about; --skip hides a check but never a broken port.
+
 Input: the live host (as root; another network namespace with --netns), a
-bundle from "iptscope collect" (--from host.json), or a raw iptables-save /
-iptables -L dump (--from rules.txt). A raw dump has no Docker view: only
-rule-based checks run and the status is "unknown" unless problems are found.
+bundle from "iptscope collect" (--from host.json), or a raw dump: the
+"iptables -t nat -L -n -v" (and -t filter, -t raw) text pasted into a
+ticket, or iptables-save / ip6tables-save output (--from rules.txt, - for
+stdin). From a raw dump iptscope infers Docker's networks, containers and
+published ports from the rules Docker keeps for them, runs every check the
+rules alone decide, and lists what needs the host ("not checked"); the
+status is "unknown" (exit 2) unless a problem is found.
 
 Exit codes (node-problem-detector's plugin protocol, docs/exit-codes.md):
   0  no finding at or above --fail-on
@@ -70,19 +80,31 @@ lock, the host is read again and rolled back if a repaired problem remains
 or a new error appears. Exit 0 when the host is healthy afterwards (or
 nothing needed repair), 1 when findings that iptscope does not repair remain
 (after repairing the rest), 2 when nothing was changed (not confirmed, a
---from snapshot) or the change was rolled back.`,
+--from snapshot) or the change was rolled back. --dry-run (alone it means
+--fix --dry-run) changes nothing and exits as doctor does: 1 while the
+host needs a repair, 0 when it is healthy, 2 for a partial check. --yes,
+--persist and --backup-dir without --fix are errors.`,
 		Example: `  sudo iptscope doctor
   sudo iptscope doctor --netns /proc/$(pidof dockerd)/ns/net -o json
   iptscope doctor --from host.json --skip proxy-overhead --fail-on error
   iptscope doctor --from fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json
+  sudo iptables -t nat -L -n -v | iptscope doctor --from -
+  iptscope doctor --from ticket-paste.txt --port 8080
   iptscope doctor --from host.json --fix --dry-run
   sudo iptscope doctor --fix
   sudo iptscope doctor --fix --yes --persist --netns dockerhost`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &exitError{code: exitUnknown, err: fmt.Errorf("doctor takes no arguments; did you mean --from %s?", args[0])}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDoctor(cmd, g, o)
 		},
 	}
+	cmd.Flags().StringArrayVar(&o.ports, "port", nil, "narrow the report and the ports table to this host `PORT` (8080, 8080/tcp, 127.0.0.1:9090; repeatable)")
+	cmd.Flags().StringArrayVar(&o.containers, "container", nil, "narrow the report and the ports table to this container (`NAME` or address; repeatable)")
 	cmd.Flags().StringVar(&o.from, "from", "", "read a `FILE` instead of the live host: a bundle from 'iptscope collect', or iptables-save / iptables -L text (- for stdin)")
 	cmd.Flags().StringVar(&o.netns, "netns", "", "live: inspect this network namespace (NAME under /var/run/netns, or a path)")
 	cmd.Flags().StringVar(&o.dockerHost, "docker-host", "", "live: Docker Engine API endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
@@ -112,6 +134,18 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 			return &exitError{code: exitUnknown, err: fmt.Errorf("unknown check %q for --skip (checks: %s)", id, strings.Join(ids, ", "))}
 		}
 	}
+	if !o.fix.fix && !o.fix.dryRun {
+		for _, name := range []string{"yes", "persist", "backup-dir"} {
+			if cmd.Flags().Changed(name) {
+				return &exitError{code: exitUnknown, err: fmt.Errorf("--%s applies to a repair: add --fix", name)}
+			}
+		}
+	}
+	for _, p := range o.ports {
+		if !validPortFilter(p) {
+			return &exitError{code: exitUnknown, err: fmt.Errorf("--port %q: want PORT, PORT/PROTO or ADDRESS:PORT[/PROTO] (8080, 8080/tcp, 127.0.0.1:9090)", p)}
+		}
+	}
 	if o.from != "" && (o.netns != "" || o.dockerHost != "") {
 		return &exitError{code: exitUnknown, err: fmt.Errorf("--netns and --docker-host read the live host; they do not apply with --from")}
 	}
@@ -126,7 +160,9 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 		}
 	}
 	ropts.Skip, ropts.FailOn = o.skip, failOn
+	ropts.Ports, ropts.Containers = o.ports, o.containers
 	rep := diagnose.NewReport(snap, ropts)
+	rep.ToolVersion = buildinfo.Version()
 	if o.fix.fix || o.fix.dryRun {
 		return runFix(cmd, g, o, snap, rep)
 	}
@@ -163,7 +199,7 @@ var collectLive = collect.Collect
 func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Snapshot, diagnose.ReportOptions, error) {
 	if o.from == "" {
 		opts := collect.Options{NetNS: o.netns, DockerHost: o.dockerHost}
-		if isTerminal(g.stderr) {
+		if g.isTTY(g.stderr) {
 			opts.Progress = func(step string) { fmt.Fprintf(g.stderr, "\r\033[Kcollecting: %s", step) }
 		}
 		snap := collectLive(cmd.Context(), opts)
@@ -211,34 +247,21 @@ func (f *fixOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backupDir, "backup-dir", repair.DefaultBackupDir, "with --fix: where to write the backup of the touched tables")
 }
 
-// fixJSON is `doctor --fix -o json`: the plan and its payloads.
-type fixJSON struct {
-	Schema   string            `json:"schema"`
-	Plan     *diagnose.Plan    `json:"plan"`
-	Payloads map[string]string `json:"payloads"`
-	Applied  bool              `json:"applied"`
-	Backup   string            `json:"backup,omitempty"`
-}
-
 // runFix shows the plan for snap and, unless --dry-run, applies it.
 func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Snapshot, rep *diagnose.Report) error {
 	plan := diagnose.NewPlan(snap, rep.Findings)
-	payloads := repair.Render(plan)
+	var payloads []render.PlanPayload
+	for _, p := range repair.Render(plan) {
+		payloads = append(payloads, render.PlanPayload{Family: p.Family, Table: string(p.Table), Text: p.Text})
+	}
 	w := g.stdout
-	var jsonOut *fixJSON
+	var jsonOut *render.Fix
 	if o.output == "json" {
-		jsonOut = &fixJSON{Schema: "iptscope.fix/v1", Plan: plan, Payloads: map[string]string{}}
-		for _, p := range payloads {
-			jsonOut.Payloads[p.Family+"/"+string(p.Table)] = p.Text
-		}
-		defer func() {
-			enc := json.NewEncoder(g.stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(jsonOut)
-		}()
+		jsonOut = render.NewFix(plan, payloads, buildinfo.Version())
+		defer func() { _ = render.FixJSON(g.stdout, jsonOut) }()
 		w = g.stderr
-	} else {
-		printPlan(w, plan, payloads)
+	} else if err := render.PlanText(w, plan, payloads); err != nil {
+		return &exitError{code: exitUnknown, err: fmt.Errorf("writing the plan: %w", err)}
 	}
 	if plan.Empty() {
 		fmt.Fprintln(w, "nothing to repair")
@@ -251,20 +274,23 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		return nil
 	}
 	if o.fix.dryRun {
+		// Why the doctor's exit code: a CI step that runs --dry-run must
+		// fail while the host needs a repair (docs/exit-codes.md).
 		fmt.Fprintln(w, "dry run: nothing changed")
+		switch rep.Status {
+		case diagnose.StatusProblems:
+			return &exitError{code: exitProblems, err: fmt.Errorf("dry run: the plan repairs %d finding(s); nothing changed", len(plan.Repaired()))}
+		case diagnose.StatusUnknown:
+			return &exitError{code: exitUnknown, err: fmt.Errorf("dry run: the check was partial (see the notes); nothing changed")}
+		}
 		return nil
 	}
 	if o.from != "" {
 		return &exitError{code: exitUnknown, err: fmt.Errorf("a snapshot from --from can be planned (--dry-run) but never applied: run `iptscope doctor --fix` on the host itself")}
 	}
 	if !o.fix.yes {
-		if !isTerminalReader(g.stdin) || !isTerminal(g.stderr) {
-			return &exitError{code: exitUnknown, err: fmt.Errorf("not a terminal: nothing changed; add --yes to apply the plan without asking")}
-		}
-		fmt.Fprint(g.stderr, "Apply this plan? [y/N] ")
-		line, _ := bufio.NewReader(g.stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			return &exitError{code: exitUnknown, err: fmt.Errorf("not confirmed: nothing changed")}
+		if err := confirm(g, "Apply this plan?", "add --yes to apply the plan without asking"); err != nil {
+			return err
 		}
 	}
 	ropts := diagnose.ReportOptions{Source: "live", Skip: o.skip, FailOn: rep.FailOn}
@@ -314,43 +340,18 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	return nil
 }
 
-// printPlan writes the plan as text: what is repaired, what is not and
-// why, the payload per table and the sysctl changes.
-func printPlan(w io.Writer, plan *diagnose.Plan, payloads []repair.Payload) {
-	fmt.Fprintln(w, "Repair plan")
-	for _, pf := range plan.Findings {
-		f := pf.Finding
-		switch {
-		case pf.Repaired:
-			fmt.Fprintf(w, "  repair  %-22s %s\n", f.ID, f.Title)
-		default:
-			fmt.Fprintf(w, "  leave   %-22s %s\n          why: %s\n", f.ID, f.Title, pf.Reason)
-		}
+// validPortFilter reports whether a --port value has a form narrow
+// understands: PORT, PORT/PROTO, ADDRESS:PORT or ADDRESS:PORT/PROTO.
+func validPortFilter(s string) bool {
+	hp, proto, _ := strings.Cut(s, "/")
+	switch proto {
+	case "", "tcp", "udp", "sctp":
+	default:
+		return false
 	}
-	for _, n := range plan.Notes {
-		fmt.Fprintf(w, "  note: %s\n", n)
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+		hp = hp[i+1:]
 	}
-	backend := plan.Backend
-	if backend == "" {
-		backend = "default"
-	}
-	for _, p := range payloads {
-		fmt.Fprintf(w, "\n%s %s (backend %s), iptables-restore --noflush payload:\n", p.Family, p.Table, backend)
-		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
-			fmt.Fprintln(w, "  "+l)
-		}
-	}
-	if ops := plan.SysctlOps(); len(ops) > 0 {
-		fmt.Fprintln(w, "\nsysctl changes:")
-		for _, s := range ops {
-			fmt.Fprintf(w, "  %s = %s (now %s)\n", s.Name, s.Value, s.Old)
-		}
-	}
-	fmt.Fprintln(w)
-}
-
-// isTerminalReader reports whether r is a terminal.
-func isTerminalReader(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
+	n, err := strconv.Atoi(hp)
+	return err == nil && n > 0 && n < 65536
 }
