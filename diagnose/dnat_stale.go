@@ -281,7 +281,7 @@ func dnatStaleFromRules(env *Env, a analysis) []Finding {
 			Evidence: []string{
 				fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false))),
 				fmt.Sprintf("rule %d of nat DOCKER, same port: %s", st.Live.Position, a.evSave(st.Live.SaveLine(false))),
-				fmt.Sprintf("its destination %s is admitted by rule %d of %s %s: %s", st.Live.NATTo(), st.Admits.Position, st.Admits.Table, st.Admits.Chain, a.evSave(st.Admits.SaveLine(false))),
+				fmt.Sprintf("Docker's rule for %s: rule %d of %s %s: %s", st.Live.NATTo(), st.Admits.Position, st.Admits.Table, st.Admits.Chain, a.evSave(st.Admits.SaveLine(false))),
 			},
 			Rules: []RuleRef{ruleRef(a.family(), "stale", r), ruleRef(a.family(), "found", st.Live), ruleRef(a.family(), "inferred-from", st.Admits)},
 			Fix: "Delete the stale rule: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "` (on the host `sudo iptscope doctor --fix` does it " +

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -185,6 +186,8 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		}
 		r.Findings = append(r.Findings, f)
 	}
+	// The raw dump's docker-unreachable became an info: keep worst first.
+	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Severity.Rank() > r.Findings[j].Severity.Rank() })
 	relate(env, r.Findings)
 	// A finding that follows only from repairable ones is repaired with
 	// them (proxy-fallback once the DNATs are back).
@@ -199,6 +202,12 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 	}
 	if ps := Ports(s); ps != nil {
 		r.Ports = ps
+	}
+	if o.RulesOnly && !hasTable(s, parse.TableFilter) {
+		// Why: the layouts differ in the filter table; nat alone does
+		// not tell them apart.
+		r.Host.Layout = ""
+		unjudged(r.Ports)
 	}
 	if len(o.Ports) > 0 || len(o.Containers) > 0 {
 		narrow(r, o.Ports, o.Containers)
@@ -233,6 +242,29 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 	}
 	r.Next = nextStep(r, o)
 	return r
+}
+
+// hasTable reports whether one of the snapshot's dumps holds table t.
+func hasTable(s *snapshot.Snapshot, t parse.TableName) bool {
+	for _, d := range s.Rules {
+		if d.Ruleset != nil && d.Ruleset.Table(t) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// unjudged: on a raw dump without the filter table (a pasted
+// `iptables -t nat -L`), a port whose DNAT is in place may still be
+// dropped in FORWARD; the dump cannot tell, so the row says so instead of
+// "nat". Rows the nat table already proves broken stay broken.
+func unjudged(ps []PortReport) {
+	for i := range ps {
+		if ps[i].Path == PathNAT {
+			ps[i].Path = PathUnknown
+			ps[i].Reason = "its DNAT is in place; the filter table is not in the input, so forwarding was not checked (add `iptables -t filter -L -n -v`)"
+		}
+	}
 }
 
 // aboutPort reports whether a finding's subject, or one it affects, is

@@ -212,8 +212,12 @@ func summary(r *diagnose.Report, p palette) string {
 		status = p.yellow(string(r.Status))
 	}
 	docker := "docker unknown"
-	if r.Host.DockerVersion == "" && r.Host.Layout != "" {
+	switch {
+	case r.Host.DockerVersion != "":
+	case r.Host.Layout != "":
 		docker = "docker layout " + r.Host.Layout + " (inferred from the rules)"
+	case len(r.NotChecked) > 0:
+		docker = "docker (view inferred from the rules; no filter table, layout unknown)"
 	}
 	if v := r.Host.DockerVersion; v != "" {
 		if pv, err := diagnose.ParseVersion(v); err == nil {
