@@ -45,7 +45,7 @@ func dnatMissingOf(env *Env, a analysis) []Finding {
 			Severity: SeverityError,
 			Subject:  cause,
 			Affected: affectedOf(a, ers),
-			Evidence: missingEvidence(a, ers, 10),
+			Evidence: missingEvidence(a, ers, 5),
 			Rules:    missingRefs(a, ers),
 			Fix:      restoreFix(a, ers, a.addLine) + " Check with `" + a.ipt() + " -t nat -S DOCKER`.",
 		}
@@ -81,14 +81,14 @@ func dnatMissingOf(env *Env, a analysis) []Finding {
 		for _, er := range ers {
 			for _, p := range s.Proxies {
 				if er.Port != nil && p.HostPort == er.Port.HostPort && p.Proto == proto(*er.Port) && proxyFamily(p) == a.family() {
-					if nproxy++; nproxy <= 5 {
+					if nproxy++; nproxy <= 3 {
 						f.Evidence = append(f.Evidence, fmt.Sprintf("docker-proxy pid %d listens on %s:%d/%s", p.PID, p.HostIP, p.HostPort, p.Proto))
 					}
 				}
 			}
 		}
-		if nproxy > 5 {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more docker-proxy processes", nproxy-5))
+		if nproxy > 3 {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("... and %d more docker-proxy processes", nproxy-3))
 		}
 		out = append(out, f)
 	}

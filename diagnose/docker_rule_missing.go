@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/iptscope/iptscope/parse"
@@ -50,11 +51,11 @@ func ruleMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
 	fam := a.family()
 	switch class {
 	case classProtection:
-		return Subject{Family: fam, Network: er.Network, Table: parse.TableFilter}, true
+		return Subject{Family: fam, Table: parse.TableFilter}, true
 	case classNATReturn:
-		return Subject{Family: fam, Network: er.Network, Table: parse.TableNAT, Chain: ChainDocker}, true
+		return Subject{Family: fam, Table: parse.TableNAT, Chain: ChainDocker}, true
 	case classHairpin:
-		return Subject{Family: fam, Network: er.Network, Table: parse.TableNAT, Chain: parse.ChainPostrouting}, true
+		return Subject{Family: fam, Table: parse.TableNAT, Chain: parse.ChainPostrouting}, true
 	}
 	return Subject{Family: fam, Table: er.Rule.Table, Chain: er.Rule.Chain}, true
 }
@@ -109,13 +110,25 @@ func dockerRuleMissingOf(_ *Env, a analysis) []Finding {
 		ers := groups[cause]
 		first := ers[0]
 		class, _ := classOf(first)
-		net := fmt.Sprintf("Network %s (%s)", first.Network, first.Bridge)
+		var nets []string
+		for _, er := range ers {
+			if n := fmt.Sprintf("%s (%s)", er.Network, er.Bridge); er.Network != "" && !slices.Contains(nets, n) {
+				nets = append(nets, n)
+			}
+		}
+		net := "Network " + capList(nets, 3)
+		if len(nets) > 1 {
+			net = fmt.Sprintf("%d networks", len(nets))
+		}
 		f := Finding{
 			ID:       "docker-rule-missing",
 			Key:      KeyOf("docker-rule-missing", cause),
 			Subject:  cause,
 			Affected: affectedOf(a, ers),
 			Rules:    missingRefs(a, ers),
+		}
+		if len(nets) == 1 {
+			f.Subject.Network = first.Network
 		}
 		switch class {
 		case classProtection:
@@ -138,7 +151,7 @@ func dockerRuleMissingOf(_ *Env, a analysis) []Finding {
 				f.Detail = "nat DOCKER's early RETURN for packets from the bridge is missing; with userland-proxy off Docker's " +
 					"DNAT rules match packets from the bridge anyway, so nothing changes for traffic."
 			}
-			f.Title = fmt.Sprintf("%s lost its early RETURN in nat DOCKER%s", net, a.famTitle())
+			f.Title = fmt.Sprintf("%s lost %s early RETURN in nat DOCKER%s", net, map[bool]string{true: "its", false: "their"}[len(nets) == 1], a.famTitle())
 		case classHairpin:
 			f.Title = fmt.Sprintf("%s lost %s hairpin MASQUERADE rule%s%s", net, count(len(ers), "a", "%d"), plural(len(ers)), a.famTitle())
 			if proxyOn {

@@ -175,7 +175,7 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 				"limits by client address break), every byte is copied through a userspace process (slower, more CPU), " +
 				"and the port stops answering as soon as the proxy is off (userland-proxy false, a daemon restart with " +
 				"the proxy disabled, the proxy process killed).",
-			Evidence: append(capped(g.ev, 6), capped(g.proxies, 4)...),
+			Evidence: append(capped(g.ev, 3), capped(g.proxies, 2)...),
 			Rules:    g.refs,
 		}
 		if g.causedBy != "" {

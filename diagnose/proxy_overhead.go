@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -33,7 +34,6 @@ var proxyOverhead = Check{
 			k := key{p.ContainerIP, p.Proto}
 			ports[k] = append(ports[k], p.HostPort)
 		}
-		var ev []string
 		var keys []key
 		for k := range ports {
 			keys = append(keys, k)
@@ -42,13 +42,18 @@ var proxyOverhead = Check{
 			if len(ports[keys[i]]) != len(ports[keys[j]]) {
 				return len(ports[keys[i]]) > len(ports[keys[j]])
 			}
-			return keys[i].cip < keys[j].cip
+			if keys[i].cip != keys[j].cip {
+				return ipLess(keys[i].cip, keys[j].cip)
+			}
+			return keys[i].proto < keys[j].proto
 		})
+		var ev []string
 		for _, k := range keys {
 			ps := ports[k]
-			sort.Ints(ps)
-			ev = append(ev, fmt.Sprintf("%d docker-proxy processes for %s (%s host ports %d-%d)", len(ps), k.cip, k.proto, ps[0], ps[len(ps)-1]))
+			ev = append(ev, fmt.Sprintf("%s for %s (%s host port%s %s)", count(len(ps), "1 docker-proxy process", "%d docker-proxy processes"),
+				k.cip, k.proto, plural(len(uniqueInts(ps))), portRanges(ps)))
 		}
+		ev = capped(ev, 4)
 		sev := SeverityInfo
 		if len(s.Proxies) >= proxyWarnCount || rss >= proxyWarnRSS {
 			sev = SeverityWarning
@@ -70,4 +75,31 @@ var proxyOverhead = Check{
 				"access goes through DNAT) and restart docker.",
 		}}
 	},
+}
+
+// portRanges renders ports as they are, runs of consecutive ports joined:
+// "7000-7002, 9090" (never "7000-9090", never "8080-8080").
+func portRanges(ps []int) string {
+	ps = uniqueInts(ps)
+	var parts []string
+	for i := 0; i < len(ps); {
+		j := i
+		for j+1 < len(ps) && ps[j+1] == ps[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, itoa(ps[i]))
+		} else {
+			parts = append(parts, itoa(ps[i])+"-"+itoa(ps[j]))
+		}
+		i = j + 1
+	}
+	return capList(parts, 6)
+}
+
+// uniqueInts returns ps sorted, each once.
+func uniqueInts(ps []int) []int {
+	out := append([]int(nil), ps...)
+	sort.Ints(out)
+	return slices.Compact(out)
 }

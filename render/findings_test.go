@@ -2,10 +2,12 @@ package render
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/internal/synth"
 )
 
 func TestDoctorText(t *testing.T) {
@@ -46,4 +48,31 @@ func TestDoctorText(t *testing.T) {
 			t.Errorf("colour despite NoColor")
 		}
 	})
+}
+
+// TestFlushedNATOnAThousandPortsFitsOneScreen: nat DOCKER flushed on a
+// 1,000-port host is a handful of findings above the ports table (one
+// screen), while the JSON still lists every affected port.
+func TestFlushedNATOnAThousandPortsFitsOneScreen(t *testing.T) {
+	s := synth.DockerSnapshot(1000, synth.FlushChain(synth.DockerHost(1000), "nat", "DOCKER"), "nft")
+	r := diagnose.NewReport(s, diagnose.ReportOptions{})
+	var b strings.Builder
+	if err := DoctorText(&b, r, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "HOST ") })
+	if at < 0 || at > 60 {
+		t.Errorf("the ports table starts at line %d, want within the first 60", at+1)
+	}
+	if len(r.Findings) > 5 {
+		t.Errorf("%d findings, want one per cause", len(r.Findings))
+	}
+	dnat := r.Findings[0]
+	if dnat.ID != "dnat-missing" || len(dnat.Affected) != 1000 || len(dnat.Rules) != 1000 {
+		t.Errorf("first finding %s affects %d ports with %d rules, want dnat-missing with 1000 of each", dnat.ID, len(dnat.Affected), len(dnat.Rules))
+	}
+	if !strings.HasPrefix(lines[len(lines)-2], "next: `sudo iptscope doctor --fix` repairs") {
+		t.Errorf("the report does not end with what to do next: %q", lines[len(lines)-2])
+	}
 }
