@@ -12,7 +12,6 @@ import (
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/internal/buildinfo"
-	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/render"
 	"github.com/iptscope/iptscope/repair"
 	"github.com/iptscope/iptscope/snapshot"
@@ -211,26 +210,16 @@ func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Sn
 		}
 		return snap, diagnose.ReportOptions{Source: "live"}, nil
 	}
-	data, source, err := readFrom(o.from, g.stdin)
+	in, err := readInput(o.from, g.stdin)
 	if err != nil {
-		return nil, diagnose.ReportOptions{}, &exitError{code: exitUnknown, err: err}
+		return nil, diagnose.ReportOptions{}, err
 	}
-	if isBundle(data) {
-		snap, err := snapshot.Load(data)
-		if err != nil {
-			return nil, diagnose.ReportOptions{}, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
-		}
-		return snap, diagnose.ReportOptions{Source: source}, nil
+	if in.snap != nil {
+		return in.snap, diagnose.ReportOptions{Source: in.source}, nil
 	}
-	rs, err := parse.Parse(data)
-	if err != nil {
-		return nil, diagnose.ReportOptions{}, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
-	}
-	// Why: a raw dump says nothing about Docker; an empty Docker section
-	// with an error makes every Docker-based check stay silent and
-	// docker-unreachable say so (NewReport turns it into an info).
-	snap := snapshot.FromDump(string(data), rs, source)
-	return snap, diagnose.ReportOptions{Source: source, RulesOnly: true}, nil
+	// Why: a raw dump says nothing about Docker; diagnose infers what the
+	// rules show (NewReport with RulesOnly).
+	return snapshot.FromDump(string(in.raw), in.rs, in.source), diagnose.ReportOptions{Source: in.source, RulesOnly: true}, nil
 }
 
 // fixOptions are doctor's repair flags.

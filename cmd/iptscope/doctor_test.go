@@ -205,3 +205,54 @@ func TestDoctorFlagsAndInputs(t *testing.T) {
 		}
 	})
 }
+
+func TestOneLoaderForEveryFrom(t *testing.T) {
+	v4 := "../../fixtures/docker-28.5-nft-proxy-off-healthy/iptables-save.txt"
+	t.Run("-6 with an IPv4 dump says so", func(t *testing.T) {
+		_, errOut, code := iptscope(t, "", "dump", "--from", v4, "-6")
+		if code != exitUnknown || !strings.Contains(errOut, "IPv4 dump") {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("a malformed dump names the line for doctor as for dump", func(t *testing.T) {
+		bad := "*nat\n-A DOCKER -j\nCOMMIT\n"
+		_, e1, c1 := iptscope(t, bad, "doctor", "--from", "-")
+		_, e2, c2 := iptscope(t, bad, "dump", "--from", "-")
+		if c1 != exitUnknown || c2 != exitUnknown || e1 != e2 {
+			t.Errorf("doctor: exit %d %q; dump: exit %d %q", c1, e1, c2, e2)
+		}
+	})
+	t.Run("doctor FILE suggests --from FILE", func(t *testing.T) {
+		_, errOut, code := iptscope(t, "", "doctor", v4)
+		if code != exitUnknown || !strings.Contains(errOut, "did you mean --from "+v4) {
+			t.Errorf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("--yes without --fix is an error", func(t *testing.T) {
+		for _, flag := range []string{"--yes", "--persist", "--backup-dir=/tmp/x"} {
+			if _, errOut, code := iptscope(t, "", "doctor", "--from", v4, flag); code != exitUnknown || !strings.Contains(errOut, "add --fix") {
+				t.Errorf("%s: exit %d: %s", flag, code, errOut)
+			}
+		}
+	})
+	t.Run("--port narrows the report to the port asked for", func(t *testing.T) {
+		out, _, _ := iptscope(t, "", "doctor", "--from", "../../fixtures/docker-28.5-nft-proxy-off-stale-dnat/bundle.json", "--port", "7000", "-o", "json")
+		r := decodeReport(t, out)
+		if len(r.Findings) != 0 || len(r.Ports) != 1 || r.Ports[0].HostPort != 7000 {
+			t.Errorf("--port 7000: findings %v, ports %+v", r.Findings, r.Ports)
+		}
+		out, _, code := iptscope(t, "", "doctor", "--from", "../../fixtures/docker-28.5-nft-proxy-off-stale-dnat/bundle.json", "--port", "8080/tcp", "-o", "json")
+		r = decodeReport(t, out)
+		if code != exitProblems || len(r.Findings) != 1 || r.Findings[0].ID != "dnat-stale" || len(r.Ports) != 1 {
+			t.Errorf("--port 8080/tcp: exit %d, findings %v, ports %+v", code, r.Findings, r.Ports)
+		}
+		out, _, _ = iptscope(t, "", "doctor", "--from", "../../fixtures/docker-28.5-nft-proxy-off-stale-dnat/bundle.json", "--container", "multi", "-o", "json")
+		r = decodeReport(t, out)
+		if len(r.Ports) != 4 {
+			t.Errorf("--container multi: ports %+v", r.Ports)
+		}
+		if _, errOut, code := iptscope(t, "", "doctor", "--from", v4, "--port", "http"); code != exitUnknown {
+			t.Errorf("--port http: exit %d: %s", code, errOut)
+		}
+	})
+}

@@ -45,22 +45,59 @@ func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Rulese
 		source = collect.SaveCommand(fam, "") + " -c"
 		data, err = collect.SaveRules(ctx, collect.ExecRunner{}, fam, "")
 	default:
-		data, source, err = readFrom(o.from, stdin)
+		in, err := readInput(o.from, stdin)
+		if err != nil {
+			return nil, err
+		}
+		if in.snap != nil {
+			return o.fromBundle(in.source, in.snap)
+		}
+		if o.backend != "auto" {
+			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("--backend applies to a bundle from iptscope collect; %s is a plain dump", in.source)}
+		}
+		if fam := snapshot.DumpFamily(in.rs); o.ipv6 && fam != snapshot.FamilyIPv6 {
+			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("-6 asks for IPv6 rules, but %s is an IPv4 dump (its addresses are IPv4): drop -6, or pass ip6tables-save output", in.source)}
+		}
+		return in.rs, nil
 	}
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: err}
-	}
-	if isBundle(data) {
-		return o.fromBundle(source, data)
-	}
-	if o.backend != "auto" {
-		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("--backend applies to a bundle from iptscope collect; %s is a plain dump", source)}
 	}
 	rs, err := parse.Parse(data)
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
 	}
 	return rs, nil
+}
+
+// input is what --from holds: a bundle from `iptscope collect`, or a raw
+// dump (iptables-save or -L text) with the bytes it was parsed from.
+type input struct {
+	source string // the name for messages: the file, or "standard input"
+	snap   *snapshot.Snapshot
+	raw    []byte
+	rs     *parse.Ruleset
+}
+
+// readInput reads and parses --from (a file, or standard input for "-"):
+// the one loader of every command's --from. Errors are exitErrors that
+// name the source (and, for a dump, the line).
+func readInput(from string, stdin io.Reader) (*input, error) {
+	data, source, err := readFrom(from, stdin)
+	if err != nil {
+		return nil, &exitError{code: exitUnknown, err: err}
+	}
+	in := &input{source: source, raw: data}
+	if isBundle(data) {
+		if in.snap, err = snapshot.Load(data); err != nil {
+			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
+		}
+		return in, nil
+	}
+	if in.rs, err = parse.Parse(data); err != nil {
+		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
+	}
+	return in, nil
 }
 
 // readFrom reads --from: a file, or standard input for "-". It returns the
@@ -83,11 +120,7 @@ func isBundle(data []byte) bool {
 
 // fromBundle picks the rules of the requested family and backend from a
 // snapshot bundle.
-func (o *inputOptions) fromBundle(source string, data []byte) (*parse.Ruleset, error) {
-	snap, err := snapshot.Load(data)
-	if err != nil {
-		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
-	}
+func (o *inputOptions) fromBundle(source string, snap *snapshot.Snapshot) (*parse.Ruleset, error) {
 	switch o.backend {
 	case "auto", "nft", "legacy":
 	default:
