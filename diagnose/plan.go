@@ -90,6 +90,14 @@ type Plan struct {
 	Notes    []string         `json:"notes"`
 }
 
+// ipt is the command of the expected rules' family.
+func (e *Expected) ipt() string {
+	if e.Family == snapshot.FamilyIPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool { return p == nil || len(p.Ops) == 0 }
 
@@ -332,7 +340,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 			}
 		}
 		for _, c := range chains {
-			ops := planChain(e, a, d, t, c, missing, deleted)
+			ops := planChain(p, e, a, d, t, c, missing, deleted)
 			if len(ops) > 0 && t == parse.TableNAT {
 			}
 			p.Ops = append(p.Ops, ops...)
@@ -342,7 +350,13 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 
 // planChain simulates the chain with the deletions done and inserts each
 // missing rule, in Docker's order, at its place.
-func planChain(e *Expected, a analysis, d *Diff, t parse.TableName, c parse.ChainName, missing, deleted map[*parse.Rule]bool) []Op {
+//
+// Why it refuses a rule whose text the chain already holds (or the plan
+// already adds): Docker writes each rule once, so a plan that would make a
+// rule appear twice rests on a wrong expectation (two host ports served by
+// one ACCEPT, say). Writing it would leave a duplicate Docker never
+// deletes; the refusal is a note, and nothing else in the plan changes.
+func planChain(p *Plan, e *Expected, a analysis, d *Diff, t parse.TableName, c parse.ChainName, missing, deleted map[*parse.Rule]bool) []Op {
 	byActual := map[*parse.Rule]*ExpectedRule{}
 	exp := e.RulesOf(t, c)
 	for i := range exp {
@@ -358,12 +372,22 @@ func planChain(e *Expected, a analysis, d *Diff, t parse.TableName, c parse.Chai
 			}
 		}
 	}
+	have := map[string]bool{}
+	for _, sl := range list {
+		have[sl.hit.Spec()] = true
+	}
 	var ops []Op
 	for i := range exp {
 		er := &exp[i]
 		if !missing[er.Rule] {
 			continue
 		}
+		if have[er.Spec()] {
+			p.Notes = append(p.Notes, fmt.Sprintf("refused: %s -t %s -A %s %s would appear twice in the chain; Docker writes each rule once, "+
+				"so this is a bug in iptscope's expectation of Docker's rules, not something to repair (please report it)", e.ipt(), t, c, er.Spec()))
+			continue
+		}
+		have[er.Spec()] = true
 		pos := -1
 		for j, sl := range list {
 			if sl.er != nil && mustPrecede(*er, *sl.er) {

@@ -117,3 +117,34 @@ func TestPlansRepairEveryFixtureAndAreEmptyAfterwards(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanRefusesARuleThatWouldAppearTwice: an expectation that lists one
+// of Docker's rules twice (a bug: Docker writes each rule once) never
+// makes the plan insert a duplicate; the plan says so instead.
+func TestPlanRefusesARuleThatWouldAppearTwice(t *testing.T) {
+	rs, err := parse.Parse([]byte("*filter\n:DOCKER - [0:0]\n-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := "-d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+	r1, _ := parse.ParseRuleSpec(parse.TableFilter, ChainDocker, spec)
+	r2, _ := parse.ParseRuleSpec(parse.TableFilter, ChainDocker, spec)
+	e := &Expected{Family: snapshot.FamilyIPv4, Modelled: true,
+		Chains: map[parse.TableName][]parse.ChainName{parse.TableFilter: {ChainDocker}},
+		Rules: map[parse.TableName]map[parse.ChainName][]ExpectedRule{parse.TableFilter: {ChainDocker: {
+			{Rule: r1, Kind: KindPortAccept, Container: "web"}, {Rule: r2, Kind: KindPortAccept, Container: "web"},
+		}}}}
+	d := Compare(e, rs)
+	if len(d.Missing) != 1 {
+		t.Fatalf("want the second copy missing, got %d missing", len(d.Missing))
+	}
+	p := &Plan{}
+	a := analysis{exp: e, rs: rs, diff: d}
+	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[*parse.Rule]bool{r2: true}, nil)
+	if len(ops) != 0 {
+		t.Errorf("planned %v, want nothing", ops)
+	}
+	if len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "would appear twice") {
+		t.Errorf("notes %q, want the refusal", p.Notes)
+	}
+}
