@@ -69,16 +69,30 @@ shapes_list() {
 		noicc     enable_icc=false network, -p 8600:80 and a second container
 		nomasq    enable_ip_masquerade=false network, -p 8601:80
 		custom    bridge name shbr0 and MTU 1400, -p 8602:80
-		v6        dual-stack network (--ipv6): -p 8700:80 -p 8701:80
 		many      12 containers on one network, -p 9400-9411 -> 80
 	EOF
-	if ((m >= 28)); then
+	if [[ $BACKEND == legacy ]]; then
+		echo "v6        dual-stack network (--ipv6): -p 8700:80 (one IPv6 port: see legacy6_note)"
+	else
+		echo "v6        dual-stack network (--ipv6): -p 8700:80 -p 8701:80"
+	fi
+	if ((m >= 28)) && [[ $BACKEND == legacy ]]; then
+		echo "v6only    IPv6-only network (--ipv6 --ipv4=false), a container without ports"
+	elif ((m >= 28)); then
 		echo "v6only    IPv6-only network (--ipv6 --ipv4=false): -p 8702:80"
 	fi
 	if ((m < 27)); then
 		echo "routedign gateway_mode_ipv4=routed, ignored by this version: -p 8900:80"
 	fi
 }
+
+# legacy6_note: why the legacy backend gets one published IPv6 port only. ip6tables-legacy
+# 1.8.9 (Debian 12) answers `-C` as if the rule existed when an existing rule differs only in
+# its match or target data (--dport, --to-destination): checked by hand in a scratch netns.
+# Docker checks every rule with -C before it adds it, so after the first IPv6 DNAT it adds no
+# other: the second IPv6 port of a host does not answer (seen on real 20.10 and 28.5, legacy,
+# proxy off; with the proxy on docker-proxy carries it). iptscope reports that as dnat-missing,
+# rightly: it is not a healthy host, so the healthy shapes leave it out.
 
 HTTPD_ARGS=(bb:local /bin/busybox httpd -f -p 80 -h /www)
 SLEEP_ARGS=(bb:local /bin/busybox sleep 1000000)
@@ -163,11 +177,19 @@ make_shape() {
 		;;
 	v6)
 		net shv6 --ipv6 --subnet fd00:db8:5::/64
-		run v6 --network shv6 -p 8700:80 -p 8701:80 "${HTTPD_ARGS[@]}"
+		if [[ $BACKEND == legacy ]]; then
+			run v6 --network shv6 -p 8700:80 "${HTTPD_ARGS[@]}"
+		else
+			run v6 --network shv6 -p 8700:80 -p 8701:80 "${HTTPD_ARGS[@]}"
+		fi
 		;;
 	v6only)
 		net shv6only --ipv6 --ipv4=false --subnet fd00:db8:6::/64
-		run v6only --network shv6only -p 8702:80 "${HTTPD_ARGS[@]}"
+		if [[ $BACKEND == legacy ]]; then
+			run v6only --network shv6only "${HTTPD_ARGS[@]}"
+		else
+			run v6only --network shv6only -p 8702:80 "${HTTPD_ARGS[@]}"
+		fi
 		;;
 	routedign)
 		net shrouted -o com.docker.network.bridge.gateway_mode_ipv4=routed
@@ -194,7 +216,12 @@ checks_of() {
 		range) for p in 7100 7101 7102; do echo "range:$p client http://$hip:$p/"; done ;;
 		tu) echo "tu:8300 client http://$hip:8300/" ;;
 		lo) echo "lo:9300 host http://127.0.0.1:9300/" ;;
-		lo6) echo "lo6:9301 host http://[::1]:9301/" ;;
+		lo6)
+			# Why not with the proxy off: Docker then maps no host IPv6 address to an
+			# IPv4-only container ("Cannot map from IPv6 to an IPv4-only container because
+			# the userland proxy is disabled", 28.5's log); nothing listens.
+			[[ $PROXY == off ]] || echo "lo6:9301 host http://[::1]:9301/"
+			;;
 		hostip) echo "hostip:9302 client http://$hip:9302/" ;;
 		random)
 			p=$(dk port random 80/tcp | sed -n 's/^0\.0\.0\.0://p' | head -1)
@@ -210,11 +237,13 @@ checks_of() {
 		custom) echo "custom:8602 client http://$hip:8602/" ;;
 		v6)
 			echo "v6:8700 client http://$hip:8700/"
-			echo "v6:8701 client http://$hip:8701/"
 			echo "v6:[::]:8700 client http://[$HOST6]:8700/"
-			echo "v6:[::]:8701 client http://[$HOST6]:8701/"
+			if [[ $BACKEND != legacy ]]; then
+				echo "v6:8701 client http://$hip:8701/"
+				echo "v6:[::]:8701 client http://[$HOST6]:8701/"
+			fi
 			;;
-		v6only) echo "v6only:[::]:8702 client http://[$HOST6]:8702/" ;;
+		v6only) [[ $BACKEND == legacy ]] || echo "v6only:[::]:8702 client http://[$HOST6]:8702/" ;;
 		routedign) echo "routedign:8900 client http://$hip:8900/" ;;
 		many) for ((p = 9400; p < 9412; p++)); do echo "many:$p client http://$hip:$p/"; done ;;
 		esac
