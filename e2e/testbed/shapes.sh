@@ -12,9 +12,12 @@
 #   shapes.sh case NAME CASE          create only one of the four cases of issue 10 (below)
 #   shapes.sh capture NAME CASE OUT   "case", probe, then OUT/bundle.json from `iptscope collect`
 #                                     (as dockerhost.sh capture does), OUT/probe.txt, OUT/PROVENANCE
+#   shapes.sh fixtures DIR            every capture of fixtures/healthy-shapes-* (FIXTURES below),
+#                                     each on its own throw-away host: shapes.sh fixtures fixtures
 #
-# CASES (the false alarms of issue 10, each captured into fixtures/healthy-shapes-*):
-#   two-host-ports    -p 18080:80 -p 18081:80 (one filter ACCEPT serves both DNATs)
+# CASES (the false alarms of issue 10, each captured into fixtures/healthy-shapes-CASE/*):
+#   two-host-ports    -p 18080:80 -p 18081:80 (one filter ACCEPT serves both DNATs), and the
+#                     same on a dual-stack network (-p 8700:80 -p 8701:80)
 #   two-host-addrs    -p HOSTIP:8800:80 -p 127.0.0.1:8800:80
 #   ipv6-only         28+: network --ipv6 --ipv4=false, container -p 8702:80
 #   routed-ignored    <27: network -o com.docker.network.bridge.gateway_mode_ipv4=routed (the
@@ -319,7 +322,7 @@ cmd_shapes_probe() {
 # case_shapes CASE: the shapes of one case of issue 10.
 case_shapes() {
 	case $1 in
-	two-host-ports) echo p2 ;;
+	two-host-ports) echo p2 v6 ;;
 	two-host-addrs) echo haddr ;;
 	ipv6-only) (($(major_of) >= 28)) || shapes_die "ipv6-only needs Docker 28+"; echo v6only ;;
 	routed-ignored) (($(major_of) < 27)) || shapes_die "routed-ignored needs Docker < 27"; echo routedign ;;
@@ -333,9 +336,10 @@ cmd_shapes_case() {
 	require_up
 	add_veth6
 	local s
-	s=$(case_shapes "$2")
-	make_shape "$s"
-	wait_probes "$s"
+	local -a shapes
+	read -r -a shapes <<<"$(case_shapes "$2")"
+	for s in "${shapes[@]}"; do make_shape "$s"; done
+	wait_probes "${shapes[@]}"
 }
 
 cmd_shapes_capture() {
@@ -346,13 +350,51 @@ cmd_shapes_capture() {
 	cmd_shapes_case "$1" "$c"
 	mkdir -p "$out"
 	out=$(readlink -f "$out")
-	probe_checks "$(case_shapes "$c")" >"$out/probe.txt"
+	local -a shapes
+	read -r -a shapes <<<"$(case_shapes "$c")"
+	probe_checks "${shapes[@]}" >"$out/probe.txt"
 	capture_bundle "$out"
 	[[ -f $out/bundle.json ]] || shapes_die "capture: no bundle.json (see dockerhost.sh capture_bundle)"
 	local sv
 	sv=$(dk version --format '{{.Server.Version}}')
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY state=healthy case=$c made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY e2e/testbed/shapes.sh capture $NAME $c $(basename "$out")" >"$out/PROVENANCE"
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY state=healthy case=$c made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY e2e/testbed/shapes.sh capture $NAME $c $(basename "$(dirname "$out")")/$(basename "$out") (shapes.sh fixtures fixtures)" >"$out/PROVENANCE"
 	shapes_log "capture $NAME: wrote $out"
+}
+
+# FIXTURES: the captures of fixtures/healthy-shapes-*, "CASE DOCKER BACKEND PROXY" per line.
+FIXTURES=(
+	"two-host-ports 20.10 nft on"
+	"two-host-ports 26.1 nft on"
+	"two-host-ports 28.5 nft on"
+	"two-host-ports 28.5 nft off"
+	"two-host-addrs 20.10 nft on"
+	"two-host-addrs 28.5 nft on"
+	"ipv6-only 28.5 nft on"
+	"ipv6-only 28.5 nft off"
+	"routed-ignored 20.10 nft on"
+	"routed-ignored 26.1 nft on"
+)
+
+# cmd_shapes_fixtures FIXTURESDIR: one throw-away host per FIXTURES line (live-restore off,
+# ip6tables on before 27 as in e2e/healthy_test.go), "capture" into
+# FIXTURESDIR/healthy-shapes-CASE/docker-DOCKER-BACKEND-proxy-PROXY, "down". Why one level
+# deeper than fixtures/docker-*: the goldens of cmd/iptscope cover fixtures/*/bundle.json.
+cmd_shapes_fixtures() {
+	need_root
+	local root=${1:-} line c d b p dir host=hsfx
+	[[ -n $root ]] || shapes_die "fixtures: missing FIXTURESDIR"
+	for line in "${FIXTURES[@]}"; do
+		read -r c d b p <<<"$line"
+		dir=$root/healthy-shapes-$c/docker-$d-$b-proxy-$p
+		local extra=""
+		if [[ $d == 20.10 || $d == 26.1 ]]; then extra='"experimental": true, "ip6tables": true'; fi
+		DOCKER=$d BACKEND=$b PROXY=$p DAEMON_EXTRA=$extra bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" up "$host" >&2
+		if ! DOCKER=$d BACKEND=$b PROXY=$p bash "$SHAPES_PATH" capture "$host" "$c" "$dir"; then
+			bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" down "$host" >&2 || true
+			shapes_die "fixtures: capture of $line failed"
+		fi
+		bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" down "$host" >&2
+	done
 }
 
 shapes_main() {
@@ -369,6 +411,7 @@ shapes_main() {
 	probe) cmd_shapes_probe "$@" ;;
 	case) cmd_shapes_case "$@" ;;
 	capture) cmd_shapes_capture "$@" ;;
+	fixtures) cmd_shapes_fixtures "$@" ;;
 	*) shapes_die "unknown subcommand '$cmd'" ;;
 	esac
 }
