@@ -9,6 +9,7 @@
 #   shapes.sh list NAME               print the shapes of that version, one "NAME  WHAT" a line
 #   shapes.sh probe NAME              HTTP GET every published TCP port from where it must
 #                                     answer; one line per port; exit 1 if one does not answer
+#                                     (AFTER_RESTART=1: after "dockerhost.sh restart")
 #   shapes.sh case NAME CASE          create only one of the four cases of issue 10 (below)
 #   shapes.sh capture NAME CASE OUT   "case", probe, then OUT/bundle.json from `iptscope collect`
 #                                     (as dockerhost.sh capture does), OUT/probe.txt, OUT/PROVENANCE
@@ -223,7 +224,16 @@ checks_of() {
 			# Why not with the proxy off: Docker then maps no host IPv6 address to an
 			# IPv4-only container ("Cannot map from IPv6 to an IPv4-only container because
 			# the userland proxy is disabled", 28.5's log); nothing listens.
-			[[ $PROXY == off ]] || echo "lo6:9301 host http://[::1]:9301/"
+			# Why not on 29 after a restart (AFTER_RESTART=1): 29.8.1 drops the binding of
+			# [::1] to an IPv4-only container when it restores the container on a
+			# live-restore restart (inspect then shows "80/tcp": null and no docker-proxy
+			# runs; seen on real 29.8.1, nft, proxy on). A Docker bug iptscope cannot see:
+			# the daemon no longer reports the binding.
+			if [[ $PROXY == off ]] || { (($(major_of) >= 29)) && [[ ${AFTER_RESTART:-0} == 1 ]]; }; then
+				:
+			else
+				echo "lo6:9301 host http://[::1]:9301/"
+			fi
 			;;
 		hostip) echo "hostip:9302 client http://$hip:9302/" ;;
 		random)
