@@ -665,20 +665,29 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 		}
 		b.add(parse.TableNAT, parse.ChainOutput, out, ExpectedRule{Kind: KindJump})
 	}
+	// Per network (setupIPTablesInternal ≤27, setupNonInternalNetworkRules
+	// 28+): the subnet's MASQUERADE (or SNAT to host_ipv4/6) with
+	// masquerade on and, 28+, not in routed mode; the early RETURN with
+	// masquerade on and the proxy on (28 writes it in routed mode too); the
+	// hairpin MASQUERADE (or SNAT) of local sources with the proxy off,
+	// whatever the masquerade setting.
 	for _, n := range nets {
-		if n.internal || n.subnet == "" || !n.masq || n.gwMode == "routed" {
+		if n.internal || n.subnet == "" {
 			continue
 		}
-		spec := "-s " + n.subnet + " ! -o " + n.bridge + " -j MASQUERADE"
+		to := "-j MASQUERADE"
 		if n.snatIP != "" {
-			spec = "-s " + n.subnet + " ! -o " + n.bridge + " -j SNAT --to-source " + n.snatIP
+			to = "-j SNAT --to-source " + n.snatIP
 		}
-		b.add(parse.TableNAT, parse.ChainPostrouting, spec, ExpectedRule{Kind: KindMasquerade, Network: n.net.Name, Bridge: n.bridge})
+		if n.masq && n.gwMode != "routed" {
+			b.add(parse.TableNAT, parse.ChainPostrouting, "-s "+n.subnet+" ! -o "+n.bridge+" "+to,
+				ExpectedRule{Kind: KindMasquerade, Network: n.net.Name, Bridge: n.bridge})
+		}
 		if !proxyOn {
-			b.add(parse.TableNAT, parse.ChainPostrouting, "-o "+n.bridge+" -m addrtype --src-type LOCAL -j MASQUERADE",
+			b.add(parse.TableNAT, parse.ChainPostrouting, "-o "+n.bridge+" -m addrtype --src-type LOCAL "+to,
 				ExpectedRule{Kind: KindHairpinMasq, Network: n.net.Name, Bridge: n.bridge})
 		}
-		if natReturn && proxyOn {
+		if natReturn && proxyOn && n.masq {
 			b.add(parse.TableNAT, ChainDocker, "-i "+n.bridge+" -j RETURN",
 				ExpectedRule{Kind: KindNATReturn, Network: n.net.Name, Bridge: n.bridge, Rank: 0})
 		}
@@ -722,8 +731,11 @@ func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 	if e.Family == snapshot.FamilyIPv4 || len(nets) > 0 {
 		// Why: the ISOLATION-1 jump is (re)pinned when a network of the
 		// family is programmed; docker0 always is for IPv4, IPv6 needs
-		// an --ipv6 network.
-		b.add(f, parse.ChainForward, "-j DOCKER-ISOLATION-STAGE-1", ExpectedRule{Kind: KindJump, Rank: 1})
+		// an --ipv6 network. Why the DOCKER-USER jump's rank: Docker
+		// puts DOCKER-USER first when it creates a network, but a daemon
+		// restart re-pins the ISOLATION-1 jump above it (real 20.10 and
+		// 26.1 after a live-restore restart): either order is Docker's.
+		b.add(f, parse.ChainForward, "-j DOCKER-ISOLATION-STAGE-1", ExpectedRule{Kind: KindJump, Rank: 0})
 	}
 	for _, n := range nets {
 		er := ExpectedRule{Network: n.net.Name, Bridge: n.bridge, Rank: 2, Group: n.bridge}

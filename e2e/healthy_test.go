@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // shapesScript creates the healthy shapes on a dockerhost.sh host.
@@ -131,6 +134,8 @@ func startShapesHost(t *testing.T, name string, mh matrixHost) shapesHost {
 //   - every published TCP port answers (shapes.sh probe);
 //   - doctor exits 0 with no error or warning, and no port is broken or
 //     proxy-only;
+//   - iptscope's expectation (diagnose.Expect) is exactly what Docker
+//     wrote into its chains: nothing missing, unexpected or out of order;
 //   - doctor --fix --yes changes nothing: iptables-save and
 //     ip6tables-save of the daemon's backend, counters aside, are
 //     byte-identical before and after.
@@ -197,6 +202,40 @@ func (h shapesHost) requireHealthy(t *testing.T, what string, restarted bool) {
 		for _, p := range rep.Ports {
 			if p.Path == "broken" || p.Path == "proxy-only" {
 				t.Errorf("port %s:%d: path %q (%s) on a healthy host", p.HostIP, p.HostPort, p.Path, p.Reason)
+			}
+		}
+	})
+	t.Run(what+" have exactly the rules iptscope expects", func(t *testing.T) {
+		_, data := h.collectBundle(t)
+		s, err := snapshot.Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+			e, err := diagnose.Expect(s, fam)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !e.Modelled {
+				t.Errorf("%s: not modelled: %v", fam, e.Notes)
+				continue
+			}
+			d, err := s.PickDump(snapshot.BackendAuto, fam)
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff := diagnose.Compare(e, d.Ruleset)
+			for _, m := range diff.Missing {
+				t.Errorf("%s: expected, not written by Docker: -t %s -A %s %s", fam, m.Rule.Table, m.Rule.Chain, m.Spec())
+			}
+			for _, u := range diff.Unexpected {
+				if fam == snapshot.FamilyIPv6 && e.Era == diagnose.EraClassic && strings.HasPrefix(string(u.Chain), "DOCKER-ISOLATION-STAGE-") {
+					continue // known gap: ≤27's ip6tables INC rules of IPv4-only networks (see diagnose/healthy_shapes_test.go)
+				}
+				t.Errorf("%s: written by Docker, not expected: -t %s %s", fam, u.Table, u.SaveLine(false))
+			}
+			for _, p := range diff.OutOfOrder {
+				t.Errorf("%s: out of Docker's order in %s %s: %q after %q", fam, p[0].Actual.Table, p[0].Actual.Chain, p[0].Actual.Spec(), p[1].Actual.Spec())
 			}
 		}
 	})

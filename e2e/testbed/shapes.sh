@@ -73,6 +73,7 @@ shapes_list() {
 		noicc     enable_icc=false network, -p 8600:80 and a second container
 		nomasq    enable_ip_masquerade=false network, -p 8601:80
 		custom    bridge name shbr0 and MTU 1400, -p 8602:80
+		snat      host_ipv4 (SNAT to the host's address instead of MASQUERADE), -p 8603:80
 		many      12 containers on one network, -p 9400-9411 -> 80
 	EOF
 	if [[ $BACKEND == legacy ]]; then
@@ -179,6 +180,10 @@ make_shape() {
 		net shcustom -o com.docker.network.bridge.name=shbr0 -o com.docker.network.driver.mtu=1400
 		run custom --network shcustom -p 8602:80 "${HTTPD_ARGS[@]}"
 		;;
+	snat)
+		net shsnat -o "com.docker.network.host_ipv4=$hip"
+		run snat --network shsnat -p 8603:80 "${HTTPD_ARGS[@]}"
+		;;
 	v6)
 		net shv6 --ipv6 --subnet fd00:db8:5::/64
 		if [[ $BACKEND == legacy ]]; then
@@ -248,6 +253,7 @@ checks_of() {
 		noicc) echo "noicc:8600 client http://$hip:8600/" ;;
 		nomasq) echo "nomasq:8601 client http://$hip:8601/" ;;
 		custom) echo "custom:8602 client http://$hip:8602/" ;;
+		snat) echo "snat:8603 client http://$hip:8603/" ;;
 		v6)
 			echo "v6:8700 client http://$hip:8700/"
 			echo "v6:[::]:8700 client http://[$HOST6]:8700/"
