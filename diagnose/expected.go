@@ -416,9 +416,12 @@ func proxyMode(s *snapshot.Snapshot) ProxyMode {
 	return ProxyMode{State: snapshot.ProxyOn, Source: proxyDefaultSource, Guessed: true}
 }
 
-// bridgeNets returns the bridge-driver networks, sorted by bridge name.
+// bridgeNets returns the bridge-driver networks Docker programs rules for
+// in family, sorted by bridge name, with the network options the daemon's
+// version honours (gatewayMode, hostSNAT).
 func bridgeNets(s *snapshot.Snapshot, family string) []*bridgeNet {
 	var out []*bridgeNet
+	v, _ := ParseVersion(s.Docker.Version)
 	for _, n := range s.Docker.Networks {
 		if n.Driver != "bridge" || n.BridgeName == "" {
 			continue
@@ -426,6 +429,12 @@ func bridgeNets(s *snapshot.Snapshot, family string) []*bridgeNet {
 		if family == snapshot.FamilyIPv6 && !n.EnableIPv6 {
 			// Why: Docker programs ip6tables only for networks created
 			// with --ipv6 (28.5: docker0 without IPv6 has no ip6tables rule).
+			continue
+		}
+		if family == snapshot.FamilyIPv4 && !hasIPv4(n) {
+			// Why: an IPv6-only network (28+: --ipv6 --ipv4=false) gets
+			// no IPv4 rule at all: the bridge driver sets up iptables
+			// per enabled family (bridge_linux.go, EnableIPv4).
 			continue
 		}
 		bn := &bridgeNet{net: n, bridge: n.BridgeName, internal: n.Internal, masq: true, icc: true}
@@ -444,19 +453,94 @@ func bridgeNets(s *snapshot.Snapshot, family string) []*bridgeNet {
 		if opt := n.Options["com.docker.network.bridge.enable_icc"]; opt == "false" {
 			bn.icc = false
 		}
-		bn.snatIP = n.Options["com.docker.network.host_ipv4"]
-		bn.gwMode = n.Options["com.docker.network.bridge.gateway_mode_ipv4"]
-		if family == snapshot.FamilyIPv6 {
-			if bn.subnet == "" {
-				continue
-			}
-			bn.snatIP = n.Options["com.docker.network.host_ipv6"]
-			bn.gwMode = n.Options["com.docker.network.bridge.gateway_mode_ipv6"]
+		bn.snatIP = hostSNAT(n, family, v)
+		bn.gwMode = gatewayMode(n, family, v)
+		if family == snapshot.FamilyIPv6 && bn.subnet == "" {
+			continue
+		}
+		if bn.gwMode == "isolated" {
+			// Why: 28's "isolated" is an internal network for that
+			// family (no address on the bridge, no route out).
+			bn.internal, bn.gwMode = true, ""
 		}
 		out = append(out, bn)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].bridge < out[j].bridge })
 	return out
+}
+
+// hasIPv4 reports whether a network has IPv4: an IPv4 subnet, or no
+// subnet known at all and no enable_ipv4=false (a snapshot without IPAM
+// data keeps the IPv4 rules expected, as every network had IPv4 before
+// Docker 28; a daemon that ignores enable_ipv4 gives the network an IPv4
+// subnet anyway).
+func hasIPv4(n snapshot.Network) bool {
+	known := false
+	for _, sub := range n.Subnets {
+		p, err := netip.ParsePrefix(sub)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is4() {
+			return true
+		}
+		known = true
+	}
+	return !known && n.Options["com.docker.network.enable_ipv4"] != "false"
+}
+
+// gatewayMode returns the gateway mode the daemon applies to network n in
+// family ("" for Docker's default, nat). Why the version: older daemons
+// accept any -o option and ignore the ones they do not know, so a network
+// created with a newer option keeps the default layout: "routed" exists
+// from 27.0, "nat-unprotected" and "isolated" from 28.0 (moby
+// libnetwork/drivers/bridge gwMode constants; 20.10 with
+// gateway_mode_ipv4=routed NATs the network, seen on a real 20.10).
+func gatewayMode(n snapshot.Network, family string, v Version) string {
+	opt := "com.docker.network.bridge.gateway_mode_ipv4"
+	if family == snapshot.FamilyIPv6 {
+		opt = "com.docker.network.bridge.gateway_mode_ipv6"
+	}
+	switch m := n.Options[opt]; m {
+	case "routed":
+		if v.AtLeast(27, 0, 0) {
+			return m
+		}
+	case "nat-unprotected", "isolated":
+		if v.AtLeast(28, 0, 0) {
+			return m
+		}
+	}
+	return ""
+}
+
+// hostSNAT returns the SNAT source address the daemon applies to network
+// n in family, "" for MASQUERADE: host_ipv4 is known to every modelled
+// version, host_ipv6 from 25.0.
+func hostSNAT(n snapshot.Network, family string, v Version) string {
+	if family == snapshot.FamilyIPv6 {
+		if !v.AtLeast(25, 0, 0) {
+			return ""
+		}
+		return n.Options["com.docker.network.host_ipv6"]
+	}
+	return n.Options["com.docker.network.host_ipv4"]
+}
+
+// GatewayMode is the gateway mode Docker applies to the named network in
+// family on this snapshot's daemon ("" for nat, the default, or when the
+// network is unknown); see gatewayMode.
+func GatewayMode(s *snapshot.Snapshot, network, family string) string {
+	if s == nil || s.Docker == nil {
+		return ""
+	}
+	v, _ := ParseVersion(s.Docker.Version)
+	for _, n := range s.Docker.Networks {
+		if n.Name == network {
+			return gatewayMode(n, family, v)
+		}
+	}
+	return ""
 }
 
 // publishedPorts lists the running containers' published ports of the
@@ -581,20 +665,29 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 		}
 		b.add(parse.TableNAT, parse.ChainOutput, out, ExpectedRule{Kind: KindJump})
 	}
+	// Per network (setupIPTablesInternal ≤27, setupNonInternalNetworkRules
+	// 28+): the subnet's MASQUERADE (or SNAT to host_ipv4/6) with
+	// masquerade on and, 28+, not in routed mode; the early RETURN with
+	// masquerade on and the proxy on (28 writes it in routed mode too); the
+	// hairpin MASQUERADE (or SNAT) of local sources with the proxy off,
+	// whatever the masquerade setting.
 	for _, n := range nets {
-		if n.internal || n.subnet == "" || !n.masq || n.gwMode == "routed" {
+		if n.internal || n.subnet == "" {
 			continue
 		}
-		spec := "-s " + n.subnet + " ! -o " + n.bridge + " -j MASQUERADE"
+		to := "-j MASQUERADE"
 		if n.snatIP != "" {
-			spec = "-s " + n.subnet + " ! -o " + n.bridge + " -j SNAT --to-source " + n.snatIP
+			to = "-j SNAT --to-source " + n.snatIP
 		}
-		b.add(parse.TableNAT, parse.ChainPostrouting, spec, ExpectedRule{Kind: KindMasquerade, Network: n.net.Name, Bridge: n.bridge})
+		if n.masq && n.gwMode != "routed" {
+			b.add(parse.TableNAT, parse.ChainPostrouting, "-s "+n.subnet+" ! -o "+n.bridge+" "+to,
+				ExpectedRule{Kind: KindMasquerade, Network: n.net.Name, Bridge: n.bridge})
+		}
 		if !proxyOn {
-			b.add(parse.TableNAT, parse.ChainPostrouting, "-o "+n.bridge+" -m addrtype --src-type LOCAL -j MASQUERADE",
+			b.add(parse.TableNAT, parse.ChainPostrouting, "-o "+n.bridge+" -m addrtype --src-type LOCAL "+to,
 				ExpectedRule{Kind: KindHairpinMasq, Network: n.net.Name, Bridge: n.bridge})
 		}
-		if natReturn && proxyOn {
+		if natReturn && proxyOn && n.masq {
 			b.add(parse.TableNAT, ChainDocker, "-i "+n.bridge+" -j RETURN",
 				ExpectedRule{Kind: KindNATReturn, Network: n.net.Name, Bridge: n.bridge, Rank: 0})
 		}
@@ -638,8 +731,11 @@ func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 	if e.Family == snapshot.FamilyIPv4 || len(nets) > 0 {
 		// Why: the ISOLATION-1 jump is (re)pinned when a network of the
 		// family is programmed; docker0 always is for IPv4, IPv6 needs
-		// an --ipv6 network.
-		b.add(f, parse.ChainForward, "-j DOCKER-ISOLATION-STAGE-1", ExpectedRule{Kind: KindJump, Rank: 1})
+		// an --ipv6 network. Why the DOCKER-USER jump's rank: Docker
+		// puts DOCKER-USER first when it creates a network, but a daemon
+		// restart re-pins the ISOLATION-1 jump above it (real 20.10 and
+		// 26.1 after a live-restore restart): either order is Docker's.
+		b.add(f, parse.ChainForward, "-j DOCKER-ISOLATION-STAGE-1", ExpectedRule{Kind: KindJump, Rank: 0})
 	}
 	for _, n := range nets {
 		er := ExpectedRule{Network: n.net.Name, Bridge: n.bridge, Rank: 2, Group: n.bridge}

@@ -259,17 +259,10 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		return
 	}
-	gwOpt := "com.docker.network.bridge.gateway_mode_ipv4"
-	if fam == snapshot.FamilyIPv6 {
-		gwOpt = "com.docker.network.bridge.gateway_mode_ipv6"
-	}
-	if dnat.Network != "" {
-		for _, n := range s.Docker.Networks {
-			if n.Name == dnat.Network && n.Options[gwOpt] == "routed" {
-				r.Path, r.Reason = PathUnknown, "network "+n.Name+" uses gateway mode routed: not modelled"
-				return
-			}
-		}
+	if dnat.Network != "" && GatewayMode(s, dnat.Network, fam) == "routed" {
+		// The daemon's version decides: 20.10 ignores the option.
+		r.Path, r.Reason = PathUnknown, "network "+dnat.Network+" uses gateway mode routed: not modelled"
+		return
 	}
 
 	// 0. The links: no rule helps when the bridge or the container's veth
