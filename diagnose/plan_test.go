@@ -134,10 +134,10 @@ func TestPlanRefusesARuleThatWouldAppearTwice(t *testing.T) {
 		Rules: map[parse.TableName]map[parse.ChainName][]ExpectedRule{parse.TableFilter: {ChainDocker: {
 			{Rule: r1, Kind: KindPortAccept, Container: "web"}, {Rule: r2, Kind: KindPortAccept, Container: "web"},
 		}}}}
+	// Compare counts a rule the expectation lists twice as present once;
+	// the plan is handed the second copy as missing, as a wrong
+	// expectation would.
 	d := Compare(e, rs)
-	if len(d.Missing) != 1 {
-		t.Fatalf("want the second copy missing, got %d missing", len(d.Missing))
-	}
 	p := &Plan{}
 	a := analysis{exp: e, rs: rs, diff: d}
 	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[*parse.Rule]bool{r2: true}, nil)
