@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/iptscope/iptscope/internal/buildinfo"
 	"github.com/iptscope/iptscope/internal/synth"
 	"github.com/iptscope/iptscope/parse"
 )
@@ -126,7 +127,7 @@ func TestRulesJSONIsEncodingJSONByteForByte(t *testing.T) {
 		}
 		enc := json.NewEncoder(&want)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(RulesDoc{Schema: RulesSchema, Format: rs.Format, Tables: rs.Tables}); err != nil {
+		if err := enc.Encode(RulesDoc{Schema: RulesSchema, ToolVersion: buildinfo.Version(), Format: rs.Format, Tables: noNilSlices(rs.Tables)}); err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want.String(), got.String()); diff != "" {
@@ -185,6 +186,51 @@ func TestGraphJSONIsEncodingJSONByteForByte(t *testing.T) {
 		}
 		if diff := cmp.Diff(want.String(), got.String()); diff != "" {
 			t.Errorf("%s: GraphJSON differs (-encoding/json +new):\n%s", name, diff)
+		}
+	}
+}
+
+// noNilSlices copies the tables with empty chain and rule lists that are
+// not nil: RulesJSON writes [] for both, encoding/json null for nil.
+func noNilSlices(tables []*parse.Table) []*parse.Table {
+	out := make([]*parse.Table, len(tables))
+	for i, t := range tables {
+		cp := *t
+		cp.Chains = make([]*parse.Chain, len(t.Chains))
+		for j, c := range t.Chains {
+			cp.Chains[j] = c
+			if c.Rules == nil {
+				cc := *c
+				cc.Rules = []*parse.Rule{}
+				cp.Chains[j] = &cc
+			}
+		}
+		out[i] = &cp
+	}
+	return out
+}
+
+func TestRulesJSONHasNoNullAndNoEmptyObject(t *testing.T) {
+	for name, rs := range fastTestInputs(t) {
+		var b bytes.Buffer
+		if err := RulesJSON(&b, rs.Format, rs.Tables); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"null", "{}"} {
+			if i := bytes.Index(b.Bytes(), []byte(bad)); i >= 0 {
+				t.Errorf("%s: dump JSON has %s: ...%s...", name, bad, b.Bytes()[max(0, i-200):i+len(bad)])
+			}
+		}
+		var doc struct {
+			Tables []map[string]any `json:"tables"`
+		}
+		if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, tb := range doc.Tables {
+			if _, ok := tb["table"]; !ok {
+				t.Errorf("%s: a table without its \"table\" key: %v", name, tb)
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/iptscope/iptscope/internal/buildinfo"
 	"github.com/iptscope/iptscope/parse"
 )
 
@@ -324,8 +325,11 @@ const GraphSchema = "iptscope.graph/v1"
 
 // GraphDoc is the JSON document of `iptscope graph --format json`.
 type GraphDoc struct {
-	Schema string       `json:"schema"`
-	Tables []GraphTable `json:"tables"`
+	Schema string `json:"schema"`
+	// ToolVersion is the iptscope build that wrote the document
+	// (buildinfo.Version).
+	ToolVersion string       `json:"tool_version"`
+	Tables      []GraphTable `json:"tables"`
 }
 
 // GraphTable is one table's chain graph.
@@ -374,7 +378,7 @@ func graphEdge(e parse.Edge) GraphEdge {
 
 // BuildGraphDoc computes the graph document for the tables.
 func BuildGraphDoc(tables []*parse.Table) GraphDoc {
-	doc := GraphDoc{Schema: GraphSchema, Tables: []GraphTable{}}
+	doc := GraphDoc{Schema: GraphSchema, ToolVersion: buildinfo.Version(), Tables: []GraphTable{}}
 	for _, t := range tables {
 		doc.Tables = append(doc.Tables, buildGraphTable(t))
 	}
@@ -416,6 +420,8 @@ func GraphJSON(w io.Writer, tables []*parse.Table) error {
 	j.beginObject()
 	j.key("schema")
 	j.str(GraphSchema)
+	j.key("tool_version")
+	j.str(buildinfo.Version())
 	j.key("tables")
 	j.beginArray()
 	for _, t := range tables {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/iptscope/iptscope/internal/buildinfo"
 	"github.com/iptscope/iptscope/parse"
 )
 
@@ -16,14 +17,19 @@ const RulesSchema = "iptscope.rules/v1"
 // RulesDoc is the JSON document `iptscope dump -o json` prints. Field names
 // are stable; see docs/json.md.
 type RulesDoc struct {
-	Schema string         `json:"schema"`
-	Format parse.Format   `json:"format"`
-	Tables []*parse.Table `json:"tables"`
+	Schema string `json:"schema"`
+	// ToolVersion is the iptscope build that wrote the document
+	// (buildinfo.Version).
+	ToolVersion string         `json:"tool_version"`
+	Format      parse.Format   `json:"format"`
+	Tables      []*parse.Table `json:"tables"`
 }
 
 // RulesJSON writes the tables as one indented JSON document: the bytes
-// encoding/json's Encoder with SetIndent("", "  ") gives for RulesDoc (a
-// render test holds the two together), written as it goes instead of
+// encoding/json's Encoder with SetIndent("", "  ") gives for RulesDoc
+// (ToolVersion from buildinfo; a render test holds the two together),
+// except that chains and rules are [] rather than null when empty, written
+// as it goes instead of
 // built in memory first: the document of a host with 100,000 rules is
 // over 100 MB, and encoding/json held it twice over (once compact, once
 // indented) and spent most of a second indenting it.
@@ -32,6 +38,8 @@ func RulesJSON(w io.Writer, format parse.Format, tables []*parse.Table) error {
 	j.beginObject()
 	j.key("schema")
 	j.str(RulesSchema)
+	j.key("tool_version")
+	j.str(buildinfo.Version())
 	j.key("format")
 	j.str(string(format))
 	j.key("tables")
@@ -48,19 +56,15 @@ func RulesJSON(w io.Writer, format parse.Format, tables []*parse.Table) error {
 
 func (j *jsonWriter) table(t *parse.Table) {
 	j.beginObject()
-	j.key("name")
+	j.key("table")
 	j.str(string(t.Name))
 	j.key("chains")
-	if t.Chains == nil {
-		j.null()
-	} else {
-		j.beginArray()
-		for _, c := range t.Chains {
-			j.elem()
-			j.chain(c)
-		}
-		j.endArray()
+	j.beginArray() // [], never null
+	for _, c := range t.Chains {
+		j.elem()
+		j.chain(c)
 	}
+	j.endArray()
 	j.key("line")
 	j.int(int64(t.Line))
 	j.endObject()
@@ -83,16 +87,12 @@ func (j *jsonWriter) chain(c *parse.Chain) {
 	j.key("references")
 	j.int(int64(c.References))
 	j.key("rules")
-	if c.Rules == nil {
-		j.null()
-	} else {
-		j.beginArray()
-		for _, r := range c.Rules {
-			j.elem()
-			j.rule(r)
-		}
-		j.endArray()
+	j.beginArray() // [], never null
+	for _, r := range c.Rules {
+		j.elem()
+		j.rule(r)
 	}
+	j.endArray()
 	j.key("line")
 	j.int(int64(c.Line))
 	j.endObject()
@@ -111,7 +111,11 @@ func (j *jsonWriter) counters(c *parse.Counters) {
 	j.endObject()
 }
 
+// negatable writes a rule field, nothing when it is absent (omitzero).
 func (j *jsonWriter) negatable(key string, n parse.Negatable) {
+	if n.IsZero() {
+		return
+	}
 	j.key(key)
 	j.beginObject()
 	if n.Value != "" {
