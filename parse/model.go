@@ -141,7 +141,8 @@ type Ruleset struct {
 	// Trailer holds the lines after the last table (comments, blank
 	// lines) so that WriteSave can reproduce them.
 	Trailer []string `json:"-"`
-	// CRLF is set when the input used CRLF line endings (list format only).
+	// CRLF is set when some line of the input ended with CRLF (a dump or
+	// listing pasted from Windows). Nothing else in the model depends on it.
 	CRLF bool `json:"-"`
 }
 
