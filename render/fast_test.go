@@ -3,9 +3,11 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -54,11 +56,25 @@ COMMIT
 // inputs, oddRules and a small synthetic host.
 func fastTestInputs(t *testing.T) map[string]*parse.Ruleset {
 	t.Helper()
+	inputsOnce.Do(func() { inputs, inputsErr = readFastTestInputs() })
+	if inputsErr != nil {
+		t.Fatal(inputsErr)
+	}
+	return inputs
+}
+
+var (
+	inputsOnce sync.Once
+	inputs     map[string]*parse.Ruleset
+	inputsErr  error
+)
+
+func readFastTestInputs() (map[string]*parse.Ruleset, error) {
 	var files []string
 	for _, g := range []string{"../fixtures/*/*.txt", "../parse/testdata/save/*.txt", "../parse/testdata/list/*.txt"} {
 		m, err := filepath.Glob(g)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		files = append(files, m...)
 	}
@@ -66,23 +82,23 @@ func fastTestInputs(t *testing.T) map[string]*parse.Ruleset {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if rs, err := parse.Parse(data); err == nil {
 			out[f] = rs
 		}
 	}
 	if len(out) < 50 {
-		t.Fatalf("only %d inputs parsed", len(out))
+		return nil, fmt.Errorf("only %d inputs parsed", len(out))
 	}
 	for name, data := range map[string][]byte{"odd rules": []byte(oddRules), "synthetic docker": synth.DockerHost(600), "render test nat": []byte(dockerNAT), "synthetic kube": synth.KubeNode(50, 3)} {
 		rs, err := parse.Parse(data)
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			return nil, fmt.Errorf("%s: %v", name, err)
 		}
 		out[name] = rs
 	}
-	return out
+	return out, nil
 }
 
 func TestSummariesAreTheFormerOnesByteForByte(t *testing.T) {
@@ -102,23 +118,24 @@ func TestSummariesAreTheFormerOnesByteForByte(t *testing.T) {
 	}
 }
 
-func TestPlainRulesTableIsTablewritersLayoutByteForByte(t *testing.T) {
+func TestRulesTableIsTablewritersLayoutByteForByte(t *testing.T) {
 	for name, rs := range fastTestInputs(t) {
-		for _, only := range []parse.ChainName{"", "DOCKER", "INPUT"} {
-			var got, want bytes.Buffer
-			if err := RulesTable(&got, rs.Tables, only, Options{}); err != nil {
-				t.Fatal(err)
-			}
-			if err := refRulesTable(&want, rs.Tables, only, Options{}); err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(want.String(), got.String()); diff != "" {
-				t.Errorf("%s (chain %q): plain table differs (-tablewriter +new):\n%s", name, only, diff)
+		for _, only := range []parse.ChainName{"", "DOCKER", "INPUT", "X"} {
+			for _, o := range []Options{{}, {Terminal: true}, {Terminal: true, NoColor: true}} {
+				var got, want bytes.Buffer
+				if err := RulesTable(&got, rs.Tables, only, o); err != nil {
+					t.Fatal(err)
+				}
+				if err := refRulesTable(&want, rs.Tables, only, o); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want.String(), got.String()); diff != "" {
+					t.Errorf("%s (chain %q, %+v): rules table differs (-tablewriter +new):\n%s", name, only, o, diff)
+				}
 			}
 		}
 	}
 }
-
 func TestRulesJSONIsEncodingJSONByteForByte(t *testing.T) {
 	for name, rs := range fastTestInputs(t) {
 		var got, want bytes.Buffer

@@ -159,12 +159,14 @@ func refTargetSummary(r *parse.Rule) string {
 	return s
 }
 
-// refRulesTable is the former RulesTable: tablewriter's plain blueprint
-// through trimWriter.
+// refRulesTable is the former RulesTable: tablewriter, off a terminal its
+// plain blueprint through trimWriter.
 func refRulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Options) error {
-	tw := &trimWriter{w: w}
-	defer tw.Flush()
-	w = tw
+	if !o.Terminal {
+		tw := &trimWriter{w: w}
+		defer tw.Flush()
+		w = tw
+	}
 	p := newPalette(o)
 	first := true
 	for _, t := range tables {

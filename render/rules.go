@@ -362,15 +362,14 @@ func colourTarget(t parse.Target, s string, p palette) string {
 // chains of that name are shown (reference counts still come from the
 // whole table).
 //
-// On a terminal the tables are tablewriter's boxes. Otherwise they are
-// plain columns written by plainTable, one chain at a time: the same bytes
-// tablewriter's plain layout gave (render tests compare the two), at a
-// fraction of the cost on a host with 100,000 rules.
+// On a terminal the tables have boxes, otherwise plain columns; both are
+// the bytes tablewriter gave for them (render tests hold ruleTable to
+// tablewriter), written by ruleTable a chain at a time: tablewriter took
+// seconds and gigabytes on a host with 100,000 rules.
 func RulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Options) error {
-	if !o.Terminal {
-		return plainRulesTable(w, tables, only, o)
-	}
+	bw := bufio.NewWriterSize(w, 64<<10)
 	p := newPalette(o)
+	rt := ruleTable{o: o, p: p}
 	first := true
 	for _, t := range tables {
 		g := parse.BuildGraph(t)
@@ -379,44 +378,51 @@ func RulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Opti
 				continue
 			}
 			if !first {
-				if _, err := fmt.Fprintln(w); err != nil {
-					return err
-				}
+				bw.WriteByte('\n')
 			}
 			first = false
-			if _, err := fmt.Fprintln(w, chainHeading(t, c, chainRefs(g, c), o, p)); err != nil {
-				return err
-			}
+			rt.line(bw, []byte(chainHeading(t, c, chainRefs(g, c), o, p)))
 			if len(c.Rules) == 0 {
-				if _, err := fmt.Fprintln(w, p.dim("(no rules)")); err != nil {
-					return err
-				}
+				rt.line(bw, []byte(p.dim("(no rules)")))
 				continue
 			}
-			tbl := newTable(w, o)
-			tbl.Header("#", "PKTS", "BYTES", "MATCH", "TARGET")
+			rt.reset()
+			for _, h := range rulesColumns {
+				rt.buf = append(rt.buf, h...)
+				rt.endCell()
+			}
 			for _, r := range c.Rules {
-				pk, by := "-", "-"
-				if r.Counters != nil {
-					pk, by = count(r.Counters.Packets, o), count(r.Counters.Bytes, o)
-					if r.Counters.Approximate {
-						pk, by = "~"+pk, "~"+by
+				rt.buf = strconv.AppendInt(rt.buf, int64(r.Position), 10)
+				rt.endCell()
+				if r.Counters == nil {
+					rt.buf = append(rt.buf, '-')
+					rt.endCell()
+					rt.buf = append(rt.buf, '-')
+					rt.endCell()
+				} else {
+					for _, n := range [2]uint64{r.Counters.Packets, r.Counters.Bytes} {
+						if r.Counters.Approximate {
+							rt.buf = append(rt.buf, '~')
+						}
+						if o.Terminal {
+							rt.buf = append(rt.buf, HumanCount(n)...)
+						} else {
+							rt.buf = strconv.AppendUint(rt.buf, n, 10)
+						}
+						rt.endCell()
 					}
 				}
-				if err := tbl.Append([]string{
-					strconv.Itoa(r.Position), pk, by,
-					orDash(oneLine(MatchSummary(r))),
-					colourTarget(r.Target, orDash(oneLine(TargetSummary(r))), p),
-				}); err != nil {
-					return err
-				}
+				rt.buf = appendMatchSummary(rt.buf, r)
+				rt.endSummaryCell()
+				rt.buf = appendTargetSummary(rt.buf, r)
+				rt.endTargetCell(r.Target)
 			}
-			if err := tbl.Render(); err != nil {
+			if err := rt.write(bw); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return bw.Flush()
 }
 
 // chainRefs is the reference count a chain heading shows: what the -L
@@ -431,165 +437,202 @@ func chainRefs(g *parse.Graph, c *parse.Chain) int {
 // rulesColumns are the columns of a chain's rule table.
 var rulesColumns = [...]string{"#", "PKTS", "BYTES", "MATCH", "TARGET"}
 
-// plainRulesTable is RulesTable off a terminal (no colour, exact counters).
-func plainRulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Options) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	p := newPalette(o)
-	pt := plainTable{o: o}
-	first := true
-	for _, t := range tables {
-		g := parse.BuildGraph(t)
-		for _, c := range t.Chains {
-			if only != "" && c.Name != only {
-				continue
-			}
-			if !first {
-				bw.WriteByte('\n')
-			}
-			first = false
-			pt.line(bw, []byte(chainHeading(t, c, chainRefs(g, c), o, p)))
-			if len(c.Rules) == 0 {
-				pt.line(bw, []byte("(no rules)"))
-				continue
-			}
-			pt.reset()
-			for _, h := range rulesColumns {
-				pt.buf = append(pt.buf, h...)
-				pt.endCell()
-			}
-			for _, r := range c.Rules {
-				pt.buf = strconv.AppendInt(pt.buf, int64(r.Position), 10)
-				pt.endCell()
-				if r.Counters == nil {
-					pt.buf = append(pt.buf, '-')
-					pt.endCell()
-					pt.buf = append(pt.buf, '-')
-					pt.endCell()
-				} else {
-					for _, n := range [2]uint64{r.Counters.Packets, r.Counters.Bytes} {
-						if r.Counters.Approximate {
-							pt.buf = append(pt.buf, '~')
-						}
-						pt.buf = strconv.AppendUint(pt.buf, n, 10)
-						pt.endCell()
-					}
-				}
-				pt.buf = appendMatchSummary(pt.buf, r)
-				pt.endSummaryCell()
-				pt.buf = appendTargetSummary(pt.buf, r)
-				pt.endSummaryCell()
-			}
-			if err := pt.write(bw); err != nil {
-				return err
-			}
-		}
-	}
-	return bw.Flush()
+// ruleTable lays out one table of len(rulesColumns) columns, left aligned,
+// the first row the header, as newTable's tablewriter does:
+//
+//   - off a terminal, tablewriter's plain blueprint through trimWriter:
+//     each cell padded with spaces to the width of the column's widest
+//     cell plus two, trailing spaces cut from every line;
+//
+//   - on a terminal, its default box, a space either side of each cell:
+//
+//     ┌───┬──────┐
+//     │ # │ PKTS │
+//     ├───┼──────┤
+//     │ 1 │ 3    │
+//     └───┴──────┘
+//
+// Cells live in one byte buffer, so a chain of any length costs a few
+// allocations. A table with a cell that is not printable ASCII (colour
+// aside: a comment in another script, an escape sequence in a comment)
+// goes to tablewriter itself, which measures display widths and has its
+// own ways with escape sequences.
+type ruleTable struct {
+	o      Options
+	p      palette
+	buf    []byte
+	ends   []int // end offset in buf of each cell, row after row
+	widths []int // display width of each cell
+	colW   [len(rulesColumns)]int
+	start  int    // start in buf of the cell being written
+	ascii  bool   // every cell so far is printable ASCII (colour aside)
+	out    []byte // the line being written
 }
 
-// plainTable lays out one table of len(rulesColumns) columns the way
-// tablewriter's plain blueprint (no borders, no separators, left aligned,
-// right padding of two spaces) followed by trimWriter does: each cell
-// padded with spaces to the width of the column's widest cell plus two,
-// trailing spaces cut from every line. The first row is the header. Cells
-// live in one byte buffer, so a chain of any length costs a few
-// allocations. A table with a cell that is not printable ASCII (a comment
-// in another script, an escape sequence) goes to tablewriter itself, which
-// measures display widths and has its own ways with escape sequences.
-type plainTable struct {
-	o     Options
-	buf   []byte
-	ends  []int // end offset in buf of each cell, row after row
-	width [len(rulesColumns)]int
-	start int    // start in buf of the cell being written
-	ascii bool   // every cell so far is printable ASCII
-	out   []byte // the line being written
-}
-
-func (pt *plainTable) reset() {
-	pt.buf, pt.ends, pt.start, pt.ascii = pt.buf[:0], pt.ends[:0], 0, true
-	pt.width = [len(rulesColumns)]int{}
+func (rt *ruleTable) reset() {
+	rt.buf, rt.ends, rt.widths, rt.start, rt.ascii = rt.buf[:0], rt.ends[:0], rt.widths[:0], 0, true
+	rt.colW = [len(rulesColumns)]int{}
 }
 
 // endCell closes the cell written to buf since the previous one.
-func (pt *plainTable) endCell() {
-	col := len(pt.ends) % len(rulesColumns)
-	cell := pt.buf[pt.start:]
+func (rt *ruleTable) endCell() {
+	cell := rt.buf[rt.start:]
+	rt.checkASCII(cell)
+	rt.close(len(cell))
+}
+
+func (rt *ruleTable) checkASCII(cell []byte) {
 	for _, c := range cell {
 		if c < 0x20 || c >= 0x7f {
-			pt.ascii = false
-			break
+			rt.ascii = false
+			return
 		}
 	}
-	pt.width[col] = max(pt.width[col], len(cell))
-	pt.ends = append(pt.ends, len(pt.buf))
-	pt.start = len(pt.buf)
+}
+
+// close ends the cell at the end of buf, of display width w.
+func (rt *ruleTable) close(w int) {
+	col := len(rt.ends) % len(rulesColumns)
+	rt.colW[col] = max(rt.colW[col], w)
+	rt.ends = append(rt.ends, len(rt.buf))
+	rt.widths = append(rt.widths, w)
+	rt.start = len(rt.buf)
 }
 
 // endSummaryCell closes a match or target cell: oneLine, then orDash.
-func (pt *plainTable) endSummaryCell() {
-	cell := pt.buf[pt.start:]
-	for i, c := range cell {
-		if c == '\n' || c == '\r' || c == '\t' {
-			cell[i] = ' '
-		}
-	}
+func (rt *ruleTable) endSummaryCell() {
+	cell := oneLineBytes(rt.buf[rt.start:])
 	if len(cell) == 0 {
-		pt.buf = append(pt.buf, '-')
+		rt.buf = append(rt.buf, '-')
 	}
-	pt.endCell()
+	rt.endCell()
+}
+
+// endTargetCell closes the target cell, coloured by colourTarget when
+// colour is on (the width is the text's).
+func (rt *ruleTable) endTargetCell(t parse.Target) {
+	if !rt.o.color() {
+		rt.endSummaryCell()
+		return
+	}
+	cell := oneLineBytes(rt.buf[rt.start:])
+	text := "-"
+	if len(cell) > 0 {
+		text = string(cell)
+	}
+	rt.checkASCII([]byte(text))
+	rt.buf = append(rt.buf[:rt.start], colourTarget(t, text, rt.p)...)
+	rt.close(len(text))
 }
 
 // cell returns cell i (row-major, header first).
-func (pt *plainTable) cell(i int) []byte {
+func (rt *ruleTable) cell(i int) []byte {
 	start := 0
 	if i > 0 {
-		start = pt.ends[i-1]
+		start = rt.ends[i-1]
 	}
-	return pt.buf[start:pt.ends[i]]
+	return rt.buf[start:rt.ends[i]]
+}
+
+// spaces appends n spaces to b.
+func spaces(b []byte, n int) []byte {
+	for ; n > 0; n-- {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// rule appends a box line: left, the columns' widths (plus the two spaces
+// around each cell) of horizontal lines separated by mid, right.
+func (rt *ruleTable) rule(bw *bufio.Writer, left, mid, right string) {
+	rt.out = append(rt.out[:0], left...)
+	for i, w := range rt.colW {
+		if i > 0 {
+			rt.out = append(rt.out, mid...)
+		}
+		for n := w + 2; n > 0; n-- {
+			rt.out = append(rt.out, "─"...)
+		}
+	}
+	rt.out = append(rt.out, right...)
+	rt.line(bw, rt.out)
 }
 
 // write prints the rows and empties the table.
-func (pt *plainTable) write(bw *bufio.Writer) error {
-	defer pt.reset()
-	if !pt.ascii {
-		tw := &trimWriter{w: bw}
-		tbl := newTable(tw, pt.o)
-		tbl.Header(rulesColumns[:])
-		for i := len(rulesColumns); i < len(pt.ends); i += len(rulesColumns) {
-			row := make([]string, len(rulesColumns)) // tablewriter keeps it
-			for j := range row {
-				row[j] = string(pt.cell(i + j))
-			}
-			if err := tbl.Append(row); err != nil {
-				return err
-			}
-		}
-		if err := tbl.Render(); err != nil {
-			return err
-		}
-		tw.Flush()
-		return tw.err
+func (rt *ruleTable) write(bw *bufio.Writer) error {
+	defer rt.reset()
+	if !rt.ascii {
+		return rt.writeTablewriter(bw)
 	}
-	for i := range pt.ends {
+	box := rt.o.Terminal
+	if box {
+		rt.rule(bw, "┌", "┬", "┐")
+	}
+	for i := range rt.ends {
 		col := i % len(rulesColumns)
-		cell := pt.cell(i)
-		pt.out = append(pt.out, cell...)
-		for n := pt.width[col] + 2 - len(cell); n > 0; n-- {
-			pt.out = append(pt.out, ' ')
+		cell := rt.cell(i)
+		if box {
+			if col == 0 {
+				rt.out = append(rt.out[:0], "│"...)
+			}
+			rt.out = append(rt.out, ' ')
+			rt.out = append(rt.out, cell...)
+			rt.out = spaces(rt.out, rt.colW[col]-rt.widths[i]+1)
+			rt.out = append(rt.out, "│"...)
+		} else {
+			rt.out = append(rt.out, cell...)
+			rt.out = spaces(rt.out, rt.colW[col]+2-rt.widths[i])
 		}
 		if col == len(rulesColumns)-1 {
-			pt.line(bw, pt.out)
-			pt.out = pt.out[:0]
+			rt.line(bw, rt.out)
+			rt.out = rt.out[:0]
+			if box && i == len(rulesColumns)-1 {
+				rt.rule(bw, "├", "┼", "┤")
+			}
 		}
+	}
+	if box {
+		rt.rule(bw, "└", "┴", "┘")
 	}
 	return nil
 }
 
-// line writes l without its trailing spaces, and a newline.
-func (pt *plainTable) line(bw *bufio.Writer, l []byte) {
-	for len(l) > 0 && l[len(l)-1] == ' ' {
-		l = l[:len(l)-1]
+// writeTablewriter prints the rows with tablewriter (see ruleTable).
+func (rt *ruleTable) writeTablewriter(bw *bufio.Writer) error {
+	var w io.Writer = bw
+	var tw *trimWriter
+	if !rt.o.Terminal {
+		tw = &trimWriter{w: bw}
+		w = tw
+	}
+	tbl := newTable(w, rt.o)
+	tbl.Header(rulesColumns[:])
+	for i := len(rulesColumns); i < len(rt.ends); i += len(rulesColumns) {
+		row := make([]string, len(rulesColumns)) // tablewriter keeps it
+		for j := range row {
+			row[j] = string(rt.cell(i + j))
+		}
+		if err := tbl.Append(row); err != nil {
+			return err
+		}
+	}
+	if err := tbl.Render(); err != nil {
+		return err
+	}
+	if tw != nil {
+		tw.Flush()
+		return tw.err
+	}
+	return nil
+}
+
+// line writes l and a newline; off a terminal without l's trailing spaces
+// (as trimWriter did).
+func (rt *ruleTable) line(bw *bufio.Writer, l []byte) {
+	if !rt.o.Terminal {
+		for len(l) > 0 && l[len(l)-1] == ' ' {
+			l = l[:len(l)-1]
+		}
 	}
 	bw.Write(l)
 	bw.WriteByte('\n')
