@@ -387,6 +387,7 @@ func RulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Opti
 				continue
 			}
 			rt.reset()
+			rt.grow(len(c.Rules) + 1)
 			for _, h := range rulesColumns {
 				rt.buf = append(rt.buf, h...)
 				rt.endCell()
@@ -472,6 +473,17 @@ type ruleTable struct {
 func (rt *ruleTable) reset() {
 	rt.buf, rt.ends, rt.widths, rt.start, rt.ascii = rt.buf[:0], rt.ends[:0], rt.widths[:0], 0, true
 	rt.colW = [len(rulesColumns)]int{}
+}
+
+// grow makes room for rows rows (of about 100 bytes: growing by
+// doubling leaves garbage worth several times a big chain).
+func (rt *ruleTable) grow(rows int) {
+	if n := rows * len(rulesColumns); cap(rt.ends) < n {
+		rt.ends, rt.widths = make([]int, 0, n), make([]int, 0, n)
+	}
+	if n := rows * 100; cap(rt.buf) < n {
+		rt.buf = make([]byte, 0, n)
+	}
 }
 
 // endCell closes the cell written to buf since the previous one.
