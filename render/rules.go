@@ -618,7 +618,7 @@ func (rt *ruleTable) writeTablewriter(bw *bufio.Writer) error {
 		w = tw
 	}
 	tbl := newTable(w, rt.o)
-	tbl.Header(rulesColumns[:])
+	tbl.Header("#", "PKTS", "BYTES", "MATCH", "TARGET") // rulesColumns
 	for i := len(rulesColumns); i < len(rt.ends); i += len(rulesColumns) {
 		row := make([]string, len(rulesColumns)) // tablewriter keeps it
 		for j := range row {
