@@ -573,7 +573,9 @@ func (rt *ruleTable) rule(bw *bufio.Writer, left, mid, right string) {
 // write prints the rows and empties the table.
 func (rt *ruleTable) write(bw *bufio.Writer) error {
 	defer rt.reset()
-	if !rt.ascii {
+	// Colour off a terminal (a pager): tablewriter ends a coloured plain
+	// cell with a reset after its padding; leave that to it.
+	if !rt.ascii || !rt.o.Terminal && rt.o.color() {
 		return rt.writeTablewriter(bw)
 	}
 	box := rt.o.Terminal
