@@ -120,7 +120,11 @@ func TestSummariesAreTheFormerOnesByteForByte(t *testing.T) {
 
 func TestRulesTableIsTablewritersLayoutByteForByte(t *testing.T) {
 	for name, rs := range fastTestInputs(t) {
-		for _, only := range []parse.ChainName{"", "DOCKER", "INPUT", "X"} {
+		chains := []parse.ChainName{""}
+		if name == "odd rules" || name == "render test nat" {
+			chains = append(chains, "DOCKER", "INPUT", "X") // --chain
+		}
+		for _, only := range chains {
 			for _, o := range []Options{{}, {Terminal: true}, {Terminal: true, NoColor: true}} {
 				var got, want bytes.Buffer
 				if err := RulesTable(&got, rs.Tables, only, o); err != nil {
