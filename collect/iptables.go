@@ -1,8 +1,12 @@
 package collect
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -21,6 +25,41 @@ type rulesPlan struct {
 	serial bool
 	// inNS, when set, runs each command inside the target namespace.
 	inNS func(func() error) error
+	// legacyTables, when set, says (inside the target namespace, like the
+	// commands) whether the legacy backend holds any table of a family;
+	// when it surely holds none, iptables-legacy-save is not run. See
+	// legacyTableNames.
+	legacyTables func(Family) (has, known bool)
+}
+
+// legacyTableNames is rulesPlan.legacyTables for the live host: it reads
+// /proc/thread-self/net/ip_tables_names (ip6_tables_names for IPv6), the
+// list iptables-legacy-save itself walks: with the file empty or absent
+// (no ip_tables module) the tool prints nothing, so the read gives the same
+// answer as the tool without its fork and exec, and a host without legacy
+// rules (every nft host) pays nothing for them.
+//
+// thread-self, not /proc/net (= /proc/self/net): "self" is the thread-group
+// leader, whose namespace is the collector's own, while this runs on the
+// thread switched into the target namespace. known is false when the
+// answer is unsure (no /proc/thread-self before Linux 3.17, an unreadable
+// file): then the tool runs.
+func legacyTableNames(f Family) (has, known bool) {
+	if _, err := os.Stat("/proc/thread-self/net"); err != nil {
+		return false, false
+	}
+	file := "/proc/thread-self/net/ip_tables_names"
+	if f == IPv6 {
+		file = "/proc/thread-self/net/ip6_tables_names"
+	}
+	data, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, true // module not loaded: no legacy table anywhere
+	case err != nil:
+		return false, false
+	}
+	return len(bytes.TrimSpace(data)) > 0, true
 }
 
 // planBackends returns the backends whose save tools are on PATH:
@@ -78,15 +117,21 @@ func collectRules(ctx context.Context, r Runner, p rulesPlan) []snapshot.RuleDum
 		d.Backend, d.Family = j.backend, string(j.family)
 		var out []byte
 		var err error
+		save := func() error {
+			if j.backend == snapshot.BackendLegacy && p.legacyTables != nil {
+				if has, known := p.legacyTables(j.family); known && !has {
+					return nil // what iptables-legacy-save would print: nothing
+				}
+			}
+			out, err = SaveRules(ctx, r, j.family, j.backend)
+			return nil
+		}
 		if p.inNS != nil {
-			if nsErr := p.inNS(func() error {
-				out, err = SaveRules(ctx, r, j.family, j.backend)
-				return nil
-			}); nsErr != nil {
+			if nsErr := p.inNS(save); nsErr != nil {
 				err = fmt.Errorf("reading rules: %s: %w", SaveCommand(j.family, j.backend), nsErr)
 			}
 		} else {
-			out, err = SaveRules(ctx, r, j.family, j.backend)
+			save()
 		}
 		if err != nil {
 			d.Error = err.Error()

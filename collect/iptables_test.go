@@ -215,3 +215,39 @@ func TestPlanBackends(t *testing.T) {
 		t.Errorf("no variants: %q", got)
 	}
 }
+
+func TestCollectRulesSkipsLegacyBackendsWithoutTables(t *testing.T) {
+	f := &FakeRunner{Script: []Call{
+		{Name: "iptables-nft-save", Args: []string{"-c"}, Stdout: "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"},
+		{Name: "ip6tables-nft-save", Args: []string{"-c"}, Stdout: ""},
+		// iptables-legacy-save not run: no IPv4 legacy table.
+		{Name: "ip6tables-legacy-save", Args: []string{"-c"}, Stdout: "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"},
+	}}
+	var asked []Family
+	plan := rulesPlan{backends: []string{"nft", "legacy"}, serial: true, legacyTables: func(fam Family) (bool, bool) {
+		asked = append(asked, fam)
+		return fam == IPv6, true
+	}}
+	dumps := collectRules(context.Background(), f, plan)
+	if err := f.Done(); err != nil {
+		t.Error(err)
+	}
+	if len(asked) != 2 {
+		t.Errorf("legacy tables asked for %v, want both families", asked)
+	}
+	for _, d := range dumps {
+		if d.Error != "" || d.Ruleset == nil {
+			t.Errorf("%s %s: error %q, ruleset %v", d.Backend, d.Family, d.Error, d.Ruleset)
+		}
+	}
+	if l4 := dumps[2]; l4.Backend != "legacy" || l4.Family != "ipv4" || l4.Raw != "" || len(l4.Ruleset.Tables) != 0 {
+		t.Errorf("legacy ipv4 = %+v, want an empty dump", l4)
+	}
+	t.Run("an unsure answer runs the tool", func(t *testing.T) {
+		f := &FakeRunner{Script: []Call{{Name: "iptables-legacy-save", Args: []string{"-c"}, Stdout: ""}, {Name: "ip6tables-legacy-save", Args: []string{"-c"}, Stdout: ""}}}
+		collectRules(context.Background(), f, rulesPlan{backends: []string{"legacy"}, serial: true, legacyTables: func(Family) (bool, bool) { return false, false }})
+		if err := f.Done(); err != nil {
+			t.Error(err)
+		}
+	})
+}

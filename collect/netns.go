@@ -1,9 +1,9 @@
+//go:build linux
+
 package collect
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -104,15 +104,4 @@ func inNetNS(path string, fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
-}
-
-// ErrNeedsRoot marks errors caused by missing privileges.
-var ErrNeedsRoot = errors.New("needs root")
-
-// needsRoot wraps EPERM/EACCES so that the message says what to do.
-func needsRoot(err error) error {
-	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-		return fmt.Errorf("%w (%w: run as root)", err, ErrNeedsRoot)
-	}
-	return err
 }

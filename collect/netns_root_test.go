@@ -1,3 +1,5 @@
+//go:build linux
+
 package collect
 
 import (
@@ -204,5 +206,40 @@ func BenchmarkCollect(b *testing.B) {
 				b.Fatal(d.Error)
 			}
 		}
+	}
+}
+
+func TestLegacyTablesAreSeenFromTheThreadsNamespace(t *testing.T) {
+	_, path := testNetNS(t)
+	requireRoot(t, "iptables-legacy")
+	in := func() (has, known bool) {
+		if err := inNetNS(path, func() error {
+			has, known = legacyTableNames(IPv4)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return has, known
+	}
+	if has, known := in(); has || !known {
+		// The namespace has only an nft rule.
+		t.Fatalf("a namespace without legacy tables: has %v, known %v", has, known)
+	}
+	lock := "XTABLES_LOCKFILE=" + filepath.Join(t.TempDir(), "xtables.lock")
+	cmd := exec.Command("nsenter", "--net="+path, "iptables-legacy", "-w", "-A", "INPUT", "-s", "10.99.77.8/32", "-j", "ACCEPT")
+	cmd.Env = append(os.Environ(), lock)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if has, known := in(); !has || !known {
+		t.Errorf("after a legacy rule: has %v, known %v", has, known)
+	}
+	dumps := collectRules(context.Background(), ExecRunner{Env: []string{lock}}, rulesPlan{backends: []string{"legacy"},
+		inNS: func(f func() error) error { return inNetNS(path, f) }, legacyTables: legacyTableNames})
+	if d := dumps[0]; d.Error != "" || !strings.Contains(d.Raw, "10.99.77.8/32") {
+		t.Errorf("legacy ipv4 dump: error %q, raw %q", d.Error, d.Raw)
+	}
+	if d := dumps[1]; d.Error != "" || d.Raw != "" {
+		t.Errorf("legacy ipv6 dump (no table): error %q, raw %q", d.Error, d.Raw)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 )
 
@@ -39,10 +40,14 @@ func SaveCommand(f Family, backend string) string {
 }
 
 // SaveRules runs `<family>-save -c` for the backend (see SaveCommand) and
-// returns its output. Errors are ErrNotPermitted (with the advice to run as
+// returns its output. Errors are ErrNeedsLinux (an ExecRunner off Linux),
+// ErrNotPermitted (with the advice to run as
 // root or use --from), ErrNotInstalled, or the command's own failure.
 func SaveRules(ctx context.Context, r Runner, f Family, backend string) ([]byte, error) {
 	name := SaveCommand(f, backend)
+	if _, live := r.(ExecRunner); live && runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("reading rules: %s on %s: %w (save the rules on the Linux host with `sudo iptables-save -c > rules.txt` and pass --from rules.txt)", name, runtime.GOOS, ErrNeedsLinux)
+	}
 	out, err := r.Run(ctx, name, []string{"-c"}, nil)
 	if err == nil {
 		return out, nil

@@ -1,6 +1,7 @@
 package parse_test
 
 import (
+	"io"
 	"testing"
 
 	"github.com/iptscope/iptscope/internal/synth"
@@ -41,4 +42,38 @@ func BenchmarkSynthDocker100kList(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchParse(b, synth.ListText(rs), parse.ParseList)
+}
+
+// BenchmarkSynthDocker100kWriteSave prints the parsed dump back (what
+// `dump -o save` does with an unfiltered save input: the stored lines).
+func BenchmarkSynthDocker100kWriteSave(b *testing.B) {
+	rs, err := parse.ParseSave(synth.DockerHost(33000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := rs.WriteSave(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSynthDocker100kWriteSaveFromModel generates save text from the
+// model (what `dump -o save` does with -L input or a -t/--chain filter).
+func BenchmarkSynthDocker100kWriteSaveFromModel(b *testing.B) {
+	rs, err := parse.ParseSave(synth.DockerHost(33000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, t := range rs.Tables {
+			if err := t.WriteSave(io.Discard, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,6 +18,12 @@ func FuzzParseList(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Issue 13: listed without -n, rounded counters, CRLF, a huge line.
+	head := "Chain INPUT (policy ACCEPT 12K packets, 3M bytes)\r\n pkts bytes target     prot opt in     out     source               destination\r\n"
+	f.Add([]byte(head + "  12K  720K ACCEPT     all  --  lo     *       anywhere             anywhere\r\n"))
+	f.Add([]byte(head + "    0     0 ACCEPT     tcp  --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:http\r\n"))
+	f.Add([]byte(head + "    0     0 DROP       all  --  *      *       db.example.com       0.0.0.0/0\n"))
+	f.Add([]byte(head + "    1     2 ACCEPT     all  --  *      *       0.0.0.0/0            0.0.0.0/0            /* " + strings.Repeat("x", MaxLine) + " */\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseList(data)
 		if err != nil {

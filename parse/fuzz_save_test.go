@@ -2,6 +2,7 @@ package parse
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -13,6 +14,10 @@ import (
 // under testdata/save, the restore inputs and the bad-input cases).
 func FuzzParseSave(f *testing.F) {
 	f.Add([]byte("*filter\n:INPUT ACCEPT [0:0]\n[1:2] -A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n"))
+	// Issue 13: CRLF (all lines, some lines), a line just over MaxLine.
+	f.Add([]byte("# pasted\r\n*filter\r\n:INPUT ACCEPT [0:0]\r\n[1:2] -A INPUT -p tcp --dport 22 -j ACCEPT\r\nCOMMIT\r\n"))
+	f.Add([]byte("*nat\r\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DOCKER\r\n:DOCKER - [0:0]\nCOMMIT\r\n\r\n"))
+	f.Add([]byte("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment " + strings.Repeat("x", MaxLine) + " -j ACCEPT\nCOMMIT\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseSave(data)
 		if err != nil {

@@ -11,7 +11,9 @@ import (
 // ParseList parses `iptables [-t TABLE] -L [CHAIN] -n -v [-x] [--line-numbers]`
 // output (also without -v, and ip6tables output) as people paste it into
 // tickets: several tables concatenated, with or without the command lines in
-// between, CRLF line endings tolerated (Ruleset.CRLF is then set).
+// between, CRLF line endings tolerated (Ruleset.CRLF is then set). A line
+// longer than MaxLine is refused, and so is text listed without -n (host
+// and service names, "anywhere"), which cannot be read back into rules.
 //
 // Each row is converted into the tokens iptables-save would print for the
 // same rule and read by the same code as ParseSave, so the typed fields of
@@ -55,6 +57,9 @@ func ParseList(data []byte) (*Ruleset, error) {
 				line, s = s, ""
 			}
 			n++
+			if len(line) > MaxLine {
+				return nil, longLine(n, line)
+			}
 			if l := len(line); l > 0 && line[l-1] == '\r' {
 				// Pasted tickets often carry CRLF; -L output itself never does.
 				line = line[:l-1]
@@ -622,6 +627,9 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 	}
 	p.vals = vals
 	if !found {
+		if name := resolvedName(s, f[k:], c.iface); name != "" {
+			return nil, withoutN(name)
+		}
 		return nil, rowError("rule does not fit the columns")
 	}
 	rest := ""
@@ -652,6 +660,9 @@ func (p *listParser) row(n int, s string) (*Rule, error) {
 		toks = appendWords(toks, opt[0] == '!', "-f")
 	}
 	ex := p.parseListExtras(rest, Target(target))
+	if ex.resolved != "" {
+		return nil, withoutN(ex.resolved)
+	}
 	toks = append(toks, ex.matches...)
 	if target != "" {
 		if ex.gotoTarget {
@@ -692,12 +703,12 @@ func appendWords(toks []token, neg bool, ws ...string) []token {
 	return toks
 }
 
-// appendAddr appends "-s ADDR" (or -d) unless a is "anywhere"; -L prints a
-// host address without the /32 (/128) that iptables-save prints.
+// appendAddr appends "-s ADDR" (or -d) unless a is 0.0.0.0/0 (::/0); -L
+// prints a host address without the /32 (/128) that iptables-save prints.
 func appendAddr(toks []token, flag, a string) []token {
 	neg := strings.HasPrefix(a, "!")
 	a = strings.TrimPrefix(a, "!")
-	if a == "0.0.0.0/0" || a == "::/0" || a == "anywhere" {
+	if a == "0.0.0.0/0" || a == "::/0" {
 		return toks
 	}
 	if !strings.Contains(a, "/") {
@@ -812,9 +823,6 @@ func isIfaceShape(s string) bool {
 
 func isAddrShape(s string) bool {
 	s = strings.TrimPrefix(s, "!")
-	if s == "anywhere" {
-		return true
-	}
 	if strings.IndexByte(s, '/') < 0 {
 		// Not a prefix (netip.ParsePrefix needs the '/'): skip its failure,
 		// which allocates an error, for the common host address.
@@ -835,6 +843,94 @@ func isAddrShape(s string) bool {
 	aa, err1 := netip.ParseAddr(a)
 	mm, err2 := netip.ParseAddr(m)
 	return err1 == nil && err2 == nil && aa.Is4() == mm.Is4()
+}
+
+// withoutN is the error for a row listed without -n. iptables -L without
+// -n resolves addresses to host names ("anywhere" for 0.0.0.0/0,
+// "localhost", "db.example.com") and ports to service names ("dpt:http"):
+// rules cannot be read back from names (they depend on the resolver and
+// /etc/services of the host, and a name may stand for several addresses).
+func withoutN(word string) error {
+	return rowError("listed without -n: " + strconv.Quote(word) + " is a resolved name, not a number; run iptables -L -n -v (add -x for exact counters)")
+}
+
+// resolvedAddr returns src or dst when it is a name rather than an
+// address ("anywhere", a host name), "" when both are addresses.
+func resolvedAddr(src, dst string) string {
+	for _, a := range [...]string{src, dst} {
+		if v := strings.TrimPrefix(a, "!"); v != "" && !isAddrShape(v) && isNameShape(v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolvedName explains a row that fits no layout: when it fits once host
+// names count as addresses, it returns the first address column holding a
+// name. fields are the row's fields after the counters.
+func resolvedName(s string, fields []span, iface bool) string {
+	field := func(i int) string { return s[fields[i].start:fields[i].end] }
+	// target prot opt [in out] src dst, with the target or opt column
+	// possibly blank: try the address columns of each shape.
+	for _, n := range [...]int{3, 2, 1} { // fields before src, without in and out
+		if iface {
+			n += 2
+		}
+		if len(fields) < n+2 {
+			continue
+		}
+		src, dst := field(n), field(n+1)
+		srcOK := isAddrShape(src) || isNameShape(src)
+		dstOK := isAddrShape(dst) || isNameShape(dst)
+		if srcOK && dstOK {
+			if a := resolvedAddr(src, dst); a != "" {
+				return a
+			}
+		}
+	}
+	return ""
+}
+
+// isNameShape reports whether s (without "!") looks like what -L prints
+// instead of an address without -n: "anywhere" or a DNS name with at
+// least one letter ("localhost", "db.example.com", "host.lan/24").
+func isNameShape(s string) bool {
+	s = strings.TrimPrefix(s, "!")
+	if s == "anywhere" {
+		return true
+	}
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s = s[:i]
+	}
+	letter := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letter = true
+		case c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// isPortShape reports whether v is a port or port range as -n prints it
+// ("80", "1000:2000").
+func isPortShape(v string) bool {
+	a, b, _ := strings.Cut(v, ":")
+	return isDigits(a) && (b == "" && !strings.Contains(v, ":") || isDigits(b))
+}
+
+// isPortListShape is isPortShape for a multiport list ("80,443,1000:2000").
+func isPortListShape(v string) bool {
+	for p := range strings.SplitSeq(v, ",") {
+		if !isPortShape(p) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseListNum reads a counter: "1234", or "12K" / "3M" / ... in units of
@@ -877,6 +973,9 @@ type listExtras struct {
 	targetOpts []token
 	gotoTarget bool
 	unknown    []string
+	// resolved is the first word that only -L without -n prints (a
+	// service name for a port: "dpt:http"), "" when there is none.
+	resolved string
 }
 
 // xword is one word of the extra column. A "/* ... */" comment and a
@@ -1035,7 +1134,7 @@ var logLevels = map[string]string{
 // buffers until the next row.
 func (p *listParser) parseListExtras(s string, target Target) *listExtras {
 	ex := &p.ex
-	ex.matches, ex.targetOpts, ex.unknown, ex.gotoTarget = ex.matches[:0], ex.targetOpts[:0], ex.unknown[:0], false
+	ex.matches, ex.targetOpts, ex.unknown, ex.gotoTarget, ex.resolved = ex.matches[:0], ex.targetOpts[:0], ex.unknown[:0], false, ""
 	if s == "" {
 		return ex
 	}
@@ -1141,6 +1240,10 @@ func (p *listParser) parseListExtras(s string, target Target) *listExtras {
 						ok = false
 						continue
 					}
+					if !isPortShape(v) && ex.resolved == "" {
+						// "dpt:http": a service name, printed without -n.
+						ex.resolved = w[j].text
+					}
 					if n {
 						opts = append(opts, token{text: "!"})
 					}
@@ -1205,6 +1308,9 @@ func (p *listParser) parseListExtras(s string, target Target) *listExtras {
 					}
 					if v := at(j); v != "" {
 						v, b := bang(v)
+						if !isPortListShape(v) && ex.resolved == "" {
+							ex.resolved = dir + " " + v
+						}
 						m(false, "-m", "multiport")
 						m(n || b, multiportOption(dir), v)
 						consumed = j + 1 - i

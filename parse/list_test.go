@@ -1,14 +1,17 @@
 package parse
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // listPair is one host dumped twice: as iptables -L text and as iptables-save.
@@ -402,28 +405,23 @@ func TestParseListRejectsWhatIsNotListOutput(t *testing.T) {
 	}
 }
 
-func TestParseListCopesWithAHugeLine(t *testing.T) {
+func TestParseListRefusesAHugeLine(t *testing.T) {
 	big := strings.Repeat("x", 10<<20)
-	in := "Chain X (0 references)\ntarget prot opt source destination\nACCEPT all -- 0.0.0.0/0 0.0.0.0/0 /* " + big + " */\n" + big + "\n"
-	_, err := ParseList([]byte(in))
-	var pe *Error
-	if !errors.As(err, &pe) || pe.Line != 4 || len(pe.Text) > maxShown+40 {
-		t.Fatalf("err = %v", err)
-	}
-	rs, err := ParseList([]byte(in[:len(in)-len(big)-1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := rs.Tables[0].Chains[0].Rules[0].Comment(); len(c) != len(big) {
-		t.Errorf("comment of %d bytes, want %d", len(c), len(big))
+	for _, crlf := range []string{"\n", "\r\n"} {
+		in := "Chain X (0 references)" + crlf + "target prot opt source destination" + crlf + "ACCEPT all -- 0.0.0.0/0 0.0.0.0/0 /* " + big + " */" + crlf
+		_, err := ParseList([]byte(in))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Line != 3 || !strings.Contains(pe.Msg, "bytes") || len(pe.Text) > maxShown+40 {
+			t.Fatalf("err = %.300v; want an *Error at line 3 naming the length", err)
+		}
 	}
 }
 
 func TestParseListReadsRowsAcrossItsCopyChunks(t *testing.T) {
 	// ParseList copies its input listChunk bytes (whole lines) at a time;
 	// rows, line numbers and errors must not depend on where a chunk ends.
-	long := strings.Repeat("y", 3*listChunk)
-	in := string(bigList(3000)) + // several chunks of ordinary rows
+	long := strings.Repeat("y", listChunk+listChunk/2) // longer than a chunk, shorter than MaxLine
+	in := string(bigList(3000)) +                      // several chunks of ordinary rows
 		"    0     0 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0            /* " + long + " */\r\n" +
 		dockerRows(50)
 	data := []byte(in)
@@ -504,4 +502,105 @@ func BenchmarkParseList(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestParseListRefusesListingsWithoutN(t *testing.T) {
+	head := "Chain INPUT (policy ACCEPT 0 packets, 0 bytes)\n pkts bytes target     prot opt in     out     source               destination\n"
+	headNoV := "Chain INPUT (policy ACCEPT)\ntarget     prot opt source               destination\n"
+	for _, c := range []struct {
+		name, in, word string
+	}{
+		{"anywhere as the source", head + "    0     0 ACCEPT     all  --  lo     *       anywhere             0.0.0.0/0\n", "anywhere"},
+		{"anywhere on both sides, without -v", headNoV + "ACCEPT     all  --  anywhere             anywhere\n", "anywhere"},
+		{"a host name", headNoV + "DROP       tcp  --  db.example.com       10.0.0.1\n", "db.example.com"},
+		{"localhost", head + "    0     0 ACCEPT     all  --  *      *       localhost            0.0.0.0/0\n", "localhost"},
+		{"a negated host name", head + "    0     0 ACCEPT     all  --  *      *       0.0.0.0/0           !gw.lan/24\n", "gw.lan/24"},
+		{"a service name", head + "    0     0 ACCEPT     tcp  --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:http\n", "dpt:http"},
+		{"a service name in a range", head + "    0     0 ACCEPT     tcp  --  *      *       0.0.0.0/0            0.0.0.0/0            tcp spts:ftp-data:ftp\n", "spts:ftp-data:ftp"},
+		{"multiport service names", head + "    0     0 ACCEPT     tcp  --  *      *       0.0.0.0/0            0.0.0.0/0            multiport dports http,https\n", "dports http,https"},
+	} {
+		t.Run(c.name+" is refused with its line and the advice", func(t *testing.T) {
+			for _, eol := range []string{"\n", "\r\n"} {
+				_, err := ParseList([]byte(strings.ReplaceAll(c.in, "\n", eol)))
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Line != 3 || !strings.Contains(pe.Msg, "iptables -L -n -v") || !strings.Contains(pe.Msg, strconv.Quote(c.word)) {
+					t.Errorf("err = %v; want line 3, %q and the advice", err, c.word)
+				}
+			}
+		})
+	}
+	t.Run("numeric listings still read", func(t *testing.T) {
+		in := head + "    0     0 ACCEPT     tcp  --  *      *       10.0.0.0/8           0.0.0.0/0            tcp dpts:1000:2000 multiport dports 80,443\n"
+		if _, err := Parse([]byte(in)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestListCRLFParsesAsLF(t *testing.T) {
+	files, _ := filepath.Glob("testdata/list/*.L-*.txt")
+	if len(files) == 0 {
+		t.Fatal("no -L samples")
+	}
+	for _, f := range files {
+		lf, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ParseList(lf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseList(bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n")))
+		if err != nil {
+			t.Fatalf("%s with CRLF: %v", f, err)
+		}
+		if diff := cmp.Diff(want.Tables, got.Tables, cmpopts.IgnoreUnexported(Table{})); diff != "" {
+			t.Errorf("%s: CRLF model differs (-LF +CRLF):\n%s", f, diff)
+		}
+	}
+}
+
+func TestApproximateCountersAreNotSavedAsExact(t *testing.T) {
+	in := "Chain INPUT (policy ACCEPT 12K packets, 3M bytes)\n" +
+		" pkts bytes target     prot opt in     out     source               destination\n" +
+		"  12K  720K ACCEPT     all  --  lo     *       0.0.0.0/0            0.0.0.0/0\n" +
+		"    3   180 DROP       all  --  *      *       10.0.0.1             0.0.0.0/0\n"
+	rs, err := ParseList([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rs.Tables[0].Chains[0]
+	if !c.Counters.Approximate || !c.Rules[0].Counters.Approximate || c.Rules[1].Counters.Approximate {
+		t.Fatalf("approximate: policy %v, rule 1 %v, rule 2 %v", c.Counters.Approximate, c.Rules[0].Counters.Approximate, c.Rules[1].Counters.Approximate)
+	}
+	if c.Rules[0].Counters.Packets != 12000 {
+		t.Errorf("12K read as %d packets", c.Rules[0].Counters.Packets)
+	}
+	var out bytes.Buffer
+	if err := rs.WriteSave(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"# iptscope: counters left out", ":INPUT ACCEPT [0:0]\n", "\n-A INPUT -i lo -j ACCEPT\n", "\n[3:180] -A INPUT -s 10.0.0.1/32 -j DROP\n"} {
+		if !strings.Contains(out.String(), l) {
+			t.Errorf("save text lacks %q:\n%s", l, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "12000") {
+		t.Errorf("rounded counters printed as exact:\n%s", out.String())
+	}
+	if _, err := ParseSave(out.Bytes()); err != nil {
+		t.Errorf("the save text does not parse: %v", err)
+	}
+	t.Run("exact -x counters are kept", func(t *testing.T) {
+		rs, err := ParseList([]byte(strings.NewReplacer("12K", "12345", "3M", "3000000", "720K", "740700").Replace(in)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		rs.WriteSave(&out)
+		if s := out.String(); strings.Contains(s, "iptscope:") || !strings.Contains(s, ":INPUT ACCEPT [12345:3000000]") || !strings.Contains(s, "[12345:740700] -A INPUT -i lo -j ACCEPT") {
+			t.Errorf("exact counters not kept:\n%s", s)
+		}
+	})
 }

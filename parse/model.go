@@ -141,13 +141,14 @@ type Ruleset struct {
 	// Trailer holds the lines after the last table (comments, blank
 	// lines) so that WriteSave can reproduce them.
 	Trailer []string `json:"-"`
-	// CRLF is set when the input used CRLF line endings (list format only).
+	// CRLF is set when some line of the input ended with CRLF (a dump or
+	// listing pasted from Windows). Nothing else in the model depends on it.
 	CRLF bool `json:"-"`
 }
 
 // Table is one netfilter table.
 type Table struct {
-	Name TableName `json:"name"`
+	Name TableName `json:"table"`
 	// Chains in declaration order (save format) or listing order (list format).
 	Chains []*Chain `json:"chains"`
 	// Line is the 1-based line of the "*table" header (save) or of the first
@@ -198,13 +199,13 @@ type Rule struct {
 	Counters *Counters `json:"counters,omitempty"`
 
 	// Protocol is "-p X" as written ("tcp", "6", "all"); empty when absent.
-	Protocol    Negatable `json:"protocol,omitempty"`
-	Source      Negatable `json:"source,omitempty"`
-	Destination Negatable `json:"destination,omitempty"`
-	InIface     Negatable `json:"in_interface,omitempty"`
-	OutIface    Negatable `json:"out_interface,omitempty"`
+	Protocol    Negatable `json:"protocol,omitzero"`
+	Source      Negatable `json:"source,omitzero"`
+	Destination Negatable `json:"destination,omitzero"`
+	InIface     Negatable `json:"in_interface,omitzero"`
+	OutIface    Negatable `json:"out_interface,omitzero"`
 	// Fragment is "-f" (true, possibly negated).
-	Fragment Negatable `json:"fragment,omitempty"`
+	Fragment Negatable `json:"fragment,omitzero"`
 
 	// Matches in order, including implicit protocol matches that were
 	// given options without "-m" (e.g. "-p tcp --dport 80" gives a "tcp"

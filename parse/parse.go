@@ -12,6 +12,18 @@ var ErrEmpty = errors.New("no iptables rules found in input")
 // maxShown bounds how much of an offending line an error shows.
 const maxShown = 120
 
+// MaxLine is the longest line either parser reads, in bytes (without its
+// line ending). No real dump comes near it: iptables caps a comment at 256
+// bytes, a chain name at 28, and the longest rules Docker, kube-proxy or
+// firewalld write are a few hundred bytes. A longer line means the input is
+// not iptables text (a binary, a minified JSON file, a log).
+const MaxLine = 64 << 10
+
+// longLine is the error for a line longer than MaxLine.
+func longLine(n int, line string) *Error {
+	return newError(n, []byte(line[:maxShown]), "line of %d bytes, longer than any iptables dump has (at most %d): not iptables text?", len(line), MaxLine)
+}
+
 // Error is a parse error at one line of the input. It names the line
 // number (1-based) and shows the line, truncated when very long.
 type Error struct {

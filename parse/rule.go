@@ -453,10 +453,12 @@ func (r *Rule) Spec() string {
 
 // SaveLine renders the rule as an iptables-save line ("-A CHAIN ..."),
 // with a "[packets:bytes] " prefix when withCounters is set and the rule
-// has counters.
+// has exact counters. Approximate counters (iptables -L -v without -x
+// rounds to 12K) get no prefix: printed as [12000:...] they would read as
+// exact.
 func (r *Rule) SaveLine(withCounters bool) string {
 	var b strings.Builder
-	if withCounters && r.Counters != nil {
+	if withCounters && r.Counters != nil && !r.Counters.Approximate {
 		b.WriteByte('[')
 		b.WriteString(strconv.FormatUint(r.Counters.Packets, 10))
 		b.WriteByte(':')

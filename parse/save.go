@@ -11,10 +11,13 @@ import (
 // iptables-restore input), with or without -c counters, from either the nft
 // or the legacy backend, holding any of the known tables.
 //
-// The input must be UTF-8 text with LF line endings. Every line is kept, so
-// Ruleset.WriteSave gives the input back byte for byte: comment and blank
-// lines before a "*table" header belong to that table, lines after the last
-// COMMIT go to Ruleset.Trailer.
+// The input must be UTF-8 text. Lines end with LF or, as in a dump pasted
+// from Windows, CRLF: the model is the same either way (Rule.Raw never
+// holds the "\r"; Ruleset.CRLF is set). Every line is kept with its own
+// ending, so Ruleset.WriteSave gives the input back byte for byte: comment
+// and blank lines before a "*table" header belong to that table, lines
+// after the last COMMIT go to Ruleset.Trailer. A line longer than MaxLine
+// is refused.
 //
 // Accepted inside a table, besides "#" comments and blank lines:
 //
@@ -29,7 +32,7 @@ import (
 //
 // ParseSave never panics. It returns ErrEmpty when the input holds no table
 // and an *Error naming the line for anything else it cannot read: binary
-// data, CRLF line endings, unknown or duplicate tables, chains declared
+// data, lines longer than MaxLine, unknown or duplicate tables, chains declared
 // twice, rules outside a table or on undeclared chains, other commands
 // (-N, -D, -F, ...), unterminated quotes, missing option values, content
 // after COMMIT that is neither a comment nor a new table, and a table
@@ -148,6 +151,13 @@ func (p *saveParser) run(s string) error {
 			raw, line = s[pos:], s[pos:]
 			pos = len(s)
 		}
+		if len(line) > MaxLine {
+			return longLine(n, line)
+		}
+		if l := len(line); l > 0 && line[l-1] == '\r' {
+			line = line[:l-1]
+			p.rs.CRLF = true
+		}
 		lastLine = line
 		bl := bodyLine{raw: raw}
 		if err := p.line(n, line, &bl); err != nil {
@@ -182,10 +192,6 @@ func (p *saveParser) run(s string) error {
 
 // line reads one line (without its "\n") numbered n.
 func (p *saveParser) line(n int, line string, bl *bodyLine) error {
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		return newError(n, []byte(line),
-			"CRLF line ending; iptables-save writes LF only (convert with dos2unix or tr -d '\\r')")
-	}
 	body := trimSpace(line)
 	if body == "" || body[0] == '#' {
 		return nil

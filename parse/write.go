@@ -18,7 +18,9 @@ import (
 // A table without stored lines (list format, or built in code) is
 // generated from the model as iptables-save -c would print it: "*name",
 // one ":CHAIN POLICY [packets:bytes]" line per chain ("-" as the policy
-// of user chains), one Rule.SaveLine(true) per rule, "COMMIT". Trailer is
+// of user chains), one Rule.SaveLine(true) per rule, "COMMIT". Counters
+// the input rounded (iptables -L -v without -x) are not printed as exact:
+// see Table.WriteSave. Trailer is
 // only written for save format.
 //
 // WriteSave returns the first error of w. A nil ruleset writes nothing.
@@ -48,7 +50,10 @@ func (rs *Ruleset) WriteSave(w io.Writer) error {
 // WriteSave writes the table generated from the model, as a complete
 // iptables-restore input: "*name", the chain declarations, the rules of
 // every chain in order (with "[packets:bytes] " prefixes when withCounters
-// is set and a rule has counters), "COMMIT". It never uses the stored input
+// is set and a rule has exact counters), "COMMIT". When withCounters is set
+// and some counters are approximate (rounded by iptables -L -v without -x:
+// 12K), those rules get no prefix, those chains [0:0], and a comment after
+// "*name" says that counters were left out. It never uses the stored input
 // lines, so edits to the model show. A nil table writes nothing.
 func (t *Table) WriteSave(w io.Writer, withCounters bool) error {
 	return t.WriteSaveChains(w, withCounters)
@@ -95,14 +100,16 @@ func (c *Chain) WriteSave(w io.Writer, withCounters bool) error {
 
 // SaveDecl renders the chain's declaration as iptables-save prints it:
 // ":NAME POLICY [packets:bytes]", with "-" as the policy of a chain without
-// one and [0:0] when it has no counters.
+// one and [0:0] when it has no counters or only approximate ones (rounded
+// by iptables -L: the declaration needs numbers, and exact-looking ones
+// would be invented).
 func (c *Chain) SaveDecl() string {
 	policy := string(c.Policy)
 	if policy == "" {
 		policy = "-"
 	}
 	var p, b uint64
-	if c.Counters != nil {
+	if c.Counters != nil && !c.Counters.Approximate {
 		p, b = c.Counters.Packets, c.Counters.Bytes
 	}
 	return ":" + string(c.Name) + " " + policy + " [" + strconv.FormatUint(p, 10) + ":" + strconv.FormatUint(b, 10) + "]"
@@ -142,6 +149,9 @@ func (sw *saveWriter) line(s string) {
 // table generates t from the model; only, when non-nil, limits the chains.
 func (sw *saveWriter) table(t *Table, withCounters bool, only map[ChainName]bool) {
 	sw.line("*" + string(t.Name))
+	if withCounters && hasApproximate(t, only) {
+		sw.line(approximateNote)
+	}
 	for _, c := range t.Chains {
 		if only == nil || only[c.Name] {
 			sw.line(c.SaveDecl())
@@ -162,4 +172,27 @@ func (sw *saveWriter) flush() error {
 		return fmt.Errorf("writing iptables-save text: %w", err)
 	}
 	return nil
+}
+
+// approximateNote heads a generated table whose input had rounded
+// counters (see SaveDecl and Rule.SaveLine).
+const approximateNote = "# iptscope: counters left out: the input rounded them (iptables -L -v without -x)"
+
+// hasApproximate reports whether a chain of t (of only, when not nil) or
+// one of its rules has approximate counters.
+func hasApproximate(t *Table, only map[ChainName]bool) bool {
+	for _, c := range t.Chains {
+		if only != nil && !only[c.Name] {
+			continue
+		}
+		if c.Counters != nil && c.Counters.Approximate {
+			return true
+		}
+		for _, r := range c.Rules {
+			if r.Counters != nil && r.Counters.Approximate {
+				return true
+			}
+		}
+	}
+	return false
 }

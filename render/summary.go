@@ -1,7 +1,7 @@
 package render
 
 import (
-	"strings"
+	"bytes"
 
 	"github.com/iptscope/iptscope/parse"
 )
@@ -11,21 +11,39 @@ import (
 // "-s 172.17.0.0/16 ! -o docker0", "dst-type LOCAL". It returns "" for a
 // rule that matches every packet.
 func MatchSummary(r *parse.Rule) string {
-	var parts []string
-	add := func(s string) {
-		if s != "" {
-			parts = append(parts, s)
+	return string(appendMatchSummary(nil, r))
+}
+
+// appendMatchSummary appends MatchSummary(r) to b. The summaries are built
+// in place, without a string per part: the renderers call this for every
+// rule of dumps with 100,000 of them.
+func appendMatchSummary(b []byte, r *parse.Rule) []byte {
+	start := len(b)
+	// part starts a part: a separating space unless it is the first. A part
+	// that turns out empty is taken back with unpart.
+	part := func() int {
+		mark := len(b)
+		if mark > start {
+			b = append(b, ' ')
+		}
+		return mark
+	}
+	unpartIfEmpty := func(mark int) {
+		if n := len(b) - mark; n == 0 || n == 1 && mark > start {
+			b = b[:mark]
 		}
 	}
 	field := func(flag string, n parse.Negatable) {
 		if n.IsZero() {
 			return
 		}
+		part()
 		if n.Negated {
-			add("! " + flag + " " + n.Value)
-		} else {
-			add(flag + " " + n.Value)
+			b = append(b, "! "...)
 		}
+		b = append(b, flag...)
+		b = append(b, ' ')
+		b = append(b, n.Value...)
 	}
 	field("-s", r.Source)
 	field("-d", r.Destination)
@@ -41,114 +59,172 @@ func MatchSummary(r *parse.Rule) string {
 		field("-p", r.Protocol)
 	}
 	if !r.Fragment.IsZero() {
+		part()
 		if r.Fragment.Negated {
-			add("! -f")
+			b = append(b, "! -f"...)
 		} else {
-			add("-f")
+			b = append(b, "-f"...)
 		}
 	}
-	for _, m := range r.Matches {
-		add(matchText(m))
+	for i := range r.Matches {
+		mark := part()
+		b = appendMatchText(b, &r.Matches[i])
+		unpartIfEmpty(mark)
 	}
 	for _, u := range r.Unparsed {
-		add(u)
+		mark := part()
+		b = append(b, u...)
+		unpartIfEmpty(mark)
 	}
-	return strings.Join(parts, " ")
+	return b
 }
 
-// portWords are the option names iptables -L abbreviates for port matches.
-var portWords = map[string]string{
-	"dport": "dpt:", "destination-port": "dpt:", "sport": "spt:", "source-port": "spt:",
-}
-
-func neg(o parse.Option) string {
-	if o.Negated {
-		return "!"
+// portWord is the word iptables -L abbreviates a port option to ("dpt:"),
+// "" for any other option.
+func portWord(name string) string {
+	switch name {
+	case "dport", "destination-port":
+		return "dpt:"
+	case "sport", "source-port":
+		return "spt:"
 	}
 	return ""
 }
 
-// matchText renders one match compactly.
-func matchText(m parse.Match) string {
-	var b strings.Builder
+// appendValue appends the option's values joined by a space (Option.Value).
+func appendValue(b []byte, o *parse.Option) []byte {
+	for i, v := range o.Values {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, v...)
+	}
+	return b
+}
+
+// valueEmpty reports whether o.Value() is "" without joining the values.
+func valueEmpty(o *parse.Option) bool {
+	return len(o.Values) == 0 || len(o.Values) == 1 && o.Values[0] == ""
+}
+
+// appendMatchText appends one match, compactly.
+func appendMatchText(b []byte, m *parse.Match) []byte {
 	switch m.Name {
 	case "tcp", "udp", "sctp", "udplite":
-		b.WriteString(m.Name)
-		for _, o := range m.Options {
-			b.WriteByte(' ')
-			if w, ok := portWords[o.Name]; ok {
-				if strings.Contains(o.Value(), ":") {
-					w = strings.TrimSuffix(w, ":") + "s:"
+		b = append(b, m.Name...)
+		for i := range m.Options {
+			o := &m.Options[i]
+			b = append(b, ' ')
+			if o.Negated {
+				b = append(b, '!')
+			}
+			if w := portWord(o.Name); w != "" {
+				vstart := len(b) + len(w)
+				b = append(b, w...)
+				b = appendValue(b, o)
+				if bytes.IndexByte(b[vstart:], ':') >= 0 {
+					// "dpts:1000:2000": the word in the plural.
+					b = append(b[:vstart-1], append([]byte("s:"), b[vstart:]...)...)
 				}
-				b.WriteString(neg(o) + w + o.Value())
 				continue
 			}
-			b.WriteString(neg(o) + o.Name + " " + o.Value())
+			b = append(b, o.Name...)
+			b = append(b, ' ')
+			b = appendValue(b, o)
 		}
-		return b.String()
+		return b
 	case "comment":
-		for _, o := range m.Options {
-			if o.Name == "comment" {
-				return "/* " + o.Value() + " */"
+		for i := range m.Options {
+			if o := &m.Options[i]; o.Name == "comment" {
+				b = append(b, "/* "...)
+				b = appendValue(b, o)
+				return append(b, " */"...)
 			}
 		}
 	case "addrtype", "conntrack", "state", "multiport", "mark", "set", "physdev":
-		var parts []string
+		// Parts joined by a space, each trimmed, empty ones kept (as
+		// strings.Join of strings.TrimSpace parts would).
+		n := 0
 		if m.Name == "multiport" || m.Name == "mark" || m.Name == "set" {
-			parts = append(parts, m.Name)
+			b = append(b, m.Name...)
+			n++
 		}
-		for _, o := range m.Options {
-			s := neg(o)
-			if s != "" {
-				s += " "
+		for i := range m.Options {
+			o := &m.Options[i]
+			if n > 0 {
+				b = append(b, ' ')
+			}
+			n++
+			ps := len(b)
+			if o.Negated {
+				b = append(b, "! "...)
 			}
 			name := o.Name
 			if name == "match-set" {
 				name = "set"
 			}
-			parts = append(parts, strings.TrimSpace(s+name+" "+o.Value()))
+			b = append(b, name...)
+			b = append(b, ' ')
+			b = appendValue(b, o)
+			if t := bytes.TrimSpace(b[ps:]); len(t) != len(b)-ps {
+				b = append(b[:ps], t...)
+			}
 		}
-		return strings.Join(parts, " ")
+		return b
 	}
-	b.WriteString("-m " + m.Name)
-	for _, o := range m.Options {
-		b.WriteByte(' ')
+	b = append(b, "-m "...)
+	b = append(b, m.Name...)
+	for i := range m.Options {
+		o := &m.Options[i]
+		b = append(b, ' ')
 		if o.Negated {
-			b.WriteString("! ")
+			b = append(b, "! "...)
 		}
-		b.WriteString("--" + o.Name)
-		if v := o.Value(); v != "" {
-			b.WriteString(" " + v)
+		b = append(b, "--"...)
+		b = append(b, o.Name...)
+		if !valueEmpty(o) {
+			b = append(b, ' ')
+			b = appendValue(b, o)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // TargetSummary describes the target and its options: "DNAT to:172.17.0.2:80",
 // "REJECT reject-with icmp-port-unreachable", "goto KUBE-SEP-X", "DOCKER".
 func TargetSummary(r *parse.Rule) string {
+	return string(appendTargetSummary(nil, r))
+}
+
+// appendTargetSummary appends TargetSummary(r) to b.
+func appendTargetSummary(b []byte, r *parse.Rule) []byte {
 	if r.Target == "" {
-		return ""
+		return b
 	}
-	s := string(r.Target)
 	if r.Goto {
-		s = "goto " + s
+		b = append(b, "goto "...)
 	}
-	for _, o := range r.TargetOptions {
+	b = append(b, r.Target...)
+	for i := range r.TargetOptions {
+		o := &r.TargetOptions[i]
 		switch o.Name {
 		case "to-destination", "to-source", "to":
-			s += " to:" + o.Value()
+			b = append(b, " to:"...)
+			b = appendValue(b, o)
 		case "to-ports":
-			s += " ports:" + o.Value()
+			b = append(b, " ports:"...)
+			b = appendValue(b, o)
 		default:
 			if o.Negated {
-				s += " !"
+				b = append(b, " !"...)
 			}
-			s += " " + o.Name
-			if v := o.Value(); v != "" {
-				s += " " + v
+			b = append(b, ' ')
+			b = append(b, o.Name...)
+			if !valueEmpty(o) {
+				b = append(b, ' ')
+				b = appendValue(b, o)
 			}
 		}
 	}
-	return s
+	return b
 }

@@ -35,7 +35,7 @@ Output formats (-o):
   save   iptables-save text; an unfiltered save-format input is printed back
          byte for byte, anything else is regenerated from the model`,
 		Example: `  sudo iptscope dump -t nat --chain DOCKER
-  iptscope dump --from rules.txt -o json | jq '.tables[].chains[].name'
+  iptscope dump --from rules.txt -o json | jq '.tables[] | {table, chains: [.chains[].name]}'
   iptables -t nat -L -n -v | iptscope dump --from - -o save`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -22,7 +22,7 @@ func newGraphCmd(g *globals) *cobra.Command {
 dump given with --from: nodes are chains, edges are the rules that jump (-j)
 or go (-g) to a user chain.
 
-Formats (--format):
+Formats (--format or -o):
   tree     from each built-in chain, every rule in order, with the chains it
            jumps to expanded under it and packet counters:
              nat PREROUTING -> DOCKER -> DNAT tcp dpt:8080 -> 172.17.0.2:80
@@ -30,12 +30,13 @@ Formats (--format):
   mermaid  a Mermaid flowchart (paste into Markdown)
   json     chains, edges, reference counts, the order a packet visits the
            user chains from each built-in chain, chains nothing reaches,
-           jumps to missing chains and loops (schema iptscope.graph/v1)
+           jumps to missing chains and loops (schema iptscope.graph/v1,
+           see docs/json.md)
 
 The tree also lists chains nothing jumps to: on a Docker host an
 unreachable DOCKER chain means its jump from PREROUTING or FORWARD is gone.`,
 		Example: `  sudo iptscope graph -t nat
-  iptscope graph --from rules.txt --format dot | dot -Tsvg > chains.svg
+  iptscope graph --from rules.txt -o dot | dot -Tsvg > chains.svg
   iptscope graph --from rules.txt --format json | jq '.tables[] | {table, unreachable, dangling}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,7 +44,10 @@ unreachable DOCKER chain means its jump from PREROUTING or FORWARD is gone.`,
 		},
 	}
 	o.input.addFlags(cmd)
-	cmd.Flags().StringVar(&o.format, "format", "tree", "output format: tree, dot, mermaid or json")
+	cmd.Flags().StringVarP(&o.format, "format", "o", "tree", "output format: tree, dot, mermaid or json")
+	// --output, as dump calls it: the same flag under dump's name.
+	cmd.Flags().StringVar(&o.format, "output", "tree", "same as --format")
+	_ = cmd.Flags().MarkHidden("output")
 	return cmd
 }
 

@@ -1,8 +1,8 @@
 // Command synth writes a large synthetic iptables-save dump to stdout, for
 // benchmarks and for trying iptscope on a big host:
 //
-//	go run ./hack/synth -kind docker -ports 25000 > /tmp/docker-100k.txt
-//	go run ./hack/synth -kind kube -services 5000 -endpoints 5 > /tmp/kube.txt
+//	go run ./hack/synth -kind docker -ports 33000 > docker-100k.txt   # ~100,700 rules
+//	go run ./hack/synth -kind kube -services 5000 -endpoints 5 > kube.txt
 package main
 
 import (
@@ -15,7 +15,7 @@ import (
 
 func main() {
 	kind := flag.String("kind", "docker", "docker or kube")
-	ports := flag.Int("ports", 25000, "docker: published ports (about 4 rules each)")
+	ports := flag.Int("ports", 25000, "docker: published ports (about 3 rules each)")
 	services := flag.Int("services", 5000, "kube: services")
 	endpoints := flag.Int("endpoints", 5, "kube: endpoints per service")
 	flag.Parse()
