@@ -575,7 +575,9 @@ func (rt *ruleTable) write(bw *bufio.Writer) error {
 	defer rt.reset()
 	// Colour off a terminal (a pager): tablewriter ends a coloured plain
 	// cell with a reset after its padding; leave that to it.
-	if !rt.ascii || !rt.o.Terminal && rt.o.color() {
+	// A width to fit (a terminal narrower than the table): newTable's
+	// tablewriter narrows and wraps the columns.
+	if !rt.ascii || !rt.o.Terminal && rt.o.color() || rt.o.Width > 0 && rt.boxWidth() > rt.o.Width {
 		return rt.writeTablewriter(bw)
 	}
 	box := rt.o.Terminal
@@ -609,6 +611,16 @@ func (rt *ruleTable) write(bw *bufio.Writer) error {
 		rt.rule(bw, "└", "┴", "┘")
 	}
 	return nil
+}
+
+// boxWidth is the width of the table's box lines: each column's widest
+// cell plus two spaces of padding, and one border per column and one more.
+func (rt *ruleTable) boxWidth() int {
+	n := 1
+	for _, w := range rt.colW {
+		n += w + 3
+	}
+	return n
 }
 
 // writeTablewriter prints the rows with tablewriter (see ruleTable).
