@@ -1,8 +1,8 @@
 package diagnose
 
-// portsOf lists the ports a finding is about: every affected subject's
+// findingPorts lists the ports a finding is about: every affected subject's
 // port for a grouped finding, else its subject's.
-func portsOf(f Finding) []string {
+func findingPorts(f Finding) []string {
 	if len(f.Affected) == 0 {
 		return []string{f.Subject.Port}
 	}

@@ -93,7 +93,7 @@ func TestIPv6NatDockerFlushed(t *testing.T) {
 		if f.Severity.Rank() < SeverityWarning.Rank() {
 			continue
 		}
-		for _, port := range portsOf(f) {
+		for _, port := range findingPorts(f) {
 			got = append(got, f.ID+" "+f.Subject.Family+" "+port)
 		}
 		if f.ID == "dnat-missing" && f.Subject.Family == snapshot.FamilyIPv6 && !strings.HasPrefix(f.Evidence[0], "missing: ip6tables -t nat -A DOCKER ! -s fe80::/10 ") {

@@ -89,12 +89,15 @@ func (p PortReport) HostAddr() string {
 // Once DNAT has rewritten the destination, docker-proxy cannot help: a
 // forwarding problem after DNAT is PathBroken even with userland-proxy on
 // (real captures: ip-forward-off and stale-dnat with the proxy on).
-func Ports(s *snapshot.Snapshot) []PortReport {
+func Ports(s *snapshot.Snapshot) []PortReport { return portsOf(NewEnv(s)) }
+
+// portsOf is Ports on an environment whose analyses the checks share.
+func portsOf(env *Env) []PortReport {
+	s := env.S
 	if s == nil || s.Docker == nil {
 		return nil
 	}
-	defer memoize(s)()
-	a, ok := analyze(s)
+	a, ok := env.v4()
 	ok = ok && dockerElsewhere(s) == ""
 	var why string
 	if !ok {
@@ -105,7 +108,7 @@ func Ports(s *snapshot.Snapshot) []PortReport {
 	// networks): their "::" bindings get a row judged on the ip6tables
 	// rules. Other containers' "::" bindings are served by docker-proxy
 	// alone and folded into the IPv4 row.
-	a6, ok6 := analyzeIPv6(s)
+	a6, ok6 := env.analysis(snapshot.FamilyIPv6)
 	v6NAT := map[string]bool{}
 	if ok6 {
 		for _, er := range a6.exp.RulesOf(parse.TableNAT, ChainDocker) {
@@ -200,11 +203,9 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 	var dnat ExpectedRule
 	haveDNAT := false
 	if ok {
-		for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
-			if er.Kind == KindDNAT && er.Container == c.Name && er.Port != nil && *er.Port == *pb {
-				if !haveDNAT || a.diff.Found[er.Rule] != nil && a.diff.Found[dnat.Rule] == nil {
-					dnat, haveDNAT = er, true
-				}
+		for _, er := range a.dnatsOf(c.Name, *pb) {
+			if !haveDNAT || a.diff.Found[er.Rule] != nil && a.diff.Found[dnat.Rule] == nil {
+				dnat, haveDNAT = er, true
 			}
 		}
 	}

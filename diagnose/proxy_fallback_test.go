@@ -39,7 +39,7 @@ func TestProxyFallbackMatchesTheProbes(t *testing.T) {
 		t.Run(b.dir, func(t *testing.T) {
 			var got []string
 			for _, f := range proxyFallback.Run(NewEnv(b.snap)) {
-				for _, port := range portsOf(f) {
+				for _, port := range findingPorts(f) {
 					got = append(got, strings.TrimSuffix(port, "/tcp"))
 				}
 				if f.Severity != SeverityWarning || len(f.Evidence) < 2 || !strings.Contains(strings.Join(f.Evidence, "\n"), "docker-proxy pid ") {

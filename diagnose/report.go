@@ -152,8 +152,6 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+why)
 	}
-	// One analysis for the checks and the ports.
-	defer memoizeEnv(env)()
 	if s.Docker != nil && s.Docker.Version != "" {
 		if a, ok := env.v4(); ok {
 			r.Host.Layout = string(a.exp.Era)
@@ -200,7 +198,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			f.Repairable = true
 		}
 	}
-	if ps := Ports(s); ps != nil {
+	if ps := portsOf(env); ps != nil {
 		r.Ports = ps
 	}
 	if o.RulesOnly && !hasTable(s, parse.TableFilter) {
