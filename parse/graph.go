@@ -35,23 +35,55 @@ type Graph struct {
 
 // BuildGraph builds the jump graph of t. Rules whose target is a verdict
 // or a known target extension (ACCEPT, DNAT, ...) are not edges.
+//
+// The edges are stored once: a chain's callees are a sub-slice of Edges
+// (a chain's rules are contiguous), its callers a sub-slice of one array
+// ordered by target. (Per-chain appends cost a kube-proxy node with 30,000
+// chains tens of megabytes.)
 func BuildGraph(t *Table) *Graph {
-	g := &Graph{Table: t, out: map[ChainName][]Edge{}, in: map[ChainName][]Edge{}}
 	names := make(map[ChainName]bool, len(t.Chains))
+	n := 0
 	for _, c := range t.Chains {
 		names[c.Name] = true
+		for _, r := range c.Rules {
+			if r.JumpsToChain() {
+				n++
+			}
+		}
 	}
+	g := &Graph{Table: t, Edges: make([]Edge, 0, n), out: make(map[ChainName][]Edge, len(t.Chains))}
+	incoming := make(map[ChainName]int, len(t.Chains))
 	for _, c := range t.Chains {
+		start := len(g.Edges)
 		for _, r := range c.Rules {
 			if !r.JumpsToChain() {
 				continue
 			}
 			to := ChainName(r.Target)
-			e := Edge{From: c.Name, To: to, Goto: r.Goto, Missing: !names[to], Rule: r}
-			g.Edges = append(g.Edges, e)
-			g.out[c.Name] = append(g.out[c.Name], e)
-			g.in[to] = append(g.in[to], e)
+			g.Edges = append(g.Edges, Edge{From: c.Name, To: to, Goto: r.Goto, Missing: !names[to], Rule: r})
+			incoming[to]++
 		}
+		if end := len(g.Edges); end > start {
+			if prev := g.out[c.Name]; prev != nil {
+				// A chain listed twice (only in a table built by hand)
+				// has the edges of both.
+				g.out[c.Name] = append(prev[:len(prev):len(prev)], g.Edges[start:end]...)
+			} else {
+				g.out[c.Name] = g.Edges[start:end:end]
+			}
+		}
+	}
+	// Callers: one array, each target's edges together, in table order.
+	g.in = make(map[ChainName][]Edge, len(incoming))
+	back := make([]Edge, len(g.Edges))
+	off := 0
+	for _, e := range g.Edges {
+		if _, ok := g.in[e.To]; !ok {
+			k := incoming[e.To]
+			g.in[e.To] = back[off : off : off+k]
+			off += k
+		}
+		g.in[e.To] = append(g.in[e.To], e)
 	}
 	return g
 }
@@ -71,34 +103,51 @@ func (g *Graph) References(c ChainName) int { return len(g.in[c]) }
 // matched: depth first, following rules in order. Each chain appears once;
 // start itself is not included.
 func (g *Graph) VisitOrder(start ChainName) []ChainName {
-	seen := map[ChainName]bool{start: true}
 	var order []ChainName
-	var walk func(c ChainName)
-	walk = func(c ChainName) {
-		for _, e := range g.out[c] {
-			if seen[e.To] || e.Missing {
-				continue
-			}
-			seen[e.To] = true
-			order = append(order, e.To)
-			walk(e.To)
-		}
-	}
-	walk(start)
+	g.walk(start, map[ChainName]bool{start: true}, func(c ChainName) { order = append(order, c) })
 	return order
+}
+
+// walk visits, depth first in rule order, the chains reachable from c that
+// seen does not hold yet, marking them (iteratively: a chain of thousands
+// of jumps must not grow the stack without bound).
+func (g *Graph) walk(c ChainName, seen map[ChainName]bool, visit func(ChainName)) {
+	type frame struct {
+		edges []Edge
+		i     int
+	}
+	stack := []frame{{edges: g.out[c]}}
+	for len(stack) > 0 {
+		f := &stack[len(stack)-1]
+		if f.i == len(f.edges) {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		e := f.edges[f.i]
+		f.i++
+		if seen[e.To] || e.Missing {
+			continue
+		}
+		seen[e.To] = true
+		visit(e.To)
+		stack = append(stack, frame{edges: g.out[e.To]})
+	}
 }
 
 // Unreachable returns the user chains no built-in chain can reach, in
 // table order. Docker's chains are never unreachable on a healthy host;
 // an unreachable DOCKER chain means its jump is gone.
 func (g *Graph) Unreachable() []ChainName {
-	reached := map[ChainName]bool{}
+	// One walk from all built-in chains: what VisitOrder of each reaches.
+	reached := make(map[ChainName]bool, len(g.Table.Chains))
 	for _, c := range g.Table.Chains {
 		if c.Builtin {
 			reached[c.Name] = true
-			for _, u := range g.VisitOrder(c.Name) {
-				reached[u] = true
-			}
+		}
+	}
+	for _, c := range g.Table.Chains {
+		if c.Builtin {
+			g.walk(c.Name, reached, func(ChainName) {})
 		}
 	}
 	var out []ChainName

@@ -1,6 +1,8 @@
 package parse
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -130,4 +132,97 @@ func TestSpecRoundTrip(t *testing.T) {
 			t.Error("want an error for -j without a target")
 		}
 	})
+}
+
+// TestGraphIsTheFormerOne holds BuildGraph, VisitOrder and Unreachable to
+// the straightforward versions they replaced (appends per chain, one
+// recursive walk per built-in chain), over every fixture and the parser's
+// inputs.
+func TestGraphIsTheFormerOne(t *testing.T) {
+	var files []string
+	for _, g := range []string{"../fixtures/*/*.txt", "testdata/save/*.txt", "testdata/list/*.txt"} {
+		m, _ := filepath.Glob(g)
+		files = append(files, m...)
+	}
+	loop := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n" +
+		"-A INPUT -j A\n-A A -j B\n-A B -j A\n-A B -j C\n-A A -j MISSING\n-A C -g A\n-A FORWARD -j C\n-A OUTPUT -j INPUT\nCOMMIT\n"
+	inputs := map[string][]byte{"loops": []byte(loop)}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs[f] = data
+	}
+	n := 0
+	for name, data := range inputs {
+		rs, err := Parse(data)
+		if err != nil {
+			continue
+		}
+		for _, tb := range rs.Tables {
+			n++
+			g := BuildGraph(tb)
+			// The former BuildGraph.
+			out, in := map[ChainName][]Edge{}, map[ChainName][]Edge{}
+			var edges []Edge
+			names := map[ChainName]bool{}
+			for _, c := range tb.Chains {
+				names[c.Name] = true
+			}
+			for _, c := range tb.Chains {
+				for _, r := range c.Rules {
+					if r.JumpsToChain() {
+						e := Edge{From: c.Name, To: ChainName(r.Target), Goto: r.Goto, Missing: !names[ChainName(r.Target)], Rule: r}
+						edges = append(edges, e)
+						out[c.Name] = append(out[c.Name], e)
+						in[e.To] = append(in[e.To], e)
+					}
+				}
+			}
+			if !reflect.DeepEqual(g.Edges, edges) && len(edges) > 0 {
+				t.Errorf("%s %s: edges differ", name, tb.Name)
+			}
+			var walk func(c ChainName, seen map[ChainName]bool, order *[]ChainName)
+			walk = func(c ChainName, seen map[ChainName]bool, order *[]ChainName) {
+				for _, e := range out[c] {
+					if seen[e.To] || e.Missing {
+						continue
+					}
+					seen[e.To] = true
+					*order = append(*order, e.To)
+					walk(e.To, seen, order)
+				}
+			}
+			reached := map[ChainName]bool{}
+			for _, c := range tb.Chains {
+				if !reflect.DeepEqual(g.Callees(c.Name), out[c.Name]) || !reflect.DeepEqual(g.Callers(c.Name), in[c.Name]) {
+					t.Errorf("%s %s %s: callees or callers differ", name, tb.Name, c.Name)
+				}
+				if c.Builtin {
+					var order []ChainName
+					walk(c.Name, map[ChainName]bool{c.Name: true}, &order)
+					if got := g.VisitOrder(c.Name); !reflect.DeepEqual(got, order) {
+						t.Errorf("%s %s %s: visit order %v, want %v", name, tb.Name, c.Name, got, order)
+					}
+					reached[c.Name] = true
+					for _, u := range order {
+						reached[u] = true
+					}
+				}
+			}
+			var un []ChainName
+			for _, c := range tb.Chains {
+				if !reached[c.Name] {
+					un = append(un, c.Name)
+				}
+			}
+			if got := g.Unreachable(); !reflect.DeepEqual(got, un) {
+				t.Errorf("%s %s: unreachable %v, want %v", name, tb.Name, got, un)
+			}
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d tables compared", n)
+	}
 }

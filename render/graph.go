@@ -202,6 +202,25 @@ func nodeID(t parse.TableName, c parse.ChainName) string {
 	return b.String()
 }
 
+// nodeIDs caches the nodeID of each chain of a table: the edges of a
+// kube-proxy node name the same chains tens of thousands of times.
+type nodeIDs struct {
+	table parse.TableName
+	m     map[parse.ChainName]string
+}
+
+func (n *nodeIDs) of(c parse.ChainName) string {
+	if id, ok := n.m[c]; ok {
+		return id
+	}
+	if n.m == nil {
+		n.m = map[parse.ChainName]string{}
+	}
+	id := nodeID(n.table, c)
+	n.m[c] = id
+	return id
+}
+
 // edgeLabel is a short label for an edge: what the jumping rule matches.
 func edgeLabel(e parse.Edge) string {
 	s := flatten(MatchSummary(e.Rule))
@@ -266,15 +285,22 @@ func DOT(w io.Writer, tables []*parse.Table) error {
 			fmt.Fprintf(b, "    %s [label=%s, color=red, fontcolor=red];\n", nodeID(t.Name, e.To), dotQuote(string(e.To)+"\n(missing)"))
 		}
 		b.WriteString("  }\n")
+		ids := nodeIDs{table: t.Name}
 		for _, e := range g.Edges {
-			attrs := []string{"label=" + dotQuote(edgeLabel(e))}
+			// "  FROM -> TO [label=..., style=dashed, color=red];"
+			b.WriteString("  ")
+			b.WriteString(ids.of(e.From))
+			b.WriteString(" -> ")
+			b.WriteString(ids.of(e.To))
+			b.WriteString(" [label=")
+			b.WriteString(dotQuote(edgeLabel(e)))
 			if e.Goto {
-				attrs = append(attrs, "style=dashed")
+				b.WriteString(", style=dashed")
 			}
 			if e.Missing {
-				attrs = append(attrs, "color=red")
+				b.WriteString(", color=red")
 			}
-			fmt.Fprintf(b, "  %s -> %s [%s];\n", nodeID(t.Name, e.From), nodeID(t.Name, e.To), strings.Join(attrs, ", "))
+			b.WriteString("];\n")
 		}
 	}
 	b.WriteString("}\n")
@@ -305,16 +331,24 @@ func Mermaid(w io.Writer, tables []*parse.Table) error {
 			fmt.Fprintf(b, "    %s[\"%s (missing)\"]\n    style %s stroke:#d00,color:#d00\n", nodeID(t.Name, e.To), mermaidText(string(e.To)), nodeID(t.Name, e.To))
 		}
 		b.WriteString("  end\n")
+		ids := nodeIDs{table: t.Name}
 		for _, e := range g.Edges {
-			arrow := "-->"
+			// "  FROM -->|"label"| TO", "-.->" for a goto.
+			b.WriteString("  ")
+			b.WriteString(ids.of(e.From))
 			if e.Goto {
-				arrow = "-.->"
+				b.WriteString(" -.->")
+			} else {
+				b.WriteString(" -->")
 			}
 			if l := edgeLabel(e); l != "" {
-				fmt.Fprintf(b, "  %s %s|\"%s\"| %s\n", nodeID(t.Name, e.From), arrow, mermaidText(l), nodeID(t.Name, e.To))
-			} else {
-				fmt.Fprintf(b, "  %s %s %s\n", nodeID(t.Name, e.From), arrow, nodeID(t.Name, e.To))
+				b.WriteString(`|"`)
+				b.WriteString(mermaidText(l))
+				b.WriteString(`"|`)
 			}
+			b.WriteByte(' ')
+			b.WriteString(ids.of(e.To))
+			b.WriteByte('\n')
 		}
 	}
 	return b.Flush()
