@@ -14,6 +14,8 @@ type analysis struct {
 	rs   *parse.Ruleset
 	diff *Diff
 	dump *snapshot.RuleDump
+	// snap is the snapshot the analysis is of.
+	snap *snapshot.Snapshot
 	// idx is derived on first use and shared by copies (memo.go).
 	idx *analysisIndex
 }

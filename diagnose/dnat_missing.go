@@ -31,7 +31,6 @@ func dnatMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
 
 // dnatMissingOf is dnat-missing for one family.
 func dnatMissingOf(env *Env, a analysis) []Finding {
-	s := env.S
 	causes, groups := claimedBy(a, dnatMissingClaims)
 	var out []Finding
 	if f, ok := orphansFinding(env, a); ok {
@@ -79,8 +78,11 @@ func dnatMissingOf(env *Env, a analysis) []Finding {
 		}
 		nproxy := 0
 		for _, er := range ers {
-			for _, p := range s.Proxies {
-				if er.Port != nil && p.HostPort == er.Port.HostPort && p.Proto == proto(*er.Port) && proxyFamily(p) == a.family() {
+			if er.Port == nil {
+				continue
+			}
+			for _, p := range env.proxies().onPort(er.Port) {
+				if p.HostPort == er.Port.HostPort && proxyFamily(*p) == a.family() {
 					if nproxy++; nproxy <= 3 {
 						f.Evidence = append(f.Evidence, fmt.Sprintf("docker-proxy pid %d listens on %s:%d/%s", p.PID, p.HostIP, p.HostPort, p.Proto))
 					}
@@ -102,18 +104,6 @@ func proxyFamily(p snapshot.Proxy) string {
 		return snapshot.FamilyIPv6
 	}
 	return snapshot.FamilyIPv4
-}
-
-// proxyFor reports the docker-proxy processes on a binding's protocol and
-// host port, whatever their address.
-func proxyFor(s *snapshot.Snapshot, p *snapshot.PortBinding) []snapshot.Proxy {
-	var out []snapshot.Proxy
-	for i := range s.Proxies {
-		if p != nil && proxyOnPort(&s.Proxies[i], p) {
-			out = append(out, s.Proxies[i])
-		}
-	}
-	return out
 }
 
 // orphansFinding is dnat-missing on a raw dump: container ports that

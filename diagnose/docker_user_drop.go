@@ -58,10 +58,7 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 		}
 		ports = append(ports, er)
 	}
-	var bridges []string
-	for _, n := range bridgeNets(s, a.exp.Family) {
-		bridges = append(bridges, n.bridge)
-	}
+	bridges := a.bridgeNames()
 	var out []Finding
 	for _, r := range chain.Rules {
 		if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&

@@ -292,16 +292,25 @@ func (c Check) NotRepairedReason() string {
 	return "not repaired automatically"
 }
 
-// claimOf returns the check that reports a missing expected rule and the
-// key of its finding: the first check in All whose Claims takes it.
-func claimOf(a analysis, er ExpectedRule) (id, key string, ok bool) {
+// claimFunc returns the check that reports a missing expected rule and
+// the key of its finding.
+type claimFunc func(a analysis, er ExpectedRule) (id, key string, ok bool)
+
+// claimer returns the claimFunc of the checks: the first check in All
+// whose Claims takes the rule.
+func claimer() claimFunc {
+	var cs []Check
 	for _, c := range All() {
-		if c.Claims == nil {
-			continue
-		}
-		if cause, ok := c.Claims(a, er); ok {
-			return c.ID, KeyOf(c.ID, cause), true
+		if c.Claims != nil {
+			cs = append(cs, c)
 		}
 	}
-	return "", "", false
+	return func(a analysis, er ExpectedRule) (string, string, bool) {
+		for _, c := range cs {
+			if cause, ok := c.Claims(a, er); ok {
+				return c.ID, KeyOf(c.ID, cause), true
+			}
+		}
+		return "", "", false
+	}
 }

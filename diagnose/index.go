@@ -18,6 +18,28 @@ type analysisIndex struct {
 	overs    overrideIndex
 	dnatOnce sync.Once
 	dnats    map[acceptKey][]ExpectedRule
+	brOnce   sync.Once
+	bridges  []string
+}
+
+// bridgeNames returns the bridges of Docker's networks of the analysis'
+// family (bridgeNets), computed once.
+func (a analysis) bridgeNames() []string {
+	build := func() []string {
+		var out []string
+		if a.snap == nil {
+			return out
+		}
+		for _, n := range bridgeNets(a.snap, a.family()) {
+			out = append(out, n.bridge)
+		}
+		return out
+	}
+	if a.idx == nil {
+		return build()
+	}
+	a.idx.brOnce.Do(func() { a.idx.bridges = build() })
+	return a.idx.bridges
 }
 
 // dnatsOf returns the expected DNAT rules of a container's binding, in

@@ -140,7 +140,7 @@ func TestPlanRefusesARuleThatWouldAppearTwice(t *testing.T) {
 	d := Compare(e, rs)
 	p := &Plan{}
 	a := analysis{exp: e, rs: rs, diff: d}
-	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[*parse.Rule]bool{r2: true}, nil)
+	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[*parse.Rule]bool{r2: true}, nil, claimer())
 	if len(ops) != 0 {
 		t.Errorf("planned %v, want nothing", ops)
 	}

@@ -103,7 +103,7 @@ func portsOf(env *Env) []PortReport {
 	if !ok {
 		why = unjudgedReason(s)
 	}
-	unserved := proxyUnservedSet(s)
+	unserved := proxyUnservedSet(env)
 	// Containers with IPv6 NAT rules of their own (Docker's IPv6
 	// networks): their "::" bindings get a row judged on the ip6tables
 	// rules. Other containers' "::" bindings are served by docker-proxy
@@ -150,12 +150,12 @@ func portsOf(env *Env) []PortReport {
 			}
 			pb := pb
 			if ha, err := netip.ParseAddr(pb.HostIP); err == nil && ha.Is6() && v6NAT[c.Name] {
-				judgePort(s, a6, true, "", c, &pb, &r)
+				judgePort(env, a6, true, "", c, &pb, &r)
 				if r.Path != PathLocalOnly {
 					r.Reason = "ip6tables: " + r.Reason
 				}
 			} else {
-				judgePort(s, a, ok, why, c, &pb, &r)
+				judgePort(env, a, ok, why, c, &pb, &r)
 			}
 			if unserved[unservedKey(c.Name, proto(pb), pb.HostPort, pb.ContainerPort)] {
 				// The path from other machines is what it is; what the
@@ -197,7 +197,8 @@ func unjudgedReason(s *snapshot.Snapshot) string {
 }
 
 // judgePort fills the endpoint, path and reason of one binding.
-func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapshot.Container, pb *snapshot.PortBinding, r *PortReport) {
+func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container, pb *snapshot.PortBinding, r *PortReport) {
+	s := env.S
 	// The endpoint Docker programs: the one whose DNAT is found, else the
 	// first non-internal bridge endpoint with an address.
 	var dnat ExpectedRule
@@ -232,7 +233,7 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		r.Reason = "bound to " + r.HostIP + ": only the host itself can connect; a path from other machines does not apply"
 		return
 	case err == nil && addr.Is6() && fam != snapshot.FamilyIPv6:
-		if px := proxiesFor(s, pb); len(px) > 0 {
+		if px := proxiesFor(env.proxies(), pb); len(px) > 0 {
 			r.Path = PathProxyOnly
 			r.Reason = fmt.Sprintf("IPv6 binding: docker-proxy pid %d serves it (IPv6 NAT rules are not inspected yet)", px[0].PID)
 			return
@@ -248,7 +249,7 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		// No NAT rule by configuration: docker-proxy is the only path.
 		if why := linkProblem(s, c, r.Network); why != "" {
 			r.Path, r.Reason = PathBroken, why
-		} else if px := proxiesFor(s, pb); len(px) > 0 {
+		} else if px := proxiesFor(env.proxies(), pb); len(px) > 0 {
 			r.Path = PathProxyOnly
 			r.Reason = fmt.Sprintf("Docker runs with iptables=false: no NAT rules by configuration; docker-proxy pid %d answers on the host port", px[0].PID)
 		} else {
@@ -306,7 +307,7 @@ func judgePort(s *snapshot.Snapshot, a analysis, ok bool, why string, c *snapsho
 		natBroken = "no DNAT rule for it in nat DOCKER"
 	}
 	if natBroken != "" {
-		if px := proxiesFor(s, pb); len(px) > 0 {
+		if px := proxiesFor(env.proxies(), pb); len(px) > 0 {
 			r.Path = PathProxyOnly
 			r.Reason = fmt.Sprintf("%s; docker-proxy pid %d answers on the host port instead (clients' addresses are lost)", natBroken, px[0].PID)
 			return
@@ -446,10 +447,7 @@ func userDropOf(s *snapshot.Snapshot, a analysis, dnat ExpectedRule) *parse.Rule
 	if c == nil || dnat.Port == nil || !jumpFound(a, parse.TableFilter, parse.ChainForward, ChainDockerUser) {
 		return nil
 	}
-	var bridges []string
-	for _, n := range bridgeNets(s, a.exp.Family) {
-		bridges = append(bridges, n.bridge)
-	}
+	bridges := a.bridgeNames()
 	for _, r := range c.Rules {
 		if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&
 			r.InIface.IsZero() && r.OutIface.IsZero() && r.Protocol.IsZero() {
@@ -540,11 +538,11 @@ func catchAllDrop(a analysis, bridge string) (*parse.Rule, parse.ChainName) {
 
 // proxiesFor returns the docker-proxy processes listening for a binding
 // (proxyListensOn).
-func proxiesFor(s *snapshot.Snapshot, pb *snapshot.PortBinding) []snapshot.Proxy {
+func proxiesFor(px *proxyIndex, pb *snapshot.PortBinding) []snapshot.Proxy {
 	var out []snapshot.Proxy
-	for i := range s.Proxies {
-		if proxyListensOn(&s.Proxies[i], pb) {
-			out = append(out, s.Proxies[i])
+	for _, x := range px.onPort(pb) {
+		if proxyListensOn(x, pb) {
+			out = append(out, *x)
 		}
 	}
 	return out

@@ -132,7 +132,7 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		default:
 			continue
 		}
-		prox := proxiesFor(s, er.Port)
+		prox := proxiesFor(env.proxies(), er.Port)
 		if len(prox) == 0 {
 			continue
 		}

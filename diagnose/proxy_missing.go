@@ -38,7 +38,7 @@ var proxyMissing = Check{
 			return nil
 		}
 		var out []Finding
-		for _, g := range unservedPorts(s) {
+		for _, g := range unservedPorts(env) {
 			pn := fmt.Sprintf("%d/%s", g.hostPort, g.proto)
 			var binds []string
 			for _, b := range g.bindings {
@@ -88,28 +88,9 @@ type unservedPort struct {
 
 // unservedPorts lists the running containers' published ports with no
 // docker-proxy for any of their bindings, in container then port order.
-func unservedPorts(s *snapshot.Snapshot) []unservedPort {
-	// The proxies by protocol and host port (proxiesFor's scan per binding
-	// would be quadratic on hosts with thousands of ports).
-	byPort := map[string][]snapshot.Proxy{}
-	var ranges []snapshot.Proxy // -host-port-end: one proxy for a range
-	for _, x := range s.Proxies {
-		k := fmt.Sprintf("%s/%d", x.Proto, x.HostPort)
-		byPort[k] = append(byPort[k], x)
-		if x.HostPortEnd > x.HostPort {
-			ranges = append(ranges, x)
-		}
-	}
-	served := func(pb snapshot.PortBinding) bool {
-		for _, xs := range [][]snapshot.Proxy{byPort[fmt.Sprintf("%s/%d", proto(pb), pb.HostPort)], ranges} {
-			for i := range xs {
-				if proxyListensOn(&xs[i], &pb) {
-					return true
-				}
-			}
-		}
-		return false
-	}
+func unservedPorts(env *Env) []unservedPort {
+	s := env.S
+	served := func(pb snapshot.PortBinding) bool { return len(proxiesFor(env.proxies(), &pb)) > 0 }
 	var out []unservedPort
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
@@ -167,12 +148,12 @@ func unservedPorts(s *snapshot.Snapshot) []unservedPort {
 // proxyUnservedSet returns the unserved ports by container and
 // proto/host port/container port (see unservedKey), or nil when
 // userland-proxy is not known to be on.
-func proxyUnservedSet(s *snapshot.Snapshot) map[string]bool {
-	if _, ok := knownProxyOn(s); !ok {
+func proxyUnservedSet(env *Env) map[string]bool {
+	if _, ok := knownProxyOn(env.S); !ok {
 		return nil
 	}
 	set := map[string]bool{}
-	for _, g := range unservedPorts(s) {
+	for _, g := range unservedPorts(env) {
 		set[unservedKey(g.container, g.proto, g.hostPort, g.containerPort)] = true
 	}
 	return set
