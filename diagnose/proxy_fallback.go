@@ -2,7 +2,6 @@ package diagnose
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
@@ -89,6 +88,7 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 	type group struct {
 		why, causedBy string
 		ev            []string
+		evSeen        map[string]bool
 		refs          []RuleRef
 		ers           []ExpectedRule
 		proxies       []string
@@ -139,12 +139,13 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		seen[key] = true
 		g := byCause[gk]
 		if g == nil {
-			g = &group{why: why, causedBy: cause}
+			g = &group{why: why, causedBy: cause, evSeen: map[string]bool{}}
 			byCause[gk] = g
 			groups = append(groups, g)
 		}
 		for _, line := range ev {
-			if !slices.Contains(g.ev, line) {
+			if !g.evSeen[line] {
+				g.evSeen[line] = true
 				g.ev = append(g.ev, line)
 			}
 		}
