@@ -111,18 +111,18 @@ func (h *dockerHost) fix(t *testing.T, backups string) (string, string, int) {
 	return h.iptscope(t, "doctor", "--fix", "--yes", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "--backup-dir", backups)
 }
 
-// requireProbe waits up to 10 s for every port to answer as on a healthy host.
+// requireProbe waits (probeDeadline at most) until every port answers as on
+// a healthy host.
 func (h *dockerHost) requireProbe(t *testing.T) {
 	t.Helper()
 	var out string
 	var err error
-	for i := 0; i < 10; i++ {
-		if out, err = h.script("probe"); err == nil {
-			return
-		}
-		time.Sleep(time.Second)
+	if !waitUntil(t, "every port answers as on a healthy host", probeDeadline, func() bool {
+		out, err = h.script("probe")
+		return err == nil
+	}) {
+		t.Errorf("probe: %v\n%s", err, out)
 	}
-	t.Errorf("probe: %v\n%s", err, out)
 }
 
 // saveV4 is the daemon backend's IPv4 iptables-save, without counters and
