@@ -666,9 +666,15 @@ cmd_probe() {
 
 # ---------------------------------------------------------------- capture
 
-# counters_now: the host's rules with their packet counters, iptables and native nftables.
+# counters_now: the host's rules with their packet counters: both families of both iptables
+# backends (the capture keeps them all; the host's own IPv6 neighbour discovery and MLD
+# packets count in ip6tables OUTPUT) and native nftables.
 counters_now() {
-	in_host iptables-save -c | grep -v '^#'
+	local b
+	for b in nft legacy; do
+		in_host "iptables-$b-save" -c 2>/dev/null | grep -v '^#' || true
+		in_host "ip6tables-$b-save" -c 2>/dev/null | grep -v '^#' || true
+	done
 	in_host nft list ruleset 2>/dev/null || true
 }
 
