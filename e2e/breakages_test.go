@@ -22,7 +22,8 @@ import (
 //
 // only28 kinds need the raw table of Docker 28 and later; proxyOn kinds
 // need userland-proxy on; before29 kinds break a rule Docker 29 no longer
-// writes (the DOCKER-ISOLATION chains, nat DOCKER's per-bridge RETURN).
+// writes (the DOCKER-ISOLATION chains, nat DOCKER's per-bridge RETURN);
+// only29 kinds break what only 29 writes (DOCKER-INTERNAL).
 var breakages = []struct {
 	kind     string
 	want     []string
@@ -31,6 +32,7 @@ var breakages = []struct {
 	only28   bool
 	proxyOn  bool
 	before29 bool
+	only29   bool
 	// want28 replaces want on Docker 28 and later when set.
 	want28 []string
 	// reach, when set, is a connection between containers (or to the
@@ -86,6 +88,9 @@ var breakages = []struct {
 	// the replies). 28.x's raw DROPs still stop direct access.
 	{kind: "isolation-flushed", want: []string{"docker-rule-missing"}, repaired: true, before29: true,
 		reach: &reach{from: "app", to: "web", port: 80}, answered: true, reachClassic: true},
+	// 29: the internal network's two DROPs (its isolation since the
+	// ISOLATION chains went) gone.
+	{kind: "internal-flushed", want: []string{"docker-rule-missing"}, repaired: true, only29: true},
 	// web's connection to app's published port through the host's address
 	// is DNAT'd across networks and dropped by isolation (times out).
 	{kind: "nat-return-deleted", want: []string{"docker-rule-missing"}, repaired: true, proxyOn: true, before29: true,
@@ -122,7 +127,7 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 			}
 			backups := t.TempDir()
 			for _, k := range breakages {
-				if k.only28 && !since28(hh.version) || k.proxyOn && hh.proxy != "on" || k.before29 && hh.version == "29" {
+				if k.only28 && !since28(hh.version) || k.proxyOn && hh.proxy != "on" || k.before29 && hh.version == "29" || k.only29 && hh.version != "29" {
 					continue
 				}
 				want := slices.Clone(k.want)

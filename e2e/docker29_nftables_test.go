@@ -90,7 +90,7 @@ var nftablesStates = []nftablesState{
 	// error) is right and gives exit 1, but the ports are left unjudged.
 	{kind: "ip-forward-off", broken: []int{7000, 7001, 7002, 8080, 8081}, wantExit: 1,
 		today: &nftablesAnswer{exit: 1, status: "problems", unknown: []int{7000, 7001, 7002, 8080, 8081}, ids: []string{"ip-forward-disabled"}},
-		why: "known: diagnose does not yet read table ip docker-bridges: ip-forward-disabled is reported (exit 1), but no port is judged (all unknown, none broken)"},
+		why:   "known: diagnose does not yet read table ip docker-bridges: ip-forward-disabled is reported (exit 1), but no port is judged (all unknown, none broken)"},
 }
 
 // nftablesBroken is the state's broken ports on a host with the proxy

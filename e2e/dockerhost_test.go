@@ -83,8 +83,8 @@ type matrixHost struct{ version, backend, proxy string }
 
 // dockerMatrix lists the hosts of the doctor and --fix matrices, proxy
 // modes in the order given: every backend for versions, nft only for
-// nftVersions. IPTSCOPE_E2E_VERSIONS (comma-separated, e.g. "26.1")
-// replaces both lists with those versions on every backend.
+// nftVersions. IPTSCOPE_E2E_VERSIONS (comma-separated, e.g. "26.1" or
+// "29") replaces both lists with those versions on every backend.
 func dockerMatrix(proxies ...string) []matrixHost {
 	full, nftOnly := versions, nftVersions
 	if env := os.Getenv("IPTSCOPE_E2E_VERSIONS"); env != "" {

@@ -19,8 +19,9 @@ var fixKinds = []string{"nat-docker-flushed", "nat-docker-deleted", "prerouting-
 // firewall reload deletes with everything else).
 var adminLine = regexp.MustCompile(`ADMIN-CHAIN|-A DOCKER-USER -s 198\.51\.100\.0/24 -j DROP`)
 
-// TestFixOnRealDocker breaks real daemons (dockerMatrix: 20.10 and 28.5,
-// nft and legacy, userland-proxy on and off; 26.1 nft, proxy on and off) in each way of fixKinds and checks
+// TestFixOnRealDocker breaks real daemons (dockerMatrix: 20.10, 28.5 and
+// 29, nft and legacy, userland-proxy on and off; 26.1 nft, proxy on and
+// off) in each way of fixKinds and checks
 // that `iptscope doctor --fix --yes` repairs them without a daemon
 // restart: every port answers, doctor exits 0, Docker's rules equal the
 // healthy ones (same rules per chain; the order Docker keeps where it

@@ -67,7 +67,8 @@
 #   raw-flushed              iptables -t raw -F
 #   proxy-killed             SIGKILL the docker-proxy processes of port 8080 (proxy on); heal
 #                            restarts container web and re-takes the snapshot
-#   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2
+#   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2 (before 29)
+#   internal-flushed         29: iptables -F DOCKER-INTERNAL (the internal network's DROPs)
 #   bridge-down              ip link set docker0 down (heal: up)
 #   veth-detached            web's host-side veth taken off docker0 (heal: put back)
 #   br-netfilter-off         sysctl net.bridge.bridge-nf-call-iptables=0 (heal: back)
@@ -889,7 +890,7 @@ delete_jumps() {
 KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
-proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached
+proxy-killed isolation-flushed internal-flushed nat-return-deleted bridge-down veth-detached
 br-netfilter-off route-localnet-off hairpin-off dnat-repointed saved-rules-restored"
 # Docker 29's nftables firewall backend (ip-forward-off applies to it too).
 NFT_KINDS="nft-table-deleted nft-bridge-chain-flushed nft-vmap-element-deleted nft-dnat-deleted nft-masq-flushed
@@ -1023,6 +1024,9 @@ cmd_break() {
 		;;
 	isolation-flushed)
 		in_host iptables -w -F DOCKER-ISOLATION-STAGE-2
+		;;
+	internal-flushed)
+		in_host iptables -w -F DOCKER-INTERNAL
 		;;
 	nat-return-deleted)
 		in_host iptables -w -t nat -D DOCKER -i docker0 -j RETURN
