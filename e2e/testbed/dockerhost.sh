@@ -934,6 +934,14 @@ cmd_break() {
 	if [[ $FIREWALL != nftables && " $NFT_KINDS " == *" $kind "* ]]; then
 		die "break $NAME: $kind needs Docker 29's nftables firewall backend (FIREWALL=nftables)"
 	fi
+	# Kinds that break a rule one era does not write fail here with the reason, not later with
+	# iptables' "No chain/target/match by that name".
+	case "$DOCKER $kind" in
+	"29 isolation-flushed") die "break $NAME: Docker 29 writes no DOCKER-ISOLATION chains (internal-flushed is 29's analogue)" ;;
+	"29 nat-return-deleted") die "break $NAME: Docker 29 writes no nat DOCKER -i BRIDGE -j RETURN" ;;
+	"29 internal-flushed") ;;
+	*" internal-flushed") die "break $NAME: only Docker 29 writes DOCKER-INTERNAL" ;;
+	esac
 	[[ -d $SNAP ]] || take_snapshot
 	local host_backend=$HOST_BACKEND fam t line
 	case $kind in
