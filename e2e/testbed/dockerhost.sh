@@ -609,22 +609,24 @@ cmd_layout() {
 
 # ---------------------------------------------------------------- probe
 
-# http_get WHERE URL: exit 0 if an HTTP GET connects within PROBE_SECS and answers within twice
-# that. WHERE is host|client. A dead port costs the connect timeout; a live one answers in
-# milliseconds even on a busy machine, the margin is for forks that wait for a CPU.
+# http_get WHERE URL [SECS]: exit 0 if an HTTP GET connects within SECS (default PROBE_SECS) and
+# answers within twice that. WHERE is host|client. A dead port costs the connect timeout; a live
+# one answers in milliseconds even on a busy machine, the margin is for forks that wait for a CPU.
 http_get() {
-	local where=$1 url=$2 runner=in_client
+	local where=$1 url=$2 secs=${3:-$PROBE_SECS} runner=in_client
 	if [[ $where == host ]]; then runner=in_host; fi
 	if command -v curl >/dev/null; then
-		$runner timeout $((PROBE_SECS * 2 + 5)) curl -fsS -o /dev/null --connect-timeout "$PROBE_SECS" --max-time $((PROBE_SECS * 2)) "$url"
+		$runner timeout $((secs * 2 + 5)) curl -fsS -o /dev/null --connect-timeout "$secs" --max-time $((secs * 2)) "$url"
 	else
-		$runner timeout $((PROBE_SECS * 2 + 5)) busybox wget -q -O /dev/null -T $((PROBE_SECS * 2)) "$url"
+		$runner timeout $((secs * 2 + 5)) busybox wget -q -O /dev/null -T $((secs * 2)) "$url"
 	fi
 }
 
 # probe_all: prints "port=P answered=yes|no from=client|host url=U expect=yes|no" per port,
 # returns 1 if a port that should answer did not. "expect" is what a healthy host does.
-# The checks run concurrently (a broken port costs a PROBE_SECS connect timeout each).
+# The checks run concurrently (a broken port costs a PROBE_SECS connect timeout each). A port
+# that must not answer (9090 from the client, dropped) is given 2 s: that wait is paid on every
+# probe, and an answer that comes later still is no proof of a healthy host either way.
 probe_all() {
 	local rc=0 i tmp
 	local -a checks=(
@@ -642,7 +644,9 @@ probe_all() {
 	for i in "${!checks[@]}"; do
 		(
 			read -r port from url expect <<<"${checks[$i]}"
-			if http_get "$from" "$url" 2>/dev/null; then ans=yes; else ans=no; fi
+			secs=$PROBE_SECS
+			[[ $expect == no ]] && secs=2
+			if http_get "$from" "$url" "$secs" 2>/dev/null; then ans=yes; else ans=no; fi
 			echo "port=$port answered=$ans from=$from url=$url expect=$expect" >"$tmp/$i"
 		) &
 		pids+=($!)
