@@ -51,16 +51,45 @@ GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 DIR=${1:-$TESTBED_ROOT/.cache/docker-29/$DOCKER29_VERSION}
 WANT="moby/v2@$DOCKER29_MODULE docker=$DOCKER29_VERSION runc@$RUNC_VERSION"
 
-complete() {
+SID_BINS=(containerd containerd-shim-runc-v2 ctr docker)
+
+# built: DIR/bin holds the binaries built here, of the versions wanted.
+built() {
 	local b
-	for b in dockerd docker-proxy runc containerd containerd-shim-runc-v2 ctr docker; do
-		[[ -x $DIR/bin/$b ]] || return 1
+	for b in dockerd docker-proxy runc; do
+		[[ -x $DIR/bin/$b && ! -L $DIR/bin/$b ]] || return 1
 	done
 	[[ -f $DIR/BUILD ]] && grep -qxF "want: $WANT" "$DIR/BUILD"
 }
 
+# complete: built, and the links to sid's binaries work.
+complete() {
+	local b
+	built || return 1
+	for b in "${SID_BINS[@]}"; do
+		[[ -x $DIR/bin/$b ]] || return 1
+	done
+}
+
+# link_sid DIR: DIR/<b> -> sid's containerd, shim, ctr and docker client (fetch-sid first).
+link_sid() {
+	local b
+	"$SCRIPT_DIR/dockerhost.sh" fetch-sid "$SID_DIR" >&2 || return 1
+	SID_DIR=$(readlink -f "$SID_DIR")
+	for b in "${SID_BINS[@]}"; do
+		[[ -x $SID_DIR/bin/$b ]] || { echo "$SID_DIR/bin/$b missing after fetch-sid" >&2; return 1; }
+		ln -sfn "$SID_DIR/bin/$b" "$1/$b"
+	done
+}
+
 if complete; then
 	log "$DIR already holds $WANT ($("$DIR/bin/dockerd" --version))"
+	exit 0
+fi
+if built; then
+	# Only sid's part is gone (e.g. its cache folder was removed): fetch and link it again.
+	link_sid "$DIR/bin" || die "fetch-sid failed (see above)"
+	log "$DIR holds $WANT; relinked sid's containerd and docker client"
 	exit 0
 fi
 
@@ -88,10 +117,15 @@ step() {
 	local name=$1 t=$SECONDS
 	shift
 	log "$name ..."
-	# A subshell: the steps cd and export freely.
-	if ! ("$@") >"$WORK/logs/$name.log" 2>&1; then
+	# A subshell, so that the steps cd and export freely, started in the background and waited
+	# for: run under "if" or "||", bash would ignore set -e inside it and carry on past the
+	# first failure.
+	local rc=0
+	("$@") >"$WORK/logs/$name.log" 2>&1 &
+	wait $! || rc=$?
+	if ((rc != 0)); then
 		tail -40 "$WORK/logs/$name.log" >&2
-		die "step '$name' failed (full log $WORK/logs/$name.log)"
+		die "step '$name' failed with exit $rc (full log $WORK/logs/$name.log)"
 	fi
 	log "$name done in $((SECONDS - t)) s"
 	echo "$name $((SECONDS - t))s" >>"$WORK/times"
@@ -114,9 +148,8 @@ copy_module() { # MODULE@VERSION DEST
 }
 
 # --- sid's containerd and docker CLI (the testbed's own fetch, cached there)
-fetch_sid() { "$SCRIPT_DIR/dockerhost.sh" fetch-sid "$SID_DIR"; }
-step fetch-sid fetch_sid
-SID_DIR=$(readlink -f "$SID_DIR")
+mkdir -p "$WORK/bin"
+step fetch-sid link_sid "$WORK/bin"
 
 # --- dockerd and docker-proxy
 build_moby() {
@@ -161,7 +194,9 @@ build_runc() {
 		-ldflags "-X main.version=${RUNC_VERSION#v} -X main.gitCommit=module-$RUNC_VERSION -extldflags -static -w -s" \
 		-o "$WORK/bin/runc" .
 	"$WORK/bin/runc" --version
-	"$WORK/bin/runc" features | grep -q '"time"' || { echo "runc features lists no time namespace" >&2; return 1; }
+	local features
+	features=$("$WORK/bin/runc" features)
+	grep -q '"time"' <<<"$features" || { echo "runc features lists no time namespace" >&2; return 1; }
 }
 step build-runc build_runc
 
@@ -173,10 +208,6 @@ step check check_bins
 
 # Publish: the new bin folder replaces the old one in one rename.
 local_bin=$WORK/bin
-for b in containerd containerd-shim-runc-v2 ctr docker; do
-	[[ -x $SID_DIR/bin/$b ]] || die "$SID_DIR/bin/$b missing after fetch-sid"
-	ln -sfn "$SID_DIR/bin/$b" "$local_bin/$b"
-done
 mkdir -p "$DIR"
 {
 	echo "want: $WANT"
