@@ -20,8 +20,10 @@ import (
 //     false: the cause is not Docker's (a host firewall rule, the admin's
 //     DOCKER-USER policy) and --fix must leave the rules as they are.
 //
-// only28 kinds need Docker 28's raw table; proxyOn kinds need
-// userland-proxy on.
+// only28 kinds need the raw table of Docker 28 and later; proxyOn kinds
+// need userland-proxy on; before29 kinds break a rule Docker 29 no longer
+// writes (the DOCKER-ISOLATION chains, nat DOCKER's per-bridge RETURN);
+// only29 kinds break what only 29 writes (DOCKER-INTERNAL).
 var breakages = []struct {
 	kind     string
 	want     []string
@@ -29,14 +31,17 @@ var breakages = []struct {
 	repaired bool
 	only28   bool
 	proxyOn  bool
-	// want28 replaces want on Docker 28.x when set.
+	before29 bool
+	only29   bool
+	// want28 replaces want on Docker 28 and later when set.
 	want28 []string
 	// reach, when set, is a connection between containers (or to the
 	// host's address) that the breakage changes: it must give answered
 	// while broken and the opposite before the break and after --fix.
 	reach    *reach
 	answered bool
-	// reachClassic: the reach check applies to 20.10-27 only.
+	// reachClassic: the reach check applies to 20.10-27 only (since 28
+	// the raw table's DROPs stop it whatever the break).
 	reachClassic bool
 	// offOnly: a userland-proxy-off prerequisite. On proxy-on hosts the
 	// break must give no error or warning and --fix must change nothing.
@@ -81,11 +86,14 @@ var breakages = []struct {
 	// appnet's containers reach docker0's (web's published container port)
 	// on 20.10 (one DROP gone is not enough: the other network's DROP takes
 	// the replies). 28.x's raw DROPs still stop direct access.
-	{kind: "isolation-flushed", want: []string{"docker-rule-missing"}, repaired: true,
+	{kind: "isolation-flushed", want: []string{"docker-rule-missing"}, repaired: true, before29: true,
 		reach: &reach{from: "app", to: "web", port: 80}, answered: true, reachClassic: true},
+	// 29: the internal network's two DROPs (its isolation since the
+	// ISOLATION chains went) gone.
+	{kind: "internal-flushed", want: []string{"docker-rule-missing"}, repaired: true, only29: true},
 	// web's connection to app's published port through the host's address
 	// is DNAT'd across networks and dropped by isolation (times out).
-	{kind: "nat-return-deleted", want: []string{"docker-rule-missing"}, repaired: true, proxyOn: true,
+	{kind: "nat-return-deleted", want: []string{"docker-rule-missing"}, repaired: true, proxyOn: true, before29: true,
 		reach: &reach{from: "web", to: "host", port: 8081}, answered: false},
 }
 
@@ -98,11 +106,15 @@ type reach struct {
 
 // TestBreakagesOnRealDocker breaks real daemons in the ways of breakages
 // and checks doctor's findings and ports table, then `doctor --fix --yes`.
-// Five hosts (20.10 nft proxy on, 28.5 nft proxy off, 28.5 legacy proxy
-// on, 20.10 legacy proxy off, 26.1 nft proxy off), run in parallel: about
-// 2 minutes on a 2-CPU runner.
+// Seven hosts (20.10 nft proxy on, 28.5 nft proxy off, 28.5 legacy proxy
+// on, 20.10 legacy proxy off, 26.1 nft proxy off, 29 nft proxy on, 29
+// legacy proxy off), run in parallel: about 2 minutes on a 2-CPU runner.
+// Where diagnose is known to be wrong on a host, the case is in
+// knownGaps (docker29_known_test.go): checked to still be wrong in the
+// same way, not skipped.
 func TestBreakagesOnRealDocker(t *testing.T) {
-	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}, {"28.5", "legacy", "on"}, {"20.10", "legacy", "off"}, {"26.1", "nft", "off"}}
+	hosts := []matrixHost{{"20.10", "nft", "on"}, {"28.5", "nft", "off"}, {"28.5", "legacy", "on"}, {"20.10", "legacy", "off"}, {"26.1", "nft", "off"},
+		{"29", "nft", "on"}, {"29", "legacy", "off"}}
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("breakages e2e: %d hosts in %s", len(hosts), time.Since(start).Round(time.Second)) })
 	for _, hh := range hosts {
@@ -115,11 +127,11 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 			}
 			backups := t.TempDir()
 			for _, k := range breakages {
-				if k.only28 && hh.version != "28.5" || k.proxyOn && hh.proxy != "on" {
+				if k.only28 && !since28(hh.version) || k.proxyOn && hh.proxy != "on" || k.before29 && hh.version == "29" || k.only29 && hh.version != "29" {
 					continue
 				}
 				want := slices.Clone(k.want)
-				if k.want28 != nil && strings.HasPrefix(hh.version, "28.") {
+				if k.want28 != nil && since28(hh.version) {
 					want = slices.Clone(k.want28)
 				}
 				if k.kind == "forward-jump-deleted" {
@@ -133,7 +145,7 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 				if offOnlyOnProxyOn {
 					want, broken, repaired = nil, nil, false
 				}
-				if k.kind == "forward-jump-deleted" && hh.version == "28.5" {
+				if k.kind == "forward-jump-deleted" && since28(hh.version) {
 					want, broken = []string{"docker-jump-missing"}, []int{8080, 8081, 7000, 7001, 7002}
 				}
 				sort.Strings(want)
@@ -151,35 +163,43 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 					if offOnlyOnProxyOn {
 						rc = nil
 					}
-					if k.reachClassic && strings.HasPrefix(hh.version, "28.") {
+					if k.reachClassic && since28(hh.version) {
 						rc = nil
 					}
-					if rc != nil && h.reaches(t, rc) == k.answered {
+					if rc != nil && h.reachesWant(t, rc, !k.answered) == k.answered {
 						t.Fatalf("before %s: %s -> %s:%d answered=%v already", k.kind, k.reach.from, k.reach.to, k.reach.port, k.answered)
 					}
 					if out, err := h.script("break", k.kind); err != nil {
 						t.Fatalf("break %s: %v\n%s", k.kind, err, out)
 					}
-					if rc != nil && h.reaches(t, rc) != k.answered {
+					if rc != nil && h.reachesWant(t, rc, k.answered) != k.answered {
 						t.Errorf("after %s: %s -> %s:%d answered=%v, want %v", k.kind, k.reach.from, k.reach.to, k.reach.port, !k.answered, k.answered)
 					}
 					if k.kind == "proxy-killed" {
 						// What the finding says: the host's own connections to
 						// 8080 are refused, 8081 (proxy alive) still answers.
-						if h.getLocal(t, 8080) || !h.getLocal(t, 8081) {
+						if h.getLocal(t, 8080) || !h.getLocalWithin(t, 8081, probeDeadline) {
 							t.Fatalf("after proxy-killed: want 127.0.0.1:8080 refused and 127.0.0.1:8081 answering")
 						}
 					}
 					rep, code, stderr := h.doctor(t, "")
-					if got := rep.problemIDs(); !slices.Equal(got, want) {
-						t.Errorf("error/warning IDs %v, want %v", rep.problemIDs(), want)
+					got := rep.problemIDs()
+					if gap := findGap("breakages", hh, k.kind); gap != nil {
+						// An expected failure: diagnose must still say what
+						// the gap records (and not what is true yet).
+						gap.check(t, got, want)
+						return
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("error/warning IDs %v, want %v", got, want)
 					}
 					if wantCode := map[bool]int{true: 1, false: 0}[len(want) > 0]; code != wantCode {
 						t.Errorf("doctor exit %d, want %d (%s)", code, wantCode, stderr)
 					}
 					// The ports table must agree with what answers from the
-					// client right now, and with the breakage's expectation.
-					answered := h.probeClient(t)
+					// client right now, and with the breakage's expectation
+					// (ports that should answer are waited for).
+					answered := h.probeClientExpect(t, broken)
 					for _, p := range rep.Ports {
 						if p.HostIP == "127.0.0.1" {
 							continue
@@ -199,7 +219,7 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 							t.Fatalf("doctor --fix: exit %d\n%s\n%s", code, out, stderr)
 						}
 						h.requireProbe(t)
-						if rc != nil && h.reaches(t, rc) == k.answered {
+						if rc != nil && h.reachesWant(t, rc, !k.answered) == k.answered {
 							t.Errorf("after --fix: %s -> %s:%d answered=%v still", k.reach.from, k.reach.to, k.reach.port, k.answered)
 						}
 						if rep, code, _ := h.doctor(t, ""); code != 0 {
@@ -261,15 +281,34 @@ func TestBreakagesOnRealDocker(t *testing.T) {
 }
 
 // getLocal reports whether http://127.0.0.1:PORT/ answers from inside the
-// docker host's namespace (the host's own connections).
+// docker host's namespace (the host's own connections), in one attempt.
 func (h *dockerHost) getLocal(t *testing.T, port int) bool {
 	t.Helper()
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "curl", "-fsS", "-o", "/dev/null", "--max-time", "2", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "curl", "-fsS", "-o", "/dev/null",
+		"--connect-timeout", "3", "--max-time", "6", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	return cmd.Run() == nil
 }
 
+// getLocalWithin is getLocal retried until it answers, for up to deadline.
+func (h *dockerHost) getLocalWithin(t *testing.T, port int, deadline time.Duration) bool {
+	t.Helper()
+	return waitUntil(t, fmt.Sprintf("127.0.0.1:%d answers inside the host", port), deadline, func() bool { return h.getLocal(t, port) })
+}
+
+// reachesWant is reaches for a check that expects want: an expected answer
+// is waited for (probeDeadline at most: a busy machine delays it, it does
+// not take it away); an expected silence is one attempt, as an answer is
+// proof enough.
+func (h *dockerHost) reachesWant(t *testing.T, r *reach, want bool) bool {
+	t.Helper()
+	if !want {
+		return h.reaches(t, r)
+	}
+	return waitUntil(t, fmt.Sprintf("%s -> %s:%d answers", r.from, r.to, r.port), probeDeadline, func() bool { return h.reaches(t, r) })
+}
+
 // reaches reports whether an HTTP GET from r.from to r.to:r.port answers
-// (busybox nc inside the container, 3 s timeout).
+// (busybox nc inside the container, 5 s timeout), in one attempt.
 func (h *dockerHost) reaches(t *testing.T, r *reach) bool {
 	t.Helper()
 	if r.from == "host" {
@@ -288,11 +327,29 @@ func (h *dockerHost) reaches(t *testing.T, r *reach) bool {
 	if ip == "" {
 		t.Fatalf("no address for %s", r.to)
 	}
-	cmd := exec.Command("bash", script, "docker", h.Name, "exec", "-i", r.from, "/bin/busybox", "nc", "-w", "3", ip, fmt.Sprint(r.port))
-	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy)
+	cmd := exec.Command("bash", script, "docker", h.Name, "exec", "-i", r.from, "/bin/busybox", "nc", "-w", "5", ip, fmt.Sprint(r.port))
+	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy, "FIREWALL="+h.Firewall)
 	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
 	out, _ := cmd.Output()
 	return strings.HasPrefix(string(out), "HTTP/1.")
+}
+
+// probeClientExpect is probeClient repeated until every probed port that
+// is not in broken answers (probeDeadline at most), so that a port slow to
+// answer on a busy machine is not taken for a dead one.
+func (h *dockerHost) probeClientExpect(t *testing.T, broken []int) map[int]bool {
+	t.Helper()
+	var got map[int]bool
+	waitUntil(t, fmt.Sprintf("the client's probes answer except on %v", broken), probeDeadline, func() bool {
+		got = h.probeClient(t)
+		for p, a := range got {
+			if !a && !slices.Contains(broken, p) {
+				return false
+			}
+		}
+		return true
+	})
+	return got
 }
 
 // probeClient runs `dockerhost.sh probe` and returns, for each published

@@ -25,11 +25,51 @@ type dockerHost struct {
 	Socket                        string // the daemon's unix socket
 	// DaemonExtra are more daemon.json members (dockerhost.sh DAEMON_EXTRA).
 	DaemonExtra string
+	// Firewall is Docker 29's firewall backend (dockerhost.sh FIREWALL):
+	// "" or "iptables", or "nftables".
+	Firewall string
 }
 
 // versions under test on both backends with the proxy on and off:
-// Debian 12's docker.io and Debian unstable's.
-var versions = []string{"20.10", "28.5"}
+// Debian 12's docker.io, Debian unstable's, and Docker 29.8.1 built from
+// source by testbed/build-docker29.sh (cached per machine; .ci/run builds
+// it before the tests).
+var versions = []string{"20.10", "28.5", "29"}
+
+// since28 reports whether a version writes the 28+ layout: filter
+// DOCKER-FORWARD, the raw table's per-endpoint DROPs, DOCKER's per-bridge
+// DROP. Docker 29's iptables backend is 28's without the ISOLATION chains
+// (docker-facts.md §2.4).
+func since28(version string) bool {
+	return strings.HasPrefix(version, "28.") || version == "29" || strings.HasPrefix(version, "29.")
+}
+
+// probeDeadline bounds every wait for a port, a container or a daemon to
+// answer. Generous on purpose: on a healthy host these waits end in
+// milliseconds, and only a loaded machine (CI shares its CPUs) comes near
+// it; each wait logs what it waited for and how long it took.
+const probeDeadline = 90 * time.Second
+
+// waitUntil polls cond every 200 ms until it holds or deadline passes and
+// reports whether it held; either way it logs what was awaited and how
+// long the wait took.
+func waitUntil(t *testing.T, what string, deadline time.Duration, cond func() bool) bool {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			if d := time.Since(start); d > time.Second {
+				t.Logf("%s after %s", what, d.Round(10*time.Millisecond))
+			}
+			return true
+		}
+		if time.Since(start) >= deadline {
+			t.Logf("%s: not seen within %s", what, deadline)
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // nftVersions run only on the nft backend (proxy on and off) in the
 // doctor and --fix matrices: Debian 13's docker.io 26.1, the era between
@@ -43,8 +83,8 @@ type matrixHost struct{ version, backend, proxy string }
 
 // dockerMatrix lists the hosts of the doctor and --fix matrices, proxy
 // modes in the order given: every backend for versions, nft only for
-// nftVersions. IPTSCOPE_E2E_VERSIONS (comma-separated, e.g. "26.1")
-// replaces both lists with those versions on every backend.
+// nftVersions. IPTSCOPE_E2E_VERSIONS (comma-separated, e.g. "26.1" or
+// "29") replaces both lists with those versions on every backend.
 func dockerMatrix(proxies ...string) []matrixHost {
 	full, nftOnly := versions, nftVersions
 	if env := os.Getenv("IPTSCOPE_E2E_VERSIONS"); env != "" {
@@ -77,6 +117,14 @@ func startDockerHost(t *testing.T, name, version, backend, proxy string) *docker
 // (e.g. `"iptables": false`).
 func startDockerHostWith(t *testing.T, name, version, backend, proxy, daemonExtra string) *dockerHost {
 	t.Helper()
+	return startDockerHostFull(t, &dockerHost{Name: name, Version: version, Backend: backend, Proxy: proxy, DaemonExtra: daemonExtra})
+}
+
+// startDockerHostFull starts the host h describes (Name, Version, Backend,
+// Proxy, and optionally DaemonExtra and Firewall) with the standard layout.
+func startDockerHostFull(t *testing.T, h *dockerHost) *dockerHost {
+	t.Helper()
+	name, version, backend, proxy := h.Name, h.Version, h.Backend, h.Proxy
 	requireRoot(t, "nsenter", "ip", "busybox", "curl", "iptables-nft", "iptables-legacy")
 	if version == "20.10" {
 		_, err := exec.LookPath("dockerd")
@@ -86,8 +134,7 @@ func startDockerHostWith(t *testing.T, name, version, backend, proxy, daemonExtr
 	if root == "" {
 		root = "/tmp/iptscope-testbed"
 	}
-	h := &dockerHost{Name: name, Version: version, Backend: backend, Proxy: proxy,
-		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name, DaemonExtra: daemonExtra}
+	h.State, h.NetNS = filepath.Join(root, name), "/var/run/netns/"+name
 	h.Socket = filepath.Join(h.State, "docker.sock")
 	t.Cleanup(func() {
 		if out, err := h.script("down"); err != nil {
@@ -101,14 +148,18 @@ func startDockerHostWith(t *testing.T, name, version, backend, proxy, daemonExtr
 	if out, err := h.script("layout"); err != nil {
 		t.Fatalf("dockerhost.sh layout %s: %v\n%s", name, err, out)
 	}
-	t.Logf("docker %s (%s, proxy %s) up with its layout in %s", version, backend, proxy, time.Since(start).Round(time.Second))
+	fw := ""
+	if h.Firewall != "" {
+		fw = ", firewall " + h.Firewall
+	}
+	t.Logf("docker %s (%s%s, proxy %s) up with its layout in %s", version, backend, fw, proxy, time.Since(start).Round(time.Second))
 	return h
 }
 
 // script runs a dockerhost.sh subcommand for the host.
 func (h *dockerHost) script(sub string, args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{script, sub, h.Name}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy, "DAEMON_EXTRA="+h.DaemonExtra)
+	cmd.Env = append(os.Environ(), "DOCKER="+h.Version, "BACKEND="+h.Backend, "PROXY="+h.Proxy, "DAEMON_EXTRA="+h.DaemonExtra, "FIREWALL="+h.Firewall)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

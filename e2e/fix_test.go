@@ -19,8 +19,9 @@ var fixKinds = []string{"nat-docker-flushed", "nat-docker-deleted", "prerouting-
 // firewall reload deletes with everything else).
 var adminLine = regexp.MustCompile(`ADMIN-CHAIN|-A DOCKER-USER -s 198\.51\.100\.0/24 -j DROP`)
 
-// TestFixOnRealDocker breaks real daemons (dockerMatrix: 20.10 and 28.5,
-// nft and legacy, userland-proxy on and off; 26.1 nft, proxy on and off) in each way of fixKinds and checks
+// TestFixOnRealDocker breaks real daemons (dockerMatrix: 20.10, 28.5 and
+// 29, nft and legacy, userland-proxy on and off; 26.1 nft, proxy on and
+// off) in each way of fixKinds and checks
 // that `iptscope doctor --fix --yes` repairs them without a daemon
 // restart: every port answers, doctor exits 0, Docker's rules equal the
 // healthy ones (same rules per chain; the order Docker keeps where it
@@ -111,18 +112,18 @@ func (h *dockerHost) fix(t *testing.T, backups string) (string, string, int) {
 	return h.iptscope(t, "doctor", "--fix", "--yes", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "--backup-dir", backups)
 }
 
-// requireProbe waits up to 10 s for every port to answer as on a healthy host.
+// requireProbe waits (probeDeadline at most) until every port answers as on
+// a healthy host.
 func (h *dockerHost) requireProbe(t *testing.T) {
 	t.Helper()
 	var out string
 	var err error
-	for i := 0; i < 10; i++ {
-		if out, err = h.script("probe"); err == nil {
-			return
-		}
-		time.Sleep(time.Second)
+	if !waitUntil(t, "every port answers as on a healthy host", probeDeadline, func() bool {
+		out, err = h.script("probe")
+		return err == nil
+	}) {
+		t.Errorf("probe: %v\n%s", err, out)
 	}
-	t.Errorf("probe: %v\n%s", err, out)
 }
 
 // saveV4 is the daemon backend's IPv4 iptables-save, without counters and

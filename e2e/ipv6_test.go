@@ -44,7 +44,7 @@ func TestIPv6OnRealDocker(t *testing.T) {
 			if out, err := h.script("snapshot"); err != nil {
 				t.Fatalf("dockerhost.sh snapshot: %v\n%s", err, out)
 			}
-			if !h.getV6(t, 30) {
+			if !h.getV6(t, probeDeadline) {
 				t.Fatal("the healthy host does not answer on [fd00:198:18::1]:8088 from the client")
 			}
 			healthy := h.saveV6(t)
@@ -71,10 +71,10 @@ func TestIPv6OnRealDocker(t *testing.T) {
 			t.Run("after ip6tables nat DOCKER is flushed dnat-missing names 8088/tcp in ipv6 and --fix restores it", func(t *testing.T) {
 				t.Cleanup(func() { h.heal(t) })
 				h.ipt(t, "ip6tables", "-t", "nat", "-F", "DOCKER")
-				if proxy == "off" && h.getV6(t, 1) {
+				if proxy == "off" && h.getV6(t, 0) {
 					t.Errorf("with userland-proxy off the port still answers over IPv6 after the flush")
 				}
-				if proxy == "on" && !h.getV6(t, 3) {
+				if proxy == "on" && !h.getV6(t, probeDeadline) {
 					t.Errorf("with userland-proxy on the port does not answer over IPv6 after the flush (docker-proxy should relay it)")
 				}
 				rep := h.doctorFindings(t)
@@ -113,7 +113,7 @@ func TestIPv6OnRealDocker(t *testing.T) {
 					t.Errorf("--fix did not apply an ipv6 nat payload:\n%s", out)
 				}
 				compareChains(t, healthy, h.saveV6(t))
-				if !h.getV6(t, 10) {
+				if !h.getV6(t, probeDeadline) {
 					t.Errorf("after --fix the port does not answer over IPv6 from the client")
 				}
 				if rep, code, _ := h.doctor(t, ""); code != 0 {
@@ -127,7 +127,7 @@ func TestIPv6OnRealDocker(t *testing.T) {
 			t.Run("after a REJECT on top of ip6tables FORWARD forward-blocked is reported for IPv6 and --fix leaves it", func(t *testing.T) {
 				t.Cleanup(func() { h.heal(t) })
 				h.ipt(t, "ip6tables", "-w", "-I", "FORWARD", "1", "-j", "REJECT")
-				if h.getV6(t, 1) {
+				if h.getV6(t, 0) {
 					t.Errorf("the port still answers over IPv6 behind the REJECT")
 				}
 				rep := h.doctorFindings(t)
@@ -155,7 +155,7 @@ func TestIPv6OnRealDocker(t *testing.T) {
 			t.Run("after IPv6 forwarding is turned off ipv6-forward-disabled is reported and --fix turns it on", func(t *testing.T) {
 				t.Cleanup(func() { h.heal(t) })
 				h.ipt(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
-				if h.getV6(t, 1) {
+				if h.getV6(t, 0) {
 					t.Errorf("the port still answers over IPv6 with forwarding off")
 				}
 				rep := h.doctorFindings(t)
@@ -178,7 +178,7 @@ func TestIPv6OnRealDocker(t *testing.T) {
 				if v := strings.TrimSpace(h.ipt(t, "sysctl", "-n", "net.ipv6.conf.all.forwarding")); v != "1" {
 					t.Errorf("after --fix net.ipv6.conf.all.forwarding = %s", v)
 				}
-				if !h.getV6(t, 10) {
+				if !h.getV6(t, probeDeadline) {
 					t.Errorf("after --fix the port does not answer over IPv6 from the client")
 				}
 				if _, code, _ := h.doctor(t, ""); code != 0 {
@@ -190,18 +190,16 @@ func TestIPv6OnRealDocker(t *testing.T) {
 }
 
 // getV6 tries an HTTP GET of [fd00:198:18::1]:8088 from the client
-// namespace once a second for up to tries seconds.
-func (h *dockerHost) getV6(t *testing.T, tries int) bool {
+// namespace until it answers, for up to deadline (0: once; for a port that
+// must not answer, one attempt is the answer).
+func (h *dockerHost) getV6(t *testing.T, deadline time.Duration) bool {
 	t.Helper()
-	for i := 0; i < tries; i++ {
+	return waitUntil(t, "[fd00:198:18::1]:8088 answers from the client", deadline, func() bool {
 		// Why curl: busybox-static's wget crashes on IPv6 literals here.
-		cmd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name+"-c", "curl", "-g", "-fsS", "-o", "/dev/null", "--max-time", "2", "http://[fd00:198:18::1]:8088/")
-		if cmd.Run() == nil {
-			return true
-		}
-		time.Sleep(time.Second)
-	}
-	return false
+		cmd := exec.Command("nsenter", "--net=/var/run/netns/"+h.Name+"-c", "curl", "-g", "-fsS", "-o", "/dev/null",
+			"--connect-timeout", "3", "--max-time", "6", "http://[fd00:198:18::1]:8088/")
+		return cmd.Run() == nil
+	})
 }
 
 // saveV6 is the daemon backend's ip6tables-save, without counters and

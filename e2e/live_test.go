@@ -150,7 +150,13 @@ func TestLiveReadMatchesTheDump(t *testing.T) {
 			if rulesOf(gotSave) != rulesOf(want) {
 				t.Errorf("live dump differs from iptables-save:\n%s\n---\n%s", gotSave, want)
 			}
-			live, stderr, code := inNetns(t, ns, "", iptscopeBin, "graph", "-t", "nat", "--format", "json")
+			// nat, or filter when the dump has no nat table (Docker 29's
+			// nftables backend with iptables-nft's FORWARD DROP left).
+			table := "nat"
+			if !strings.Contains(string(data), "\n*nat\n") && !strings.HasPrefix(string(data), "*nat\n") {
+				table = "filter"
+			}
+			live, stderr, code := inNetns(t, ns, "", iptscopeBin, "graph", "-t", table, "--format", "json")
 			if code != 0 {
 				t.Fatalf("iptscope graph: exit %d: %s", code, stderr)
 			}
@@ -161,7 +167,7 @@ func TestLiveReadMatchesTheDump(t *testing.T) {
 			if err := os.WriteFile(saved, []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			offline, err := exec.Command(iptscopeBin, "graph", "--from", saved, "-t", "nat", "--format", "json").Output()
+			offline, err := exec.Command(iptscopeBin, "graph", "--from", saved, "-t", table, "--format", "json").Output()
 			if err != nil {
 				t.Fatal(err)
 			}

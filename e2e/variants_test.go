@@ -9,14 +9,18 @@ import (
 	"time"
 )
 
-// variantHosts are the daemons the layout variants run on: both versions
-// with the nft backend and the proxy on and off, plus one legacy host.
+// variantHosts are the daemons the layout variants run on: 20.10 and 28.5
+// with the nft backend and the proxy on and off, plus one legacy host;
+// Docker 29 (iptables firewall backend) with nft and proxy off, legacy and
+// proxy on.
 var variantHosts = []struct{ version, backend, proxy string }{
 	{"20.10", "nft", "on"},
 	{"20.10", "nft", "off"},
 	{"28.5", "nft", "on"},
 	{"28.5", "nft", "off"},
 	{"28.5", "legacy", "on"},
+	{"29", "nft", "off"},
+	{"29", "legacy", "on"},
 }
 
 // layoutVariants adds, on top of dockerhost.sh's standard layout, the

@@ -8,10 +8,16 @@
 #                                       into DIR (default $SID_DIR) without installing them
 #   dockerhost.sh fetch-trixie [DIR]    the same for Docker 26.1 + containerd 1.7 from Debian 13
 #                                       trixie (default DIR $TRIXIE_DIR)
+#   dockerhost.sh build-29 [DIR]        build Docker 29 (dockerd, docker-proxy) and runc from source
+#                                       into DIR (default $D29_DIR) once per machine; see
+#                                       build-docker29.sh next to this script
 #   dockerhost.sh up NAME               start containerd + dockerd for NAME
-#        env DOCKER=20.10|26.1|28.5  (default 20.10: Debian 12's docker.io; 26.1: trixie's;
-#                                     28.5: sid's)
-#            BACKEND=nft|legacy (default nft)
+#        env DOCKER=20.10|26.1|28.5|29  (default 20.10: Debian 12's docker.io; 26.1: trixie's;
+#                                     28.5: sid's; 29: 29.8.1 built by build-29)
+#            BACKEND=nft|legacy (default nft; the iptables dockerd and the captures run)
+#            FIREWALL=iptables|nftables (Docker 29 only, default iptables: daemon.json
+#                               "firewall-backend"; nftables also sets net.ipv4.ip_forward=1 in
+#                               the host's netns first, as 29 refuses to start without it)
 #            PROXY=on|off       (default on: userland-proxy true)
 #            LIVE_RESTORE=0|1   (default 0; 1 adds "live-restore": true to daemon.json)
 #            DAEMON_EXTRA=JSON  more daemon.json members, e.g. '"iptables": false'
@@ -61,7 +67,8 @@
 #   raw-flushed              iptables -t raw -F
 #   proxy-killed             SIGKILL the docker-proxy processes of port 8080 (proxy on); heal
 #                            restarts container web and re-takes the snapshot
-#   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2
+#   isolation-flushed        iptables -F DOCKER-ISOLATION-STAGE-2 (before 29)
+#   internal-flushed         29: iptables -F DOCKER-INTERNAL (the internal network's DROPs)
 #   bridge-down              ip link set docker0 down (heal: up)
 #   veth-detached            web's host-side veth taken off docker0 (heal: put back)
 #   br-netfilter-off         sysctl net.bridge.bridge-nf-call-iptables=0 (heal: back)
@@ -74,10 +81,23 @@
 #                            address on port 81 (a re-created container's leftover)
 #   nat-return-deleted       iptables -t nat -D DOCKER -i docker0 -j RETURN (proxy on)
 #
+# KINDS for FIREWALL=nftables (Docker 29's own tables, docker-facts.md §2.5; ip-forward-off applies
+# too; the iptables kinds above refuse such a host, these refuse an iptables one):
+#   nft-table-deleted          nft delete table ip docker-bridges
+#   nft-bridge-chain-flushed   nft flush chain ip docker-bridges filter-forward-in__docker0
+#   nft-vmap-element-deleted   docker0's element of map filter-forward-in-jumps deleted
+#   nft-dnat-deleted           web's "DNAT" rule for 8080 deleted from nat-prerouting-and-output
+#   nft-masq-flushed           nft flush chain ip docker-bridges nat-postrouting-out__docker0
+#   nft-user-table-drop        a user's table inet myfw, forward hook at priority filter - 1,
+#                              dropping "ct original proto-dst 8080" (deliberate; heal deletes it)
+#   nft-iptables-forward-drop  iptables-nft -P FORWARD DROP (left from an iptables-mode Docker)
 # Other env: TESTBED_ROOT (default /tmp/iptscope-testbed), SID_DIR (default
 # $TESTBED_ROOT/.cache/docker-sid), TRIXIE_DIR (default $TESTBED_ROOT/.cache/docker-trixie),
-# NETX (third octet of 198.18.X.0/30, default derived from NAME), WAIT_SECS (daemon/port
-# wait, default 60), KEEP_STATE=1 (down keeps the state dir).
+# D29_DIR (default $TESTBED_ROOT/.cache/docker-29/29.8.1), NETX (third octet of 198.18.X.0/30,
+# default derived from NAME), WAIT_SECS (deadline of every wait for a daemon, a socket or the
+# ports, default 180: generous, as a busy machine makes each step slower; each wait logs what it
+# waited for and how long), PROBE_SECS (connect timeout of one probe, default 3; a whole GET
+# gets twice that), KEEP_STATE=1 (down keeps the state dir).
 # capture: PROBES (probe rounds before the dumps, default 2), IPTSCOPE_BIN (an iptscope binary
 # for bundle.json; default: built once from this repo into the state dir; IPTSCOPE_BIN=none skips).
 #
@@ -97,7 +117,9 @@ set -euo pipefail
 TESTBED_ROOT=${TESTBED_ROOT:-/tmp/iptscope-testbed}
 SID_DIR=${SID_DIR:-$TESTBED_ROOT/.cache/docker-sid}
 TRIXIE_DIR=${TRIXIE_DIR:-$TESTBED_ROOT/.cache/docker-trixie}
-WAIT_SECS=${WAIT_SECS:-60}
+D29_DIR=${D29_DIR:-$TESTBED_ROOT/.cache/docker-29/29.8.1}
+WAIT_SECS=${WAIT_SECS:-180}
+PROBE_SECS=${PROBE_SECS:-3}
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -134,12 +156,14 @@ set_host() {
 	BREAK_FILE=$STATE/break
 }
 
-# load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, NETX, SID_DIR, TRIXIE_DIR).
+# load_env: reads the settings "up" recorded (DOCKER, BACKEND, PROXY, FIREWALL, NETX, SID_DIR,
+# TRIXIE_DIR, D29_DIR).
 load_env() {
 	if [[ -f $STATE/env ]]; then
 		# shellcheck disable=SC1091
 		source "$STATE/env"
 	fi
+	FIREWALL=${FIREWALL:-iptables}
 	# What "break" recorded: BREAK (kinds applied since the last heal), DAEMON_BACKEND (what
 	# dockerd writes to) and HOST_BACKEND (what the iptables on the captures' PATH uses).
 	BREAK="" DAEMON_BACKEND=${BACKEND:-} HOST_BACKEND=${BACKEND:-}
@@ -230,6 +254,13 @@ cmd_fetch() {
 cmd_fetch_sid() { cmd_fetch sid "${1:-$SID_DIR}"; }
 cmd_fetch_trixie() { cmd_fetch trixie "${1:-$TRIXIE_DIR}"; }
 
+# cmd_build_29 [DIR]: Docker 29.8.1 and runc built from source, cached in DIR (build-docker29.sh:
+# a no-op when DIR already holds them; concurrent callers wait for one build).
+cmd_build_29() {
+	need_root
+	SID_DIR=$SID_DIR TESTBED_ROOT=$TESTBED_ROOT "$(dirname "$SCRIPT_PATH")/build-docker29.sh" "${1:-$D29_DIR}"
+}
+
 # ---------------------------------------------------------------- up
 
 # pick_netx: third octet for the /30, derived from NAME, avoiding those of other hosts.
@@ -287,12 +318,13 @@ link_iptables() {
 	done
 }
 
-# dist_dir: the folder fetch-sid/fetch-trixie filled for $DOCKER; empty for 20.10 (the
-# system's docker.io).
+# dist_dir: the folder fetch-sid/fetch-trixie/build-29 filled for $DOCKER; empty for 20.10
+# (the system's docker.io).
 dist_dir() {
 	case $DOCKER in
 	28.5) echo "$SID_DIR" ;;
 	26.1) echo "$TRIXIE_DIR" ;;
+	29) echo "$D29_DIR" ;;
 	esac
 }
 
@@ -340,6 +372,10 @@ write_configs() {
 	# 20.10 writes /etc/docker/key.json unless told otherwise; 26.1 and 28.5 reject the key.
 	if [[ $DOCKER == 20.10 ]]; then extra="$extra,
   \"deprecated-key-path\": \"$STATE/key.json\""; fi
+	# 29: the firewall backend (iptables is its default too; written out so that the capture's
+	# daemon.json says which).
+	if [[ $DOCKER == 29 ]]; then extra="$extra,
+  \"firewall-backend\": \"$FIREWALL\""; fi
 	cat >"$STATE/daemon.json" <<-EOF
 		{
 		  "userland-proxy": $proxy,
@@ -371,14 +407,30 @@ alive_role() { # role -> 0 if the recorded process of that role runs
 	return 1
 }
 
-wait_for() { # what seconds cmd...
-	local what=$1 secs=$2 i
+# now_ms: wall-clock milliseconds. Waits measure time, not rounds: on a busy machine each
+# round of a check takes longer, and a count of rounds says nothing about how long was waited.
+now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $((t / 1000)); }
+
+# since T0_MS: seconds since T0_MS, e.g. "1.25".
+since() { local d=$(($(now_ms) - $1)); printf '%d.%02d' $((d / 1000)) $((d % 1000 / 10)); }
+
+# wait_for WHAT SECS CMD...: runs CMD until it succeeds, 0.2 s apart, for at most SECS seconds;
+# logs how long WHAT took, or returns 1 after saying what was not seen.
+wait_for() {
+	local what=$1 secs=$2 t0
 	shift 2
-	for ((i = 0; i < secs * 4; i++)); do
-		if "$@" >/dev/null 2>&1; then return 0; fi
-		sleep 0.25
+	t0=$(now_ms)
+	while :; do
+		if "$@" >/dev/null 2>&1; then
+			log "${NAME:+$NAME: }$what after $(since "$t0") s"
+			return 0
+		fi
+		if (($(now_ms) - t0 >= secs * 1000)); then
+			log "${NAME:+$NAME: }$what: not seen within ${secs} s"
+			return 1
+		fi
+		sleep 0.2
 	done
-	return 1
 }
 
 import_image() {
@@ -399,18 +451,21 @@ cmd_up() {
 	need_root
 	set_host "$1"
 	local want_docker=${DOCKER:-20.10} want_backend=${BACKEND:-nft} want_proxy=${PROXY:-on} want_lr=${LIVE_RESTORE:-0}
-	[[ $want_docker == 20.10 || $want_docker == 26.1 || $want_docker == 28.5 ]] || die "DOCKER must be 20.10, 26.1 or 28.5, not '$want_docker'"
+	local want_fw=${FIREWALL:-iptables}
+	[[ $want_docker == 20.10 || $want_docker == 26.1 || $want_docker == 28.5 || $want_docker == 29 ]] || die "DOCKER must be 20.10, 26.1, 28.5 or 29, not '$want_docker'"
 	[[ $want_backend == nft || $want_backend == legacy ]] || die "BACKEND must be nft or legacy, not '$want_backend'"
 	[[ $want_proxy == on || $want_proxy == off ]] || die "PROXY must be on or off, not '$want_proxy'"
+	[[ $want_fw == iptables || $want_fw == nftables ]] || die "FIREWALL must be iptables or nftables, not '$want_fw'"
+	[[ $want_fw == iptables || $want_docker == 29 ]] || die "FIREWALL=nftables needs DOCKER=29 (Docker $want_docker has no nftables backend)"
 	if [[ -f $STATE/env ]]; then
 		local want_netx=${NETX:-}
 		load_env
-		if [[ $DOCKER != "$want_docker" || $BACKEND != "$want_backend" || $PROXY != "$want_proxy" || ${LIVE_RESTORE:-0} != "$want_lr" ]]; then
-			die "host $NAME exists with DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY LIVE_RESTORE=${LIVE_RESTORE:-0}; run: $0 down $NAME"
+		if [[ $DOCKER != "$want_docker" || $BACKEND != "$want_backend" || $PROXY != "$want_proxy" || ${LIVE_RESTORE:-0} != "$want_lr" || $FIREWALL != "$want_fw" ]]; then
+			die "host $NAME exists with DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY FIREWALL=$FIREWALL LIVE_RESTORE=${LIVE_RESTORE:-0}; run: $0 down $NAME"
 		fi
 		if [[ -n $want_netx && $want_netx != "$NETX" ]]; then die "host $NAME exists with NETX=$NETX; run: $0 down $NAME"; fi
 	else
-		DOCKER=$want_docker BACKEND=$want_backend PROXY=$want_proxy LIVE_RESTORE=$want_lr
+		DOCKER=$want_docker BACKEND=$want_backend PROXY=$want_proxy LIVE_RESTORE=$want_lr FIREWALL=$want_fw
 		mkdir -p "$STATE"
 		pick_netx
 		echo "$NETX" >"$STATE/netx"
@@ -420,19 +475,31 @@ cmd_up() {
 		elif [[ $DOCKER == 26.1 ]]; then
 			cmd_fetch_trixie "$TRIXIE_DIR"
 			TRIXIE_DIR=$(readlink -f "$TRIXIE_DIR")
+		elif [[ $DOCKER == 29 ]]; then
+			# Minutes on a fresh machine, nothing once cached (.ci/run builds it before the tests).
+			cmd_build_29 "$D29_DIR" || die "up $NAME: Docker 29 could not be built (see above)"
+			D29_DIR=$(readlink -f "$D29_DIR")
 		fi
 		cat >"$STATE/env" <<-EOF
 			DOCKER=$DOCKER
 			BACKEND=$BACKEND
 			PROXY=$PROXY
+			FIREWALL=$FIREWALL
 			LIVE_RESTORE=$LIVE_RESTORE
 			NETX=$NETX
 			SID_DIR=$SID_DIR
 			TRIXIE_DIR=$TRIXIE_DIR
+			D29_DIR=$D29_DIR
 			EXEC_ROOT=$EXEC_ROOT
 		EOF
 	fi
 	setup_netns
+	if [[ $FIREWALL == nftables ]]; then
+		# Why: Docker 29's nftables backend never writes ip_forward and refuses to create
+		# docker0 while it is 0 ("IPv4 forwarding is disabled", moby/moby#50566); an admin sets
+		# it first. A new netns starts with 0.
+		in_host sysctl -qw net.ipv4.ip_forward=1
+	fi
 	setup_bin
 	write_configs
 	touch "$LOCKFILE"
@@ -442,13 +509,13 @@ cmd_up() {
 			containerd --config "$CTRD_DIR/config.toml" --root "$CTRD_DIR/root" \
 			--state "$CTRD_DIR/state" --address "$CTRD_SOCK"
 	fi
-	wait_for "containerd socket" "$WAIT_SECS" test -S "$CTRD_SOCK" ||
+	wait_for "up: containerd socket" "$WAIT_SECS" test -S "$CTRD_SOCK" ||
 		{ tail -20 "$LOGS/containerd.log" >&2; die "up $NAME: containerd socket $CTRD_SOCK did not appear"; }
 
 	if ! alive_role dockerd; then start_dockerd; fi
 	wait_dockerd up
 	import_image
-	log "up $NAME: ready (Docker $(dk version --format '{{.Server.Version}}'), $BACKEND, proxy $PROXY, host $(host_ip), client $(client_ip))"
+	log "up $NAME: ready (Docker $(dk version --format '{{.Server.Version}}'), $BACKEND, firewall $FIREWALL, proxy $PROXY, host $(host_ip), client $(client_ip))"
 }
 
 # start_dockerd: starts dockerd for the host (the one command line "up" and "restart" share).
@@ -462,18 +529,22 @@ start_dockerd() {
 		--cgroup-parent "$CGPARENT"
 }
 
-# wait_dockerd WHAT: waits until the daemon answers on its socket, or dies.
+# wait_dockerd WHAT: waits (WAIT_SECS at most) until the daemon answers on its socket, or dies
+# at once when the daemon has exited.
 wait_dockerd() {
-	local i ok=0
-	for ((i = 0; i < WAIT_SECS * 20; i++)); do
-		if dk version >/dev/null 2>&1; then ok=1; break; fi
-		alive_role dockerd || break
-		sleep 0.05
+	local t0 why="did not answer within ${WAIT_SECS}s"
+	t0=$(now_ms)
+	while :; do
+		if dk version >/dev/null 2>&1; then
+			log "$1 $NAME: dockerd answers on its socket after $(since "$t0") s"
+			return 0
+		fi
+		if ! alive_role dockerd; then why="exited"; break; fi
+		if (($(now_ms) - t0 >= WAIT_SECS * 1000)); then break; fi
+		sleep 0.1
 	done
-	if ((ok == 0)); then
-		tail -30 "$LOGS/dockerd.log" >&2
-		die "$1 $NAME: dockerd did not answer on $DOCKER_SOCK (log $LOGS/dockerd.log)"
-	fi
+	tail -30 "$LOGS/dockerd.log" >&2
+	die "$1 $NAME: dockerd $why on $DOCKER_SOCK (log $LOGS/dockerd.log)"
 }
 
 # ---------------------------------------------------------------- restart
@@ -487,7 +558,7 @@ cmd_restart() {
 	require_up
 	local role pid start
 	while read -r role pid start; do
-		if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 30; fi
+		if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 60; fi
 	done <"$STATE/pids"
 	# Forget the dead dockerd, keep every other role.
 	grep -v '^dockerd ' "$STATE/pids" >"$STATE/pids.new" || true
@@ -528,35 +599,34 @@ cmd_layout() {
 		'for p in 7000 7001 7002; do /bin/busybox httpd -p $p -h /www; done; exec /bin/busybox httpd -f -p 80 -h /www'
 	ensure_container app --network appnet -p 8081:80 bb:local $HTTPD
 	ensure_container back --network backnet bb:local $HTTPD
-	local i
-	for ((i = 0; i < WAIT_SECS; i++)); do
-		if probe_all >/dev/null 2>&1; then
-			log "layout $NAME: all published ports answer"
-			[[ -n $BREAK ]] || take_snapshot
-			return 0
-		fi
-		sleep 1
-	done
+	if wait_for "layout: all published ports answer as on a healthy host" "$WAIT_SECS" probe_all; then
+		[[ -n $BREAK ]] || take_snapshot
+		return 0
+	fi
 	probe_all >&2 || true
 	die "layout $NAME: published ports did not all answer within ${WAIT_SECS}s"
 }
 
 # ---------------------------------------------------------------- probe
 
-# http_get WHERE URL: exit 0 if an HTTP GET answers within 3 s. WHERE is host|client.
+# http_get WHERE URL [SECS]: exit 0 if an HTTP GET connects within SECS (default PROBE_SECS) and
+# answers within twice that. WHERE is host|client. A dead port costs the connect timeout; a live
+# one answers in milliseconds even on a busy machine, the margin is for forks that wait for a CPU.
 http_get() {
-	local where=$1 url=$2 runner=in_client
+	local where=$1 url=$2 secs=${3:-$PROBE_SECS} runner=in_client
 	if [[ $where == host ]]; then runner=in_host; fi
 	if command -v curl >/dev/null; then
-		$runner timeout 5 curl -fsS -o /dev/null --connect-timeout 2 --max-time 3 "$url"
+		$runner timeout $((secs * 2 + 5)) curl -fsS -o /dev/null --connect-timeout "$secs" --max-time $((secs * 2)) "$url"
 	else
-		$runner timeout 5 busybox wget -q -O /dev/null -T 3 "$url"
+		$runner timeout $((secs * 2 + 5)) busybox wget -q -O /dev/null -T $((secs * 2)) "$url"
 	fi
 }
 
 # probe_all: prints "port=P answered=yes|no from=client|host url=U expect=yes|no" per port,
 # returns 1 if a port that should answer did not. "expect" is what a healthy host does.
-# The checks run concurrently (a broken port costs a 2 s connect timeout each).
+# The checks run concurrently (a broken port costs a PROBE_SECS connect timeout each). A port
+# that must not answer (9090 from the client, dropped) is given 2 s: that wait is paid on every
+# probe, and an answer that comes later still is no proof of a healthy host either way.
 probe_all() {
 	local rc=0 i tmp
 	local -a checks=(
@@ -574,7 +644,9 @@ probe_all() {
 	for i in "${!checks[@]}"; do
 		(
 			read -r port from url expect <<<"${checks[$i]}"
-			if http_get "$from" "$url" 2>/dev/null; then ans=yes; else ans=no; fi
+			secs=$PROBE_SECS
+			[[ $expect == no ]] && secs=2
+			if http_get "$from" "$url" "$secs" 2>/dev/null; then ans=yes; else ans=no; fi
 			echo "port=$port answered=$ans from=$from url=$url expect=$expect" >"$tmp/$i"
 		) &
 		pids+=($!)
@@ -599,6 +671,18 @@ cmd_probe() {
 
 # ---------------------------------------------------------------- capture
 
+# counters_now: the host's rules with their packet counters: both families of both iptables
+# backends (the capture keeps them all; the host's own IPv6 neighbour discovery and MLD
+# packets count in ip6tables OUTPUT) and native nftables.
+counters_now() {
+	local b
+	for b in nft legacy; do
+		in_host "iptables-$b-save" -c 2>/dev/null | grep -v '^#' || true
+		in_host "ip6tables-$b-save" -c 2>/dev/null | grep -v '^#' || true
+	done
+	in_host nft list ruleset 2>/dev/null || true
+}
+
 cmd_capture() {
 	need_root
 	set_host "$1"
@@ -614,12 +698,14 @@ cmd_capture() {
 	# Why: a probe that timed out leaves connections closing for about a second (with the proxy
 	# off, dockerd's port-reserving listener accepts but never answers; seen on 26.1 after
 	# firewall-reload); their last packets would bump the counters between the dumps below
-	# and bundle.json. Wait (up to 5 s) until two dumps a half second apart agree.
-	local prev cur
-	prev=$(in_host iptables-save -c | grep -v '^#')
-	for ((i = 0; i < 10; i++)); do
+	# and bundle.json. Wait (up to 5 s: a settling wait, not a condition that must come) until
+	# two dumps a half second apart agree.
+	local prev cur t0
+	prev=$(counters_now)
+	t0=$(now_ms)
+	while (($(now_ms) - t0 < 5000)); do
 		sleep 0.5
-		cur=$(in_host iptables-save -c | grep -v '^#')
+		cur=$(counters_now)
 		[[ $cur == "$prev" ]] && break
 		prev=$cur
 	done
@@ -637,6 +723,12 @@ cmd_capture() {
 		in_host "iptables-$b-save" -c >"$out/iptables-save.$b.txt"
 		in_host "ip6tables-$b-save" -c >"$out/ip6tables-save.$b.txt"
 	done
+	# The whole nftables ruleset, text and JSON: Docker 29's own tables with the nftables
+	# firewall backend (ip/ip6 docker-bridges), a user's tables, and what iptables-nft made.
+	# stderr kept when not empty (nft warns about rules of iptables-nft it cannot print).
+	in_host nft list ruleset >"$out/nft-ruleset.txt" 2>"$out/nft-ruleset.stderr.txt"
+	in_host nft -j list ruleset >"$out/nft-ruleset.json" 2>>"$out/nft-ruleset.stderr.txt"
+	if [[ ! -s $out/nft-ruleset.stderr.txt ]]; then rm -f "$out/nft-ruleset.stderr.txt"; fi
 	capture_bundle "$out"
 	in_view iptables -w -t nat -L -v -n >"$out/nat.list.txt"
 	in_view iptables -w -t filter -L -v -n >"$out/filter.list.txt"
@@ -658,7 +750,12 @@ cmd_capture() {
 	local sv state=${BREAK:-healthy}
 	sv=$(dk version --format '{{.Server.Version}}')
 	local cmdline=${PROVENANCE_CMD:-"e2e/testbed/dockerhost.sh capture $NAME $2"}
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY state=${state// /+} daemon_backend=$DAEMON_BACKEND host_iptables=$HOST_BACKEND ($(in_view iptables --version)) made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY $cmdline" >"$out/PROVENANCE"
+	local fw="" made="DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY"
+	if [[ $DOCKER == 29 ]]; then
+		fw=" firewall-backend=$FIREWALL"
+		made="$made FIREWALL=$FIREWALL"
+	fi
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version))$fw userland-proxy=$PROXY state=${state// /+} daemon_backend=$DAEMON_BACKEND host_iptables=$HOST_BACKEND ($(in_view iptables --version)) made by: $made $cmdline" >"$out/PROVENANCE"
 	log "capture $NAME: wrote $out"
 }
 
@@ -721,15 +818,42 @@ normalize() {
 		END { flush() }' | sort -s -t "$(printf '\t')" -k1,1
 }
 
+# xt_table FAMILY NAME: 0 if the nftables table is one that iptables-nft (or arptables-nft,
+# ebtables-nft) owns; those are saved and restored with iptables-nft-save/-restore.
+xt_table() {
+	case "$1 $2" in
+	"ip filter" | "ip nat" | "ip mangle" | "ip raw" | "ip security") return 0 ;;
+	"ip6 filter" | "ip6 nat" | "ip6 mangle" | "ip6 raw" | "ip6 security") return 0 ;;
+	"arp filter" | "bridge filter" | "bridge nat" | "bridge broute") return 0 ;;
+	esac
+	return 1
+}
+
+# native_tables: "FAMILY NAME" per line of each nftables table of the host that iptables-nft does
+# not own: Docker 29's docker-bridges (nftables firewall backend), a user's tables.
+native_tables() {
+	local fam name
+	in_host nft list tables 2>/dev/null | awk '$1 == "table" {print $2, $3}' | while read -r fam name; do
+		xt_table "$fam" "$name" || echo "$fam $name"
+	done
+}
+
+# nft_table_text FAMILY NAME: the table as nft prints it without counter values ("counter"
+# stays): what a snapshot keeps and a heal compares.
+nft_table_text() { in_host nft -s list table "$1" "$2"; }
+
 take_snapshot() {
-	local fam b tmp=$SNAP.new
+	local fam b tmp=$SNAP.new name
 	rm -rf "$tmp"
-	mkdir -p "$tmp"
+	mkdir -p "$tmp/nft"
 	for fam in v4 v6; do
 		for b in nft legacy; do
 			in_host "$(save_tool "$fam" "$b")" >"$tmp/$fam.$b"
 		done
 	done
+	while read -r fam name; do
+		[[ -n $fam ]] && nft_table_text "$fam" "$name" >"$tmp/nft/$fam.$name"
+	done < <(native_tables)
 	in_host sysctl -n net.ipv4.ip_forward >"$tmp/ip_forward"
 	in_host sysctl -n net.ipv6.conf.all.forwarding >"$tmp/ip6_forward" 2>/dev/null || true
 	rm -rf "$SNAP"
@@ -770,9 +894,13 @@ delete_jumps() {
 KINDS="nat-docker-flushed nat-docker-deleted prerouting-jump-deleted ip-forward-off stale-dnat firewall-reload backend-split legacy-leftovers
 user-jump-deleted forward-jump-deleted filter-docker-flushed masquerade-deleted port-accept-deleted raw-endpoint-deleted
 docker-user-deleted forward-drop-inserted forward-reject-bridge docker-user-port-drop reload-policy-drop raw-flushed
-proxy-killed isolation-flushed nat-return-deleted bridge-down veth-detached
+proxy-killed isolation-flushed internal-flushed nat-return-deleted bridge-down veth-detached
 br-netfilter-off route-localnet-off hairpin-off dnat-repointed saved-rules-restored"
-KINDS=$(echo $KINDS)
+# Docker 29's nftables firewall backend (ip-forward-off applies to it too).
+NFT_KINDS="nft-table-deleted nft-bridge-chain-flushed nft-vmap-element-deleted nft-dnat-deleted nft-masq-flushed
+nft-user-table-drop nft-iptables-forward-drop"
+NFT_KINDS=$(echo $NFT_KINDS)
+KINDS="$(echo $KINDS) $NFT_KINDS"
 
 # web_ip: the address of container web on docker0.
 web_ip() { dk container inspect -f '{{.NetworkSettings.Networks.bridge.IPAddress}}' web; }
@@ -804,6 +932,20 @@ cmd_break() {
 	local kind=${2:-}
 	require_up
 	[[ " $KINDS " == *" $kind "* ]] || die "break: unknown KIND '$kind' (known: $KINDS)"
+	if [[ $FIREWALL == nftables && " $NFT_KINDS ip-forward-off " != *" $kind "* ]]; then
+		die "break $NAME: $kind needs Docker's iptables firewall backend; this host runs the nftables one (its kinds: $NFT_KINDS ip-forward-off)"
+	fi
+	if [[ $FIREWALL != nftables && " $NFT_KINDS " == *" $kind "* ]]; then
+		die "break $NAME: $kind needs Docker 29's nftables firewall backend (FIREWALL=nftables)"
+	fi
+	# Kinds that break a rule one era does not write fail here with the reason, not later with
+	# iptables' "No chain/target/match by that name".
+	case "$DOCKER $kind" in
+	"29 isolation-flushed") die "break $NAME: Docker 29 writes no DOCKER-ISOLATION chains (internal-flushed is 29's analogue)" ;;
+	"29 nat-return-deleted") die "break $NAME: Docker 29 writes no nat DOCKER -i BRIDGE -j RETURN" ;;
+	"29 internal-flushed") ;;
+	*" internal-flushed") die "break $NAME: only Docker 29 writes DOCKER-INTERNAL" ;;
+	esac
 	[[ -d $SNAP ]] || take_snapshot
 	local host_backend=$HOST_BACKEND fam t line
 	case $kind in
@@ -895,6 +1037,9 @@ cmd_break() {
 	isolation-flushed)
 		in_host iptables -w -F DOCKER-ISOLATION-STAGE-2
 		;;
+	internal-flushed)
+		in_host iptables -w -F DOCKER-INTERNAL
+		;;
 	nat-return-deleted)
 		in_host iptables -w -t nat -D DOCKER -i docker0 -j RETURN
 		;;
@@ -943,6 +1088,48 @@ cmd_break() {
 		done
 		((n > 0)) || die "break $NAME proxy-killed: no docker-proxy for 8080 (userland-proxy off?)"
 		;;
+	nft-table-deleted)
+		in_host nft delete table ip docker-bridges
+		;;
+	nft-bridge-chain-flushed)
+		# docker0's filter chain for traffic into the bridge: the per-port accepts, ICC and the
+		# final "UNPUBLISHED PORT DROP" go; with the chain empty, the hook's accept policy lets
+		# everything reach the containers (ports answer, protection gone).
+		in_host nft flush chain ip docker-bridges filter-forward-in__docker0
+		;;
+	nft-vmap-element-deleted)
+		# filter-FORWARD no longer jumps to docker0's in-chain: the same loss of protection as
+		# a flushed chain, with the chain itself intact.
+		in_host nft delete element ip docker-bridges filter-forward-in-jumps '{ "docker0" }'
+		;;
+	nft-dnat-deleted)
+		local handle
+		handle=$(in_host nft -a list chain ip docker-bridges nat-prerouting-and-output |
+			awk '/tcp dport 8080 / && /dnat to/ && /# handle / {print $NF; exit}')
+		[[ -n $handle ]] || die "break $NAME nft-dnat-deleted: no DNAT rule for 8080 in nat-prerouting-and-output"
+		in_host nft delete rule ip docker-bridges nat-prerouting-and-output handle "$handle"
+		;;
+	nft-masq-flushed)
+		in_host nft flush chain ip docker-bridges nat-postrouting-out__docker0
+		;;
+	nft-user-table-drop)
+		# A user's own firewall closes published port 8080 the nftables way: by the original
+		# destination port (after DNAT the packet's own is the container's 80), in a base chain
+		# before Docker's (priority filter - 1). Deliberate: never Docker's to repair.
+		in_host nft -f - <<-'EOF'
+			table inet myfw {
+				chain forward {
+					type filter hook forward priority filter - 1; policy accept;
+					meta l4proto tcp ct original proto-dst 8080 counter drop
+				}
+			}
+		EOF
+		;;
+	nft-iptables-forward-drop)
+		# What an earlier iptables-mode Docker leaves behind (docker-facts.md §4.15): its
+		# FORWARD DROP policy in iptables-nft's table ip filter, a second forward hook.
+		in_host iptables-nft -w -P FORWARD DROP
+		;;
 	legacy-leftovers)
 		local other
 		other=$(other_backend)
@@ -984,12 +1171,50 @@ heal_backend() {
 	if [[ -s $snapf ]]; then in_host "$tool-restore" -w <"$snapf"; fi
 }
 
+# heal_nft: puts back the snapshot's native nftables tables, each replaced whole, and deletes
+# those it does not have (a user's table a break added), in one nft transaction. Docker 29
+# keeps its own model of docker-bridges and rewrites whole chains from it (it never deletes a
+# rule by handle), so a table put back as it was stays in step with the daemon.
+heal_nft() {
+	local fam name f script
+	script=$(mktemp "${TMPDIR:-/tmp}/dockerhost-heal.XXXXXX")
+	while read -r fam name; do
+		[[ -n $fam && ! -f $SNAP/nft/$fam.$name ]] && echo "delete table $fam $name" >>"$script"
+	done < <(native_tables)
+	for f in "$SNAP"/nft/*; do
+		[[ -f $f ]] || continue
+		name=${f##*/}
+		fam=${name%%.*} name=${name#*.}
+		# Declared first so that the delete cannot fail when a break deleted the table.
+		printf 'table %s %s {}\ndelete table %s %s\n' "$fam" "$name" "$fam" "$name" >>"$script"
+		cat "$f" >>"$script"
+	done
+	local rc=0
+	if [[ -s $script ]]; then in_host nft -f "$script" || rc=$?; fi
+	rm -f "$script"
+	return $rc
+}
+
+# nft_matches_snapshot: 0 if the native nftables tables equal the snapshot's (modulo counters).
+nft_matches_snapshot() {
+	local fam name f bad=0
+	diff -u <(ls "$SNAP/nft" 2>/dev/null | sort) <(native_tables | tr ' ' . | sort) >&2 || bad=1
+	for f in "$SNAP"/nft/*; do
+		[[ -f $f ]] || continue
+		name=${f##*/}
+		fam=${name%%.*} name=${name#*.}
+		diff -u "$f" <(nft_table_text "$fam" "$name" 2>&1) >&2 || bad=1
+	done
+	return $bad
+}
+
 cmd_heal() {
 	need_root
 	set_host "${1:-}"
 	require_up
 	[[ -d $SNAP ]] || die "heal $NAME: no snapshot in $SNAP"
 	local fam b v
+	heal_nft || die "heal $NAME: nft could not put back the snapshot's nftables tables"
 	for fam in v4 v6; do
 		for b in nft legacy; do heal_backend "$fam" "$b"; done
 	done
@@ -1026,18 +1251,18 @@ cmd_heal() {
 			fi
 		done
 	done
+	if ! nft_matches_snapshot; then
+		log "heal $NAME: native nftables tables differ from the snapshot"
+		bad=1
+	fi
 	((bad == 0)) || die "heal $NAME: rules not restored"
 	# ... and the ports answer again.
-	local i
-	for ((i = 0; i < 10; i++)); do
-		if probe_all >/dev/null 2>&1; then
-			log "heal $NAME: healed${was:+ from $was}; rules equal the snapshot, all ports answer"
-			return 0
-		fi
-		sleep 1
-	done
+	if wait_for "heal: all ports answer as on a healthy host" "$WAIT_SECS" probe_all; then
+		log "heal $NAME: healed${was:+ from $was}; rules equal the snapshot, all ports answer"
+		return 0
+	fi
 	probe_all >&2 || true
-	die "heal $NAME: rules restored but the probe still fails"
+	die "heal $NAME: rules restored but the probe still fails after ${WAIT_SECS}s"
 }
 
 # ---------------------------------------------------------------- admin-rules
@@ -1066,7 +1291,7 @@ proxies() {
 		[[ $role == dockerd && $(pid_start "$pid") == "$start" ]] || continue
 		for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
 			[[ $(cat "/proc/$c/comm" 2>/dev/null) == docker-proxy ]] || continue
-			tr '\0' ' ' <"/proc/$c/cmdline" | sed "s|$SID_DIR/bin/||; s|$TRIXIE_DIR/bin/||; s| \$||"
+			tr '\0' ' ' <"/proc/$c/cmdline" | sed "s|$SID_DIR/bin/||; s|$TRIXIE_DIR/bin/||; s|$D29_DIR/bin/||; s| \$||"
 			echo
 		done | sort
 	done <"$STATE/pids"
@@ -1074,21 +1299,19 @@ proxies() {
 
 # ---------------------------------------------------------------- down
 
-# stop_pid PID START [SECS]: TERM, wait, KILL — only if PID still is the process we started.
+# gone PID START: 0 once PID is no longer the process that started at START.
+gone() { [[ $(pid_start "$1") != "$2" ]]; }
+
+# stop_pid PID START [SECS]: TERM, wait (SECS of wall clock), KILL — only if PID still is the
+# process we started.
 stop_pid() {
-	local pid=$1 start=$2 secs=${3:-20} i
+	local pid=$1 start=$2 secs=${3:-20}
 	[[ -n $start && $(pid_start "$pid") == "$start" ]] || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < secs * 10; i++)); do
-		[[ $(pid_start "$pid") == "$start" ]] || return 0
-		sleep 0.1
-	done
+	wait_for "stop: pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) exited on SIGTERM" "$secs" gone "$pid" "$start" && return 0
 	log "down $NAME: pid $pid ignored SIGTERM for ${secs}s, sending SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		[[ $(pid_start "$pid") == "$start" ]] || return 0
-		sleep 0.1
-	done
+	wait_for "stop: pid $pid exited on SIGKILL" 10 gone "$pid" "$start" || true
 }
 
 # host_cgroup_dirs: this host's cgroup folders (cgroup v1 hierarchies and v2), deepest first.
@@ -1143,7 +1366,7 @@ cmd_down() {
 	if [[ -f $STATE/pids ]]; then
 		# dockerd first (it stops containers and docker-proxy), then containerd.
 		while read -r role pid start; do
-			if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 30; fi
+			if [[ $role == dockerd ]]; then stop_pid "$pid" "$start" 60; fi
 		done <"$STATE/pids"
 		extra=$(printf '%s\n%s\n' "$extra" "$(owned_pids)" | sort -u)
 		while read -r pid start; do
@@ -1197,6 +1420,7 @@ main() {
 	case $cmd in
 	fetch-sid) cmd_fetch_sid "$@" ;;
 	fetch-trixie) cmd_fetch_trixie "$@" ;;
+	build-29) cmd_build_29 "$@" ;;
 	up) cmd_up "$@" ;;
 	layout) cmd_layout "$@" ;;
 	probe) cmd_probe "$@" ;;
