@@ -46,6 +46,14 @@ var wantIDs = map[string][]string{
 // 28.5 also lost its raw DROPs (raw-drop-missing).
 var wantIDsByVersion = map[string]map[string][]string{
 	"docker-28.5": {"firewall-reload": {"docker-chain-missing", "masquerade-missing", "raw-drop-missing"}},
+	"docker-29":   {"firewall-reload": {"docker-chain-missing", "masquerade-missing", "raw-drop-missing"}},
+}
+
+// withProxyOnByVersion overrides wantWithProxyOn for one Docker version.
+// Why: Docker 29 writes no nat "DOCKER -i BRIDGE -j RETURN" (docker-facts
+// §2.4), so flushing nat DOCKER takes only the DNATs.
+var withProxyOnByVersion = map[string]map[string][]string{
+	"docker-29": {"nat-docker-flushed": {"proxy-fallback"}},
 }
 
 // wantWithProxyOn are the IDs a broken state adds with userland-proxy on:
@@ -86,7 +94,13 @@ func TestBrokenFixturesGiveExpectedFindings(t *testing.T) {
 				t.Fatalf("no expected findings written for state %q", b.state)
 			}
 			if strings.Contains(b.dir, "-proxy-on-") {
-				want = append(slices.Clone(want), wantWithProxyOn[b.state]...)
+				add := wantWithProxyOn[b.state]
+				for prefix, m := range withProxyOnByVersion {
+					if w, has := m[b.state]; has && strings.HasPrefix(b.dir, prefix+"-") {
+						add = w
+					}
+				}
+				want = append(slices.Clone(want), add...)
 				sort.Strings(want)
 			} else {
 				want = append(slices.Clone(want), wantWithProxyOff[b.state]...)

@@ -46,8 +46,15 @@ type bundleFixture struct {
 	snap       *snapshot.Snapshot
 }
 
-// bundles returns the bundle fixtures, listed by fixtures/index.tsv when
-// it exists, else found by glob. The state is the part of the folder name
+// nftablesFixture reports whether a fixture folder is of Docker 29's
+// nftables firewall backend. Its rules are native nftables tables, which
+// diagnose does not model yet (issue 14): bundles leaves those folders out
+// of the iptables tests, and TestNftablesBackendBundlesSayNotInspected pins
+// what doctor says of them today.
+func nftablesFixture(dir string) bool { return strings.Contains(dir, "-nftables-") }
+
+// bundles returns the bundle fixtures of the iptables backends, listed by
+// fixtures/index.tsv when it exists, else found by glob. The state is the part of the folder name
 // after "-proxy-on-" / "-proxy-off-" ("healthy", "stale-dnat", ...).
 func bundles(t *testing.T) []bundleFixture {
 	t.Helper()
@@ -58,11 +65,14 @@ func bundles(t *testing.T) []bundleFixture {
 		if err != nil {
 			t.Fatal(err)
 		}
+		dir := filepath.Base(filepath.Dir(f))
+		if nftablesFixture(dir) {
+			continue
+		}
 		s, err := snapshot.Load(data)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		dir := filepath.Base(filepath.Dir(f))
 		state := dir
 		for _, sep := range []string{"-proxy-on-", "-proxy-off-"} {
 			if i := strings.Index(dir, sep); i >= 0 {

@@ -83,8 +83,11 @@ func TestInferWithoutTheDockerAPI(t *testing.T) {
 					t.Errorf("healthy host: got %v, want only docker-unreachable", got)
 				}
 				want := string(EraClassic)
-				if strings.HasPrefix(b.dir, "docker-28") {
+				switch {
+				case strings.HasPrefix(b.dir, "docker-28"):
 					want = string(Era28)
+				case strings.HasPrefix(b.dir, "docker-29"):
+					want = string(Era29)
 				}
 				if r.Host.Layout != want {
 					t.Errorf("layout %q inferred, want %q", r.Host.Layout, want)

@@ -1,7 +1,9 @@
 package diagnose
 
 import (
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/iptscope/iptscope/snapshot"
@@ -63,4 +65,50 @@ func TestNftablesBackendIsSaidPlainly(t *testing.T) {
 		return
 	}
 	t.Fatal("fixture docker-28.5-nft-proxy-on-healthy not found")
+}
+
+// TestNftablesBackendBundlesSayNotInspected pins what doctor says today of
+// every real Docker 29 nftables-backend capture (issue 14 models those
+// tables): the nftables-backend info, a partial report, no port judged but
+// the loopback ones, never an iptables finding: Docker wrote no iptables
+// rule, so none can be missing. ip-forward-off is the one host-level
+// problem it sees.
+func TestNftablesBackendBundlesSayNotInspected(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(fixtureDir, "docker-29-nftables-*"))
+	if len(dirs) == 0 {
+		t.Fatal("no docker-29-nftables-* fixtures")
+	}
+	for _, d := range dirs {
+		t.Run(filepath.Base(d), func(t *testing.T) {
+			s := loadBundle(t, filepath.Base(d))
+			r := NewReport(s, ReportOptions{})
+			if !r.Partial || r.Status == StatusOK {
+				t.Errorf("partial %v, status %s", r.Partial, r.Status)
+			}
+			ids := map[string]bool{}
+			for _, f := range r.Findings {
+				if f.ID != "proxy-overhead" { // docker-proxy's count, with the proxy on
+					ids[f.ID] = true
+				}
+			}
+			if !ids["nftables-backend"] {
+				t.Errorf("no nftables-backend finding: %v", ids)
+			}
+			want := 1
+			if strings.HasSuffix(d, "-ip-forward-off") {
+				want = 2
+				if !ids["ip-forward-disabled"] {
+					t.Errorf("ip-forward-disabled not reported: %v", ids)
+				}
+			}
+			if len(ids) != want {
+				t.Errorf("findings %v, want only what the host shows", ids)
+			}
+			for _, p := range r.Ports {
+				if p.Path != PathUnknown && p.Path != PathLocalOnly {
+					t.Errorf("port %s judged %s on tables iptscope does not read", p.HostAddr(), p.Path)
+				}
+			}
+		})
+	}
 }

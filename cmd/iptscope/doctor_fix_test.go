@@ -24,13 +24,18 @@ func TestDoctorFixDryRunGolden(t *testing.T) {
 		state := fixtureState(name)
 		t.Run(name+" is planned, not applied", func(t *testing.T) {
 			out, errOut, code := iptscope(t, "", "doctor", "--fix", "--dry-run", "--from", bundle)
-			// Exit 0 when there is a plan or nothing at all to do; 1 when
-			// nothing can be repaired but findings remain (backend-split).
-			if code != exitOK && code != exitProblems {
+			// Exit as doctor does: 0 when there is nothing to do, 1 while
+			// the host needs a repair or findings remain; 2 for a partial
+			// check (Docker 29's nftables backend, not read yet).
+			if code != exitOK && code != exitProblems && !(code == exitUnknown && strings.Contains(name, "-nftables-")) {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
 			golden(t, filepath.Join("fix", name+".txt"), "exit "+itoa(code)+"\n"+out)
 			switch {
+			case strings.Contains(name, "-nftables-"):
+				if !strings.Contains(out, "nothing to repair") && !strings.Contains(out, "ip_forward") {
+					t.Errorf("nftables backend: want nothing planned but ip_forward:\n%s", out)
+				}
 			case state == "healthy":
 				if !strings.Contains(out, "nothing to repair") || code != exitOK {
 					t.Errorf("healthy host: want \"nothing to repair\" and exit 0, got exit %d:\n%s", code, out)

@@ -75,6 +75,18 @@ func TestDoctorGolden(t *testing.T) {
 					got = append(got, f.ID)
 				}
 			}
+			if strings.Contains(dir, "-nftables-") {
+				// Docker 29's nftables backend: its tables are not read
+				// yet (issue 14); doctor says so and claims nothing.
+				want := exitUnknown
+				if state == "ip-forward-off" {
+					want = exitProblems
+				}
+				if code != want || !r.Partial || !slices.ContainsFunc(r.Findings, func(f diagnose.Finding) bool { return f.ID == "nftables-backend" }) {
+					t.Errorf("nftables backend: exit %d (want %d), partial %v, findings %v: %s", code, want, r.Partial, got, errOut)
+				}
+				return
+			}
 			if state == "healthy" {
 				if code != exitOK || r.Status != diagnose.StatusOK || len(got) > 0 {
 					t.Errorf("healthy host: exit %d, status %s, findings %v: %s", code, r.Status, got, errOut)
