@@ -75,6 +75,7 @@ shapes_list() {
 		custom    bridge name shbr0 and MTU 1400, -p 8602:80
 		snat      host_ipv4 (SNAT to the host's address instead of MASQUERADE), -p 8603:80
 		many      12 containers on one network, -p 9400-9411 -> 80
+		inticc    an --internal, enable_icc=false network with two containers
 	EOF
 	if [[ $BACKEND == legacy ]]; then
 		echo "v6        dual-stack network (--ipv6): -p 8700:80 (one IPv6 port: see legacy6_note)"
@@ -88,6 +89,11 @@ shapes_list() {
 	fi
 	if ((m < 27)); then
 		echo "routedign gateway_mode_ipv4=routed, ignored by this version: -p 8900:80"
+	fi
+	if ((m >= 28)); then
+		echo "routed    gateway_mode_ipv4=routed: -p 8910:80 (no DNAT; [::] through docker-proxy)"
+		echo "unprot    gateway_mode_ipv4=nat-unprotected: -p 8911:80"
+		echo "trusted   trusted_host_interfaces=tbhost0: -p 8912:80"
 	fi
 }
 
@@ -204,6 +210,23 @@ make_shape() {
 		net shrouted -o com.docker.network.bridge.gateway_mode_ipv4=routed
 		run routedign --network shrouted -p 8900:80 "${HTTPD_ARGS[@]}"
 		;;
+	inticc)
+		net shinticc --internal -o com.docker.network.bridge.enable_icc=false
+		run inticc --network shinticc "${HTTPD_ARGS[@]}"
+		run inticc2 --network shinticc "${SLEEP_ARGS[@]}"
+		;;
+	routed)
+		net shrouted4 -o com.docker.network.bridge.gateway_mode_ipv4=routed
+		run routed --network shrouted4 -p 8910:80 "${HTTPD_ARGS[@]}"
+		;;
+	unprot)
+		net shunprot -o com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected
+		run unprot --network shunprot -p 8911:80 "${HTTPD_ARGS[@]}"
+		;;
+	trusted)
+		net shtrusted -o com.docker.network.bridge.trusted_host_interfaces=tbhost0
+		run trusted --network shtrusted -p 8912:80 "${HTTPD_ARGS[@]}"
+		;;
 	many)
 		net shmany
 		local i
@@ -264,6 +287,9 @@ checks_of() {
 			;;
 		v6only) [[ $BACKEND == legacy ]] || echo "v6only:[::]:8702 client http://[$HOST6]:8702/" ;;
 		routedign) echo "routedign:8900 client http://$hip:8900/" ;;
+		routed) [[ $PROXY == off ]] || echo "routed:[::]:8910 client http://[$HOST6]:8910/" ;;
+		unprot) echo "unprot:8911 client http://$hip:8911/" ;;
+		trusted) echo "trusted:8912 client http://$hip:8912/" ;;
 		many) for ((p = 9400; p < 9412; p++)); do echo "many:$p client http://$hip:$p/"; done ;;
 		esac
 	done
