@@ -23,6 +23,8 @@
 #   ipv6-only         28+: network --ipv6 --ipv4=false, container -p 8702:80
 #   routed-ignored    <27: network -o com.docker.network.bridge.gateway_mode_ipv4=routed (the
 #                     daemon ignores the option and NATs the network), container -p 8900:80
+#   gateway-modes     28+: the shapes routed, unprot and trusted (not a case of issue 10: what
+#                     28's other gateway modes and options write, as unit-test data)
 #
 # Env: as dockerhost.sh (TESTBED_ROOT, ...); IPTSCOPE_BIN for capture (as dockerhost.sh).
 #
@@ -368,6 +370,7 @@ case_shapes() {
 	two-host-addrs) echo haddr ;;
 	ipv6-only) (($(major_of) >= 28)) || shapes_die "ipv6-only needs Docker 28+"; echo v6only ;;
 	routed-ignored) (($(major_of) < 27)) || shapes_die "routed-ignored needs Docker < 27"; echo routedign ;;
+	gateway-modes) (($(major_of) >= 28)) || shapes_die "gateway-modes needs Docker 28+"; echo routed unprot trusted ;;
 	*) shapes_die "unknown case '$1'" ;;
 	esac
 }
@@ -415,6 +418,7 @@ FIXTURES=(
 	"ipv6-only 28.5 nft off"
 	"routed-ignored 20.10 nft on"
 	"routed-ignored 26.1 nft on"
+	"gateway-modes 28.5 nft on"
 )
 
 # cmd_shapes_fixtures FIXTURESDIR: one throw-away host per FIXTURES line (live-restore off,
@@ -428,6 +432,10 @@ cmd_shapes_fixtures() {
 	for line in "${FIXTURES[@]}"; do
 		read -r c d b p <<<"$line"
 		dir=$root/healthy-shapes-$c/docker-$d-$b-proxy-$p
+		if [[ -e $dir ]]; then
+			shapes_log "fixtures: $dir exists, kept (delete it to capture it again)"
+			continue
+		fi
 		local extra=""
 		if [[ $d == 20.10 || $d == 26.1 ]]; then extra='"experimental": true, "ip6tables": true'; fi
 		DOCKER=$d BACKEND=$b PROXY=$p DAEMON_EXTRA=$extra bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" up "$host" >&2
