@@ -565,7 +565,10 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 			bns = append(bns, bn)
 		}
 		for _, pb := range c.Ports {
-			if pb.HostPort == 0 {
+			if pb.HostPort == 0 && !slices.ContainsFunc(bns, func(bn *bridgeNet) bool { return bn.gwMode == "routed" }) {
+				// Why the exception: a routed network's bindings have no
+				// host port (Docker zeroes it: nothing to DNAT) but still
+				// get the filter ACCEPT of the container port.
 				continue
 			}
 			hostIP := pb.HostIP
@@ -585,6 +588,9 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 				alt = fmt.Sprintf("%s/%d/%s/%s", c.Name, pb.HostPort, pb.Proto, hostIP)
 			}
 			for k := range eps {
+				if pb.HostPort == 0 && bns[k].gwMode != "routed" {
+					continue
+				}
 				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, hostIP: hostIP, alt: alt, ip: epIP(eps[k], family)})
 			}
 		}
@@ -856,7 +862,23 @@ func expect28(b *builder, nets []*bridgeNet, ports []port) {
 		case "nat-unprotected":
 			b.add(f, ChainDocker, "! -i "+br+" -o "+br+" -j ACCEPT", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1})
 		case "routed":
-			e.Notes = append(e.Notes, fmt.Sprintf("network %s uses gateway mode routed: its extra rules are not modelled", n.net.Name))
+			// Why (iptabler setupNonInternalNetworkRules, setINC with
+			// routed): ICMP is let in, appended before the bridge's DROP;
+			// ≤28 also inserts, at the top of ISOLATION-1, the replies
+			// from the network to whichever network asked and a RETURN
+			// that lets every other network in (29 has no isolation
+			// chains). Port ACCEPTs as for nat (no DNAT, no raw DROP).
+			icmp := "icmp"
+			if e.Family == snapshot.FamilyIPv6 {
+				icmp = "ipv6-icmp" // how ip6tables-save prints -p icmpv6 (real 28.5)
+			}
+			// Both appended: after other networks' DROPs, before its own.
+			b.add(f, ChainDocker, "-o "+br+" -p "+icmp+" -j ACCEPT", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1, Group: br})
+			b.add(f, ChainDocker, "! -i "+br+" -o "+br+" -j DROP", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1, Group: br, Seq: 1})
+			if !is29 {
+				b.add(f, ChainIsolation1, "-i "+br+" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", ExpectedRule{Kind: KindIsolation, Network: n.net.Name, Bridge: br, Group: br, Seq: -2})
+				b.add(f, ChainIsolation1, "-o "+br+" -j RETURN", ExpectedRule{Kind: KindIsolation, Network: n.net.Name, Bridge: br, Group: br, Seq: -1})
+			}
 		default:
 			// Why: per-port ACCEPTs are inserted above the bridge's DROP.
 			b.add(f, ChainDocker, "! -i "+br+" -o "+br+" -j DROP", ExpectedRule{Kind: KindNetworkPath, Network: n.net.Name, Bridge: br, Rank: 1})

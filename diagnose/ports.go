@@ -233,12 +233,17 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 		r.Reason = "bound to " + r.HostIP + ": only the host itself can connect; a path from other machines does not apply"
 		return
 	case err == nil && addr.Is6() && fam != snapshot.FamilyIPv6:
+		// Why: Docker writes no ip6tables rule for a host IPv6 binding of
+		// a container without IPv6 (port_mapping "allow proxying host
+		// IPv6 traffic"): docker-proxy is its only path, by design. Such a
+		// row shows alone when the IPv4 binding has no host port (a routed
+		// IPv4 network) or is not on 0.0.0.0.
 		if px := proxiesFor(env.proxies(), pb); len(px) > 0 {
 			r.Path = PathProxyOnly
-			r.Reason = fmt.Sprintf("IPv6 binding: docker-proxy pid %d serves it (IPv6 NAT rules are not inspected yet)", px[0].PID)
+			r.Reason = fmt.Sprintf("IPv6 binding of a container without IPv6: docker-proxy pid %d serves it, Docker's only path for it (no ip6tables rule by design)", px[0].PID)
 			return
 		}
-		r.Path, r.Reason = PathUnknown, "IPv6 binding: IPv6 NAT rules are not inspected yet"
+		r.Path, r.Reason = PathUnknown, "IPv6 binding of a container without IPv6: only docker-proxy could serve it, and none listens"
 		return
 	}
 	if !ok {
@@ -471,13 +476,22 @@ func userDropOf(s *snapshot.Snapshot, a analysis, dnat ExpectedRule) *parse.Rule
 	return nil
 }
 
-// admittedBy names what admits the port's packets in filter.
+// admittedBy names what admits the port's packets in filter: the port's
+// ACCEPT, else (gateway mode nat-unprotected, which has none) the
+// network's "! -i BR -o BR -j ACCEPT" in filter DOCKER.
 func admittedBy(a analysis, dnat ExpectedRule) string {
 	need, _ := pathRules(a, dnat)
 	for _, er := range need {
 		if er.Kind == KindPortAccept {
 			if got := foundAny(a, er); got != nil {
 				return fmt.Sprintf(" (rule %d of filter DOCKER)", got.Position)
+			}
+		}
+	}
+	for _, er := range need {
+		if er.Kind == KindNetworkPath && er.Rule.Chain == ChainDocker && er.Rule.Target == parse.TargetAccept {
+			if got := foundAny(a, er); got != nil {
+				return fmt.Sprintf(" (rule %d of filter DOCKER, the network's: gateway mode nat-unprotected)", got.Position)
 			}
 		}
 	}

@@ -23,6 +23,8 @@
 #   ipv6-only         28+: network --ipv6 --ipv4=false, container -p 8702:80
 #   routed-ignored    <27: network -o com.docker.network.bridge.gateway_mode_ipv4=routed (the
 #                     daemon ignores the option and NATs the network), container -p 8900:80
+#   gateway-modes     28+: the shapes routed, unprot and trusted (not a case of issue 10: what
+#                     28's other gateway modes and options write, as unit-test data)
 #
 # Env: as dockerhost.sh (TESTBED_ROOT, ...); IPTSCOPE_BIN for capture (as dockerhost.sh).
 #
@@ -75,6 +77,7 @@ shapes_list() {
 		custom    bridge name shbr0 and MTU 1400, -p 8602:80
 		snat      host_ipv4 (SNAT to the host's address instead of MASQUERADE), -p 8603:80
 		many      12 containers on one network, -p 9400-9411 -> 80
+		inticc    an --internal, enable_icc=false network with two containers
 	EOF
 	if [[ $BACKEND == legacy ]]; then
 		echo "v6        dual-stack network (--ipv6): -p 8700:80 (one IPv6 port: see legacy6_note)"
@@ -88,6 +91,11 @@ shapes_list() {
 	fi
 	if ((m < 27)); then
 		echo "routedign gateway_mode_ipv4=routed, ignored by this version: -p 8900:80"
+	fi
+	if ((m >= 28)); then
+		echo "routed    gateway_mode_ipv4=routed: -p 8910:80 (no DNAT; [::] through docker-proxy)"
+		echo "unprot    gateway_mode_ipv4=nat-unprotected: -p 8911:80"
+		echo "trusted   trusted_host_interfaces=tbhost0: -p 8912:80"
 	fi
 }
 
@@ -204,6 +212,23 @@ make_shape() {
 		net shrouted -o com.docker.network.bridge.gateway_mode_ipv4=routed
 		run routedign --network shrouted -p 8900:80 "${HTTPD_ARGS[@]}"
 		;;
+	inticc)
+		net shinticc --internal -o com.docker.network.bridge.enable_icc=false
+		run inticc --network shinticc "${HTTPD_ARGS[@]}"
+		run inticc2 --network shinticc "${SLEEP_ARGS[@]}"
+		;;
+	routed)
+		net shrouted4 -o com.docker.network.bridge.gateway_mode_ipv4=routed
+		run routed --network shrouted4 -p 8910:80 "${HTTPD_ARGS[@]}"
+		;;
+	unprot)
+		net shunprot -o com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected
+		run unprot --network shunprot -p 8911:80 "${HTTPD_ARGS[@]}"
+		;;
+	trusted)
+		net shtrusted -o com.docker.network.bridge.trusted_host_interfaces=tbhost0
+		run trusted --network shtrusted -p 8912:80 "${HTTPD_ARGS[@]}"
+		;;
 	many)
 		net shmany
 		local i
@@ -264,6 +289,9 @@ checks_of() {
 			;;
 		v6only) [[ $BACKEND == legacy ]] || echo "v6only:[::]:8702 client http://[$HOST6]:8702/" ;;
 		routedign) echo "routedign:8900 client http://$hip:8900/" ;;
+		routed) [[ $PROXY == off ]] || echo "routed:[::]:8910 client http://[$HOST6]:8910/" ;;
+		unprot) echo "unprot:8911 client http://$hip:8911/" ;;
+		trusted) echo "trusted:8912 client http://$hip:8912/" ;;
 		many) for ((p = 9400; p < 9412; p++)); do echo "many:$p client http://$hip:$p/"; done ;;
 		esac
 	done
@@ -342,6 +370,7 @@ case_shapes() {
 	two-host-addrs) echo haddr ;;
 	ipv6-only) (($(major_of) >= 28)) || shapes_die "ipv6-only needs Docker 28+"; echo v6only ;;
 	routed-ignored) (($(major_of) < 27)) || shapes_die "routed-ignored needs Docker < 27"; echo routedign ;;
+	gateway-modes) (($(major_of) >= 28)) || shapes_die "gateway-modes needs Docker 28+"; echo routed unprot trusted ;;
 	*) shapes_die "unknown case '$1'" ;;
 	esac
 }
@@ -389,6 +418,7 @@ FIXTURES=(
 	"ipv6-only 28.5 nft off"
 	"routed-ignored 20.10 nft on"
 	"routed-ignored 26.1 nft on"
+	"gateway-modes 28.5 nft on"
 )
 
 # cmd_shapes_fixtures FIXTURESDIR: one throw-away host per FIXTURES line (live-restore off,
@@ -402,6 +432,10 @@ cmd_shapes_fixtures() {
 	for line in "${FIXTURES[@]}"; do
 		read -r c d b p <<<"$line"
 		dir=$root/healthy-shapes-$c/docker-$d-$b-proxy-$p
+		if [[ -e $dir ]]; then
+			shapes_log "fixtures: $dir exists, kept (delete it to capture it again)"
+			continue
+		fi
 		local extra=""
 		if [[ $d == 20.10 || $d == 26.1 ]]; then extra='"experimental": true, "ip6tables": true'; fi
 		DOCKER=$d BACKEND=$b PROXY=$p DAEMON_EXTRA=$extra bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" up "$host" >&2
