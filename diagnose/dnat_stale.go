@@ -273,6 +273,10 @@ func dnatStaleFromRules(env *Env, a analysis) []Finding {
 	var out []Finding
 	for _, st := range inf.Stale {
 		r := st.Rule
+		if st.Live == nil {
+			out = append(out, repointedFinding(a, st))
+			continue
+		}
 		f := Finding{
 			ID:       "dnat-stale",
 			Severity: SeverityError,
@@ -318,4 +322,27 @@ func dnatStaleFromRules(env *Env, a analysis) []Finding {
 		})
 	}
 	return out
+}
+
+// repointedFinding is dnat-stale on a raw dump for a DNAT to a port the
+// container's other rules do not publish, while a port they publish has
+// no DNAT (InferFromRules).
+func repointedFinding(a analysis, st StaleDNAT) Finding {
+	r := st.Rule
+	return Finding{
+		ID:       "dnat-stale",
+		Severity: SeverityError,
+		Subject:  staleCause(a, r),
+		Title:    fmt.Sprintf("DNAT for port %s points at %s, a port the container's other rules do not publish%s", portsText(r), r.NATTo(), a.famTitle()),
+		Detail: "Docker's rules for this container publish another port (see the evidence) and no DNAT reaches that one: this " +
+			"DNAT is a leftover, typically of a container re-created with another mapping that got its old address back. " +
+			"Connections to the host port go to a port the container may not serve.",
+		Evidence: []string{
+			fmt.Sprintf("rule %d of nat DOCKER: %s", r.Position, a.evSave(r.SaveLine(false))),
+			fmt.Sprintf("the port Docker publishes: rule %d of %s %s: %s", st.Admits.Position, st.Admits.Table, st.Admits.Chain, a.evSave(st.Admits.SaveLine(false))),
+		},
+		Rules: []RuleRef{ruleRef(a.family(), "stale", r), ruleRef(a.family(), "inferred-from", st.Admits)},
+		Fix: "Delete the stale rule: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "` (on the host `sudo iptscope doctor --fix` " +
+			"deletes it and restores Docker's own DNAT from Docker's view).",
+	}
 }

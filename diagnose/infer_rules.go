@@ -275,9 +275,24 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 	for _, d := range dnats {
 		byBind[d.bind] = append(byBind[d.bind], d)
 	}
+	dnatEnds := map[endpointKey]bool{}
+	for _, d := range dnats {
+		dnatEnds[endpointKey{d.cip, d.pb.ContainerPort, d.pb.Proto}] = true
+	}
 	for _, d := range dnats {
 		if _, ok := evidenced(d); ok {
 			continue
+		}
+		// Re-pointed: a DNAT to a port of a container that Docker's rules
+		// do not publish, while a port they do publish on that container
+		// has no DNAT: what a container re-created with another mapping
+		// leaves behind (Docker's DNAT for it gone, the old one kept).
+		if rs.Table(parse.TableFilter) != nil {
+			if k, ok := orphanOf(named, dnatEnds, d.cip, d.pb.Proto); ok {
+				stale[d.r] = true
+				inf.Stale = append(inf.Stale, StaleDNAT{Rule: d.r, Admits: named[k][0]})
+				continue
+			}
 		}
 		for _, other := range byBind[d.bind] {
 			if other.r == d.r {
@@ -424,6 +439,16 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 				external = true
 			case r.Table == parse.TableFilter && spec == "-i "+br+" -o "+br+" -j DROP":
 				n.Options["com.docker.network.bridge.enable_icc"] = "false"
+			case r.Table == parse.TableFilter && r.Chain == ChainDocker && spec == "-o "+br+" -p icmp -j ACCEPT",
+				r.Table == parse.TableFilter && r.Chain == ChainDocker && spec == "-o "+br+" -p ipv6-icmp -j ACCEPT":
+				// Why: 28+ admits ICMP to a routed network's containers;
+				// a NAT'd one gets no such rule (docker-facts §2.3).
+				external = true
+				n.Options[gwModeOption(family)] = "routed"
+			case r.Table == parse.TableFilter && r.Chain == ChainDocker && spec == "! -i "+br+" -o "+br+" -j ACCEPT":
+				// 28+: nat-unprotected accepts every port instead of
+				// dropping the unpublished ones.
+				n.Options[gwModeOption(family)] = "nat-unprotected"
 			}
 		}
 		for _, c := range cts {
@@ -439,6 +464,21 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		n.Options["com.docker.network.bridge.enable_ip_masquerade"] = fmt.Sprint(masq)
 		dk.Networks = append(dk.Networks, *n)
 	}
+	// A routed network's published ports have an ACCEPT and no DNAT by
+	// design: not orphans.
+	routed := map[string]bool{}
+	for _, br := range order {
+		if n := nets[br].n; n.Options[gwModeOption(family)] == "routed" {
+			routed[n.Name] = true
+		}
+	}
+	kept := inf.Orphans[:0]
+	for _, o := range inf.Orphans {
+		if !routed[o.Network] {
+			kept = append(kept, o)
+		}
+	}
+	inf.Orphans = kept
 	sort.Slice(ips, func(i, j int) bool { return ipLess(ips[i], ips[j]) })
 	nports := 0
 	for _, ip := range ips {
@@ -451,6 +491,27 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 	inf.Notes = append(inf.Notes, fmt.Sprintf("Docker's view was inferred from the rules alone: layout %s, %d bridge network(s), %d container address(es), %d published port(s) with their DNAT, %d without",
 		EraOf(mustVersion(dk.Version)), len(dk.Networks), len(dk.Containers), nports, len(inf.Orphans)))
 	return inf, ""
+}
+
+// gwModeOption is the network option of the family's gateway mode.
+func gwModeOption(family string) string {
+	if family == snapshot.FamilyIPv6 {
+		return "com.docker.network.bridge.gateway_mode_ipv6"
+	}
+	return "com.docker.network.bridge.gateway_mode_ipv4"
+}
+
+// orphanOf returns a port of container address ip that Docker's rules
+// name (named) but no DNAT reaches (dnatEnds), the lowest one.
+func orphanOf(named map[endpointKey][]*parse.Rule, dnatEnds map[endpointKey]bool, ip, proto string) (endpointKey, bool) {
+	var best endpointKey
+	found := false
+	for k := range named {
+		if k.ip == ip && k.proto == proto && !dnatEnds[k] && (!found || k.port < best.port) {
+			best, found = k, true
+		}
+	}
+	return best, found
 }
 
 // dockerMasquerade returns the first nat POSTROUTING rule of Docker's

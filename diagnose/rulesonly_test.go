@@ -159,3 +159,39 @@ func TestPastedNATTableNamesTheCause(t *testing.T) {
 		})
 	}
 }
+
+// TestRawDumpsOfHealthyShapesAreQuiet: the rules of every healthy-shapes
+// capture (two host ports to one container port, one port on two host
+// addresses, IPv6-only networks, routed and nat-unprotected gateway
+// modes, a 28+ option on an older daemon), pasted as iptables-save and
+// ip6tables-save text, give no error or warning.
+func TestRawDumpsOfHealthyShapesAreQuiet(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "healthy-shapes-*", "*", "bundle.json"))
+	if len(files) == 0 {
+		t.Fatal("no healthy-shapes captures")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := snapshot.Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+			d, err := s.PickDump(snapshot.BackendAuto, fam)
+			if err != nil || d.Ruleset == nil || len(d.Ruleset.Tables) == 0 {
+				continue
+			}
+			t.Run(filepath.Dir(f)+" "+fam, func(t *testing.T) {
+				r := NewReport(snapshot.FromDump(d.Raw, d.Ruleset, "test"), ReportOptions{RulesOnly: true})
+				for _, f := range r.Findings {
+					if f.Severity.Rank() >= SeverityWarning.Rank() {
+						t.Errorf("false alarm on a healthy host's %s rules: %s %s: %s\n  %s", fam, f.Severity, f.ID, f.Title, strings.Join(f.Evidence, "\n  "))
+					}
+				}
+			})
+		}
+	}
+}

@@ -52,7 +52,7 @@ func publishes(c snapshot.Container) bool {
 // route_localnet matter), or "".
 func bridgeOfNetwork(s *snapshot.Snapshot, network string) string {
 	for _, n := range s.Docker.Networks {
-		if n.Name == network && n.Driver == "bridge" && !n.Internal && n.Options["com.docker.network.bridge.gateway_mode_ipv4"] != "routed" {
+		if n.Name == network && n.Driver == "bridge" && !n.Internal && GatewayMode(s, network, snapshot.FamilyIPv4) != "routed" {
 			return n.BridgeName
 		}
 	}
