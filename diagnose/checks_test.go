@@ -36,6 +36,11 @@ var wantIDs = map[string][]string{
 	"backend-split":           {"backend-split"},
 	"legacy-leftovers":        {"backend-split"},
 	"firewall-reload":         {"docker-chain-missing", "forward-accept-missing", "masquerade-missing"},
+	// `iptables-save | iptables-restore --noflush`: built-in chains hold
+	// every rule twice.
+	"saved-rules-restored": {"docker-rule-duplicated"},
+	// Docker's 8080 DNAT replaced by one to the same container's port 81.
+	"dnat-repointed": {"dnat-missing", "dnat-stale"},
 }
 
 // wantIDsByVersion overrides wantIDs for one Docker version ("docker-28.5").

@@ -27,10 +27,23 @@ var dockerRuleDuplicated = Check{
 		"delete the later copies by position, as the finding says"},
 }
 
-func dockerRuleDuplicatedOf(env *Env, a analysis) []Finding {
-	s := env.S
-	_ = s
-	var out []Finding
+func dockerRuleDuplicatedOf(_ *Env, a analysis) []Finding {
+	// One finding per family: a saved ruleset restored on top of Docker's
+	// doubles rules in several chains at once; the chains it hit are its
+	// affected subjects.
+	cause := Subject{Family: a.family()}
+	f := Finding{
+		ID:       "docker-rule-duplicated",
+		Key:      KeyOf("docker-rule-duplicated", cause),
+		Severity: SeverityWarning,
+		Subject:  cause,
+		Detail: "These rules are copies of Docker's rules earlier in the same chain, typically left by a saved ruleset " +
+			"restored with --noflush on top of Docker's. They change nothing today, but when Docker removes a container " +
+			"it deletes one copy only: the other keeps translating or admitting traffic for an address that a later " +
+			"container may get.",
+	}
+	var cmds, chainsHit []string
+	total := 0
 	for _, t := range parse.KnownTables {
 		chains := make([]string, 0, len(a.exp.Rules[t]))
 		for c := range a.exp.Rules[t] {
@@ -62,17 +75,9 @@ func dockerRuleDuplicatedOf(env *Env, a analysis) []Finding {
 			if len(dups) == 0 {
 				continue
 			}
-			f := Finding{
-				ID:       "docker-rule-duplicated",
-				Severity: SeverityWarning,
-				Title:    fmt.Sprintf("%s in %s %s twice%s", count(len(dups), "One of Docker's rules appears", "%d of Docker's rules appear"), t, cn, a.famTitle()),
-				Detail: "These rules are copies of Docker's rules earlier in the same chain, typically left by a saved ruleset " +
-					"restored with --noflush on top of Docker's. They change nothing today, but when Docker removes a container " +
-					"it deletes one copy only: the other keeps translating or admitting traffic for an address that a later " +
-					"container may get.",
-				Subject: Subject{Table: t, Chain: parse.ChainName(cn), Family: a.family()},
-			}
-			var cmds []string
+			total += len(dups)
+			chainsHit = append(chainsHit, string(t)+" "+cn)
+			f.Affected = append(f.Affected, Subject{Family: a.family(), Table: t, Chain: parse.ChainName(cn)})
 			for i := len(dups) - 1; i >= 0; i-- {
 				cmds = append(cmds, fmt.Sprintf("%s -t %s -D %s %d", a.ipt(), t, cn, dups[i].Position))
 			}
@@ -80,12 +85,18 @@ func dockerRuleDuplicatedOf(env *Env, a analysis) []Finding {
 				f.Rules = append(f.Rules, ruleRef(a.family(), "duplicate", r))
 				f.Evidence = append(f.Evidence, fmt.Sprintf("rule %d of %s %s copies rule %d: %s", r.Position, t, cn, seen[r.Spec()].Position, a.evSave(r.SaveLine(false))))
 			}
-			f.Evidence = capped(f.Evidence, 10)
-			f.Fix = "Delete the later copies by position, last first: `" + strings.Join(cmds, "; ") + "` (`-D` by rule text would " +
-				"delete the first copy and move the rule). Then stop whatever restores the saved ruleset with --noflush. Not " +
-				"repaired automatically."
-			out = append(out, f)
 		}
 	}
-	return out
+	if total == 0 {
+		return nil
+	}
+	if len(f.Affected) == 1 {
+		f.Subject = f.Affected[0]
+	}
+	f.Title = fmt.Sprintf("%s in %s%s", count(total, "One of Docker's rules appears twice", "%d of Docker's rules appear twice"), capList(chainsHit, 3), a.famTitle())
+	f.Evidence = capped(f.Evidence, 10)
+	f.Fix = "Delete the later copies by position, last first, chain by chain: `" + strings.Join(cmds, "; ") + "` (`-D` by rule text would " +
+		"delete the first copy and move the rule). Then stop whatever restores the saved ruleset with --noflush (netfilter-persistent, " +
+		"a firewall script). Not repaired automatically."
+	return []Finding{f}
 }

@@ -139,9 +139,18 @@ func Infer(s *snapshot.Snapshot) (*snapshot.Docker, string) {
 		addBinding(key{p.ContainerIP, snapshot.PortBinding{HostIP: p.HostIP, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Proto: p.Proto}})
 	}
 	var dnatBindings []key
+	// Why: a DNAT the rules themselves prove stale (another DNAT for the
+	// port goes where Docker's ACCEPT does, or it was re-pointed to a port
+	// the container's rules do not publish) is not a published port.
+	staleRule := map[*parse.Rule]bool{}
+	if ri, _ := InferFromRules(rs, snapshot.FamilyIPv4); ri != nil {
+		for _, st := range ri.Stale {
+			staleRule[st.Rule] = true
+		}
+	}
 	if c := nat.Chain(ChainDocker); c != nil {
 		for _, r := range c.Rules {
-			if r.Target != parse.TargetDNAT {
+			if r.Target != parse.TargetDNAT || staleRule[r] {
 				continue
 			}
 			dest, err := parse.ParseNATDest(r.NATTo())

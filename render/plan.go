@@ -49,8 +49,9 @@ func FixJSON(w io.Writer, f *Fix) error {
 }
 
 // PlanText writes the plan for people: what is repaired, what is left
-// alone and why, each payload exactly as it goes to iptables-restore
-// (indented by two spaces), and the sysctl changes.
+// alone and why, each payload exactly as it goes to iptables-restore (not
+// indented, so that it can be pasted into `iptables-restore --noflush` as
+// is: iptables-restore refuses an indented line), and the sysctl changes.
 func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
 	ew := &errWriter{w: w}
 	ew.println("Repair plan")
@@ -72,9 +73,7 @@ func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
 	}
 	for _, p := range payloads {
 		ew.println(fmt.Sprintf("\n%s %s (backend %s), iptables-restore --noflush payload:", p.Family, p.Table, backend))
-		for _, l := range strings.Split(strings.TrimRight(p.Text, "\n"), "\n") {
-			ew.println("  " + l)
-		}
+		ew.println(strings.TrimRight(p.Text, "\n"))
 	}
 	if ops := plan.SysctlOps(); len(ops) > 0 {
 		ew.println("\nsysctl changes:")

@@ -41,7 +41,7 @@ func TestDoctorFixDryRunGolden(t *testing.T) {
 					t.Errorf("healthy host: want \"nothing to repair\" and exit 0, got exit %d:\n%s", code, out)
 				}
 			case strings.Contains(out, "nothing to repair"):
-				if state != "backend-split" && state != "legacy-leftovers" {
+				if state != "backend-split" && state != "legacy-leftovers" && state != "saved-rules-restored" {
 					t.Errorf("broken state %s: nothing planned:\n%s", state, out)
 				}
 			default:
@@ -130,4 +130,23 @@ func TestDoctorFixRefusals(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
 	})
+}
+
+// TestPrintedPayloadPastesIntoIptablesRestore: the text plan prints each
+// payload exactly as the JSON has it, not indented (iptables-restore
+// refuses an indented line), so that a person can paste it.
+func TestPrintedPayloadPastesIntoIptablesRestore(t *testing.T) {
+	bundle := "../../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json"
+	out, _, _ := iptscope(t, "", "doctor", "--fix", "--dry-run", "--from", bundle)
+	jout, _, _ := iptscope(t, "", "doctor", "--fix", "--dry-run", "--from", bundle, "-o", "json")
+	var fj struct {
+		Payloads map[string]string `json:"payloads"`
+	}
+	if err := json.Unmarshal([]byte(jout), &fj); err != nil {
+		t.Fatal(err)
+	}
+	want := fj.Payloads["ipv4/nat"]
+	if want == "" || !strings.Contains(out, "payload:\n"+want) {
+		t.Errorf("the text plan does not hold the payload as is:\n%s\nwant:\n%s", out, want)
+	}
 }

@@ -43,6 +43,8 @@ var doctorWantIDs = map[string][]string{
 	"backend-split":           {"backend-split"},
 	"legacy-leftovers":        {"backend-split"},
 	"firewall-reload":         {"docker-chain-missing", "masquerade-missing"},
+	"saved-rules-restored":    {"docker-rule-duplicated"},
+	"dnat-repointed":          {"dnat-missing", "dnat-stale"},
 }
 
 func decodeReport(t *testing.T, out string) diagnose.Report {
