@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -28,17 +27,7 @@ import (
 // families run at once, so the whole takes about as long as the slowest
 // iptables-save.
 func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
-	s := &snapshot.Snapshot{
-		Schema:      snapshot.Schema,
-		CollectedAt: time.Now().UTC(),
-		Rules:       []snapshot.RuleDump{},
-		Links:       []snapshot.Link{},
-		Addrs:       []snapshot.Addr{},
-		Routes:      []snapshot.Route{},
-		Neighbors:   []snapshot.Neighbor{},
-		Sysctls:     map[string]snapshot.Sysctl{},
-		Proxies:     []snapshot.Proxy{},
-	}
+	s := emptySnapshot()
 	r := o.Runner
 	if r == nil {
 		r = ExecRunner{Env: o.Env}

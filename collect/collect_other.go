@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"time"
 
 	"github.com/iptscope/iptscope/snapshot"
 )
@@ -16,17 +15,7 @@ import (
 // (ErrNeedsLinux). Its shape is that of a Linux snapshot with every part
 // missing, so commands that take a bundle still work on it.
 func Collect(_ context.Context, o Options) *snapshot.Snapshot {
-	s := &snapshot.Snapshot{
-		Schema:      snapshot.Schema,
-		CollectedAt: time.Now().UTC(),
-		Rules:       []snapshot.RuleDump{},
-		Links:       []snapshot.Link{},
-		Addrs:       []snapshot.Addr{},
-		Routes:      []snapshot.Route{},
-		Neighbors:   []snapshot.Neighbor{},
-		Sysctls:     map[string]snapshot.Sysctl{},
-		Proxies:     []snapshot.Proxy{},
-	}
+	s := emptySnapshot()
 	s.Host.Hostname, _ = os.Hostname()
 	s.Host.NetNS = o.NetNS
 	s.AddError("platform", fmt.Errorf("reading the live host on %s: %w (run iptscope collect on the Linux host and pass its bundle with --from)", runtime.GOOS, ErrNeedsLinux))
