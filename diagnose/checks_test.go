@@ -136,3 +136,36 @@ func TestEveryCheckHasADocPage(t *testing.T) {
 		}
 	}
 }
+
+// TestFixesWorkAsWritten: on every real bundle, a repairable finding's
+// fix starts with `sudo iptscope doctor --fix`, and no fix asks for a rule
+// in a chain the same report says is missing.
+func TestFixesWorkAsWritten(t *testing.T) {
+	for _, b := range bundles(t) {
+		r := NewReport(b.snap, ReportOptions{})
+		missing := map[string]bool{}
+		for _, f := range r.Findings {
+			if f.ID == "docker-chain-missing" {
+				for _, a := range append(f.Affected, f.Subject) {
+					if a.Chain != "" {
+						missing[string(a.Table)+" "+string(a.Chain)] = true
+					}
+				}
+			}
+		}
+		for _, f := range r.Findings {
+			if f.Repairable && !strings.HasPrefix(f.Fix, fixCommand) {
+				t.Errorf("%s: %s: fix does not start with the command: %s", b.dir, f.Key, f.Fix)
+			}
+			if f.ID == "docker-chain-missing" {
+				continue
+			}
+			for tc := range missing {
+				tbl, ch, _ := strings.Cut(tc, " ")
+				if strings.Contains(f.Fix, "-t "+tbl+" -A "+ch+" ") || strings.Contains(f.Fix, "-t "+tbl+" -I "+ch+" ") {
+					t.Errorf("%s: %s: fix adds a rule to %s, which is missing: %s", b.dir, f.Key, tc, f.Fix)
+				}
+			}
+		}
+	}
+}

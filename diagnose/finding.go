@@ -209,6 +209,9 @@ func All() []Check {
 	}
 }
 
+// fixCommand is how every repairable finding's fix begins.
+const fixCommand = "`sudo iptscope doctor --fix`"
+
 // Options tune Run.
 type Options struct {
 	// Skip lists check IDs not to run.
@@ -255,6 +258,10 @@ func RunEnv(env *Env, o Options) []Finding {
 				f.Repairable = c.Repair.Auto
 			}
 			f.Repairable = f.Repairable && !env.RulesOnly
+			if f.Repairable && !strings.HasPrefix(f.Fix, fixCommand) {
+				// The command first, then what it does by hand.
+				f.Fix = fixCommand + " repairs it. By hand: " + f.Fix
+			}
 			out = append(out, f)
 		}
 	}

@@ -181,7 +181,7 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		}
 		if g.causedBy != "" {
 			f.CausedBy = []string{g.causedBy}
-			f.Fix = "Repair what it follows from (" + g.causedBy + "): `sudo iptscope doctor --fix` does; then docker-proxy goes back to " +
+			f.Fix = "`sudo iptscope doctor --fix` repairs what it follows from (" + g.causedBy + "); then docker-proxy goes back to " +
 				"serving only host-local connections."
 		} else {
 			f.Fix = "Remove the rule that bypasses the DNATs (it is not Docker's), or " + lowerFirst(restartFix(a))
