@@ -488,8 +488,12 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 			nports += len(c.Ports)
 		}
 	}
-	inf.Notes = append(inf.Notes, fmt.Sprintf("Docker's view was inferred from the rules alone: layout %s, %d bridge network(s), %d container address(es), %d published port(s) with their DNAT, %d without",
-		EraOf(mustVersion(dk.Version)), len(dk.Networks), len(dk.Containers), nports, len(inf.Orphans)))
+	layout := "layout " + string(EraOf(mustVersion(dk.Version)))
+	if rs.Table(parse.TableFilter) == nil {
+		layout = "layout unknown (no filter table)"
+	}
+	inf.Notes = append(inf.Notes, fmt.Sprintf("Docker's view was inferred from the rules alone: %s, %d bridge network(s), %d container address(es), %d published port(s) with their DNAT, %d without",
+		layout, len(dk.Networks), len(dk.Containers), nports, len(inf.Orphans)))
 	return inf, ""
 }
 
