@@ -149,18 +149,25 @@ func TestDoctorVariantsOnRealDocker(t *testing.T) {
 	}
 }
 
-// finding is one finding of a decoded report, with its subject.
+// finding is one finding of a decoded report, with its subject and the
+// subjects it affects (one finding per cause: nat DOCKER flushed is one
+// dnat-missing affecting every port).
 type finding struct {
-	ID       string   `json:"id"`
-	Severity string   `json:"severity"`
-	Title    string   `json:"title"`
-	Evidence []string `json:"evidence"`
-	Subject  struct {
-		Network   string `json:"network"`
-		Container string `json:"container"`
-		Port      string `json:"port"`
-		Family    string `json:"family"`
-	} `json:"subject"`
+	ID       string    `json:"id"`
+	Key      string    `json:"key"`
+	Severity string    `json:"severity"`
+	Title    string    `json:"title"`
+	Evidence []string  `json:"evidence"`
+	Subject  subject   `json:"subject"`
+	Affected []subject `json:"affected"`
+}
+
+// subject is a finding's subject.
+type subject struct {
+	Network   string `json:"network"`
+	Container string `json:"container"`
+	Port      string `json:"port"`
+	Family    string `json:"family"`
 }
 
 type fullReport struct {
@@ -218,8 +225,22 @@ func (h *dockerHost) doctorFindings(t *testing.T, extra ...string) fullReport {
 func subjects(rep fullReport, id string, key func(finding) string) []string {
 	var out []string
 	for _, f := range rep.Findings {
-		if f.ID == id && (f.Severity == "error" || f.Severity == "warning") && !slices.Contains(out, key(f)) {
-			out = append(out, key(f))
+		if f.ID != id || f.Severity != "error" && f.Severity != "warning" {
+			continue
+		}
+		each := []finding{f}
+		if len(f.Affected) > 0 {
+			each = nil
+			for _, a := range f.Affected {
+				g := f
+				g.Subject = a
+				each = append(each, g)
+			}
+		}
+		for _, g := range each {
+			if k := key(g); !slices.Contains(out, k) {
+				out = append(out, k)
+			}
 		}
 	}
 	sort.Strings(out)
