@@ -254,15 +254,23 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 			}
 		}
 	}
-	// Why per-port evidence when the filter table is there: Docker
-	// writes one ACCEPT per published container port, so a DNAT to a
-	// port no ACCEPT names is not Docker's when another DNAT for the same
-	// host port goes to one that is.
+	// Why per-port evidence when the filter table is there (or the
+	// address's hairpin MASQUERADEs): Docker writes one ACCEPT (and, with
+	// the proxy off or before 28, one hairpin MASQUERADE) per published
+	// container port, so a DNAT to a port none names is not Docker's when
+	// another DNAT for the same host port goes to one that is.
+	// portsNamed: the address has per-port rules (filter ACCEPTs, hairpin
+	// MASQUERADEs), so its DNATs are judged port by port.
+	portsNamed := map[string]bool{}
+	for k := range named {
+		portsNamed[k.ip] = true
+	}
+	perPort := func(ip string) bool { return rs.Table(parse.TableFilter) != nil || portsNamed[ip] }
 	evidenced := func(d dnat) (*parse.Rule, bool) {
-		if rs.Table(parse.TableFilter) != nil {
-			if rr := named[endpointKey{d.cip, d.pb.ContainerPort, d.pb.Proto}]; len(rr) > 0 {
-				return rr[0], true
-			}
+		if rr := named[endpointKey{d.cip, d.pb.ContainerPort, d.pb.Proto}]; len(rr) > 0 {
+			return rr[0], true
+		}
+		if perPort(d.cip) {
 			return nil, false
 		}
 		if rr := ipNamed[d.cip]; len(rr) > 0 {
@@ -287,7 +295,7 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 		// do not publish, while a port they do publish on that container
 		// has no DNAT: what a container re-created with another mapping
 		// leaves behind (Docker's DNAT for it gone, the old one kept).
-		if rs.Table(parse.TableFilter) != nil {
+		if perPort(d.cip) {
 			if k, ok := orphanOf(named, dnatEnds, d.cip, d.pb.Proto); ok {
 				stale[d.r] = true
 				inf.Stale = append(inf.Stale, StaleDNAT{Rule: d.r, Admits: named[k][0]})

@@ -147,6 +147,9 @@ func TestPastedNATTableNamesTheCause(t *testing.T) {
 		{"docker-28.5-nft-proxy-on-stale-dnat", "dnat-stale", "Port 8080/tcp has two DNATs: rule 1 (to 172.17.0.250:80) wins, rule 4 (to 172.17.0.2:80) never matches"},
 		{"docker-28.5-legacy-proxy-off-prerouting-jump-deleted", "docker-jump-missing", "nat PREROUTING no longer jumps to DOCKER"},
 		{"docker-28.5-nft-proxy-off-nat-docker-deleted", "docker-chain-missing", "Chain DOCKER of table nat is missing"},
+		// The hairpin MASQUERADEs (proxy off) name the container's port 80:
+		// the DNAT to its port 81 is a leftover, port 80's DNAT is gone.
+		{"docker-28.5-nft-proxy-off-dnat-repointed", "dnat-missing", "1 published container port has no DNAT in nat DOCKER: 172.17.0.2:80/tcp"},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
 			r := rawReport(t, filepath.Join(fixtureDir, c.dir, "nat.list.txt"))
