@@ -169,25 +169,13 @@ func TestPastedNATTableNamesTheCause(t *testing.T) {
 // modes, a 28+ option on an older daemon), pasted as iptables-save and
 // ip6tables-save text, give no error or warning.
 func TestRawDumpsOfHealthyShapesAreQuiet(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, "healthy-shapes-*", "*", "bundle.json"))
-	if len(files) == 0 {
-		t.Fatal("no healthy-shapes captures")
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := snapshot.Load(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for name, s := range shapeBundles(t) {
 		for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
 			d, err := s.PickDump(snapshot.BackendAuto, fam)
 			if err != nil || d.Ruleset == nil || len(d.Ruleset.Tables) == 0 {
 				continue
 			}
-			t.Run(filepath.Dir(f)+" "+fam, func(t *testing.T) {
+			t.Run(name+" "+fam, func(t *testing.T) {
 				r := NewReport(snapshot.FromDump(d.Raw, d.Ruleset, "test"), ReportOptions{RulesOnly: true})
 				for _, f := range r.Findings {
 					if f.Severity.Rank() >= SeverityWarning.Rank() {
