@@ -16,7 +16,7 @@ type analysis struct {
 	dump *snapshot.RuleDump
 	// snap is the snapshot the analysis is of.
 	snap *snapshot.Snapshot
-	// idx is derived on first use and shared by copies (memo.go).
+	// idx is derived on first use and shared by copies (index.go).
 	idx *analysisIndex
 }
 

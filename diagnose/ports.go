@@ -393,7 +393,7 @@ func forwardPolicy(a analysis) string {
 // need them.
 func pathRules(a analysis, dnat ExpectedRule) (need []ExpectedRule, drop []ExpectedRule) {
 	// Why an index: a scan of every expected rule per port was quadratic
-	// (about 1 s at 1,000 published ports); see memo.go.
+	// (about 1 s at 1,000 published ports); see index.go.
 	return a.pathIdx().pathRulesOf(dnat)
 }
 
