@@ -8,7 +8,8 @@ import (
 	"github.com/iptscope/iptscope/snapshot"
 )
 
-// analysis is the IPv4 comparison most checks start from.
+// analysis is one family's comparison of the rules Docker would have
+// written with the dump: what the rule checks start from.
 type analysis struct {
 	exp  *Expected
 	rs   *parse.Ruleset
