@@ -90,6 +90,10 @@ type envFamily struct {
 	once sync.Once
 	a    analysis
 	ok   bool
+
+	expOnce sync.Once
+	exp     *Expected
+	expErr  error
 }
 
 // NewEnv returns the environment of s (nil s: an Env in which every check
@@ -107,9 +111,20 @@ func (e *Env) analysis(family string) (analysis, bool) {
 	}
 	f := &e.fam[i]
 	f.once.Do(func() {
-		f.a, f.ok = computeAnalysis(e.S, family, e.RulesOnly)
+		f.a, f.ok = computeAnalysis(e, family)
 	})
 	return f.a, f.ok
+}
+
+// expected returns Expect(S, family), computed once (the report's layout
+// and notes and the analysis share it).
+func (e *Env) expected(family string) (*Expected, error) {
+	f := &e.fam[0]
+	if family == snapshot.FamilyIPv6 {
+		f = &e.fam[1]
+	}
+	f.expOnce.Do(func() { f.exp, f.expErr = Expect(e.S, family) })
+	return f.exp, f.expErr
 }
 
 // v4 is the IPv4 analysis.
@@ -131,11 +146,12 @@ func (e *Env) analyses() []analysis {
 // backend Docker writes to. For a raw dump (rulesOnly) the expected rules
 // of tables the input does not hold are dropped: a pasted `iptables -t nat
 // -L` says nothing about the filter table, so nothing there can be missing.
-func computeAnalysis(s *snapshot.Snapshot, family string, rulesOnly bool) (analysis, bool) {
+func computeAnalysis(env *Env, family string) (analysis, bool) {
+	s, rulesOnly := env.S, env.RulesOnly
 	if s == nil || s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
 		return analysis{}, false
 	}
-	e, err := Expect(s, family)
+	e, err := env.expected(family)
 	if err != nil || !e.Modelled {
 		return analysis{}, false
 	}

@@ -101,7 +101,7 @@ func portsOf(env *Env) []PortReport {
 	ok = ok && dockerElsewhere(s) == ""
 	var why string
 	if !ok {
-		why = unjudgedReason(s)
+		why = unjudgedReason(env)
 	}
 	unserved := proxyUnservedSet(env)
 	// Containers with IPv6 NAT rules of their own (Docker's IPv6
@@ -180,14 +180,15 @@ func portsOf(env *Env) []PortReport {
 func isUnspecified4(ip string) bool { return ip == "" || ip == "0.0.0.0" }
 
 // unjudgedReason says why the rules of a snapshot cannot be judged.
-func unjudgedReason(s *snapshot.Snapshot) string {
+func unjudgedReason(env *Env) string {
+	s := env.S
 	if why := dockerElsewhere(s); why != "" {
 		return "the Docker daemon that answered does not run in this network namespace"
 	}
 	if s.Docker == nil || s.Docker.Error != "" && len(s.Docker.Networks) == 0 {
 		return "Docker's view of its networks is missing"
 	}
-	if e, err := Expect(s, snapshot.FamilyIPv4); err == nil && !e.Modelled && len(e.Notes) > 0 {
+	if e, err := env.expected(snapshot.FamilyIPv4); err == nil && !e.Modelled && len(e.Notes) > 0 {
 		return e.Notes[len(e.Notes)-1]
 	}
 	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil {

@@ -153,10 +153,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Notes = append(r.Notes, "partial: "+why)
 	}
 	if s.Docker != nil && s.Docker.Version != "" {
-		if a, ok := env.v4(); ok {
-			r.Host.Layout = string(a.exp.Era)
-		}
-		if e, err := Expect(s, snapshot.FamilyIPv4); err == nil {
+		if e, err := env.expected(snapshot.FamilyIPv4); err == nil {
 			r.Host.Layout = string(e.Era)
 			if e.Modelled {
 				r.Host.UserlandProxy, r.Host.UserlandProxySource = e.Proxy.State, e.Proxy.Source
