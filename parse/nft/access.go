@@ -1,6 +1,9 @@
 package nft
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Table returns the table of that family and name, or nil.
 func (rs *Ruleset) Table(family Family, name string) *Table {
@@ -199,4 +202,27 @@ func (t *Table) HasXT() bool {
 		}
 	}
 	return false
+}
+
+// ObjectTable returns "FAMILY NAME" of the table a top-level object
+// belongs to (a table, chain, rule, set, map, element, ...), "" for
+// objects of no table (metainfo).
+func ObjectTable(o Object) string {
+	var m map[string]struct {
+		Family string `json:"family"`
+		Table  string `json:"table"`
+		Name   string `json:"name"`
+	}
+	if json.Unmarshal(o.Raw, &m) != nil {
+		return ""
+	}
+	for _, v := range m {
+		if o.Kind == "table" {
+			return v.Family + " " + v.Name
+		}
+		if v.Table != "" {
+			return v.Family + " " + v.Table
+		}
+	}
+	return ""
 }
