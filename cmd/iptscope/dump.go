@@ -215,7 +215,10 @@ func (o *inputOptions) loadNft(ctx context.Context, stdin io.Reader) (*nftInput,
 			return nil, true, &exitError{code: exitUnknown, err: err}
 		}
 		data, source = b, src
-		if !isNftJSON(b) && isBundle(b) {
+		if !isBundle(b) {
+			return nil, true, &exitError{code: exitUnknown, err: fmt.Errorf("unknown table %q (iptables has raw, mangle, nat, filter, security; %s is an iptables dump, which holds no nftables table)", names[0], src)}
+		}
+		if !isNftJSON(b) {
 			snap, err := snapshot.Load(b)
 			if err != nil {
 				return nil, true, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", src, err)}
