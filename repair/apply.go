@@ -214,6 +214,9 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if !o.SkipRootCheck && os.Geteuid() != 0 {
 		return nil, fmt.Errorf("repairing needs root: %w (run with sudo)", collect.ErrNeedsRoot)
 	}
+	if p.HasNftOps() {
+		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
+	}
 	a := newApplier(p, o)
 	res := &Result{Sysctls: p.SysctlOps()}
 	payloads, err := a.check(ctx)

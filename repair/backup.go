@@ -135,7 +135,7 @@ func ReadBackup(path string) (*backupFile, error) {
 			flush()
 			cur = strings.TrimPrefix(line, sectionMarker)
 			fam, t, ok := strings.Cut(cur, " ")
-			if !ok || (fam != "ipv4" && fam != "ipv6") || !parse.TableName(t).IsKnown() {
+			if !ok || (fam != "ipv4" && fam != "ipv6") || !parse.TableName(t).IsKnown() && t != diagnose.NftDockerTable {
 				return nil, fmt.Errorf("%s: bad section line %q", path, line)
 			}
 		default:
@@ -170,6 +170,9 @@ func Restore(ctx context.Context, path string, o Options) ([]string, error) {
 		o.NetNS = b.netns
 	}
 	a := newApplier(&diagnose.Plan{Backend: b.backend}, o)
+	if b.isNft() {
+		return b.order, a.restoreNft(ctx, b.sections, b.order) // nft.go
+	}
 	var which []Payload
 	for _, k := range b.order {
 		fam, t, _ := strings.Cut(k, " ")
