@@ -128,24 +128,32 @@ func nftElementEffect(m string) string {
 	return "its rules do not apply."
 }
 
-// nftDNATMissing is dnat-missing on the nftables backend: a published
-// port's DNAT is not in nat-prerouting-and-output (which exists).
+// nftDNATMissing is dnat-missing on the nftables backend: published
+// ports' DNATs are not in nat-prerouting-and-output (which exists). One
+// finding per family, as on iptables: `affected` lists the ports.
 func nftDNATMissing(env *Env) []Finding {
 	var out []Finding
 	for _, a := range nftAnalyses(env) {
-		for _, r := range a.missingRules(KindDNAT) {
-			port := nftPortName(r.Port)
-			f := Finding{ID: "dnat-missing", Severity: SeverityError,
-				Subject:  Subject{Family: a.family(), Table: NftDockerTable, Chain: NftNATPreAndOutput, Container: r.Container, Port: port},
-				Title:    fmt.Sprintf("Published port %s of %s has no DNAT rule in %s %s", port, r.Container, a.exp.Family, NftDockerTable),
-				Detail:   nftDNATEffect(a),
-				Rules:    []RuleRef{nftMissingRef(a, r)},
-				Evidence: []string{"missing: " + nftEvidence(a.exp.Family, NftDockerTable, NftNATPreAndOutput, r.Spec)},
-				Fix: nftRestartFix + " Or put the rule back: `nft add rule " + string(a.exp.Family) + " " + NftDockerTable + " " +
-					NftNATPreAndOutput + " " + r.Spec + "`.",
-			}
-			out = append(out, f)
+		miss := a.missingRules(KindDNAT)
+		if len(miss) == 0 {
+			continue
 		}
+		f := Finding{ID: "dnat-missing", Severity: SeverityError, Subject: nftSubject(a, NftNATPreAndOutput), Detail: nftDNATEffect(a), Fix: nftRestartFix}
+		var ports []string
+		for _, r := range miss {
+			port := nftPortName(r.Port)
+			ports = append(ports, port+" of "+r.Container)
+			f.Affected = append(f.Affected, Subject{Family: a.family(), Table: NftDockerTable, Chain: NftNATPreAndOutput, Network: r.Network, Container: r.Container, Port: port})
+			f.Rules = append(f.Rules, nftMissingRef(a, r))
+			f.Evidence = append(f.Evidence, "missing: "+nftEvidence(a.exp.Family, NftDockerTable, NftNATPreAndOutput, r.Spec))
+		}
+		if len(miss) == 1 {
+			f.Title = fmt.Sprintf("Published port %s has no DNAT rule in %s %s %s", ports[0], a.exp.Family, NftDockerTable, NftNATPreAndOutput)
+			f.Fix += " Or put the rule back: `nft add rule " + string(a.exp.Family) + " " + NftDockerTable + " " + NftNATPreAndOutput + " " + miss[0].Spec + "`."
+		} else {
+			f.Title = fmt.Sprintf("%d published ports have no DNAT rule in %s %s %s", len(miss), a.exp.Family, NftDockerTable, NftNATPreAndOutput)
+		}
+		out = append(out, f)
 	}
 	return out
 }

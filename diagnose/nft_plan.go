@@ -142,7 +142,7 @@ func (a nftAnalysis) claim(r NftRule, chainMissing bool) (string, string) {
 		s.Rule = r.Spec
 		return "docker-jump-missing", KeyOf("docker-jump-missing", s)
 	case r.Kind == KindDNAT:
-		return "dnat-missing", KeyOf("dnat-missing", Subject{Family: fam, Table: NftDockerTable, Chain: NftNATPreAndOutput, Container: r.Container, Port: nftPortName(r.Port)})
+		return "dnat-missing", KeyOf("dnat-missing", nftSubject(a, NftNATPreAndOutput))
 	case r.Kind == KindMasquerade:
 		return "masquerade-missing", KeyOf("masquerade-missing", Subject{Family: fam, Table: NftDockerTable, Chain: parseChain(r.Chain), Network: r.Network})
 	case r.Kind == KindRawEndpoint || r.Kind == KindRawLoopback:
