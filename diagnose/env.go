@@ -31,6 +31,9 @@ type Env struct {
 
 	proxyOnce sync.Once
 	proxyIdx  *proxyIndex
+
+	nftOnce sync.Once // Docker's nftables tables compared (nft_analysis.go)
+	nftAs   []nftAnalysis
 }
 
 // proxies returns the index of the snapshot's docker-proxy processes,

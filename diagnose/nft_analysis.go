@@ -14,6 +14,10 @@ type nftAnalysis struct {
 	bySpec map[string]map[string][]*nft.Rule
 	// expected: chain -> Spec of Docker's expected rules.
 	expected map[string]map[string]bool
+	// stale and missingEls are staleDNATs and missingElements, computed
+	// once (the ports table asks for them per port).
+	stale      []*nft.Rule
+	missingEls []NftElementSpec
 }
 
 // nftAnalyses returns the comparisons of the families Docker's nftables
@@ -21,9 +25,14 @@ type nftAnalysis struct {
 // backend or the snapshot holds no nftables ruleset (a bundle from before
 // iptscope read it): then the nft checks stay silent.
 //
-// Why not cached in Env: the comparison is linear in the table's rules
-// (a few milliseconds at 1,000 ports); each nft check derives it again.
+// Computed once per Env (the checks and every port of the ports table
+// share it: derived per port it was quadratic, 20 s at 1,000 ports).
 func nftAnalyses(env *Env) []nftAnalysis {
+	env.nftOnce.Do(func() { env.nftAs = computeNftAnalyses(env) })
+	return env.nftAs
+}
+
+func computeNftAnalyses(env *Env) []nftAnalysis {
 	s := env.S
 	if env.RulesOnly || !nftablesBackendOf(s) || !s.NftRead() || dockerElsewhere(s) != "" {
 		return nil
@@ -53,6 +62,7 @@ func nftAnalyses(env *Env) []nftAnalysis {
 			}
 			a.expected[r.Chain][r.Spec] = true
 		}
+		a.stale, a.missingEls = a.computeStaleDNATs(), a.computeMissingElements()
 		out = append(out, a)
 	}
 	return out
@@ -102,7 +112,9 @@ func (a nftAnalysis) missingMaps() []string {
 
 // missingElements lists the per-bridge map elements that are gone from
 // maps that exist (or that point elsewhere).
-func (a nftAnalysis) missingElements() []NftElementSpec {
+func (a nftAnalysis) missingElements() []NftElementSpec { return a.missingEls }
+
+func (a nftAnalysis) computeMissingElements() []NftElementSpec {
 	if a.table == nil {
 		return nil
 	}
@@ -157,7 +169,9 @@ func kindIn(k Kind, ks []Kind) bool {
 // staleDNATs lists the rules of nat-prerouting-and-output that NAT to a
 // destination no running container publishes (Docker's own rule shape,
 // comment "DNAT", or any dnat there).
-func (a nftAnalysis) staleDNATs() []*nft.Rule {
+func (a nftAnalysis) staleDNATs() []*nft.Rule { return a.stale }
+
+func (a nftAnalysis) computeStaleDNATs() []*nft.Rule {
 	c := a.chain(NftNATPreAndOutput)
 	if c == nil {
 		return nil
