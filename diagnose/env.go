@@ -94,6 +94,31 @@ type envFamily struct {
 	expOnce sync.Once
 	exp     *Expected
 	expErr  error
+
+	gwOnce sync.Once
+	gw     map[string]string
+}
+
+// gatewayMode is GatewayMode(S, network, family), from a map built once
+// (the ports table asks once per port).
+func (e *Env) gatewayMode(network, family string) string {
+	f := &e.fam[0]
+	if family == snapshot.FamilyIPv6 {
+		f = &e.fam[1]
+	}
+	f.gwOnce.Do(func() {
+		f.gw = map[string]string{}
+		if e.S == nil || e.S.Docker == nil {
+			return
+		}
+		v, _ := ParseVersion(e.S.Docker.Version)
+		for _, n := range e.S.Docker.Networks {
+			if _, dup := f.gw[n.Name]; !dup {
+				f.gw[n.Name] = gatewayMode(n, family, v)
+			}
+		}
+	})
+	return f.gw[network]
 }
 
 // NewEnv returns the environment of s (nil s: an Env in which every check

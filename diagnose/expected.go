@@ -81,10 +81,19 @@ type ExpectedRule struct {
 	// gateway endpoint of a container on several networks), each choice
 	// is listed with the same Alt and one of them is enough.
 	Alt string
+	// spec caches Rule.Spec() (set by the builder): Compare and the
+	// checks ask for it once per rule each, and rendering it is most of
+	// their cost on a big host.
+	spec string
 }
 
 // Spec is the rule's canonical text without "-A CHAIN".
-func (e ExpectedRule) Spec() string { return e.Rule.Spec() }
+func (e ExpectedRule) Spec() string {
+	if e.spec != "" {
+		return e.spec
+	}
+	return e.Rule.Spec()
+}
 
 // ProxyMode is the userland-proxy setting and how it was found.
 type ProxyMode struct {
@@ -129,7 +138,13 @@ func (e *Expected) RulesOf(t parse.TableName, c parse.ChainName) []ExpectedRule 
 // All returns every expected rule, table by table (raw, nat, filter) and
 // chain by chain.
 func (e *Expected) All() []ExpectedRule {
-	var out []ExpectedRule
+	n := 0
+	for _, chains := range e.Rules {
+		for _, rules := range chains {
+			n += len(rules)
+		}
+	}
+	out := make([]ExpectedRule, 0, n)
 	for _, t := range parse.KnownTables {
 		chains := make([]string, 0, len(e.Rules[t]))
 		for c := range e.Rules[t] {
@@ -154,10 +169,11 @@ type builder struct {
 	e   *Expected
 	s   *snapshot.Snapshot
 	err error
+	p   parse.SpecParser
 }
 
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
-	r, err := parse.ParseRuleSpec(t, c, spec)
+	r, err := b.p.Parse(t, c, spec)
 	if err != nil {
 		if b.err == nil {
 			b.err = fmt.Errorf("building expected rule %q for %s %s: %w", spec, t, c, err)
@@ -165,6 +181,7 @@ func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er Expe
 		return
 	}
 	er.Rule = r
+	er.spec = r.Spec()
 	if b.e.Rules[t] == nil {
 		b.e.Rules[t] = map[parse.ChainName][]ExpectedRule{}
 	}
@@ -548,7 +565,11 @@ func GatewayMode(s *snapshot.Snapshot, network, family string) string {
 // several non-internal bridge networks gets one alternative per network:
 // which one is its gateway is not in the snapshot.
 func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
-	var out []port
+	n := 0
+	for i := range s.Docker.Containers {
+		n += len(s.Docker.Containers[i].Ports)
+	}
+	out := make([]port, 0, n)
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {
@@ -943,7 +964,11 @@ func rawRules(b *builder, nets []*bridgeNet, ports []port) {
 // endpointsOf lists the endpoints of running containers on non-internal
 // bridge networks of nets, in container order (ports left zero).
 func endpointsOf(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
-	var out []port
+	n := 0
+	for i := range s.Docker.Containers {
+		n += len(s.Docker.Containers[i].Endpoints)
+	}
+	out := make([]port, 0, n)
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {

@@ -147,8 +147,10 @@ func buildPathIndex(e *Expected) pathIndex {
 // order (that of Expected.All), without a scan of every expected rule per
 // port.
 func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []ExpectedRule) {
-	idx := append([]int(nil), p.jumps...)
-	idx = append(idx, p.need[dnat.Network]...)
+	nw := p.need[dnat.Network]
+	idx := make([]int, 0, len(p.jumps)+len(nw)+2)
+	idx = append(idx, p.jumps...)
+	idx = append(idx, nw...)
 	if dnat.Port != nil {
 		for _, i := range p.accepts[acceptKey{dnat.Container, *dnat.Port}] {
 			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
@@ -157,8 +159,12 @@ func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []ExpectedRule) {
 		}
 	}
 	sort.Ints(idx)
+	need = make([]ExpectedRule, 0, len(idx))
 	for _, i := range idx {
 		need = append(need, p.all[i])
+	}
+	if d := p.drop[dnat.Network]; len(d) > 0 {
+		drop = make([]ExpectedRule, 0, len(d))
 	}
 	for _, i := range p.drop[dnat.Network] {
 		drop = append(drop, p.all[i])

@@ -267,7 +267,7 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		return
 	}
-	if dnat.Network != "" && GatewayMode(s, dnat.Network, fam) == "routed" {
+	if dnat.Network != "" && env.gatewayMode(dnat.Network, fam) == "routed" {
 		// The daemon's version decides: 20.10 ignores the option.
 		r.Path, r.Reason = PathUnknown, "network "+dnat.Network+" uses gateway mode routed: not modelled"
 		return

@@ -90,6 +90,7 @@ type unservedPort struct {
 // docker-proxy for any of their bindings, in container then port order.
 func unservedPorts(env *Env) []unservedPort {
 	s := env.S
+	bridgeOf := natBridges(s)
 	served := func(pb snapshot.PortBinding) bool { return len(proxiesFor(env.proxies(), &pb)) > 0 }
 	var out []unservedPort
 	for i := range s.Docker.Containers {
@@ -99,7 +100,7 @@ func unservedPorts(env *Env) []unservedPort {
 		}
 		network := ""
 		for _, ep := range c.Endpoints {
-			if ep.IP != "" && network == "" && bridgeOfNetwork(s, ep.Network) != "" {
+			if ep.IP != "" && network == "" && bridgeOf[ep.Network] != "" {
 				network = ep.Network
 			}
 		}

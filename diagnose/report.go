@@ -172,6 +172,9 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+err.Error())
 	}
+	// The ports table needs no finding: it is judged while the checks run.
+	portsDone := make(chan []PortReport, 1)
+	go func() { portsDone <- portsOf(env) }()
 	for _, f := range RunEnv(env, Options{Skip: o.Skip}) {
 		if f.ID == dockerUnreachable.ID {
 			r.Partial = true
@@ -195,7 +198,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			f.Repairable = true
 		}
 	}
-	if ps := portsOf(env); ps != nil {
+	if ps := <-portsDone; ps != nil {
 		r.Ports = ps
 	}
 	if o.RulesOnly && !hasTable(s, parse.TableFilter) {
