@@ -181,7 +181,11 @@ func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er Expe
 		return
 	}
 	er.Rule = r
-	er.spec = r.Spec()
+	// The canonical text; the builder's own string when it is already
+	// canonical (almost always), so that only one copy stays live.
+	if er.spec = r.Spec(); er.spec == spec {
+		er.spec = spec
+	}
 	if b.e.Rules[t] == nil {
 		b.e.Rules[t] = map[parse.ChainName][]ExpectedRule{}
 	}
