@@ -23,6 +23,33 @@ type Diff struct {
 	OutOfOrder [][2]Placed
 	// Found maps each expected rule present to the dump's rule.
 	Found map[*parse.Rule]*parse.Rule
+
+	// seen is what Compare rendered per table and chain of the expected
+	// rules, kept for the checks that need it again (chainSeenOf).
+	seen map[parse.TableName]map[parse.ChainName]*chainSeen
+}
+
+// chainSeen is one chain as Compare saw it: the Spec of every dump rule
+// (by index in the chain), which ones matched an expected rule, and the
+// Specs of every expected rule of the chain (alternatives not chosen
+// included), each with the first expected rule of that Spec.
+type chainSeen struct {
+	specs []string
+	used  []bool
+	want  map[string]*parse.Rule
+}
+
+// chainSeenOf returns what Compare saw of chain c of table t, nil when
+// the chain holds no expected rule or is not in the dump.
+func (d *Diff) chainSeenOf(t parse.TableName, c parse.ChainName) *chainSeen {
+	if d == nil || d.seen == nil {
+		return nil
+	}
+	cs := d.seen[t][c]
+	if cs == nil || cs.specs == nil {
+		return nil
+	}
+	return cs
 }
 
 // Placed is an expected rule with the dump rule that matched it.
@@ -47,15 +74,8 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 	altFound := map[string]bool{}
 	// covered: expected rules that share the Spec of an earlier one.
 	covered := map[*parse.Rule]bool{}
-	// seen holds, per table and chain, what the Unexpected pass needs:
-	// the Spec of every dump rule, which ones were used, and the Specs
-	// of every expected rule (alternatives not chosen included).
-	type chainSeen struct {
-		specs []string
-		used  []bool
-		want  map[string]*parse.Rule // Spec -> first expected rule
-	}
 	seen := map[parse.TableName]map[parse.ChainName]*chainSeen{}
+	d.seen = seen
 	var placed = map[parse.TableName]map[parse.ChainName][]Placed{}
 	for _, t := range parse.KnownTables {
 		seen[t] = map[parse.ChainName]*chainSeen{}

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -36,21 +37,24 @@ var proxyOverhead = Check{
 		}
 		type group struct {
 			key
-			ps []int
+			ps   []int
+			addr netip.Addr // parsed once: ipLess in the comparator cost 0.1 s at 33,000
+			ok   bool
 		}
 		groups := make([]group, 0, len(ports))
 		for k, ps := range ports {
-			groups = append(groups, group{k, ps})
+			a, err := netip.ParseAddr(k.cip)
+			groups = append(groups, group{k, ps, a, err == nil})
 		}
 		slices.SortFunc(groups, func(a, b group) int {
 			if len(a.ps) != len(b.ps) {
 				return len(b.ps) - len(a.ps)
 			}
 			if a.cip != b.cip {
-				if ipLess(a.cip, b.cip) {
-					return -1
+				if a.ok && b.ok { // ipLess, with the addresses parsed
+					return a.addr.Compare(b.addr)
 				}
-				return 1
+				return strings.Compare(a.cip, b.cip)
 			}
 			return strings.Compare(a.proto, b.proto)
 		})
