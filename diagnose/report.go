@@ -59,6 +59,9 @@ type ReportHost struct {
 // Report is the whole answer of `iptscope doctor`. The JSON field names
 // are iptscope.doctor/v1 (docs/doctor.md) and stable.
 type Report struct {
+	// env is the analysis the report was made from (Plan reuses it).
+	env *Env
+
 	Schema string `json:"schema"`
 	// ToolVersion is the iptscope build (set by the command).
 	ToolVersion string     `json:"tool_version,omitempty"`
@@ -148,6 +151,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		}
 	}
 	env := &Env{S: s, RulesOnly: o.RulesOnly, Inference: inf}
+	r.env = env
 	if why := dockerElsewhere(s); why != "" {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+why)

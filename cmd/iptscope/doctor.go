@@ -243,7 +243,7 @@ func (f *fixOptions) addFlags(cmd *cobra.Command) {
 
 // runFix shows the plan for snap and, unless --dry-run, applies it.
 func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Snapshot, rep *diagnose.Report) error {
-	plan := diagnose.NewPlan(snap, rep.Findings)
+	plan := rep.Plan(snap)
 	var payloads []render.PlanPayload
 	for _, p := range repair.Render(plan) {
 		payloads = append(payloads, render.PlanPayload{Family: p.Family, Table: string(p.Table), Text: p.Text})
