@@ -128,6 +128,9 @@ type Expected struct {
 	// IPTablesOff: the daemon runs with iptables=false and writes no rule
 	// (Modelled, with no chain or rule expected).
 	IPTablesOff bool
+	// Assumed: the version is newer than every known layout and is judged
+	// with the newest one (a note says so).
+	Assumed bool
 }
 
 // RulesOf returns the expected rules of one chain in order.
@@ -251,14 +254,19 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		e.Notes = append(e.Notes, err.Error())
 		return e, nil
 	}
-	e.Version, e.Era = v, EraOf(v)
-	switch e.Era {
-	case EraUnknown:
+	layout, assumed, ok := LayoutFor(v, BackendIPTables)
+	e.Version, e.Era = v, layout.Era
+	switch {
+	case !ok:
 		e.Notes = append(e.Notes, fmt.Sprintf("Docker %s is older than 20.10: its layout is not modelled", v))
 		return e, nil
-	case Era2800:
+	case layout.Era == Era2800:
 		e.Notes = append(e.Notes, "Docker 28.0.0 (ipset layout) is not modelled: upgrade to 28.0.1 or later")
 		return e, nil
+	}
+	if assumed != "" {
+		e.Assumed = true
+		e.Notes = append(e.Notes, assumed)
 	}
 	if info := s.Docker.Info; info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
 		e.Notes = append(e.Notes, "Docker writes to its nftables backend (table docker-bridges), which iptscope does not inspect yet")
@@ -292,12 +300,10 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		}
 	}
 	e.Modelled = true
-	switch e.Era {
-	case EraClassic:
-		expectClassic(b, nets, ports)
-	case Era28, Era29:
-		expect28(b, nets, ports)
+	for t, cs := range layout.Chains {
+		e.Chains[t] = append([]parse.ChainName(nil), cs...)
 	}
+	layout.build(b, nets, ports)
 	return e, b.err
 }
 
@@ -674,7 +680,6 @@ func isLoopback(ip string) bool {
 func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn bool) {
 	e := b.e
 	proxyOn := e.Proxy.On()
-	e.Chains[parse.TableNAT] = []parse.ChainName{ChainDocker}
 	hasExternal := false
 	for _, n := range nets {
 		if !n.internal {
@@ -748,13 +753,12 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 	e := b.e
 	natRules(b, nets, ports, true, true)
-	e.Chains[parse.TableFilter] = []parse.ChainName{ChainDocker, ChainIsolation1, ChainIsolation2, ChainDockerUser}
 	f := parse.TableFilter
 	// Why: 20.10 sets DOCKER-USER up for IPv4 only ("TODO IPv6 support",
 	// moby/moby#44451); 23.0+ for each family.
 	user := e.Family == snapshot.FamilyIPv4 || e.Version.AtLeast(23, 0, 0)
 	if !user {
-		e.Chains[f] = e.Chains[f][:3]
+		e.Chains[f] = slices.DeleteFunc(e.Chains[f], func(c parse.ChainName) bool { return c == ChainDockerUser })
 	}
 	if user {
 		b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
@@ -849,9 +853,6 @@ func expect28(b *builder, nets []*bridgeNet, ports []port) {
 	middle := ChainIsolation1
 	if is29 {
 		middle = ChainDockerIntern
-		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainDockerIntern, ChainDockerUser}
-	} else {
-		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainIsolation1, ChainIsolation2, ChainDockerUser}
 	}
 	b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
 	b.add(f, parse.ChainForward, "-j DOCKER-FORWARD", ExpectedRule{Kind: KindJump, Rank: 1})
