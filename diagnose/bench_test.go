@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/iptscope/iptscope/internal/synth"
+	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
 )
 
@@ -105,6 +106,24 @@ func BenchmarkExpectCompare33000Ports(b *testing.B) {
 		}
 		if d := Compare(e, rs); len(d.Missing) != 0 {
 			b.Fatalf("%d missing", len(d.Missing))
+		}
+	}
+}
+
+// BenchmarkDoctorRulesOnly100kRules is `doctor --from` a pasted
+// iptables-save of a 33,000-port host (about 100,000 rules): Docker's
+// view inferred from the rules, then every rule check and the ports table.
+func BenchmarkDoctorRulesOnly100kRules(b *testing.B) {
+	rs, err := parse.Parse(synth.DockerHost(33000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := snapshot.FromDump("", rs, "bench")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := NewReport(s, ReportOptions{RulesOnly: true}); len(r.Ports) < 33000 {
+			b.Fatalf("%d ports judged, want 33,000", len(r.Ports))
 		}
 	}
 }
