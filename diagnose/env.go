@@ -210,6 +210,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 		}
 	}
 	c := *e
+	c.all = &allCache{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Rules {
 		c.Rules[t] = map[parse.ChainName][]ExpectedRule{}
@@ -230,6 +231,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 // onlyTablesOf returns e without the tables rs does not hold.
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
 	c := *e
+	c.all = &allCache{}
 	c.Chains = map[parse.TableName][]parse.ChainName{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Chains {
