@@ -31,6 +31,9 @@ type Env struct {
 
 	proxyOnce sync.Once
 	proxyIdx  *proxyIndex
+
+	unservedOnce sync.Once
+	unserved     []unservedPort
 }
 
 // proxies returns the index of the snapshot's docker-proxy processes,
