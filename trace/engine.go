@@ -48,10 +48,15 @@ const (
 	outUnknown
 )
 
-// maxEvaluations bounds one trace: far above any real path (each rule is
-// met at most once per chain entry), it stops a goto loop that iptables
-// itself would refuse to load.
-const maxEvaluations = 1 << 20
+// Bounds of one trace. A real path meets each rule at most once per chain
+// entry; the budget (evaluations per rule of the rulesets, plus a floor)
+// stops a goto loop iptables itself would refuse to load, and a jump tree
+// that fans out exponentially, both reported as unknown.
+const (
+	evaluationsPerRule = 4
+	minEvaluations     = 10000
+	maxSteps           = 10000
+)
 
 // Trace follows p through the snapshot's rules and returns where it goes.
 // It walks the iptables rules of every backend that holds rules of p's
@@ -71,11 +76,16 @@ func Trace(s *snapshot.Snapshot, p Packet) *Result {
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
 		chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{},
-		budget: maxEvaluations,
 		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}},
 	}
 	e.nameAddrs()
 	e.pickDumps(p.Family())
+	e.budget = minEvaluations
+	for _, d := range e.dumps {
+		for _, t := range d.rs.Tables {
+			e.budget += evaluationsPerRule * t.RuleCount()
+		}
+	}
 	if why := e.check(p); why != "" {
 		e.res.Verdict, e.res.Reaches, e.res.Reason = Unknown, ReachUnknown, why
 		return e.res
@@ -734,8 +744,8 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		}
 		r := f.c.Rules[f.i]
 		f.i++
-		if e.budget--; e.budget < 0 {
-			return unknown(f.c, r, "the walk does not end (a goto loop?)")
+		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
+			return unknown(f.c, r, "the walk does not end in a sensible number of steps (a goto loop, or jumps that fan out)")
 		}
 		t, why := e.evalRule(r, pk)
 		if t == no {
