@@ -1064,7 +1064,7 @@ func (e *engine) nameAddrs() {
 		for _, n := range d.Networks {
 			for _, g := range n.Gateways {
 				if a, err := netip.ParseAddr(g); err == nil {
-					e.names[a] = n.Name + " gateway"
+					e.names[a] = "gateway of " + n.Name
 				}
 			}
 		}
