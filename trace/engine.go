@@ -759,7 +759,9 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		}
 		switch tg := r.Target; {
 		case tg == "":
-			continue
+			// A rule without a target only counts; the kernel's trace
+			// still shows it (verdict continue).
+			step(f.c, r, "", "", "")
 		case tg == parse.TargetAccept:
 			step(f.c, r, string(tg), "", "")
 			return outContinue
