@@ -82,7 +82,7 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 						t.Errorf("the kernel's verdict %s, iptscope's %s", kv, got.Verdict)
 					}
 					if want, have := kernel.events(), got.events(); strings.Join(want, "\n") != strings.Join(have, "\n") {
-						t.Errorf("the rules met differ\nkernel:\n  %s\niptscope:\n  %s", strings.Join(want, "\n  "), strings.Join(have, "\n  "))
+						t.Errorf("the rules met differ\nkernel:\n  %s\niptscope:\n  %s\nxtables-monitor printed:\n%s", strings.Join(want, "\n  "), strings.Join(have, "\n  "), mon.last)
 					}
 					if kd, gd := kernel.decider(), got.decider(); kd != gd {
 						t.Errorf("deciding rule: kernel %q, iptscope %q", kd, gd)
@@ -134,9 +134,10 @@ func (h *dockerHost) clientGet(dst string, port int) bool {
 // over an nftables chain (priority -350, before raw) that sets nftrace on
 // the client's TCP SYNs.
 type kernelTrace struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	h   *dockerHost
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	last string // what the last packet's wait read, for failure messages
+	h    *dockerHost
 }
 
 func (k *kernelTrace) Write(p []byte) (int, error) {
@@ -178,7 +179,7 @@ type traceEvent struct {
 type kernelPacket []traceEvent
 
 var (
-	packetLine = regexp.MustCompile(`^PACKET: \d+ ([0-9a-f]+) .*DST=(\S+) .*DPORT=(\d+)`)
+	packetLine = regexp.MustCompile(`^PACKET: \d+ ([0-9a-f]+) .*SRC=(\S+) DST=(\S+) .* ID=(\d+) .*DPORT=(\d+)`)
 	traceLine  = regexp.MustCompile(`^\s*TRACE: \d+ ([0-9a-f]+) ([^:]+):([^:]+):(rule|policy|return)(?::(\S+))?\s*(.*)$`)
 )
 
@@ -191,16 +192,25 @@ func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
 		k.mu.Lock()
 		text := k.buf.String()
 		k.mu.Unlock()
-		id := ""
+		// Why the IP ID and not the trace id: the kernel's trace id is a
+		// hash that can change between hooks (once the skb's hash is
+		// computed), and xtables-monitor prints a PACKET line, with the
+		// IP header, before each base chain's events.
+		ipID, found := "", false
+		ofPacket := map[string]string{} // trace id -> IP ID of its last PACKET line
 		evs = nil
 		sc := bufio.NewScanner(strings.NewReader(text))
 		for sc.Scan() {
 			l := sc.Text()
-			if m := packetLine.FindStringSubmatch(l); m != nil && id == "" && m[2] == dst && m[3] == fmt.Sprint(port) {
-				id = m[1]
+			if m := packetLine.FindStringSubmatch(l); m != nil {
+				if !found && m[3] == dst && m[5] == fmt.Sprint(port) {
+					ipID, found = m[2]+"/"+m[4], true
+				}
+				ofPacket[m[1]] = m[2] + "/" + m[4]
+				continue
 			}
 			m := traceLine.FindStringSubmatch(l)
-			if m == nil || m[1] != id || m[2] == "iptscopetrace" {
+			if m == nil || !found || ofPacket[m[1]] != ipID || m[2] == "iptscopetrace" {
 				continue
 			}
 			ev := traceEvent{table: m[2], chain: m[3], kind: m[4]}
@@ -220,7 +230,7 @@ func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
 			}
 			evs = append(evs, ev)
 		}
-		return id != "" && len(evs) > 0
+		return found && len(evs) > 0
 	})
 	if !ok {
 		k.mu.Lock()
@@ -228,6 +238,7 @@ func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
 	}
 	// What follows belongs to the next packet.
 	k.mu.Lock()
+	k.last = k.buf.String()
 	k.buf.Reset()
 	k.mu.Unlock()
 	return evs

@@ -838,6 +838,13 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 	if pol == "" {
 		pol = parse.TargetAccept
 	}
+	if pol == parse.TargetAccept && len(c.Rules) == 0 {
+		// Why no step: an empty built-in chain that accepts changes
+		// nothing, and iptables-nft does not even create it (its -save
+		// prints every built-in chain of a table; the kernel's trace
+		// shows only the chains that exist).
+		return outContinue
+	}
 	step(c, nil, string(pol), fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name), "")
 	switch pol {
 	case parse.TargetAccept:
