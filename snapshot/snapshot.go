@@ -72,6 +72,7 @@ type Snapshot struct {
 	// Absent in bundles from before iptscope read them; [] when none runs
 	// here.
 	Daemons []Daemon    `json:"daemons"`
+	IPSets  []IPSet     `json:"ipsets,omitempty"` // see ipset.go
 	Docker  *Docker     `json:"docker,omitempty"`
 	Errors  []PartError `json:"errors,omitempty"`
 }
