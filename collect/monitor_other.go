@@ -1,0 +1,15 @@
+//go:build !linux
+
+package collect
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/iptscope/iptscope/watch"
+)
+
+// WatchNftables needs Linux's netlink; elsewhere it returns ErrNeedsLinux.
+func WatchNftables(context.Context, Options) (<-chan watch.Change, error) {
+	return nil, fmt.Errorf("watching nftables events: %w", ErrNeedsLinux)
+}
