@@ -93,3 +93,9 @@ func clipBytes(s string, n int) string {
 	}
 	return strings.TrimRight(s[:cut], " ") + "..."
 }
+
+// NPDUnknownLine is the line for a check that could not run at all (exit
+// 2): "UNKNOWN: " and the error, cut to NPDMaxLine bytes.
+func NPDUnknownLine(err error) string {
+	return clipBytes("UNKNOWN: "+npdOneLine(err.Error()), NPDMaxLine)
+}

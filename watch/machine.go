@@ -19,10 +19,11 @@ type Config struct {
 	// work in flight rather than drift: the check is repeated once the
 	// daemon has been quiet that long.
 	DockerQuiet time.Duration
-	// Interval is the period of the full re-check (sysctls, links and
-	// docker-proxy have no event stream) and, on legacy iptables, of the
-	// poll of the dump's hash.
-	Interval time.Duration
+	// Resync is the period of the full re-check even when no source
+	// said anything: sysctls, links and docker-proxy have no event
+	// stream. (The poll of the legacy dump has its own interval: it is a
+	// source, collect.PollRules.)
+	Resync time.Duration
 	// Fix repairs drift (the plan, backup, verify and rollback of
 	// `doctor --fix`).
 	Fix bool
@@ -39,7 +40,7 @@ type Config struct {
 const (
 	DefaultSettle       = 150 * time.Millisecond
 	DefaultDockerQuiet  = 3 * time.Second
-	DefaultInterval     = 30 * time.Second
+	DefaultResync       = 5 * time.Minute
 	DefaultMaxRepairs   = 3
 	DefaultRepairWindow = 10 * time.Minute
 )
@@ -51,8 +52,8 @@ func (c Config) withDefaults() Config {
 	if c.DockerQuiet <= 0 {
 		c.DockerQuiet = DefaultDockerQuiet
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
+	if c.Resync <= 0 {
+		c.Resync = DefaultResync
 	}
 	if c.MaxRepairs <= 0 {
 		c.MaxRepairs = DefaultMaxRepairs
@@ -274,6 +275,9 @@ func (m *Machine) Repaired(now time.Time, v Verdict, o RepairOutcome) []Event {
 	m.Repairs[RepairOK]++
 	ev := m.event(now, KindRepaired, v, fmt.Sprintf("repaired %d finding(s) (%d of %d repairs allowed in %s)", len(o.Repaired), len(m.repairs), m.cfg.MaxRepairs, m.cfg.RepairWindow))
 	ev.Findings = sortedCopy(o.Repaired)
+	if ev.Findings == nil {
+		ev.Findings = []string{}
+	}
 	ev.Keys = nil
 	return []Event{ev}
 }
@@ -315,10 +319,8 @@ func (m *Machine) stoppedText() string {
 }
 
 func (m *Machine) event(now time.Time, k Kind, v Verdict, msg string) Event {
-	e := Event{Schema: Schema, Time: now.UTC(), Event: k, Findings: sortedCopy(v.IDs), Keys: slices.Clone(v.Keys), Message: msg}
-	if e.Findings == nil {
-		e.Findings = []string{}
-	}
+	ids, keys := sortedPairs(v.IDs, v.Keys)
+	e := Event{Schema: Schema, Time: now.UTC(), Event: k, Findings: ids, Keys: keys, Message: msg}
 	if k == KindDrift && m.by != nil {
 		p := *m.by
 		e.By, e.Generation = &p, m.gen
@@ -336,6 +338,29 @@ func (m *Machine) errorEvent(now time.Time, err error) []Event {
 	}
 	m.lastErr = err.Error()
 	return []Event{{Schema: Schema, Time: now.UTC(), Event: KindError, Findings: []string{}, Message: err.Error()}}
+}
+
+// sortedPairs sorts the IDs and, in the same order, the keys: by ID, then
+// key. Findings is never nil (JSON "[]").
+func sortedPairs(ids, keys []string) ([]string, []string) {
+	type pair struct{ id, key string }
+	ps := make([]pair, len(ids))
+	for i := range ids {
+		ps[i].id = ids[i]
+		if i < len(keys) {
+			ps[i].key = keys[i]
+		}
+	}
+	slices.SortFunc(ps, func(a, b pair) int { return strings.Compare(a.id+"\x00"+a.key, b.id+"\x00"+b.key) })
+	outIDs := make([]string, len(ps))
+	var outKeys []string
+	for i, p := range ps {
+		outIDs[i] = p.id
+		if p.key != "" {
+			outKeys = append(outKeys, p.key)
+		}
+	}
+	return outIDs, outKeys
 }
 
 func sortedCopy(s []string) []string {

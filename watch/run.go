@@ -41,7 +41,7 @@ func (RealClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 }
 
 // Run checks the host at start, then whenever a source says something
-// changed, Docker is done with a change of its own, or the interval
+// changed, Docker is done with a change of its own, or Resync
 // passes, and calls emit with each event (from Run's goroutine). After
 // every check, afterCheck (if not nil) is called with the machine, for
 // the metrics. Run returns nil when ctx is done (SIGTERM), after the
@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config, h Host, src Sources, clk Clock, emit f
 	m := NewMachine(cfg, clk.Now())
 	cfg = m.Config()
 	changes, docker := src.Changes, src.Docker
-	tickC, tickStop := clk.NewTimer(cfg.Interval)
+	tickC, tickStop := clk.NewTimer(cfg.Resync)
 	defer func() { tickStop() }()
 	emitAll := func(evs []Event) {
 		for _, e := range evs {
@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg Config, h Host, src Sources, clk Clock, emit f
 			m.Docker(clk.Now(), e)
 		case <-tickC:
 			m.Tick(clk.Now())
-			tickC, tickStop = clk.NewTimer(cfg.Interval)
+			tickC, tickStop = clk.NewTimer(cfg.Resync)
 		case <-dueC:
 			v, err := h.Check(ctx)
 			if ctx.Err() != nil {

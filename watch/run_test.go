@@ -81,7 +81,7 @@ func TestRunReportsAFlushAndRepairsIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Fix: true, Settle: time.Millisecond, Interval: time.Hour}, h, Sources{Changes: changes}, nil, ev.emit, nil)
+		done <- Run(ctx, Config{Fix: true, Settle: time.Millisecond, Resync: time.Hour}, h, Sources{Changes: changes}, nil, ev.emit, nil)
 	}()
 	ev.waitFor(t, KindHealthy)
 	h.set(true)
@@ -120,7 +120,7 @@ func TestSoakThousandsOfChangesLeakNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{Fix: true, Settle: time.Microsecond, DockerQuiet: time.Microsecond, Interval: time.Millisecond, MaxRepairs: 1000000}, h, Sources{Changes: changes, Docker: docker}, nil, ev.emit, nil)
+		done <- Run(ctx, Config{Fix: true, Settle: time.Microsecond, DockerQuiet: time.Microsecond, Resync: time.Millisecond, MaxRepairs: 1000000}, h, Sources{Changes: changes, Docker: docker}, nil, ev.emit, nil)
 	}()
 	for i := range 20000 {
 		if i%100 == 0 {
