@@ -308,7 +308,7 @@ func (m *Machine) stoppedText() string {
 	}
 	var names []string
 	for c, n := range m.undoers {
-		names = append(names, fmt.Sprintf("%s %d×", c, n))
+		names = append(names, fmt.Sprintf("%s %d times", c, n))
 	}
 	slices.Sort(names)
 	s := fmt.Sprintf("repairs stopped: %d repairs in %s were undone, last by %s", len(m.repairs), m.cfg.RepairWindow, who)
