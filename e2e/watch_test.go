@@ -3,12 +3,14 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -351,4 +353,76 @@ func nodeExporterServes(t *testing.T, dir string) {
 	if !strings.Contains(body, `iptscope_port_reachable{container="web",host_ip="0.0.0.0",host_port="8080",proto="tcp"} 1`) {
 		t.Errorf("node_exporter does not serve the ports:\n%s", grep(body, "iptscope_port"))
 	}
+}
+
+// TestWatchIdleCPUOnABigHost measures (it asserts nothing about speed)
+// what watch costs while nothing changes on a host of about 100,000
+// rules: a throwaway namespace loaded with internal/synth's Docker dump,
+// on the nft backend (events) and on legacy (the hash poll at the default
+// 30 s). It logs the CPU share of one core over three 30 s windows, and
+// what one full check costs (paid again every --resync). Run it with
+// IPTSCOPE_E2E_WATCH_CPU=1; it is not part of the suite.
+func TestWatchIdleCPUOnABigHost(t *testing.T) {
+	if os.Getenv("IPTSCOPE_E2E_WATCH_CPU") != "1" {
+		t.Skip("a measurement: set IPTSCOPE_E2E_WATCH_CPU=1")
+	}
+	requireRoot(t, "iptables-nft-restore", "iptables-legacy-restore")
+	dump, err := exec.Command("go", "run", "../hack/synth", "-kind", "docker", "-ports", "33000").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("synthetic dump: %d rules", len(regexp.MustCompile(`(?m)^(\[[0-9]+:[0-9]+\] )?-A `).FindAllIndex(dump, -1)))
+	for _, backend := range []string{"nft", "legacy"} {
+		t.Run(backend, func(t *testing.T) {
+			_, path := netns(t)
+			lock := filepath.Join(t.TempDir(), "xtables.lock")
+			restore := exec.Command("nsenter", "--net="+path, "iptables-"+backend+"-restore")
+			restore.Env = append(os.Environ(), "XTABLES_LOCKFILE="+lock)
+			restore.Stdin = strings.NewReader(string(dump))
+			if out, err := restore.CombinedOutput(); err != nil {
+				t.Fatalf("restore: %v: %s", err, out)
+			}
+			cmd := exec.Command(iptscopeBin, "watch", "--netns", path, "--docker-host", "unix://"+filepath.Join(t.TempDir(), "none.sock"), "-o", "json")
+			cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+lock)
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+			start := time.Now()
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() {
+				t.Fatal("watch printed nothing")
+			}
+			first := cpuTicks(t, cmd.Process.Pid)
+			t.Logf("first check (collect + diagnose of the whole host): %s wall, %.2f s CPU", time.Since(start).Round(time.Millisecond), float64(first)/100)
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			for i := range 3 {
+				a, t0 := cpuTicks(t, cmd.Process.Pid), time.Now()
+				time.Sleep(30 * time.Second) // the measurement window
+				b, t1 := cpuTicks(t, cmd.Process.Pid), time.Now()
+				t.Logf("window %d: %.2f %% of a core", i+1, 100*float64(b-a)/100/t1.Sub(t0).Seconds())
+			}
+		})
+	}
+}
+
+// cpuTicks is a process's user and system time, its waited-for children's
+// included, in clock ticks (USER_HZ, 100 on Linux).
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+	var sum int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		sum += n
+	}
+	return sum
 }
