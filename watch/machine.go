@@ -19,10 +19,13 @@ type Config struct {
 	// work in flight rather than drift: the check is repeated once the
 	// daemon has been quiet that long.
 	DockerQuiet time.Duration
-	// Resync is the period of the full re-check even when no source
-	// said anything: sysctls, links and docker-proxy have no event
-	// stream. (The poll of the legacy dump has its own interval: it is a
-	// source, collect.PollRules.)
+	// Probe is the period of the cheap look at what has no event stream
+	// (sysctls, links, docker-proxy: Prober); a full check follows only
+	// when it changed.
+	Probe time.Duration
+	// Resync is the period of the full re-check even when nothing said
+	// anything changed: the safety net. (The poll of the legacy dump has
+	// its own interval: it is a source, collect.PollRules.)
 	Resync time.Duration
 	// Fix repairs drift (the plan, backup, verify and rollback of
 	// `doctor --fix`).
@@ -40,7 +43,8 @@ type Config struct {
 const (
 	DefaultSettle       = 150 * time.Millisecond
 	DefaultDockerQuiet  = 3 * time.Second
-	DefaultResync       = 5 * time.Minute
+	DefaultProbe        = 30 * time.Second
+	DefaultResync       = time.Hour
 	DefaultMaxRepairs   = 3
 	DefaultRepairWindow = 10 * time.Minute
 )
@@ -51,6 +55,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DockerQuiet <= 0 {
 		c.DockerQuiet = DefaultDockerQuiet
+	}
+	if c.Probe <= 0 {
+		c.Probe = DefaultProbe
 	}
 	if c.Resync <= 0 {
 		c.Resync = DefaultResync
@@ -94,7 +101,8 @@ const (
 type Machine struct {
 	cfg Config
 
-	due     time.Time // the next check; zero when none is scheduled
+	due       time.Time // the next check; zero when none is scheduled
+	notBefore time.Time // checks wait until then (Spent)
 	started bool      // the first check has been judged
 	alarm   bool      // the last judged check had findings
 	keys    []string  // the findings of the last drift event
@@ -129,6 +137,9 @@ func (m *Machine) Config() Config { return m.cfg }
 func (m *Machine) Due() time.Time { return m.due }
 
 func (m *Machine) schedule(at time.Time) {
+	if at.Before(m.notBefore) {
+		at = m.notBefore
+	}
 	if m.due.IsZero() || at.Before(m.due) {
 		m.due = at
 	}
@@ -280,6 +291,18 @@ func (m *Machine) Repaired(now time.Time, v Verdict, o RepairOutcome) []Event {
 	}
 	ev.Keys = nil
 	return []Event{ev}
+}
+
+// Spent says that the check that ended at now took d: the next one waits
+// at least d more. Why: on a host of 100,000 rules a full check costs
+// seconds of CPU, and a tool that changes the rules every half second
+// must not keep watch busy all the time; watch then uses at most half a
+// core, and a change after a quiet spell is still checked at once.
+func (m *Machine) Spent(now time.Time, d time.Duration) {
+	m.notBefore = now.Add(d)
+	if !m.due.IsZero() && m.due.Before(m.notBefore) {
+		m.due = m.notBefore
+	}
 }
 
 // Stopped reports whether the rate limit has stopped the repairs.

@@ -232,3 +232,19 @@ func TestABurstOfThousandsOfChangesKeepsBoundedState(t *testing.T) {
 		t.Errorf("kept %d change descriptions, want at most 8", len(m.what))
 	}
 }
+
+func TestAnExpensiveCheckDelaysTheNextOneByItsOwnCost(t *testing.T) {
+	m := NewMachine(Config{}, t0)
+	m.Checked(at(10*time.Second), healthy, nil)
+	m.Spent(at(10*time.Second), 10*time.Second) // a 100k-rule host
+	m.Change(at(11*time.Second), Change{Source: "nftables", By: hostile})
+	if want := at(20 * time.Second); !m.Due().Equal(want) {
+		t.Errorf("check due %v, want %v (not before the last check's cost has passed again)", m.Due(), want)
+	}
+	m.Checked(at(20*time.Second), flushed, nil)
+	m.Spent(at(20*time.Second), 100*time.Millisecond)
+	m.Change(at(time.Minute), Change{Source: "nftables", By: hostile})
+	if want := at(time.Minute + DefaultSettle); !m.Due().Equal(want) {
+		t.Errorf("after a quiet spell the check is due %v, want %v", m.Due(), want)
+	}
+}

@@ -14,6 +14,15 @@ type Host interface {
 	Repair(ctx context.Context) (RepairOutcome, error)
 }
 
+// Prober is a Host that can tell cheaply whether what has no event
+// stream (sysctls, links, docker-proxy) changed since it last looked
+// (or since the last Check). Run calls it every Config.Probe and runs a
+// full check only when it says so; an error counts as no change (the
+// Resync check covers it).
+type Prober interface {
+	Probe(ctx context.Context) (changed bool, err error)
+}
+
 // Sources are the event streams Run reacts to; a nil channel is a source
 // that never says anything. A closed channel is taken as that source
 // ending (Run goes on with the others and the interval).
@@ -42,7 +51,7 @@ func (RealClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 
 // Run checks the host at start, then whenever a source says something
 // changed, Docker is done with a change of its own, or Resync
-// passes, and calls emit with each event (from Run's goroutine). After
+// passes (or the Prober, if h is one, says something changed), and calls emit with each event (from Run's goroutine). After
 // every check, afterCheck (if not nil) is called with the machine, for
 // the metrics. Run returns nil when ctx is done (SIGTERM), after the
 // check or repair in progress, if any, has finished.
@@ -55,6 +64,13 @@ func Run(ctx context.Context, cfg Config, h Host, src Sources, clk Clock, emit f
 	changes, docker := src.Changes, src.Docker
 	tickC, tickStop := clk.NewTimer(cfg.Resync)
 	defer func() { tickStop() }()
+	prober, _ := h.(Prober)
+	var probeC <-chan time.Time
+	probeStop := func() bool { return false }
+	if prober != nil {
+		probeC, probeStop = clk.NewTimer(cfg.Probe)
+	}
+	defer func() { probeStop() }()
 	emitAll := func(evs []Event) {
 		for _, e := range evs {
 			emit(e)
@@ -111,13 +127,21 @@ func Run(ctx context.Context, cfg Config, h Host, src Sources, clk Clock, emit f
 		case <-tickC:
 			m.Tick(clk.Now())
 			tickC, tickStop = clk.NewTimer(cfg.Resync)
+		case <-probeC:
+			if changed, err := prober.Probe(ctx); err == nil && changed {
+				m.Tick(clk.Now())
+			}
+			probeC, probeStop = clk.NewTimer(cfg.Probe)
 		case <-dueC:
+			began := clk.Now()
 			v, err := h.Check(ctx)
 			if ctx.Err() != nil {
 				return nil
 			}
 			drain()
-			evs, repair := m.Checked(clk.Now(), v, err)
+			now := clk.Now()
+			evs, repair := m.Checked(now, v, err)
+			m.Spent(now, now.Sub(began))
 			emitAll(evs)
 			if afterCheck != nil {
 				afterCheck(m, v, err)

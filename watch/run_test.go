@@ -156,3 +156,39 @@ func TestSoakThousandsOfChangesLeakNothing(t *testing.T) {
 		t.Errorf("heap grew by %d bytes over the soak", grown)
 	}
 }
+
+// probingHost is a fakeHost whose sysctls the test can change.
+type probingHost struct {
+	fakeHost
+	changed atomic.Bool
+	probes  atomic.Int64
+}
+
+func (h *probingHost) Probe(context.Context) (bool, error) {
+	h.probes.Add(1)
+	return h.changed.Swap(false), nil
+}
+
+func TestRunChecksAgainOnlyWhenTheProbeSeesAChange(t *testing.T) {
+	h := &probingHost{}
+	ev := newEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Probe: time.Millisecond, Resync: time.Hour}, h, Sources{}, nil, ev.emit, nil)
+	}()
+	ev.waitFor(t, KindHealthy)
+	for deadline := time.Now().Add(5 * time.Second); h.probes.Load() < 20 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.checks.Load(); n != 1 {
+		t.Errorf("%d checks after %d probes that saw nothing, want 1 (the first)", n, h.probes.Load())
+	}
+	h.set(true) // ip_forward turned off: no ruleset event
+	h.changed.Store(true)
+	ev.waitFor(t, KindDrift)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

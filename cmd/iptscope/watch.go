@@ -58,8 +58,9 @@ that made it ("ip nat DOCKER: 6 rules deleted by pid 4242 (iptables)");
 on legacy iptables, which has no event stream, by a poll of the dump's hash
 every --interval. Docker's own changes (a container starting or stopping, a
 network created) come with its event stream and never raise drift: the
-verdict waits until Docker is done. A full check also runs every --resync,
-for what has no event stream (sysctls, links, docker-proxy).
+verdict waits until Docker is done. What has no event stream (sysctls,
+links, docker-proxy) is hashed every --interval, and a full check follows
+when it changed; a full check also runs every --resync whatever happens.
 
 --fix repairs drift with doctor --fix's plan, backup, test, verify and
 rollback, at most --max-repairs times in --repair-window: then it stops
@@ -84,7 +85,7 @@ privileges, the metrics address taken).`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&o.interval, "interval", 30*time.Second, "legacy iptables: poll the rules this often (`DURATION`)")
+	f.DurationVar(&o.interval, "interval", watch.DefaultProbe, "look at the sysctls, links and docker-proxy (and, on legacy iptables, the rules' hash) this often (`DURATION`)")
 	f.DurationVar(&o.resync, "resync", watch.DefaultResync, "run a full check this often even when nothing changed")
 	f.BoolVar(&o.fix, "fix", false, "repair drift (doctor --fix's plan, backup, verify, rollback), rate-limited")
 	f.IntVar(&o.maxRepairs, "max-repairs", watch.DefaultMaxRepairs, "with --fix: stop repairing after this many repairs within --repair-window")
@@ -203,7 +204,7 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 			}
 		}
 	}
-	cfg := watch.Config{Resync: o.resync, Fix: o.fix, MaxRepairs: o.maxRepairs, RepairWindow: o.repairWindow, Self: os.Getpid()}
+	cfg := watch.Config{Probe: o.interval, Resync: o.resync, Fix: o.fix, MaxRepairs: o.maxRepairs, RepairWindow: o.repairWindow, Self: os.Getpid()}
 	err = watch.Run(ctx, cfg, h, srcs, nil, emit, after)
 	// The sources end with ctx; wait for them so that nothing is left
 	// running (netlink sockets, the HTTP stream to dockerd).
@@ -312,7 +313,8 @@ type watchHost struct {
 	ropts diagnose.ReportOptions
 	log   io.Writer
 
-	last *snapshot.Snapshot // of the last check, for Repair (Run's goroutine only)
+	last  *snapshot.Snapshot // of the last check, for Repair (Run's goroutine only)
+	state [32]byte           // collect.HostStateHash at the last check or probe
 
 	mu      sync.Mutex // guards what the metrics read
 	rep     *diagnose.Report
@@ -323,6 +325,9 @@ type watchHost struct {
 }
 
 func (h *watchHost) Check(ctx context.Context) (watch.Verdict, error) {
+	if sum, err := collect.HostStateHash(ctx, collect.Options{NetNS: h.o.netns}); err == nil {
+		h.state = sum
+	}
 	snap := collectLive(ctx, collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost})
 	var err error
 	if _, e4 := snap.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); e4 != nil && (snap.Docker == nil || snap.Docker.Error != "") {
@@ -350,6 +355,18 @@ func (h *watchHost) Check(ctx context.Context) (watch.Verdict, error) {
 	}
 	h.mu.Unlock()
 	return v, err
+}
+
+// Probe implements watch.Prober: has what has no event stream (links,
+// addresses, sysctls, docker-proxy) changed since the last look?
+func (h *watchHost) Probe(ctx context.Context) (bool, error) {
+	sum, err := collect.HostStateHash(ctx, collect.Options{NetNS: h.o.netns})
+	if err != nil {
+		return false, err
+	}
+	changed := sum != h.state
+	h.state = sum
+	return changed, nil
 }
 
 func (h *watchHost) Repair(ctx context.Context) (watch.RepairOutcome, error) {
