@@ -103,10 +103,10 @@ type Machine struct {
 
 	due       time.Time // the next check; zero when none is scheduled
 	notBefore time.Time // checks wait until then (Spent)
-	started bool      // the first check has been judged
-	alarm   bool      // the last judged check had findings
-	keys    []string  // the findings of the last drift event
-	lastErr string    // the last error emitted (errors are not repeated)
+	started   bool      // the first check has been judged
+	alarm     bool      // the last judged check had findings
+	keys      []string  // the findings of the last drift event
+	lastErr   string    // the last error emitted (errors are not repeated)
 
 	lastDocker time.Time // Docker's last event or own ruleset change
 	by         *Process  // the last change by someone else since the last check
