@@ -72,6 +72,19 @@ type Options struct {
 	LookPath func(string) (string, error)
 	// Now names the backup; nil means time.Now.
 	Now func() time.Time
+	// LockHolder names the process holding the xtables lock file; nil
+	// reads /proc/locks (tests replace it).
+	LockHolder func(lockFile string) string
+	// WriteFile writes the backup; nil writes a temporary file and renames
+	// it into place (tests inject a full disk).
+	WriteFile func(path string, data []byte, perm os.FileMode) error
+	// KeepBackups is how many backups of the namespace to keep (Prune);
+	// 0 means DefaultKeepBackups, negative keeps all.
+	KeepBackups int
+	// Backend is, for Restore, the backend holding the host's rules now
+	// ("nft", "legacy"); a backup of another backend is refused. "" skips
+	// the check.
+	Backend string
 	// SkipRootCheck is for tests with a FakeRunner.
 	SkipRootCheck bool
 }
@@ -223,7 +236,7 @@ func (a *applier) check(ctx context.Context) ([]Payload, error) {
 			return nil, err
 		}
 		if _, err := a.run(ctx, bin, []string{"-w", lockWait, "--test", "--noflush"}, []byte(pl.Text)); err != nil {
-			return nil, fmt.Errorf("checking the %s %s payload: %w", pl.Family, pl.Table, payloadError(bin+" --test --noflush", pl.Text, err))
+			return nil, fmt.Errorf("checking the %s %s payload: %w", pl.Family, pl.Table, a.restoreError(bin+" --test --noflush", pl, err))
 		}
 	}
 	return payloads, nil
@@ -304,15 +317,19 @@ type view struct {
 // done when the repair is verified, or the fresh view to plan again from.
 func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot.Snapshot, mayReplan bool) (bool, *view, error) {
 	o := a.o
+	unchanged := "nothing was changed"
+	if a.round > 0 {
+		unchanged = "nothing more was changed (what the earlier plan added is kept where the fresh view wants it)"
+	}
 	if _, err := a.check(ctx); err != nil {
-		return false, nil, err
+		return false, nil, fmt.Errorf("%w; %s", err, unchanged)
 	}
 	payloads := Render(a.plan)
 	backup := &backupFile{}
 	var err error
 	if len(payloads) > 0 {
 		if backup, err = a.backup(ctx, payloads); err != nil {
-			return false, nil, err
+			return false, nil, fmt.Errorf("%w; %s", err, unchanged)
 		}
 		if res.BackupPath == "" {
 			res.BackupPath = backup.path
@@ -330,7 +347,7 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 		// Why not apply: the plan's positions were computed on chains
 		// that have changed since (Docker wrote or deleted rules).
 		if !mayReplan || o.Reread == nil {
-			return false, nil, fmt.Errorf("%w: the chains the plan touches changed since they were read; nothing was changed (run the fix again)", ErrChurn)
+			return false, nil, fmt.Errorf("%w: the chains the plan touches changed since they were read; %s (run the fix again)", ErrChurn, unchanged)
 		}
 		fresh, err := a.reread(ctx)
 		if err != nil {
@@ -363,7 +380,7 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 			return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
 		}
 		if len(applied) == 0 && len(setSysctls) == 0 {
-			return fmt.Errorf("%w; nothing was changed", cause)
+			return fmt.Errorf("%w; %s", cause, unchanged)
 		}
 		return fmt.Errorf("%w; rolled back: the repair's own operations were undone (%d rule operation(s), %d sysctl(s)), Docker's other rules left as they are", cause, countOps(applied), len(setSysctls))
 	}

@@ -392,5 +392,13 @@ func referenced(sim map[parse.ChainName][]string, c parse.ChainName) bool {
 // restoreError explains a failed iptables-restore: the held lock, or the
 // refused line.
 func (a *applier) restoreError(cmd string, pl Payload, err error) error {
+	if lockHeld(err) {
+		lock := lockFile(a.r)
+		holder := a.o.LockHolder
+		if holder == nil {
+			holder = lockHolder
+		}
+		return &LockError{Lock: lock, Holder: holder(lock), Wait: lockWait, Err: err}
+	}
 	return payloadError(cmd, pl.Text, err)
 }

@@ -200,6 +200,14 @@ func (f *fakeFW) restore(fam, text string, test, noflush bool) error {
 		case strings.HasPrefix(l, "*"):
 			key = fam + " " + l[1:]
 			cur = &fakeTable{chains: map[string][]string{}, policy: map[string]string{}}
+			if f.tables[key] == nil {
+				// The kernel has every table with its built-in chains.
+				for _, c := range parse.BuiltinChains[parse.TableName(l[1:])] {
+					cur.order = append(cur.order, string(c))
+					cur.chains[string(c)] = nil
+					cur.policy[string(c)] = "ACCEPT"
+				}
+			}
 			if old := f.tables[key]; old != nil && noflush {
 				cur.order = append(cur.order, old.order...)
 				for c, rs := range old.chains {
