@@ -116,34 +116,6 @@ func checkChainName(c string) string {
 	return ""
 }
 
-// CheckIfname is the kernel's rule for an interface name (dev_valid_name,
-// IFNAMSIZ 16): 1 to 15 bytes, not "." or "..", no "/", ":" or white
-// space; iptables' -i/-o also take a trailing "+" (any suffix). It
-// returns why the name is refused, "" when it is accepted.
-func CheckIfname(name string, wildcard bool) string {
-	if wildcard {
-		name = strings.TrimSuffix(name, "+")
-		if name == "" {
-			return "" // "+" alone: any interface
-		}
-	}
-	switch {
-	case name == "":
-		return "empty interface name"
-	case len(name) > 15:
-		return "interface name longer than 15 bytes (IFNAMSIZ)"
-	case name == "." || name == "..":
-		return "interface name . or .."
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c == '/' || c == ':' || c <= ' ' || c == 0x7f {
-			return "interface name with /, :, white space or a control character"
-		}
-	}
-	return ""
-}
-
 // checkSpec checks one rule's text.
 func checkSpec(op diagnose.Op) string {
 	s := op.Spec
@@ -172,7 +144,7 @@ func checkSpec(op diagnose.Op) string {
 	}
 	for _, v := range []parse.Negatable{r.InIface, r.OutIface} {
 		if v.Value != "" {
-			if why := CheckIfname(v.Value, true); why != "" {
+			if why := snapshot.CheckIfname(v.Value, true); why != "" {
 				return why
 			}
 		}
@@ -246,7 +218,7 @@ func checkOption(o parse.Option, family string) string {
 	case "ctorigdst", "ctorigsrc":
 		return checkAddr(o.Value(), family)
 	case "physdev-in", "physdev-out":
-		return CheckIfname(o.Value(), true)
+		return snapshot.CheckIfname(o.Value(), true)
 	case "comment":
 		if len(o.Value()) > 255 {
 			return "comment longer than 255 bytes (xt_comment)"
@@ -283,7 +255,7 @@ func checkSysctl(op diagnose.Op) string {
 	if m[2] != "" {
 		// Why not a dot: /proc/sys uses "/" for the "." in the name; an
 		// interface name with a dot ("eth0.10") appears as is.
-		if why := CheckIfname(m[2], false); why != "" {
+		if why := snapshot.CheckIfname(m[2], false); why != "" {
 			return why
 		}
 	}

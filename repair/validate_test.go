@@ -1,6 +1,8 @@
 package repair
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -8,6 +10,8 @@ import (
 
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/render"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 func TestEveryFixturesPlanValidates(t *testing.T) {
@@ -107,6 +111,61 @@ func FuzzRenderedPayloadHoldsOnlyThePlansLines(f *testing.F) {
 		r, err := parse.ParseRuleSpec(parse.TableNAT, parse.ChainName(chain), spec)
 		if err != nil || r.Spec() != spec {
 			t.Fatalf("validated spec %q does not round-trip: %v", spec, err)
+		}
+	})
+}
+
+// FuzzABundleNeverMakesAnUnsafePlanOrOutput puts fuzzed values into a
+// bundle's names, addresses and ports (a nat DOCKER flushed, so that the
+// plan writes rules from them): whatever Load accepts, doctor's report
+// and plan render without a terminal escape, and the plan validates.
+func FuzzABundleNeverMakesAnUnsafePlanOrOutput(f *testing.F) {
+	f.Add("web", "docker0", "172.17.0.0/16", "172.17.0.2", 8080, "tcp")
+	f.Add("web\x1b]0;x\a", "docker0\n-A INPUT -j ACCEPT", "172.17.0.0/16", "172.17.0.2", 1, "udp")
+	f.Add("日本語", "br-0123456789ab", "fd00::/64", "fd00::2", 65535, "sctp")
+	f.Add("x", "br+", "0.0.0.0/0", "0.0.0.0", 0, "tcp")
+	data, err := os.ReadFile("../fixtures/docker-28.5-nft-proxy-off-nat-docker-flushed/bundle.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name, bridge, subnet, ip string, port int, proto string) {
+		s, err := snapshot.Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := s.Docker
+		d.Containers[3].Name = name
+		d.Containers[3].Endpoints[0].IP = ip
+		d.Containers[3].Ports[0].HostPort = port
+		d.Containers[3].Ports[0].Proto = proto
+		d.Networks[2].BridgeName = bridge
+		d.Networks[2].Subnets = []string{subnet}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err = snapshot.Load(b)
+		if err != nil {
+			return // refused on load
+		}
+		rep := diagnose.NewReport(s, diagnose.ReportOptions{})
+		plan := diagnose.NewPlan(s, rep.Findings)
+		if err := ValidatePlan(plan); err != nil {
+			t.Fatalf("a bundle Load accepts gives a plan Apply refuses: %v", err)
+		}
+		var out bytes.Buffer
+		if err := render.DoctorText(&out, rep, render.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		var pls []render.PlanPayload
+		for _, p := range Render(plan) {
+			pls = append(pls, render.PlanPayload{Family: p.Family, Table: string(p.Table), Text: p.Text})
+		}
+		if err := render.PlanText(&out, plan, pls); err != nil {
+			t.Fatal(err)
+		}
+		if o := out.String(); strings.ContainsRune(o, 0x1b) || strings.ContainsRune(o, 0x07) || strings.ContainsRune(o, 0x9b) {
+			t.Fatalf("a terminal escape in the output:\n%q", out.String())
 		}
 	})
 }

@@ -352,6 +352,9 @@ func Load(data []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("reading snapshot: %w", err)
 	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err) // validate.go
+	}
 	s.ParseRules()
 	return &s, nil
 }
