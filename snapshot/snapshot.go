@@ -382,6 +382,9 @@ func Load(data []byte) (*Snapshot, error) {
 			return nil, fmt.Errorf("reading snapshot: rules: %w", err)
 		}
 	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err) // validate.go
+	}
 	s.ParseRules()
 	return s, nil
 }
