@@ -31,8 +31,8 @@ func TestFastDecodeMatchesEncodingJSON(t *testing.T) {
 		docs[filepath.Base(filepath.Dir(b))] = data
 	}
 	docs["odd keys and values"] = []byte(`{"SCHEMA":"x","schema":"iptscope.snapshot/v1","host":{"hostname":"a\u0000b\ud800\u001b[31m","Hostname":"dup"},` +
-		`"rules":[{"backend":"nft","family":"ipv4","raw":"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"},null],"proxies":null,` +
-		`"docker":{"version":"28.5.1","containers":[{"name":"w` + "\xff\xfe" + `","ports":[{"host_port":65535}]}]},"host":{"hostname":"last"}}`)
+		`"rules":[{"backend":"nft","family":"ipv4","raw":"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"}],"proxies":null,` +
+		`"docker":{"version":"28.5.1","containers":[{"name":"w` + "\xff\xfe" + `","ports":[{"host_port":65535,"container_port":1,"proto":"tcp"}]}]},"host":{"hostname":"last"}}`)
 	ignore := cmpopts.IgnoreTypes(&parse.Ruleset{})
 	for name, data := range docs {
 		var want Snapshot
@@ -76,7 +76,7 @@ func TestLoadErrorsReadAsEncodingJSON(t *testing.T) {
 }
 
 // FuzzLoad: Load never panics, and whenever encoding/json accepts a
-// document Load gives the same snapshot (or the same schema refusal).
+// document that passes Validate, Load gives the same snapshot.
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(`{"schema":"iptscope.snapshot/v1","rules":[{"backend":"nft","family":"ipv4","raw":"*nat\nCOMMIT\n"}]}`))
 	f.Add([]byte(`{"schema":"iptscope.snapshot/v1","docker":{"containers":[{"name":"\u00e9","ports":[{"host_port":1}]}]}}`))
@@ -84,7 +84,7 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := Load(data)
 		var want Snapshot
-		if json.Unmarshal(data, &want) != nil || want.Schema != Schema {
+		if json.Unmarshal(data, &want) != nil || want.Schema != Schema || want.Validate() != nil {
 			return
 		}
 		if err != nil {
