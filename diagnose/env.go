@@ -32,6 +32,9 @@ type Env struct {
 	proxyOnce sync.Once
 	proxyIdx  *proxyIndex
 
+	unservedOnce sync.Once
+	unserved     []unservedPort
+
 	nftOnce sync.Once // Docker's nftables tables compared (nft_analysis.go)
 	nftAs   []nftAnalysis
 }
@@ -97,6 +100,31 @@ type envFamily struct {
 	expOnce sync.Once
 	exp     *Expected
 	expErr  error
+
+	gwOnce sync.Once
+	gw     map[string]string
+}
+
+// gatewayMode is GatewayMode(S, network, family), from a map built once
+// (the ports table asks once per port).
+func (e *Env) gatewayMode(network, family string) string {
+	f := &e.fam[0]
+	if family == snapshot.FamilyIPv6 {
+		f = &e.fam[1]
+	}
+	f.gwOnce.Do(func() {
+		f.gw = map[string]string{}
+		if e.S == nil || e.S.Docker == nil {
+			return
+		}
+		v, _ := ParseVersion(e.S.Docker.Version)
+		for _, n := range e.S.Docker.Networks {
+			if _, dup := f.gw[n.Name]; !dup {
+				f.gw[n.Name] = gatewayMode(n, family, v)
+			}
+		}
+	})
+	return f.gw[network]
 }
 
 // NewEnv returns the environment of s (nil s: an Env in which every check
@@ -188,6 +216,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 		}
 	}
 	c := *e
+	c.all = &allCache{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Rules {
 		c.Rules[t] = map[parse.ChainName][]ExpectedRule{}
@@ -208,6 +237,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 // onlyTablesOf returns e without the tables rs does not hold.
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
 	c := *e
+	c.all = &allCache{}
 	c.Chains = map[parse.TableName][]parse.ChainName{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Chains {
