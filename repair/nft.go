@@ -128,10 +128,19 @@ func (a *applier) finishNft(ctx context.Context, p *diagnose.Plan, res *Result) 
 		}
 		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
 	}
-	if a.o.Recheck == nil {
+	recheck := a.o.Recheck
+	if rr := a.o.Reread; rr != nil {
+		// The fresh read's findings; Docker's nftables backend rewrites
+		// whole chains, so a repair it overtook shows as healthy.
+		recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
+			_, fs, err := rr(ctx)
+			return fs, err
+		}
+	}
+	if recheck == nil {
 		return nil
 	}
-	after, err := a.o.Recheck(ctx)
+	after, err := recheck(ctx)
 	if err != nil {
 		return fmt.Errorf("re-reading the host after the repair: %w", err)
 	}

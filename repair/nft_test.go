@@ -8,6 +8,7 @@ import (
 
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 const savedNftTable = "table ip docker-bridges {\n\tchain nat-prerouting-and-output {\n\t}\n}\n"
@@ -103,6 +104,29 @@ func TestNftDeletedTableIsRebuiltAndRestoreDeletesIt(t *testing.T) {
 	tables, err := Restore(context.Background(), res.BackupPath, o)
 	if err != nil || len(tables) != 1 || tables[0] != "ipv4 docker-bridges" {
 		t.Errorf("restore: %v %v", tables, err)
+	}
+	if err := f.Done(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestNftFixVerifiesWithTheFreshRead: doctor passes Reread (not Recheck);
+// its findings decide too.
+func TestNftFixVerifiesWithTheFreshRead(t *testing.T) {
+	s, p := loadFixture(t, "docker-29-nftables-proxy-off-nft-dnat-deleted")
+	script := Render(p)[0].Text
+	f := &collect.FakeRunner{Script: []collect.Call{
+		{Name: "nft", Args: []string{"-c", "-f", "-"}, Stdin: script},
+		{Name: "nft", Args: []string{"list", "table", "ip", "docker-bridges"}, Stdout: savedNftTable},
+		{Name: "nft", Args: []string{"-f", "-"}, Stdin: script},
+		{Name: "nft", Args: []string{"-f", "-"}, Stdin: "add table ip docker-bridges\ndelete table ip docker-bridges\n" + savedNftTable},
+	}}
+	o := testOptions(t, f)
+	o.Reread = func(context.Context) (*snapshot.Snapshot, []diagnose.Finding, error) {
+		return s, diagnose.Run(s, diagnose.Options{}), nil // nothing changed
+	}
+	if _, err := Apply(context.Background(), p, o); err == nil || !strings.Contains(err.Error(), "still there: dnat-missing") {
+		t.Fatalf("err %v", err)
 	}
 	if err := f.Done(); err != nil {
 		t.Error(err)
