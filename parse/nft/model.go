@@ -162,9 +162,9 @@ func (m *Match) Negated() bool { return m.Op == "!=" }
 //
 // Selector names what is read, in nft's own words ("iifname", "ip daddr",
 // "tcp dport", "fib daddr type", "ct state", "meta l4proto",
-// "ct original proto-dst"); "" for a literal. Value is a literal's text
-// without quotes ("docker0", "172.17.0.2", "127.0.0.0/8", "8080",
-// "established,related", "{ 80, 443 }", "@myset").
+// "ct original proto-dst"); "" for a literal. Value is a literal's text as
+// nft prints it (`"docker0"` quoted, as interface names are; "172.17.0.2",
+// "127.0.0.0/8", "8080", "established,related", "{ 80, 443 }", "@myset").
 type Operand struct {
 	Selector string
 	Value    string
