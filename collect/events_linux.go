@@ -36,7 +36,7 @@ func legacyTablesInfo(netns string) (string, error) {
 	var b strings.Builder
 	err := InNetNS(netns, func() error {
 		for _, fam := range []struct {
-			names        string
+			names       string
 			domain, sol int
 		}{
 			{"ip_tables_names", unix.AF_INET, unix.SOL_IP},
