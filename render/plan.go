@@ -53,6 +53,7 @@ func FixJSON(w io.Writer, f *Fix) error {
 // indented, so that it can be pasted into `iptables-restore --noflush` as
 // is: iptables-restore refuses an indented line), and the sysctl changes.
 func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
+	plan, payloads = sanitized(plan), sanitized(payloads) // sanitize.go
 	ew := &errWriter{w: w}
 	ew.println("Repair plan")
 	for _, pf := range plan.Findings {
@@ -72,7 +73,11 @@ func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
 		backend = "default"
 	}
 	for _, p := range payloads {
-		ew.println(fmt.Sprintf("\n%s %s (backend %s), iptables-restore --noflush payload:", p.Family, p.Table, backend))
+		if p.Table == diagnose.NftDockerTable {
+			ew.println(fmt.Sprintf("\n%s %s, one nft -f transaction:", p.Family, p.Table))
+		} else {
+			ew.println(fmt.Sprintf("\n%s %s (backend %s), iptables-restore --noflush payload:", p.Family, p.Table, backend))
+		}
 		ew.println(strings.TrimRight(p.Text, "\n"))
 	}
 	if ops := plan.SysctlOps(); len(ops) > 0 {

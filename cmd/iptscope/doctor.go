@@ -256,7 +256,7 @@ func (f *fixOptions) addFlags(cmd *cobra.Command) {
 
 // runFix shows the plan for snap and, unless --dry-run, applies it.
 func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Snapshot, rep *diagnose.Report) error {
-	plan := diagnose.NewPlan(snap, rep.Findings)
+	plan := rep.Plan(snap)
 	var payloads []render.PlanPayload
 	for _, p := range repair.Render(plan) {
 		payloads = append(payloads, render.PlanPayload{Family: p.Family, Table: string(p.Table), Text: p.Text})
@@ -306,9 +306,13 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		BackupDir: o.fix.backupDir,
 		Out:       w,
 		Persist:   o.fix.persist,
-		Recheck: func(ctx context.Context) ([]diagnose.Finding, error) {
-			s := collect.Collect(ctx, collect.Options{NetNS: o.netns, DockerHost: o.dockerHost})
-			return diagnose.NewReport(s, ropts).Findings, nil
+		Planned:   snap,
+		// Why Docker's view is read again with the rules: the repair is
+		// judged against what Docker wants now, not when it was planned
+		// (containers start and stop meanwhile).
+		Reread: func(ctx context.Context) (*snapshot.Snapshot, []diagnose.Finding, error) {
+			s := collectLive(ctx, collect.Options{NetNS: o.netns, DockerHost: o.dockerHost})
+			return s, diagnose.NewReport(s, ropts).Findings, nil
 		},
 	})
 	if err != nil {
@@ -318,6 +322,10 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		jsonOut.Applied, jsonOut.Backup = true, res.BackupPath
 	}
 	fmt.Fprintf(w, "repaired: %d finding(s)\n", len(plan.Repaired()))
+	if res.Replans > 0 || len(res.Undone) > 0 || len(res.Skipped) > 0 {
+		fmt.Fprintf(w, "Docker changed its state meanwhile: planned again %d time(s), %d rule(s) already written by Docker, %d added rule(s) deleted again (the fresh view did not want them)\n",
+			res.Replans, len(res.Skipped), len(res.Undone))
+	}
 	if res.BackupPath != "" {
 		fmt.Fprintf(w, "undo: iptscope restore %s\n", res.BackupPath)
 	}

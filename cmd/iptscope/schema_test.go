@@ -176,6 +176,27 @@ func TestJSONOutputMatchesTheSchemas(t *testing.T) {
 		validate(t, "checks.v1.json", runJSON(t, "checks", "-o", "json"))
 		validate(t, "version.v1.json", runJSON(t, "version", "-o", "json"))
 	})
+	t.Run("trace of every bundle's published port and of a raw dump", func(t *testing.T) {
+		for _, b := range bundles {
+			var snap struct {
+				Addrs []struct{ Link, CIDR string } `json:"addrs"`
+			}
+			data, err := os.ReadFile(b)
+			if err != nil || json.Unmarshal(data, &snap) != nil {
+				t.Fatalf("%s: %v", b, err)
+			}
+			dst := "127.0.0.1"
+			for _, a := range snap.Addrs {
+				if a.Link == "tbhost0" && strings.Contains(a.CIDR, ".") {
+					dst, _, _ = strings.Cut(a.CIDR, "/")
+				}
+			}
+			validate(t, "trace.v1.json", runJSON(t, "trace", "--from", b, "--src", "198.51.100.7", "--in", "tbhost0", "--dst", dst, "--dport", "8080", "-o", "json"))
+			validate(t, "trace.v1.json", runJSON(t, "trace", "--from", b, "--src", "127.0.0.1", "--dst", "127.0.0.1", "--dport", "9090", "-o", "json"))
+		}
+		save := filepath.Join(fixtureDirs(t)[0], "iptables-save.txt")
+		validate(t, "trace.v1.json", runJSON(t, "trace", "--from", save, "--src", "198.51.100.7", "--in", "eth0", "--dst", "198.51.100.1", "--dport", "8080", "-o", "json"))
+	})
 	t.Run("watch's events", func(t *testing.T) {
 		for _, e := range watchSchemaEvents() {
 			b, err := json.Marshal(e)
