@@ -570,3 +570,130 @@ func cpuTicks(t *testing.T, pid int) int64 {
 	}
 	return sum
 }
+
+// TestWatchSoakOfThousandsOfRulesetChanges makes 5,000 nftables
+// generations in a throwaway namespace (a table added and deleted each
+// time, through netlink, as fast as the kernel takes them) while watch
+// runs on it, and requires watch's open descriptors and threads to come
+// back to where they were and its memory to stay bounded.
+func TestWatchSoakOfThousandsOfRulesetChanges(t *testing.T) {
+	requireRoot(t, "iptables-nft")
+	_, path := netns(t)
+	cmd := exec.Command(iptscopeBin, "watch", "--netns", path, "--docker-host", "unix://"+filepath.Join(t.TempDir(), "none.sock"), "-o", "json")
+	out, _ := cmd.StdoutPipe()
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("watch printed nothing: %s", errb.String())
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	pid := cmd.Process.Pid
+	fds0, threads0, rss0 := procUsage(t, pid)
+	cpu0 := cpuTicks(t, pid)
+
+	const generations = 5000
+	start := time.Now()
+	makeGenerations(t, path, generations)
+	t.Logf("%d generations in %s", generations, time.Since(start).Round(time.Millisecond))
+
+	// Let watch take the burst and settle: its descriptors come back.
+	var fds, threads int
+	var rss int64
+	waitUntil(t, "watch's descriptors back to their count", 30*time.Second, func() bool {
+		fds, threads, rss = procUsage(t, pid)
+		return fds <= fds0
+	})
+	t.Logf("before: %d fds, %d threads, %d kB RSS; after: %d fds, %d threads, %d kB RSS; %.2f s CPU for the burst", fds0, threads0, rss0, fds, threads, rss, float64(cpuTicks(t, pid)-cpu0)/100)
+	for len(lines) > 0 {
+		t.Logf("watch: %s", <-lines)
+	}
+	if fds > fds0 {
+		t.Errorf("watch holds %d descriptors after the burst, %d before", fds, fds0)
+	}
+	if rss > rss0+64<<10 {
+		t.Errorf("watch's RSS grew from %d kB to %d kB", rss0, rss)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("watch did not exit 0 on SIGTERM after the soak: %v\n%s", err, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("watch did not end within 10 s of SIGTERM")
+	}
+}
+
+// makeGenerations commits n nftables generations in the namespace at
+// path: `nft -f` of a script that adds and deletes a table n/2 times,
+// each command its own transaction.
+func makeGenerations(t *testing.T, path string, n int) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		require(t, false, "nft (apt-get install nftables) is not installed")
+	}
+	// One nft process per batch of commands run with -f would be one
+	// generation; `nft -i` reads commands one per line, each its own
+	// commit.
+	var script strings.Builder
+	for i := 0; i < n/2; i++ {
+		script.WriteString("add table ip soak\ndelete table ip soak\n")
+	}
+	c := exec.Command("nsenter", "--net="+path, "nft", "-i")
+	c.Stdin = strings.NewReader(script.String())
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("nft -i: %v: %s", err, lastLines(string(out), 5))
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// procUsage is a process's open descriptors, threads and resident memory
+// (kB).
+func procUsage(t *testing.T, pid int) (fds, threads int, rssKB int64) {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "Threads:":
+			threads, _ = strconv.Atoi(f[1])
+		case "VmRSS:":
+			rssKB, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return len(ents), threads, rssKB
+}
