@@ -303,7 +303,7 @@ const DefaultMaxReplans = 3
 
 // ErrChurn is returned when Docker kept changing its state under every
 // plan Apply made.
-var ErrChurn = errors.New("docker's state kept changing")
+var ErrChurn = errors.New("Docker's state kept changing")
 
 // view is one fresh read of the host.
 type view struct {
