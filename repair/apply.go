@@ -263,6 +263,9 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if err := ValidatePlan(p); err != nil {
 		return nil, err
 	}
+	if p.HasNftOps() {
+		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
+	}
 	maxReplans := o.MaxReplans
 	if maxReplans <= 0 {
 		maxReplans = DefaultMaxReplans

@@ -1,0 +1,1104 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// dumpRef is one iptables ruleset the kernel applies (one backend).
+type dumpRef struct {
+	backend string
+	rs      *parse.Ruleset
+}
+
+// engine is one trace in progress.
+type engine struct {
+	snap  *snapshot.Snapshot
+	net   *netView
+	proto string
+	v4    bool
+	dumps []dumpRef
+	res   *Result
+	// chains indexes each table's chains by name (Table.Chain is linear).
+	chains map[*parse.Table]map[parse.ChainName]*parse.Chain
+	// natDone: a NAT binding of this kind (dst, src) is set up; later nat
+	// tables on the hook are not consulted (nf_nat_inet_fn).
+	natDst, natSrc bool
+	// replay: the nat steps are the connection's first packet's.
+	budget int
+	// nftPending: Docker's native nftables tables also see the packet,
+	// and the tracer does not walk them (yet).
+	nftPending string
+	names      map[netip.Addr]string
+}
+
+// outcome of walking a chain, a table or a hook.
+type outcome int
+
+const (
+	outContinue outcome = iota // accepted by this table: go on
+	outDrop
+	outReject
+	outUnknown
+)
+
+// Bounds of one trace. A real path meets each rule at most once per chain
+// entry; the budget (evaluations per rule of the rulesets, plus a floor)
+// stops a goto loop iptables itself would refuse to load, and a jump tree
+// that fans out exponentially, both reported as unknown.
+const (
+	evaluationsPerRule = 4
+	minEvaluations     = 10000
+	maxSteps           = 10000
+)
+
+// Trace follows p through the snapshot's rules and returns where it goes.
+// It walks the iptables rules of every backend that holds rules of p's
+// family (the one Docker uses first: both apply in the kernel). It never
+// fails: what it cannot decide makes the verdict Unknown with a reason.
+func Trace(s *snapshot.Snapshot, p Packet) *Result {
+	if s == nil {
+		s = &snapshot.Snapshot{}
+	}
+	p.Src, p.Dst = p.Src.Unmap(), p.Dst.Unmap()
+	if p.State == "" {
+		p.State = StateNew
+	}
+	e := &engine{
+		snap:   s,
+		net:    newNetView(s),
+		proto:  strings.ToLower(p.Proto),
+		v4:     p.Dst.Is4(),
+		chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{},
+		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}},
+	}
+	e.nameAddrs()
+	e.pickDumps(p.Family())
+	e.budget = minEvaluations
+	for _, d := range e.dumps {
+		for _, t := range d.rs.Tables {
+			e.budget += evaluationsPerRule * t.RuleCount()
+		}
+	}
+	if why := e.check(p); why != "" {
+		e.res.Verdict, e.res.Reaches, e.res.Reason = Unknown, ReachUnknown, why
+		return e.res
+	}
+	e.run(p)
+	if e.nftPending != "" && e.res.Verdict == Accept {
+		e.res.Verdict, e.res.Reaches, e.res.Container, e.res.AnsweredBy, e.res.Answers = Unknown, ReachUnknown, "", "", nil
+		e.res.Reason = e.nftPending
+	}
+	return e.res
+}
+
+// check refuses a packet the tracer cannot follow at all.
+func (e *engine) check(p Packet) string {
+	switch {
+	case e.proto != "tcp" && e.proto != "udp":
+		return fmt.Sprintf("protocol %q: the tracer follows tcp and udp packets", p.Proto)
+	case !p.Src.IsValid() || !p.Dst.IsValid():
+		return "the packet needs a source and a destination address"
+	case p.Src.Is4() != p.Dst.Is4():
+		return fmt.Sprintf("%s and %s are of different families", p.Src, p.Dst)
+	case p.State != StateNew && p.State != StateEstablished:
+		return fmt.Sprintf("state %q: use new or established", p.State)
+	}
+	return ""
+}
+
+// pickDumps chooses the rulesets to walk: the backend PickDump chooses
+// first, then every other backend with rules of the family.
+func (e *engine) pickDumps(family string) {
+	first := ""
+	if d, err := e.snap.PickDump(snapshot.BackendAuto, family); err == nil {
+		first = d.Backend
+		e.dumps = append(e.dumps, dumpRef{d.Backend, d.Ruleset})
+	}
+	for _, d := range e.snap.Rules {
+		if d.Family != family || d.Ruleset == nil || d.Backend == first || len(d.Ruleset.Tables) == 0 {
+			continue
+		}
+		if !hasRules(d.Ruleset) && len(e.dumps) > 0 {
+			continue // an empty other backend changes nothing
+		}
+		e.dumps = append(e.dumps, dumpRef{d.Backend, d.Ruleset})
+	}
+	for _, d := range e.dumps {
+		e.res.Backends = append(e.res.Backends, d.backend)
+	}
+	if len(e.dumps) > 1 {
+		e.note("both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
+	}
+	if len(e.dumps) == 0 {
+		e.note("the input has no iptables rules of this family: every hook accepts")
+	}
+	if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
+		e.nftPending = "Docker uses its nftables firewall backend; its native tables (docker-bridges) also see the packet and are not walked yet"
+	}
+}
+
+func hasRules(rs *parse.Ruleset) bool {
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			if len(c.Rules) > 0 || (c.Builtin && c.Policy != "" && c.Policy != parse.TargetAccept) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func dockerInfo(s *snapshot.Snapshot) *snapshot.DockerInfo {
+	if s.Docker == nil {
+		return nil
+	}
+	return s.Docker.Info
+}
+
+func (e *engine) note(s string) { e.res.Notes = append(e.res.Notes, s) }
+
+// finish ends the trace.
+func (e *engine) finish(v Verdict, reach Reach, reason string) {
+	e.res.Verdict, e.res.Reaches, e.res.Reason = v, reach, reason
+	if v == Drop || v == Reject {
+		// A rejected packet gets an RST or an ICMP error, not a service.
+		e.res.Answers = ptr(false)
+	}
+}
+
+// decide records a kernel step that decides the verdict.
+func (e *engine) kernelStep(target, text string, decides bool) {
+	e.res.Steps = append(e.res.Steps, Step{Target: target, Text: text})
+	if decides {
+		e.res.Decider = len(e.res.Steps) - 1
+	}
+}
+
+func (e *engine) run(p Packet) {
+	pk := &pkt{
+		proto: e.proto, src: p.Src, dst: p.Dst, sport: p.SrcPort, dport: p.DstPort,
+		state: p.State, origSrc: p.Src, origDst: p.Dst, origSport: p.SrcPort, origDport: p.DstPort,
+		ctmarkKnown: p.State == StateNew,
+	}
+	defer func() {
+		e.res.Final = Packet{Proto: p.Proto, Src: pk.src, SrcPort: pk.sport, Dst: pk.dst, DstPort: pk.dport, InIface: p.InIface, State: p.State}
+	}()
+	if p.InIface == "" {
+		if e.net.known && !e.net.isLocal(p.Src) {
+			e.finish(Unknown, ReachUnknown, fmt.Sprintf("no --in interface, but %s is not one of the host's addresses: give the interface the packet arrives on", p.Src))
+			return
+		}
+		e.fromHost(pk)
+		return
+	}
+	in := p.InIface
+	if br := e.net.bridgeOf(in); br != "" && br != in {
+		e.note(fmt.Sprintf("%s is a port of bridge %s: iptables sees the packet come in on %s", in, br, br))
+		in = br
+	}
+	pk.in = in
+	e.inbound(pk)
+}
+
+// inbound is a packet that arrives on pk.in.
+func (e *engine) inbound(pk *pkt) {
+	if !e.net.known {
+		e.note("the input has no addresses or routes (a raw dump): the routing decision cannot be made")
+	}
+	bridged := e.switched(pk)
+	if bridged {
+		on, known := e.brNetfilter()
+		if known && !on {
+			e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s switches the frame to %s without iptables (br_netfilter does not pass bridged traffic to iptables)", pk.in, pk.dst), false)
+			e.res.Route = &Route{Kind: "bridged", Out: pk.in}
+			pk.out = pk.in
+			e.deliverOut(pk)
+			return
+		}
+		if !known {
+			e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s switches the frame to %s; whether br_netfilter passes it to iptables is not in the snapshot", pk.in, pk.dst), true)
+			e.finish(Unknown, ReachUnknown, "the frame is bridged and the snapshot does not say whether br_netfilter is on (net.bridge.bridge-nf-call-iptables)")
+			return
+		}
+		pk.bridged = true
+	}
+	pk.hook = HookPrerouting
+	if e.hook(HookPrerouting, pk, parse.TableRaw, parse.TableMangle, parse.TableNAT) != outContinue {
+		return
+	}
+	// The routing decision (br_netfilter re-routes a bridged packet only
+	// when DNAT changed its destination).
+	if pk.bridged && pk.dst == pk.origDst {
+		e.res.Route = &Route{Kind: "bridged", Out: pk.in, Via: "bridge " + pk.in}
+		e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s switches the frame to %s; br_netfilter passes it to FORWARD", pk.in, e.addrName(pk.dst)), false)
+		pk.out = pk.in
+		e.forward(pk)
+		return
+	}
+	if !e.net.known {
+		e.kernelStep("ROUTE", "routing decision: the input has no addresses or routes", true)
+		e.finish(Unknown, ReachUnknown, "the routing decision needs the host's addresses and routes (a bundle from iptscope collect, not a raw dump)")
+		return
+	}
+	if pk.dst.IsLoopback() && pk.in != "lo" {
+		if v, ok := e.net.sysctl("net.ipv4.conf." + pk.in + ".route_localnet"); e.v4 && (!ok || v != "1") {
+			if !ok {
+				e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s is a loopback address arriving on %s; route_localnet of %s is not in the snapshot", pk.dst, pk.in, pk.in), true)
+				e.finish(Unknown, ReachUnknown, "a loopback destination from outside is dropped unless route_localnet is on; the snapshot does not have it")
+				return
+			}
+			e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s is a loopback address arriving on %s (martian: route_localnet=0): dropped", pk.dst, pk.in), true)
+			e.finish(Drop, ReachNowhere, fmt.Sprintf("the kernel drops a packet to %s that arrives on %s (net.ipv4.conf.%s.route_localnet=0)", pk.dst, pk.in, pk.in))
+			return
+		}
+	}
+	if e.net.isLocal(pk.dst) {
+		e.res.Route = &Route{Kind: "local", Out: "lo", Via: "local address " + pk.dst.String()}
+		e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s is local: INPUT", e.addrName(pk.dst)), false)
+		pk.hook = HookInput
+		if e.hook(HookInput, pk, parse.TableMangle, parse.TableFilter, parse.TableSecurity, parse.TableNAT) != outContinue {
+			return
+		}
+		e.deliverLocal(pk)
+		return
+	}
+	r, ok := e.net.lookup(pk.dst)
+	if !ok {
+		e.kernelStep("ROUTE", fmt.Sprintf("routing decision: no route to %s", pk.dst), true)
+		e.res.Route = &Route{Kind: "none"}
+		e.finish(Drop, ReachNowhere, fmt.Sprintf("the host has no route to %s", e.addrName(pk.dst)))
+		return
+	}
+	e.res.Route = &Route{Kind: "forward", Out: r.dev, Via: r.text}
+	if pk.bridged && r.dev == pk.in {
+		e.res.Route.Kind = "bridged"
+	} else {
+		on, known, name := e.net.forwarding(pk.in, e.v4)
+		switch {
+		case !known:
+			e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s via %s, but the snapshot does not say whether forwarding is on", pk.dst, r.text), true)
+			e.finish(Unknown, ReachUnknown, "forwarding sysctls are not in the snapshot")
+			return
+		case !on:
+			e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s via %s, but %s=0: the kernel does not forward", pk.dst, r.text, name), true)
+			e.finish(Drop, ReachNowhere, fmt.Sprintf("forwarding is off (%s=0): the kernel drops the packet to %s", name, e.addrName(pk.dst)))
+			return
+		}
+	}
+	e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s via %s: FORWARD", e.addrName(pk.dst), r.text), false)
+	pk.out = r.dev
+	e.forward(pk)
+}
+
+// switched reports whether the packet is switched by the bridge it
+// arrives on rather than routed: its destination is on that bridge's
+// link and is not one of the host's addresses.
+func (e *engine) switched(pk *pkt) bool {
+	l, ok := e.net.links[pk.in]
+	if !ok || l.Kind != "bridge" || e.net.isLocal(pk.dst) {
+		return false
+	}
+	r, ok := e.net.lookup(pk.dst)
+	return ok && r.dev == pk.in && r.gw == ""
+}
+
+// brNetfilter reports whether bridged traffic of the family passes
+// iptables (net.bridge.bridge-nf-call-iptables; absent: the module is
+// not loaded, so it does not).
+func (e *engine) brNetfilter() (on, known bool) {
+	name := "net.bridge.bridge-nf-call-iptables"
+	if !e.v4 {
+		name = "net.bridge.bridge-nf-call-ip6tables"
+	}
+	s, ok := e.snap.Sysctls[name]
+	if !ok {
+		return false, false
+	}
+	if !s.Present {
+		return false, true
+	}
+	return strings.TrimSpace(s.Value) == "1", true
+}
+
+// forward is FORWARD and POSTROUTING, then the wire.
+func (e *engine) forward(pk *pkt) {
+	pk.hook = HookForward
+	if e.hook(HookForward, pk, parse.TableMangle, parse.TableFilter, parse.TableSecurity) != outContinue {
+		return
+	}
+	pk.hook = HookPostrouting
+	if e.hook(HookPostrouting, pk, parse.TableMangle, parse.TableNAT) != outContinue {
+		return
+	}
+	e.deliverOut(pk)
+}
+
+// fromHost is a packet the host sends itself.
+func (e *engine) fromHost(pk *pkt) {
+	if !e.net.known {
+		e.finish(Unknown, ReachUnknown, "a packet the host sends needs the host's addresses and routes (a bundle from iptscope collect, not a raw dump)")
+		return
+	}
+	pk.hook = HookOutput
+	if !e.routeOut(pk) {
+		return
+	}
+	before := pk.dst
+	if e.hook(HookOutput, pk, parse.TableRaw, parse.TableMangle, parse.TableNAT) != outContinue {
+		return
+	}
+	if pk.dst != before {
+		// Why: after a NAT rewrite in OUTPUT the kernel routes again
+		// (ip_route_me_harder).
+		if !e.routeOut(pk) {
+			return
+		}
+	}
+	if e.hook(HookOutput, pk, parse.TableFilter, parse.TableSecurity) != outContinue {
+		return
+	}
+	if pk.src.IsLoopback() && pk.out != "lo" && e.v4 {
+		v, ok := e.net.sysctl("net.ipv4.conf." + pk.out + ".route_localnet")
+		switch {
+		case !ok:
+			e.kernelStep("ROUTE", fmt.Sprintf("%s leaves on %s with a loopback source; route_localnet of %s is not in the snapshot", e.addrName(pk.dst), pk.out, pk.out), true)
+			e.finish(Unknown, ReachUnknown, "a loopback source may leave the host only with route_localnet on; the snapshot does not have it")
+			return
+		case v != "1":
+			e.kernelStep("ROUTE", fmt.Sprintf("%s would leave on %s with source %s: martian (route_localnet=0), dropped", e.addrName(pk.dst), pk.out, pk.src), true)
+			e.finish(Drop, ReachNowhere, fmt.Sprintf("the kernel does not send a packet from %s out of %s (net.ipv4.conf.%s.route_localnet=0)", pk.src, pk.out, pk.out))
+			return
+		}
+	}
+	pk.hook = HookPostrouting
+	if e.hook(HookPostrouting, pk, parse.TableMangle, parse.TableNAT) != outContinue {
+		return
+	}
+	if pk.out != "lo" {
+		e.deliverOut(pk)
+		return
+	}
+	// Loopback: the packet comes back in on lo. nat is not consulted
+	// again (the connection's NAT is set up).
+	pk.in, pk.out = "lo", ""
+	pk.hook = HookPrerouting
+	e.natDst = true
+	if e.hook(HookPrerouting, pk, parse.TableRaw, parse.TableMangle) != outContinue {
+		return
+	}
+	pk.hook = HookInput
+	e.natSrc = true
+	if e.hook(HookInput, pk, parse.TableMangle, parse.TableFilter, parse.TableSecurity) != outContinue {
+		return
+	}
+	e.deliverLocal(pk)
+}
+
+// routeOut is the output route of a packet the host sends.
+func (e *engine) routeOut(pk *pkt) bool {
+	if e.net.isLocal(pk.dst) {
+		pk.out = "lo"
+		e.res.Route = &Route{Kind: "local", Out: "lo", Via: "local address " + pk.dst.String()}
+		return true
+	}
+	r, ok := e.net.lookup(pk.dst)
+	if !ok {
+		e.kernelStep("ROUTE", fmt.Sprintf("output route: no route to %s", pk.dst), true)
+		e.res.Route = &Route{Kind: "none"}
+		e.finish(Drop, ReachNowhere, fmt.Sprintf("the host has no route to %s", e.addrName(pk.dst)))
+		return false
+	}
+	pk.out = r.dev
+	e.res.Route = &Route{Kind: "forward", Out: r.dev, Via: r.text}
+	return true
+}
+
+// deliverLocal is a packet that reaches the host's own sockets.
+func (e *engine) deliverLocal(pk *pkt) {
+	e.finish(Accept, ReachHost, "")
+	e.res.Container = ""
+	if px := e.proxyFor(pk); px != nil {
+		e.res.AnsweredBy = fmt.Sprintf("docker-proxy pid %d", px.PID)
+		c := e.containerAt(px.ContainerIP)
+		switch {
+		case c != nil && c.Running:
+			e.res.Answers = ptr(true)
+			e.res.Reason = fmt.Sprintf("delivered to the host, where docker-proxy (pid %d) listens on %s:%d/%s and relays to %s:%d (%s); the container sees the connection come from the host", px.PID, px.HostIP, pk.dport, e.proto, px.ContainerIP, px.ContainerPort, c.Name)
+		case c != nil:
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d but relays to %s, which is not running", px.PID, pk.dport, c.Name)
+		default:
+			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s:%d, which no container of the snapshot has", px.PID, pk.dport, px.ContainerIP, px.ContainerPort)
+		}
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s:%d/%s", px.PID, px.HostIP, pk.dport, e.proto), false)
+		return
+	}
+	if b, c := e.publishedHostPort(pk.dport); b != nil {
+		// Why: with userland-proxy off, dockerd 28.5 and 29 (and 20.10's
+		// dummy proxy) still hold a listening socket on every published
+		// port to reserve it; it is never served.
+		e.res.Answers = ptr(false)
+		owner := "dockerd"
+		if dockerInfo(e.snap) == nil && e.snap.Docker == nil {
+			owner = "Docker"
+		}
+		e.res.AnsweredBy = owner + " (placeholder: it reserves the port and never serves it)"
+		e.res.Reason = fmt.Sprintf("delivered to the host on port %d, which %s publishes (%s:%d), and no docker-proxy listens there: nothing serves the connection", pk.dport, c, hostIP(b.HostIP), b.HostPort)
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: no docker-proxy on %s:%d/%s (the port is Docker's: %s publishes it)", pk.dst, pk.dport, e.proto, c), false)
+		return
+	}
+	e.res.Reason = fmt.Sprintf("delivered to the host on port %d; the snapshot does not list the host's own sockets", pk.dport)
+	e.kernelStep("SOCKET", fmt.Sprintf("socket: whatever listens on %s:%d/%s on the host (not in the snapshot)", pk.dst, pk.dport, e.proto), false)
+}
+
+func hostIP(s string) string {
+	if s == "" {
+		return "0.0.0.0"
+	}
+	return s
+}
+
+// proxyFor is the docker-proxy that listens where the packet goes.
+func (e *engine) proxyFor(pk *pkt) *snapshot.Proxy {
+	for i := range e.snap.Proxies {
+		px := &e.snap.Proxies[i]
+		if !strings.EqualFold(px.Proto, e.proto) {
+			continue
+		}
+		end := px.HostPort
+		if px.HostPortEnd > end {
+			end = px.HostPortEnd
+		}
+		if int(pk.dport) < px.HostPort || int(pk.dport) > end {
+			continue
+		}
+		a, err := netip.ParseAddr(px.HostIP)
+		if err != nil {
+			continue
+		}
+		// Why: Docker binds 0.0.0.0 and :: separately (IPV6_V6ONLY), so
+		// "::" does not take IPv4 connections.
+		if a.IsUnspecified() && a.Is4() == pk.dst.Is4() || a.Unmap() == pk.dst {
+			return px
+		}
+	}
+	return nil
+}
+
+// publishedHostPort finds a container that publishes host port port/proto.
+func (e *engine) publishedHostPort(port uint16) (*snapshot.PortBinding, string) {
+	if e.snap.Docker == nil {
+		return nil, ""
+	}
+	for _, c := range e.snap.Docker.Containers {
+		if !c.Running {
+			continue
+		}
+		for i := range c.Ports {
+			b := &c.Ports[i]
+			if b.HostPort == int(port) && strings.EqualFold(b.Proto, e.proto) {
+				return b, c.Name
+			}
+		}
+	}
+	return nil, ""
+}
+
+// containerAt is the container with an endpoint at addr, or nil.
+func (e *engine) containerAt(addr string) *snapshot.Container {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || e.snap.Docker == nil {
+		return nil
+	}
+	for i := range e.snap.Docker.Containers {
+		c := &e.snap.Docker.Containers[i]
+		for _, ep := range c.Endpoints {
+			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
+				return c
+			}
+			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// endpointAt is the endpoint with address a.
+func (e *engine) endpointAt(a netip.Addr) *snapshot.Endpoint {
+	if e.snap.Docker == nil {
+		return nil
+	}
+	for i := range e.snap.Docker.Containers {
+		c := &e.snap.Docker.Containers[i]
+		for j := range c.Endpoints {
+			ep := &c.Endpoints[j]
+			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
+				return ep
+			}
+			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
+				return ep
+			}
+		}
+	}
+	return nil
+}
+
+// deliverOut is a packet that leaves on pk.out.
+func (e *engine) deliverOut(pk *pkt) {
+	e.finish(Accept, ReachElsewhere, "")
+	if c := e.containerAt(pk.dst.String()); c != nil {
+		// Hairpin: a bridge sends a frame back out of the port it came in
+		// on only when that port's hairpin mode is on.
+		if dst, src := e.endpointAt(pk.dst), e.endpointAt(pk.origSrc); dst != nil && src != nil && dst.HostVeth != "" && dst.HostVeth == src.HostVeth {
+			l, ok := e.net.links[dst.HostVeth]
+			switch {
+			case !ok || l.Hairpin == nil:
+				e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s would send the frame back out of %s, where it came in; its hairpin mode is not in the snapshot", pk.out, dst.HostVeth), true)
+				e.finish(Unknown, ReachUnknown, "the packet goes back to the container it came from (hairpin); the snapshot does not have the port's hairpin mode")
+				return
+			case !*l.Hairpin:
+				e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s does not send the frame back out of %s, where it came in (hairpin off): dropped", pk.out, dst.HostVeth), true)
+				e.finish(Drop, ReachNowhere, fmt.Sprintf("the packet goes back to %s, the container it came from, and hairpin mode is off on %s", c.Name, dst.HostVeth))
+				return
+			}
+			e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s sends the frame back out of %s (hairpin on)", pk.out, dst.HostVeth), false)
+		}
+		e.res.Reaches, e.res.Container = ReachContainer, c.Name
+		switch {
+		case !c.Running:
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("forwarded to %s, which is not running", c.Name)
+		case publishes(c, pk.dport, e.proto):
+			e.res.Answers = ptr(true)
+			e.res.AnsweredBy = c.Name
+			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s), a port it publishes", pk.dst, pk.dport, c.Name)
+		default:
+			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s); whether something listens on that port is not in the snapshot", pk.dst, pk.dport, c.Name)
+		}
+		e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
+		return
+	}
+	if n := e.dockerNetworkOf(pk.dst); n != nil {
+		e.res.Reaches = ReachNowhere
+		if e.snap.Docker != nil && !e.snap.Docker.Inferred && e.snap.Docker.Error == "" {
+			e.res.Answers = ptr(false)
+		}
+		e.res.Reason = fmt.Sprintf("forwarded on %s to %s, an address of network %s that no container has", pk.out, pk.dst, n.Name)
+		e.kernelStep("OUT", fmt.Sprintf("out on %s to %s: no container has that address", pk.out, pk.dst), false)
+		return
+	}
+	e.res.Reason = fmt.Sprintf("forwarded on %s to %s", pk.out, e.addrName(pk.dst))
+	if n := e.dockerNetworkOf(pk.src); n != nil && e.dockerNetworkOnLink(pk.out) == nil {
+		e.res.Answers = ptr(false)
+		e.res.Reason += fmt.Sprintf(" with source %s (network %s, not masqueraded): replies have no route back to it", pk.src, n.Name)
+	}
+	e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
+}
+
+func publishes(c *snapshot.Container, port uint16, proto string) bool {
+	for _, b := range c.Ports {
+		if b.ContainerPort == int(port) && strings.EqualFold(b.Proto, proto) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine) dockerNetworkOf(a netip.Addr) *snapshot.Network {
+	if e.snap.Docker == nil {
+		return nil
+	}
+	for i := range e.snap.Docker.Networks {
+		n := &e.snap.Docker.Networks[i]
+		for _, s := range n.Subnets {
+			if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
+				return n
+			}
+		}
+	}
+	return nil
+}
+
+func (e *engine) dockerNetworkOnLink(link string) *snapshot.Network {
+	if e.snap.Docker == nil {
+		return nil
+	}
+	for i := range e.snap.Docker.Networks {
+		if e.snap.Docker.Networks[i].BridgeName == link {
+			return &e.snap.Docker.Networks[i]
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// hook walks the tables registered on h, in priority order, over every
+// backend. It returns outContinue when the packet goes on.
+func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
+	for _, t := range tables {
+		replay := false
+		if t == parse.TableNAT {
+			isDst := h == HookPrerouting || h == HookOutput
+			switch {
+			case pk.untracked:
+				continue
+			case isDst && e.natDst, !isDst && e.natSrc:
+				continue
+			case pk.state != StateNew:
+				replay = true
+			}
+		}
+		for _, d := range e.dumps {
+			tab := d.rs.Table(t)
+			c := e.chain(tab, parse.ChainName(h))
+			if c == nil {
+				continue
+			}
+			o := e.walk(h, tab, c, d.backend, pk, replay)
+			if o != outContinue {
+				return o
+			}
+			if t == parse.TableNAT && ((h == HookPrerouting || h == HookOutput) && e.natDst || (h == HookPostrouting || h == HookInput) && e.natSrc) {
+				break // a later nat table does not see a bound connection
+			}
+		}
+	}
+	return outContinue
+}
+
+func (e *engine) chain(t *parse.Table, name parse.ChainName) *parse.Chain {
+	if t == nil {
+		return nil
+	}
+	m, ok := e.chains[t]
+	if !ok {
+		m = make(map[parse.ChainName]*parse.Chain, len(t.Chains))
+		for _, c := range t.Chains {
+			if _, dup := m[c.Name]; !dup {
+				m[c.Name] = c
+			}
+		}
+		e.chains[t] = m
+	}
+	return m[name]
+}
+
+type frame struct {
+	c   *parse.Chain
+	i   int
+	via []parse.ChainName // chains this frame went to by goto
+}
+
+// harmless targets neither end the walk nor change anything the trace
+// decides on: a rule with such a target that cannot be decided is passed.
+var harmless = map[parse.Target]bool{
+	"": true, "LOG": true, "NFLOG": true, "ULOG": true, "TRACE": true, "AUDIT": true,
+	"CHECKSUM": true, "TCPMSS": true, "TCPOPTSTRIP": true, "TOS": true, "DSCP": true, "TTL": true,
+	"HL": true, "ECN": true, "CLASSIFY": true, "IDLETIMER": true, "LED": true, "SECMARK": true,
+	"CONNSECMARK": true, "RATEEST": true,
+}
+
+// walk traverses one base chain and the chains it jumps to.
+func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend string, pk *pkt, replay bool) outcome {
+	step := func(c *parse.Chain, r *parse.Rule, target, text, note string) *Step {
+		s := Step{Hook: h, Table: tab.Name, Chain: c.Name, Backend: backend, Target: target, Text: text, Note: note, Replay: replay}
+		if r != nil {
+			s.Rule, s.Line = r.Position, r.Line
+			if s.Text == "" {
+				s.Text = ruleText(r)
+			}
+		}
+		e.res.Steps = append(e.res.Steps, s)
+		return &e.res.Steps[len(e.res.Steps)-1]
+	}
+	decide := func(v Verdict, reach Reach, reason string) {
+		e.res.Decider = len(e.res.Steps) - 1
+		e.finish(v, reach, reason)
+	}
+	unknown := func(c *parse.Chain, r *parse.Rule, why string) outcome {
+		s := step(c, r, string(r.Target), "", "")
+		s.Unknown = why
+		decide(Unknown, ReachUnknown, fmt.Sprintf("%s %s %s rule %d: %s", h, tab.Name, c.Name, r.Position, why))
+		return outUnknown
+	}
+	stack := []frame{{c: base}}
+	for len(stack) > 0 {
+		f := &stack[len(stack)-1]
+		if f.i >= len(f.c.Rules) {
+			if len(stack) == 1 {
+				return e.policy(h, tab, base, backend, replay, step, decide)
+			}
+			caller := stack[len(stack)-2].c.Name
+			step(f.c, nil, "RETURN", fmt.Sprintf("end of %s: back to %s", f.c.Name, caller), "")
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		r := f.c.Rules[f.i]
+		f.i++
+		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
+			return unknown(f.c, r, "the walk does not end in a sensible number of steps (a goto loop, or jumps that fan out)")
+		}
+		t, why := e.evalRule(r, pk)
+		if t == no {
+			continue
+		}
+		if t == maybe {
+			if harmless[r.Target] {
+				continue
+			}
+			return unknown(f.c, r, why)
+		}
+		switch tg := r.Target; {
+		case tg == "":
+			// A rule without a target only counts; the kernel's trace
+			// still shows it (verdict continue).
+			step(f.c, r, "", "", "")
+		case tg == parse.TargetAccept:
+			step(f.c, r, string(tg), "", "")
+			return outContinue
+		case tg == parse.TargetDrop:
+			step(f.c, r, string(tg), "", "")
+			decide(Drop, ReachNowhere, fmt.Sprintf("dropped by %s %s %s rule %d", h, tab.Name, f.c.Name, r.Position))
+			return outDrop
+		case tg == parse.TargetReject:
+			step(f.c, r, string(tg), "", "")
+			decide(Reject, ReachNowhere, fmt.Sprintf("rejected by %s %s %s rule %d", h, tab.Name, f.c.Name, r.Position))
+			return outReject
+		case tg == parse.TargetReturn:
+			if len(stack) == 1 {
+				step(f.c, r, string(tg), "", "RETURN in a built-in chain: its policy applies")
+				return e.policy(h, tab, base, backend, replay, step, decide)
+			}
+			step(f.c, r, string(tg), "", "back to "+string(stack[len(stack)-2].c.Name))
+			stack = stack[:len(stack)-1]
+		case r.JumpsToChain():
+			next := e.chain(tab, parse.ChainName(tg))
+			if next == nil {
+				return unknown(f.c, r, fmt.Sprintf("jump to chain %s, which the table does not have", tg))
+			}
+			for _, fr := range stack {
+				if fr.c == next || slices.Contains(fr.via, next.Name) {
+					return unknown(f.c, r, fmt.Sprintf("jump loop: %s is already being walked", tg))
+				}
+			}
+			if r.Goto {
+				step(f.c, r, string(tg), "", "goto: "+string(tg)+" returns to "+callerOf(stack))
+				via := append(f.via, f.c.Name)
+				*f = frame{c: next, via: via}
+			} else {
+				step(f.c, r, string(tg), "", "")
+				stack = append(stack, frame{c: next})
+			}
+		default:
+			o, note, why := e.target(h, tab.Name, r, pk)
+			if why != "" {
+				return unknown(f.c, r, why)
+			}
+			step(f.c, r, string(tg), "", note)
+			if o == outDrop {
+				decide(Drop, ReachNowhere, fmt.Sprintf("dropped by %s %s %s rule %d", h, tab.Name, f.c.Name, r.Position))
+				return o
+			}
+			if o == outContinue && isNATTarget(tg) {
+				return outContinue // a NAT target ends the nat table
+			}
+		}
+	}
+	return outContinue
+}
+
+func callerOf(stack []frame) string {
+	if len(stack) < 2 {
+		return "the policy"
+	}
+	return string(stack[len(stack)-2].c.Name)
+}
+
+func isNATTarget(t parse.Target) bool {
+	switch t {
+	case parse.TargetDNAT, parse.TargetSNAT, parse.TargetMasquerade, parse.TargetRedirect, "NETMAP":
+		return true
+	}
+	return false
+}
+
+// policy applies a built-in chain's policy.
+func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string, replay bool,
+	step func(*parse.Chain, *parse.Rule, string, string, string) *Step, decide func(Verdict, Reach, string)) outcome {
+	pol := c.Policy
+	if pol == "" {
+		pol = parse.TargetAccept
+	}
+	if pol == parse.TargetAccept && len(c.Rules) == 0 {
+		// Why no step: an empty built-in chain that accepts changes
+		// nothing, and iptables-nft does not even create it (its -save
+		// prints every built-in chain of a table; the kernel's trace
+		// shows only the chains that exist).
+		return outContinue
+	}
+	step(c, nil, string(pol), fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name), "")
+	switch pol {
+	case parse.TargetAccept:
+		return outContinue
+	case parse.TargetDrop:
+		decide(Drop, ReachNowhere, fmt.Sprintf("dropped by the policy of %s %s (%s)", tab.Name, c.Name, pol))
+		return outDrop
+	}
+	e.res.Steps[len(e.res.Steps)-1].Unknown = "policy " + string(pol) + " is not ACCEPT or DROP"
+	decide(Unknown, ReachUnknown, fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name))
+	return outUnknown
+}
+
+// target applies a target that is not a verdict or a chain: NAT, marks,
+// conntrack. why is set when the tracer cannot follow it.
+func (e *engine) target(h Hook, tab parse.TableName, r *parse.Rule, pk *pkt) (o outcome, note, why string) {
+	switch r.Target {
+	case parse.TargetDNAT:
+		if tab != parse.TableNAT || (h != HookPrerouting && h != HookOutput) {
+			return 0, "", "DNAT outside nat PREROUTING/OUTPUT"
+		}
+		d, err := parse.ParseNATDest(r.NATTo())
+		if err != nil {
+			return 0, "", fmt.Sprintf("DNAT %q: %v", r.NATTo(), err)
+		}
+		if strings.Contains(d.IP, "-") || d.PortFrom != d.PortTo {
+			return 0, "", fmt.Sprintf("DNAT to a range (%s): the kernel picks one by hash", r.NATTo())
+		}
+		if d.IP != "" {
+			a, _ := netip.ParseAddr(d.IP)
+			pk.dst = a.Unmap()
+		}
+		if d.PortFrom != 0 {
+			pk.dport = d.PortFrom
+		}
+		pk.dnatted, e.natDst = true, true
+		return outContinue, "DNAT → " + e.addrPort(pk.dst, pk.dport), ""
+	case parse.TargetRedirect:
+		if tab != parse.TableNAT {
+			return 0, "", "REDIRECT outside the nat table"
+		}
+		a, ok := netip.MustParseAddr("127.0.0.1"), true
+		if !e.v4 {
+			a = netip.IPv6Loopback()
+		}
+		if h == HookPrerouting {
+			a, ok = e.net.primaryAddr(pk.in, e.v4)
+		}
+		if !ok {
+			return 0, "", fmt.Sprintf("REDIRECT: %s has no address in the snapshot", pk.in)
+		}
+		pk.dst = a
+		if to := r.NATTo(); to != "" {
+			from, rest, isRange := strings.Cut(to, "-")
+			p, err := strconv.ParseUint(from, 10, 16)
+			if err != nil || isRange && rest != from {
+				return 0, "", fmt.Sprintf("REDIRECT --to-ports %s: a range or not a port", to)
+			}
+			pk.dport = uint16(p)
+		}
+		pk.dnatted, e.natDst = true, true
+		return outContinue, "REDIRECT → " + e.addrPort(pk.dst, pk.dport), ""
+	case parse.TargetSNAT, parse.TargetMasquerade:
+		if tab != parse.TableNAT || (h != HookPostrouting && h != HookInput) {
+			return 0, "", string(r.Target) + " outside nat POSTROUTING/INPUT"
+		}
+		var a netip.Addr
+		if r.Target == parse.TargetSNAT {
+			d, err := parse.ParseNATDest(r.NATTo())
+			if err != nil || d.IP == "" || strings.Contains(d.IP, "-") {
+				return 0, "", fmt.Sprintf("SNAT --to-source %q: not one address", r.NATTo())
+			}
+			a, _ = netip.ParseAddr(d.IP)
+		} else {
+			var ok bool
+			if a, ok = e.net.primaryAddr(pk.out, e.v4); !ok {
+				return 0, "", fmt.Sprintf("MASQUERADE: %s has no address in the snapshot", pk.out)
+			}
+		}
+		pk.src, pk.snatted, e.natSrc = a.Unmap(), true, true
+		return outContinue, string(r.Target) + " → source " + e.addrName(pk.src), ""
+	case parse.TargetMark:
+		m, err := applyMark(r, pk.mark)
+		if err != "" {
+			return 0, "", err
+		}
+		pk.mark = m
+		return outContinue, fmt.Sprintf("mark 0x%x", m), ""
+	case "CONNMARK":
+		return e.connmark(r, pk)
+	case "NOTRACK":
+		pk.untracked = true
+		return outContinue, "untracked: nat is skipped", ""
+	case "CT":
+		if r.TargetOption("notrack") != nil {
+			pk.untracked = true
+			return outContinue, "untracked: nat is skipped", ""
+		}
+		for _, o := range r.TargetOptions {
+			switch o.Name {
+			case "helper", "zone", "zone-orig", "zone-reply", "ctevents", "expevents", "timeout":
+			default:
+				return 0, "", "CT --" + o.Name + " is not modelled"
+			}
+		}
+		return outContinue, "", ""
+	case parse.TargetQueue, "NFQUEUE":
+		return 0, "", "the packet is queued to a userspace program, which decides"
+	}
+	if harmless[r.Target] {
+		return outContinue, "", ""
+	}
+	return 0, "", fmt.Sprintf("target %s is not modelled", r.Target)
+}
+
+// applyMark applies MARK's options to mark.
+func applyMark(r *parse.Rule, mark uint32) (uint32, string) {
+	for _, o := range r.TargetOptions {
+		switch o.Name {
+		case "set-xmark", "set-mark":
+			v, m, err := parseMark(o.Value())
+			if err != nil {
+				return 0, err.Error()
+			}
+			if o.Name == "set-xmark" {
+				mark = (mark &^ m) ^ v
+			} else {
+				mark = (mark &^ m) | v
+			}
+		case "and-mark", "or-mark", "xor-mark":
+			v, _, err := parseMark(o.Value())
+			if err != nil {
+				return 0, err.Error()
+			}
+			switch o.Name {
+			case "and-mark":
+				mark &= v
+			case "or-mark":
+				mark |= v
+			default:
+				mark ^= v
+			}
+		default:
+			return 0, "MARK --" + o.Name + " is not modelled"
+		}
+	}
+	return mark, ""
+}
+
+func (e *engine) connmark(r *parse.Rule, pk *pkt) (outcome, string, string) {
+	nfmask, ctmask := uint32(0xffffffff), uint32(0xffffffff)
+	for _, o := range r.TargetOptions {
+		if o.Name == "nfmask" || o.Name == "ctmask" || o.Name == "mask" {
+			v, _, err := parseMark(o.Value())
+			if err != nil {
+				return 0, "", err.Error()
+			}
+			switch o.Name {
+			case "nfmask":
+				nfmask = v
+			case "ctmask":
+				ctmask = v
+			default:
+				nfmask, ctmask = v, v
+			}
+		}
+	}
+	for _, o := range r.TargetOptions {
+		switch o.Name {
+		case "nfmask", "ctmask", "mask":
+		case "set-xmark", "set-mark":
+			v, m, err := parseMark(o.Value())
+			if err != nil {
+				return 0, "", err.Error()
+			}
+			if !pk.ctmarkKnown {
+				pk.ctmark, pk.ctmarkKnown = 0, m == 0xffffffff
+			}
+			if o.Name == "set-xmark" {
+				pk.ctmark = (pk.ctmark &^ m) ^ v
+			} else {
+				pk.ctmark = (pk.ctmark &^ m) | v
+			}
+		case "save-mark":
+			if !pk.ctmarkKnown && ctmask != 0xffffffff {
+				return 0, "", "CONNMARK --save-mark with a mask over a connection mark an earlier packet set"
+			}
+			pk.ctmark = (pk.ctmark &^ ctmask) ^ (pk.mark & nfmask)
+			pk.ctmarkKnown = true
+		case "restore-mark":
+			if !pk.ctmarkKnown {
+				return 0, "", "CONNMARK --restore-mark: the connection's mark was set by an earlier packet"
+			}
+			pk.mark = (pk.mark &^ nfmask) ^ (pk.ctmark & ctmask)
+		default:
+			return 0, "", "CONNMARK --" + o.Name + " is not modelled"
+		}
+	}
+	return outContinue, fmt.Sprintf("mark 0x%x, connection mark 0x%x", pk.mark, pk.ctmark), ""
+}
+
+// ruleText is the rule as iptables-save prints it, without counters.
+func ruleText(r *parse.Rule) string {
+	s := strings.TrimSpace(r.Raw)
+	if strings.HasPrefix(s, "[") {
+		if i := strings.IndexByte(s, ']'); i > 0 {
+			s = strings.TrimSpace(s[i+1:])
+		}
+	}
+	return s
+}
+
+// nameAddrs gives the addresses Docker's names.
+func (e *engine) nameAddrs() {
+	e.names = map[netip.Addr]string{}
+	if d := e.snap.Docker; d != nil {
+		for _, c := range d.Containers {
+			for _, ep := range c.Endpoints {
+				for _, s := range []string{ep.IP, ep.IPv6} {
+					if a, err := netip.ParseAddr(s); err == nil {
+						e.names[a] = c.Name
+					}
+				}
+			}
+		}
+		for _, n := range d.Networks {
+			for _, g := range n.Gateways {
+				if a, err := netip.ParseAddr(g); err == nil {
+					e.names[a] = "gateway of " + n.Name
+				}
+			}
+		}
+	}
+	for a, link := range e.net.local {
+		if _, ok := e.names[a]; !ok && !a.IsLoopback() {
+			e.names[a] = "host, " + link
+		}
+	}
+}
+
+// addrName is "172.17.0.2 (web)", or the bare address.
+func (e *engine) addrName(a netip.Addr) string {
+	if n, ok := e.names[a]; ok {
+		e.res.Names[a.String()] = n
+		return a.String() + " (" + n + ")"
+	}
+	return a.String()
+}
+
+func (e *engine) addrPort(a netip.Addr, port uint16) string {
+	s := netip.AddrPortFrom(a, port).String()
+	if n, ok := e.names[a]; ok {
+		e.res.Names[a.String()] = n
+		return s + " (" + n + ")"
+	}
+	return s
+}

@@ -1,0 +1,143 @@
+package trace
+
+import (
+	"bufio"
+	"bytes"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// probe is one line of a fixture's probe.txt: what a real client saw.
+type probe struct {
+	port     uint16
+	answered bool
+	from     string // client or host
+	dst      netip.Addr
+}
+
+func readProbes(t *testing.T, path string) []probe {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []probe
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		kv := map[string]string{}
+		for f := range strings.FieldsSeq(sc.Text()) {
+			k, v, _ := strings.Cut(f, "=")
+			kv[k] = v
+		}
+		u, err := url.Parse(kv["url"])
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		port, _ := strconv.Atoi(u.Port())
+		out = append(out, probe{port: uint16(port), answered: kv["answered"] == "yes", from: kv["from"], dst: netip.MustParseAddr(u.Hostname())})
+	}
+	return out
+}
+
+// clientAddr is the client namespace's address: the other end of the
+// host's /30 towards it (the testbed gives the host .1, the client .2).
+func clientAddr(t *testing.T, s *snapshot.Snapshot, hostAddr netip.Addr) netip.Addr {
+	t.Helper()
+	for _, a := range s.Addrs {
+		p, err := netip.ParsePrefix(a.CIDR)
+		if err == nil && p.Addr() == hostAddr {
+			return hostAddr.Next()
+		}
+	}
+	t.Fatalf("the host has no address %s", hostAddr)
+	return netip.Addr{}
+}
+
+// probePacket is the SYN a probe sent.
+func probePacket(t *testing.T, s *snapshot.Snapshot, pr probe) Packet {
+	t.Helper()
+	p := Packet{Proto: "tcp", SrcPort: 40000, Dst: pr.dst, DstPort: pr.port, State: StateNew}
+	if pr.from == "host" {
+		p.Src = netip.MustParseAddr("127.0.0.1")
+		return p
+	}
+	p.Src = clientAddr(t, s, pr.dst)
+	in, err := DefaultInIface(s, p.Src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.InIface = in
+	return p
+}
+
+func loadBundle(t testing.TB, dir string) *snapshot.Snapshot {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "bundle.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := snapshot.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestTheEngineAgreesWithEveryLiveProbe traces every probe every fixture
+// recorded on a real host and requires the engine's answer to be what the
+// client saw, wherever the engine decides. The undecided ones are counted
+// and must each have a reason.
+func TestTheEngineAgreesWithEveryLiveProbe(t *testing.T) {
+	dirs, _ := filepath.Glob("../fixtures/*/probe.txt")
+	if len(dirs) == 0 {
+		t.Fatal("no fixtures")
+	}
+	compared, unknown := 0, map[string]int{}
+	for _, pt := range dirs {
+		dir := filepath.Dir(pt)
+		if _, err := os.Stat(filepath.Join(dir, "bundle.json")); err != nil {
+			continue
+		}
+		s := loadBundle(t, dir)
+		for _, pr := range readProbes(t, pt) {
+			p := probePacket(t, s, pr)
+			r := Trace(s, p)
+			name := filepath.Base(dir) + " " + pr.from + " " + strconv.Itoa(int(pr.port))
+			if r.Answers == nil {
+				if r.Reason == "" {
+					t.Errorf("%s: undecided without a reason", name)
+				}
+				unknown[r.Reason]++
+				continue
+			}
+			compared++
+			if *r.Answers != pr.answered {
+				t.Errorf("%s: the engine says answers=%v, the live probe answered=%v\n%s", name, *r.Answers, pr.answered, dumpResult(r))
+			}
+		}
+	}
+	t.Logf("%d probes compared", compared)
+	for why, n := range unknown {
+		t.Logf("undecided %d: %s", n, why)
+	}
+}
+
+func dumpResult(r *Result) string {
+	var b strings.Builder
+	b.WriteString(string(r.Verdict) + " " + string(r.Reaches) + " " + r.Container + ": " + r.Reason + "\n")
+	for i, s := range r.Steps {
+		mark := "  "
+		if i == r.Decider {
+			mark = "=>"
+		}
+		b.WriteString(mark + " " + string(s.Hook) + " " + string(s.Table) + " " + string(s.Chain) + " " + strconv.Itoa(s.Rule) + " " + s.Target + " | " + s.Text + " " + s.Note + s.Unknown + "\n")
+	}
+	return b.String()
+}
