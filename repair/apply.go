@@ -264,6 +264,13 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 		return nil, err
 	}
 	if p.HasNftOps() {
+		if o.Recheck == nil && o.Reread != nil {
+			// nft.go verifies with Recheck: the findings of a fresh read.
+			o.Recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
+				_, fs, err := o.Reread(ctx)
+				return fs, err
+			}
+		}
 		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
 	}
 	maxReplans := o.MaxReplans
@@ -445,7 +452,7 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 		// known) is still there with every operation of the plan in
 		// place; the repair held, the rest is left (exit 1), not undone.
 		inPlace := opsInPlace(applied, fresh.snap, a.plan.Backend)
-		if bad := verify(a.plan, fresh.findings, inPlace); len(bad) > 0 {
+		if bad := verifyKept(a.plan, fresh.findings, inPlace); len(bad) > 0 {
 			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
 		res.After = fresh.findings
@@ -454,7 +461,7 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 		if err != nil {
 			return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
 		}
-		if bad := verify(a.plan, after, nil); len(bad) > 0 {
+		if bad := verify(a.plan, after); len(bad) > 0 {
 			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
 		res.After = after
@@ -496,11 +503,14 @@ func (a *applier) finish(res *Result) (*Result, error) {
 // verify returns what is wrong after the repair: a repaired finding still
 // there, or a new error finding. Findings are compared by key (check ID
 // and the subject of the cause), never by title or text.
-//
-// A repaired finding still there whose key is in inPlace (every operation
-// for it is in the fresh rules) was repaired as far as the plan goes and
-// is not counted.
-func verify(p *diagnose.Plan, after []diagnose.Finding, inPlace map[string]bool) []string {
+func verify(p *diagnose.Plan, after []diagnose.Finding) []string {
+	return verifyKept(p, after, nil)
+}
+
+// verifyKept is verify where a repaired finding still there whose key is
+// in inPlace (every operation for it is in the fresh rules) was repaired
+// as far as the plan goes and is not counted.
+func verifyKept(p *diagnose.Plan, after []diagnose.Finding, inPlace map[string]bool) []string {
 	key := func(f diagnose.Finding) string { return f.Key }
 	before := map[string]bool{}
 	repaired := map[string]bool{}
