@@ -381,13 +381,16 @@ func (h *watchHost) Repair(ctx context.Context) (watch.RepairOutcome, error) {
 	for _, f := range plan.Repaired() {
 		repaired = append(repaired, f.ID)
 	}
+	// The same churn handling as doctor --fix: the plan's snapshot, and a
+	// fresh read of Docker's view with the rules to judge the repair by.
 	_, err := repair.Apply(ctx, plan, repair.Options{
 		NetNS:     h.o.netns,
 		BackupDir: h.o.backupDir,
 		Out:       h.log,
-		Recheck: func(ctx context.Context) ([]diagnose.Finding, error) {
+		Planned:   h.last,
+		Reread: func(ctx context.Context) (*snapshot.Snapshot, []diagnose.Finding, error) {
 			s := collect.Collect(ctx, collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost})
-			return diagnose.NewReport(s, h.ropts).Findings, nil
+			return s, diagnose.NewReport(s, h.ropts).Findings, nil
 		},
 	})
 	return watch.RepairOutcome{Repaired: repaired, Err: err}, nil
