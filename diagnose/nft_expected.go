@@ -345,7 +345,7 @@ func parsePort(s string) int {
 // checks judge table docker-bridges; Modelled is false when the snapshot
 // holds no nftables ruleset to judge.
 func expectNftablesBackend(e *Expected, s *snapshot.Snapshot) *Expected {
-	e.Proxy = proxyMode(s)
+	e.Era, e.Proxy = Era29Nftables, proxyMode(s)
 	if !s.NftRead() {
 		e.Notes = append(e.Notes, "Docker writes to its nftables backend (table docker-bridges), and the snapshot holds no nftables ruleset (collected by an iptscope that did not read it, or nft was missing)")
 		return e
