@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // Layout is one era of the firewall rules Docker writes, as data: the
@@ -17,7 +18,7 @@ import (
 //	28.0.0-ipset   28.0.0            iptables   (not modelled)
 //	28             28.0.1 – 28.x     iptables   DOCKER, DOCKER-BRIDGE, DOCKER-CT, DOCKER-FORWARD, DOCKER-ISOLATION-STAGE-1/2, DOCKER-USER
 //	29             29.x              iptables   DOCKER, DOCKER-BRIDGE, DOCKER-CT, DOCKER-FORWARD, DOCKER-INTERNAL, DOCKER-USER
-//	29-nftables    29.x              nftables   (nft tables ip/ip6 docker-bridges)
+//	29-nftables    29.x              nftables   (nft tables ip/ip6 docker-bridges: nft_expected.go)
 //
 // A version newer than the newest era (Docker 30) is judged with the
 // newest layout of its backend, and Expect says so as an assumption:
@@ -39,8 +40,11 @@ type Layout struct {
 	// Sample is a version of the era a rule-only diagnosis takes when the
 	// chains show the era but not the version.
 	Sample string
-	// build adds the layout's expected rules (nil: not modelled).
-	build func(b *builder, nets []*bridgeNet, ports []port)
+	// build adds the layout's expected iptables rules; nftBuild is the
+	// builder of an nftables layout (Docker's table docker-bridges,
+	// nft_expected.go). Neither: not modelled.
+	build    func(b *builder, nets []*bridgeNet, ports []port)
+	nftBuild func(s *snapshot.Snapshot, family string) *NftExpected
 }
 
 // Firewall backends a layout is written with.
@@ -50,7 +54,7 @@ const (
 )
 
 // Modelled reports whether iptscope derives the layout's expected rules.
-func (l Layout) Modelled() bool { return l.build != nil }
+func (l Layout) Modelled() bool { return l.build != nil || l.nftBuild != nil }
 
 // Covers reports whether version v writes this layout.
 func (l Layout) Covers(v Version) bool {
@@ -77,7 +81,18 @@ var layouts = []Layout{
 	{Era: Era29, Backend: BackendIPTables, From: Version{29, 0, 0}, Sample: "29.0.0",
 		Chains:    map[parse.TableName][]parse.ChainName{parse.TableNAT: natOwn, parse.TableFilter: filter29},
 		Signature: []parse.ChainName{ChainDockerIntern}, build: expect28},
-	{Era: Era29Nftables, Backend: BackendNftables, From: Version{29, 0, 0}, Sample: "29.0.0"},
+	{Era: Era29Nftables, Backend: BackendNftables, From: Version{29, 0, 0}, Sample: "29.0.0"}, // nftBuild: init
+
+}
+
+// Why in init: ExpectNft consults the table (LayoutFor), so naming it in
+// the table's literal would be an initialization cycle.
+func init() {
+	for i := range layouts {
+		if layouts[i].Era == Era29Nftables {
+			layouts[i].nftBuild = ExpectNft
+		}
+	}
 }
 
 // Layouts returns the table of layouts, oldest first.

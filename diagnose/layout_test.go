@@ -146,6 +146,11 @@ func TestLayoutFor(t *testing.T) {
 			t.Errorf("LayoutFor(%s, %s) = %s, %q, %v; want %s, assumed %v, %v", tc.v, tc.backend, l.Era, assumed, ok, tc.want, tc.assumed, tc.ok)
 		}
 	}
+	for _, l := range layouts {
+		if l.Modelled() == (l.Era == Era2800) {
+			t.Errorf("layout %s: modelled %v", l.Era, l.Modelled())
+		}
+	}
 	for _, backend := range []string{BackendIPTables, BackendNftables} {
 		var prev *Layout
 		for _, l := range layouts {

@@ -148,8 +148,11 @@ func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 		return nil
 	}
 	e := &NftExpected{Family: nftFamily(family), SnapFamily: family, Version: v, Proxy: proxyMode(s)}
-	if !v.AtLeast(29, 0, 0) || v.AtLeast(30, 0, 0) {
+	// The layouts table (layout.go) says whether this is an assumption.
+	if _, assumed, ok := LayoutFor(v, BackendNftables); !ok {
 		e.Notes = append(e.Notes, fmt.Sprintf("Docker %s with the nftables backend: judged with 29's layout (an assumption)", v))
+	} else if assumed != "" {
+		e.Notes = append(e.Notes, assumed)
 	}
 	if e.Proxy.Guessed {
 		e.Notes = append(e.Notes, fmt.Sprintf("userland-proxy taken as %s from %s", e.Proxy.State, e.Proxy.Source))

@@ -227,16 +227,19 @@ func summary(r *diagnose.Report, p palette) string {
 		docker = "docker " + v
 	}
 	var attrs []string
-	switch b := r.Host.DockerBackend; b {
-	case "":
-	case "none":
+	switch b := r.Host.DockerBackend; {
+	case r.Host.Layout == "29-nftables":
+		// Docker's rules are in its nftables table, not in iptables.
+		attrs = append(attrs, "nftables backend")
+	case b == "":
+	case b == "none":
 		// Why: after a flush no backend holds Docker's chains; name the
 		// one `iptables` uses, where Docker would write.
 		if r.Host.IptablesBackend != "" {
 			attrs = append(attrs, r.Host.IptablesBackend)
 		}
 		attrs = append(attrs, "no Docker chains")
-	case "both":
+	case b == "both":
 		attrs = append(attrs, "Docker chains in nft and legacy")
 	default:
 		attrs = append(attrs, b)

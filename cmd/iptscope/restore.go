@@ -165,7 +165,24 @@ type backupSection struct {
 func summarizeBackup(data []byte) backupSummary {
 	var b backupSummary
 	var cur *backupSection
+	inChain := false // nftables sections: inside "chain NAME {"
 	for _, line := range strings.Split(string(data), "\n") {
+		if cur != nil && b.backend == repair.NftBackend {
+			// `nft list table` text: "\tchain NAME {", its rules one tab
+			// deeper (the "type ... hook ..." line is not a rule), "\t}".
+			switch {
+			case strings.HasPrefix(line, "\tchain "):
+				cur.chains++
+				inChain = true
+			case strings.HasPrefix(line, "\t}"):
+				inChain = false
+			case inChain && strings.HasPrefix(line, "\t\t") && !strings.HasPrefix(strings.TrimSpace(line), "type "):
+				cur.rules++
+			}
+			if !strings.HasPrefix(line, "# section: ") {
+				continue
+			}
+		}
 		switch {
 		case strings.HasPrefix(line, "# section: "):
 			fam, table, _ := strings.Cut(strings.TrimPrefix(line, "# section: "), " ")

@@ -115,3 +115,16 @@ func TestRestore(t *testing.T) {
 		}
 	})
 }
+
+// TestSummarizeNftBackup: a backup of Docker's nftables table counts its
+// chains and rules in nft's own syntax (the chain's type line is no rule).
+func TestSummarizeNftBackup(t *testing.T) {
+	data := "# iptscope backup\n# netns: x\n# backend: nftables\n# section: ipv4 docker-bridges\n" +
+		"table ip docker-bridges {\n\tmap filter-forward-in-jumps {\n\t\ttype ifname : verdict\n\t\telements = { \"docker0\" : jump filter-forward-in__docker0 }\n\t}\n" +
+		"\tchain filter-FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\toifname vmap @filter-forward-in-jumps\n\t\tiifname vmap @filter-forward-out-jumps\n\t}\n" +
+		"\tchain filter-forward-in__docker0 {\n\t\tct state established,related counter accept\n\t}\n}\n"
+	b := summarizeBackup([]byte(data))
+	if len(b.sections) != 1 || b.sections[0].chains != 2 || b.sections[0].rules != 3 || b.backend != "nftables" {
+		t.Errorf("summary %+v", b)
+	}
+}
