@@ -143,15 +143,32 @@ func (a nftAnalysis) found(r NftRule) []*nft.Rule { return a.bySpec[r.Chain][r.S
 
 // missingRules lists the expected rules of kinds in chains that exist
 // but lack them (a missing chain is docker-chain-missing's).
+//
+// Alternatives (the rules of a container on several networks, one set
+// per network, Alt): one found of a kind is enough.
 func (a nftAnalysis) missingRules(kinds ...Kind) []NftRule {
 	var out []NftRule
 	for _, r := range a.exp.Rules {
-		if !kindIn(r.Kind, kinds) || a.chain(r.Chain) == nil || len(a.found(r)) > 0 {
+		if !kindIn(r.Kind, kinds) || a.chain(r.Chain) == nil || len(a.found(r)) > 0 || a.altFound(r) {
 			continue
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// altFound reports whether another alternative of r (same Kind and Alt)
+// is in the table.
+func (a nftAnalysis) altFound(r NftRule) bool {
+	if r.Alt == "" {
+		return false
+	}
+	for _, x := range a.exp.Rules {
+		if x.Alt == r.Alt && x.Kind == r.Kind && len(a.found(x)) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func kindIn(k Kind, ks []Kind) bool {

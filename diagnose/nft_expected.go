@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -83,6 +84,10 @@ type NftRule struct {
 	Port      *snapshot.PortBinding
 	// Seq is the rule's place among the expected rules of its chain.
 	Seq int
+	// Alt groups alternatives (as ExpectedRule.Alt): a container on
+	// several networks gets its port's rules on one of them, which the
+	// snapshot does not say; one found of a kind is enough.
+	Alt string
 }
 
 // NftExpected is what Docker's nftables backend writes for one family.
@@ -133,12 +138,14 @@ func nftFamily(family string) nft.Family {
 // family from the snapshot's Docker view. nil when Docker's view is
 // missing or the daemon does not use that backend.
 //
-// Modelled from real 29.8.1 captures (fixtures/docker-29-nftables-*) and
-// moby's nftabler: nat networks with ICC on, internal networks; other
-// gateway modes (routed, nat-unprotected), icc=false, ip-masq=false and
-// host_ipv4 SNAT networks get their chains and map elements expected but
-// not their rules (a note says so). A version newer than 29 is judged
-// with 29's layout, noted as an assumption.
+// Modelled from real 29.8.1 captures (fixtures/docker-29-nftables-*,
+// including every shape of e2e/testbed/shapes.sh: icc=false, ip-masq=false,
+// host_ipv4 SNAT, routed and nat-unprotected gateway modes, internal
+// networks, trusted host interfaces, containers on two networks, IPv6 and
+// IPv6-only networks) and moby's nftabler. The isolated gateway mode, and
+// routed on IPv6, get their chains and map elements expected but not their
+// rules (a note says so). A version newer than 29 is judged with 29's
+// layout, noted as an assumption.
 func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 	if !nftablesBackendOf(s) || s.Docker.Version == "" {
 		return nil
@@ -181,15 +188,17 @@ func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 	// DNATs, in container then binding order (Docker's order is that of
 	// the container starts; compared as a set).
 	for _, p := range ports {
-		if p.bn.gwMode != "" || p.pb.HostPort == 0 {
+		// Why routed and isolated only: a nat-unprotected network's
+		// ports are DNATed like any other (29.8.1 capture).
+		if p.bn.gwMode == "routed" || p.bn.gwMode == "isolated" || p.pb.HostPort == 0 {
 			continue
 		}
-		add(NftRule{Kind: KindDNAT, Chain: NftNATPreAndOutput, Spec: e.dnatSpec(p, ip), Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb})
+		add(NftRule{Kind: KindDNAT, Chain: NftNATPreAndOutput, Spec: e.dnatSpec(p, ip), Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt})
 	}
 	// raw: per endpoint, then the loopback bindings.
 	for _, p := range endpointsOf(s, nets, family) {
 		add(NftRule{Kind: KindRawEndpoint, Chain: NftRawPrerouting, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name,
-			Spec: fmt.Sprintf(`%s daddr %s iifname != %q counter drop comment "DROP DIRECT ACCESS"`, ip, p.ip, p.bn.bridge)})
+			Spec: fmt.Sprintf(`%s daddr %s iifname != %s counter drop comment "DROP DIRECT ACCESS"`, ip, p.ip, directAccessIfaces(p.bn))})
 	}
 	seenLo := map[string]bool{}
 	for _, p := range ports {
@@ -204,10 +213,42 @@ func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 		add(NftRule{Kind: KindRawLoopback, Chain: NftRawPrerouting, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb,
 			Spec: fmt.Sprintf(`iifname != "lo" ip daddr %s %s dport %d counter drop comment "DROP REMOTE LOOPBACK"`, p.hostIP, proto(p.pb), p.pb.HostPort)})
 	}
+	extra := map[string][]port{}
+	for _, p := range otherFamilyBindings(s, nets, family) {
+		extra[p.bn.bridge] = append(extra[p.bn.bridge], p)
+	}
 	for _, bn := range nets {
-		e.bridge(bn, portsOf[bn.bridge], ip, add)
+		e.bridge(bn, portsOf[bn.bridge], extra[bn.bridge], ip, add)
 	}
 	return e
+}
+
+// otherFamilyBindings are the bindings of running containers to a host
+// address of the other family (`-p [::1]:9301:80` of an IPv4-only
+// container): no DNAT of this family, but 29.8.1 still admits the
+// container port in the network's in-chain (healthy-shapes-all capture).
+func otherFamilyBindings(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
+	var out []port
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		if !c.Running {
+			continue
+		}
+		for _, ep := range c.Endpoints {
+			bn := findNet(nets, ep)
+			if bn == nil || bn.internal || epIP(ep, family) == "" {
+				continue
+			}
+			for _, pb := range c.Ports {
+				a, err := netip.ParseAddr(pb.HostIP)
+				if pb.HostPort == 0 || err != nil || a.Is4() == (family == snapshot.FamilyIPv4) {
+					continue
+				}
+				out = append(out, port{ct: c, ep: ep, bn: bn, pb: pb, ip: epIP(ep, family)})
+			}
+		}
+	}
+	return out
 }
 
 // base adds the base chains, the regular DNAT chain and the four maps.
@@ -254,6 +295,11 @@ func (e *NftExpected) dnatSpec(p port, ip string) string {
 	if e.Proxy.On() {
 		fmt.Fprintf(&b, "iifname != %q ", p.bn.bridge)
 	}
+	if ip == "ip6" {
+		// Why: 29 keeps link-local sources from being DNATed (29.8.1
+		// capture of an IPv6 network).
+		b.WriteString("ip6 saddr != fe80::/10 ")
+	}
 	if p.hostIP != "" {
 		fmt.Fprintf(&b, "%s daddr %s ", ip, p.hostIP)
 	}
@@ -266,7 +312,7 @@ func (e *NftExpected) dnatSpec(p port, ip string) string {
 }
 
 // bridge adds one bridge's chains, map elements and rules.
-func (e *NftExpected) bridge(bn *bridgeNet, ports []port, ip string, add func(NftRule)) {
+func (e *NftExpected) bridge(bn *bridgeNet, ports, acceptOnly []port, ip string, add func(NftRule)) {
 	names := NftBridgeChains(bn.bridge)
 	for i, n := range names {
 		e.Chains = append(e.Chains, NftChainSpec{Name: n, Network: bn.net.Name, Bridge: bn.bridge})
@@ -276,36 +322,50 @@ func (e *NftExpected) bridge(bn *bridgeNet, ports []port, ip string, add func(Nf
 	r := func(kind Kind, chain, spec string) NftRule {
 		return NftRule{Kind: kind, Chain: chain, Spec: spec, Network: bn.net.Name, Bridge: bn.bridge}
 	}
-	if bn.gwMode != "" || !bn.icc || (!bn.masq && !bn.internal) || bn.snatIP != "" {
-		e.Notes = append(e.Notes, fmt.Sprintf("network %s (%s): its nftables rules are not modelled for this network's options; only its chains and map elements are checked", bn.net.Name, bn.bridge))
+	if bn.gwMode == "isolated" || bn.gwMode == "routed" && ip == "ip6" {
+		e.Notes = append(e.Notes, fmt.Sprintf("network %s (%s): its nftables rules are not modelled for gateway mode %s; only its chains and map elements are checked", bn.net.Name, bn.bridge, bn.gwMode))
 		return
 	}
 	const est = "ct state established,related counter accept"
+	icc := "accept"
+	if !bn.icc {
+		icc = "drop"
+	}
 	if bn.internal {
+		// 29.8.1: the ICC rule of an internal network names no bridge.
 		add(r(KindNetworkPath, in, est))
 		add(r(KindNetworkPath, in, fmt.Sprintf(`iifname != %q counter drop comment "INTERNAL NETWORK INGRESS"`, bn.bridge)))
-		add(r(KindNetworkPath, in, `counter accept comment "ICC"`))
+		add(r(KindNetworkPath, in, `counter `+icc+` comment "ICC"`))
 		add(r(KindNetworkPath, out, est))
 		add(r(KindNetworkPath, out, fmt.Sprintf(`oifname != %q counter drop comment "INTERNAL NETWORK EGRESS"`, bn.bridge)))
 		return
 	}
 	add(r(KindNetworkPath, in, est))
-	add(r(KindNetworkPath, in, fmt.Sprintf(`iifname %q counter accept comment "ICC"`, bn.bridge)))
-	seen := map[string]bool{}
-	for _, p := range ports {
-		spec := fmt.Sprintf("%s daddr %s %s dport %d counter accept", ip, p.ip, proto(p.pb), p.pb.ContainerPort)
-		if seen[spec] {
-			continue
-		}
-		seen[spec] = true
-		pr := r(KindPortAccept, in, spec)
-		pr.Container, pr.Port = p.ct.Name, &p.pb
-		add(pr)
+	if bn.gwMode == "routed" {
+		// Routed: ICMP admitted first, no DNAT and no masquerade.
+		add(r(KindNetworkPath, in, `ip protocol icmp counter accept comment "ICMP"`))
 	}
-	add(r(KindNetworkPath, in, `counter drop comment "UNPUBLISHED PORT DROP"`))
+	add(r(KindNetworkPath, in, fmt.Sprintf(`iifname %q counter %s comment "ICC"`, bn.bridge, icc)))
+	if bn.gwMode == "nat-unprotected" {
+		// nat-unprotected: every port admitted, no per-port accept.
+		add(r(KindNetworkPath, in, `counter accept comment "UNPROTECTED"`))
+	} else {
+		seen := map[string]bool{}
+		for _, p := range append(append([]port(nil), ports...), acceptOnly...) {
+			spec := fmt.Sprintf("%s daddr %s %s dport %d counter accept", ip, p.ip, proto(p.pb), p.pb.ContainerPort)
+			if seen[spec] {
+				continue
+			}
+			seen[spec] = true
+			pr := r(KindPortAccept, in, spec)
+			pr.Container, pr.Port, pr.Alt = p.ct.Name, &p.pb, p.alt
+			add(pr)
+		}
+		add(r(KindNetworkPath, in, `counter drop comment "UNPUBLISHED PORT DROP"`))
+	}
 	add(r(KindNetworkPath, out, est))
 	add(r(KindNetworkPath, out, `counter accept comment "OUTGOING"`))
-	if !e.Proxy.On() {
+	if !e.Proxy.On() && bn.gwMode != "routed" {
 		// Why proxy off only: with the proxy on, docker-proxy carries
 		// the host's and the containers' own connections to the port.
 		add(r(KindHairpinMasq, postIn, `fib saddr type local counter masquerade comment "MASQUERADE FROM HOST"`))
@@ -317,13 +377,36 @@ func (e *NftExpected) bridge(bn *bridgeNet, ports []port, ip string, add func(Nf
 			}
 			seenM[spec] = true
 			pm := r(KindPortMasq, postIn, spec)
-			pm.Container, pm.Port = p.ct.Name, &p.pb
+			pm.Container, pm.Port, pm.Alt = p.ct.Name, &p.pb, p.alt
 			add(pm)
 		}
 	}
-	if bn.subnet != "" {
+	switch {
+	case bn.subnet == "" || !bn.masq || bn.gwMode == "routed":
+		// ip-masq=false or routed: no source NAT (29.8.1 captures).
+	case bn.snatIP != "":
+		add(r(KindMasquerade, postOut, fmt.Sprintf(`oifname != %q %s saddr %s counter snat to %s comment "SNAT"`, bn.bridge, ip, bn.subnet, bn.snatIP)))
+	default:
 		add(r(KindMasquerade, postOut, fmt.Sprintf(`oifname != %q %s saddr %s counter masquerade comment "MASQUERADE"`, bn.bridge, ip, bn.subnet)))
 	}
+}
+
+// directAccessIfaces is the iifname operand of a raw direct-access DROP:
+// the bridge, or an anonymous set of the network's trusted host
+// interfaces and the bridge (trusted_host_interfaces, 29.8.1 capture:
+// `iifname != { "tbhost0", "br-X" }`).
+func directAccessIfaces(bn *bridgeNet) string {
+	t := bn.net.Options["com.docker.network.bridge.trusted_host_interfaces"]
+	if t == "" {
+		return strconv.Quote(bn.bridge)
+	}
+	var q []string
+	for _, name := range strings.Split(t, ":") {
+		if name = strings.TrimSpace(name); name != "" {
+			q = append(q, strconv.Quote(name))
+		}
+	}
+	return "{ " + strings.Join(append(q, strconv.Quote(bn.bridge)), ", ") + " }"
 }
 
 // nftPortName is "8080/tcp" or "127.0.0.1:9090/tcp" (as portName).

@@ -97,3 +97,50 @@ func TestNftExpectedIsWhatDocker29Writes(t *testing.T) {
 		})
 	}
 }
+
+// TestNftExpectedMatchesEveryShape: on the real capture of every shape of
+// e2e/testbed/shapes.sh on Docker 29.8.1's nftables backend (icc=false,
+// ip-masq=false, host SNAT, routed, nat-unprotected, trusted host
+// interfaces, internal networks, a container on two networks, IPv6 and
+// IPv6-only networks), in both families, table docker-bridges holds
+// exactly the expected chains, map elements and rules.
+func TestNftExpectedMatchesEveryShape(t *testing.T) {
+	n := 0
+	for name, s := range shapeBundles(t) {
+		if !nftablesFixture(name) {
+			continue
+		}
+		n++
+		for _, a := range nftAnalyses(NewEnv(s)) {
+			t.Run(name+" "+a.family()+" holds exactly Docker's expected table", func(t *testing.T) {
+				if a.table == nil {
+					t.Fatal("no table docker-bridges")
+				}
+				for _, c := range a.table.Chains {
+					for _, r := range c.Rules {
+						if !a.isDockers(r) {
+							t.Errorf("rule Docker wrote that is not expected: %s: %s", c.Name, r.Spec())
+						}
+					}
+				}
+				if m := a.missingChains(); len(m) > 0 {
+					t.Errorf("missing chains %v", m)
+				}
+				for _, m := range a.missingRules() {
+					t.Errorf("missing rule %s: %s (%s)", m.Chain, m.Spec, m.Kind)
+				}
+				if m := a.missingElements(); len(m) > 0 {
+					t.Errorf("missing elements %v", m)
+				}
+				for _, note := range a.exp.Notes {
+					if strings.Contains(note, "not modelled") {
+						t.Errorf("a shape is not modelled: %s", note)
+					}
+				}
+			})
+		}
+	}
+	if n == 0 {
+		t.Fatal("no healthy-shapes capture of the nftables backend")
+	}
+}

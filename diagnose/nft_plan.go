@@ -109,7 +109,7 @@ func planNft(p *Plan, env *Env) {
 				}
 			}
 			for _, r := range exp {
-				if len(a.found(r)) > 0 {
+				if len(a.found(r)) > 0 || a.altFound(r) {
 					continue
 				}
 				why, key := a.claim(r, missingChain[ch])

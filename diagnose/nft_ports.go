@@ -45,8 +45,11 @@ func nftJudgePort(env *Env, c *snapshot.Container, pb *snapshot.PortBinding, r *
 		for i := range a.exp.Rules {
 			x := &a.exp.Rules[i]
 			if x.Kind == KindDNAT && x.Container == c.Name && x.Port != nil && *x.Port == *pb {
-				dnat = x
-				break
+				// A container on several networks: the alternative
+				// Docker chose is the one in the table.
+				if dnat == nil || len(a.found(*dnat)) == 0 && len(a.found(*x)) > 0 {
+					dnat = x
+				}
 			}
 		}
 	}
@@ -72,7 +75,7 @@ func nftJudgePort(env *Env, c *snapshot.Container, pb *snapshot.PortBinding, r *
 	case dnat == nil:
 		if px := proxiesFor(env.proxies(), pb); len(px) > 0 {
 			r.Path = PathProxyOnly
-			r.Reason = fmt.Sprintf("no nftables DNAT is expected for this binding; docker-proxy pid %d serves it", px[0].PID)
+			r.Reason = fmt.Sprintf("no nftables DNAT is expected for this binding: docker-proxy pid %d serves it, Docker's only path for it (no nftables rule by design)", px[0].PID)
 		} else {
 			r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		}

@@ -25,6 +25,10 @@
 #                     daemon ignores the option and NATs the network), container -p 8900:80
 #   gateway-modes     28+: the shapes routed, unprot and trusted (not a case of issue 10: what
 #                     28's other gateway modes and options write, as unit-test data)
+#   all               every shape of the version at once (Docker 29 with FIREWALL=nftables: what
+#                     its nftables backend writes for each; userland-proxy on only: with it off
+#                     29.8.1 refuses the second host port of one container port, p2, with
+#                     "MASQ TO OWN PORT ... rule exists" and the container does not start)
 #
 # Env: as dockerhost.sh (TESTBED_ROOT, ...); IPTSCOPE_BIN for capture (as dockerhost.sh).
 #
@@ -346,6 +350,7 @@ cmd_shapes_layout() {
 	set_host "$1"
 	require_up
 	add_veth6
+	nft_v6_forwarding
 	local s
 	local -a all
 	mapfile -t all < <(all_shapes)
@@ -371,8 +376,17 @@ case_shapes() {
 	ipv6-only) (($(major_of) >= 28)) || shapes_die "ipv6-only needs Docker 28+"; echo v6only ;;
 	routed-ignored) (($(major_of) < 27)) || shapes_die "routed-ignored needs Docker < 27"; echo routedign ;;
 	gateway-modes) (($(major_of) >= 28)) || shapes_die "gateway-modes needs Docker 28+"; echo routed unprot trusted ;;
+	all) all_shapes | tr '\n' ' ' ;;
 	*) shapes_die "unknown case '$1'" ;;
 	esac
+}
+
+# nft_v6_forwarding: Docker 29 with its nftables backend never turns IPv6 forwarding on and
+# refuses to create an IPv6 network without it ("IPv6 global forwarding is disabled"); set it
+# in the host's namespace, as an administrator of such a host must.
+nft_v6_forwarding() {
+	[[ ${FIREWALL:-iptables} == nftables ]] || return 0
+	nsenter --net="$NETNS" sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.forwarding=1
 }
 
 cmd_shapes_case() {
@@ -380,6 +394,7 @@ cmd_shapes_case() {
 	set_host "$1"
 	require_up
 	add_veth6
+	nft_v6_forwarding
 	local s
 	local -a shapes
 	read -r -a shapes <<<"$(case_shapes "$2")"
@@ -402,11 +417,12 @@ cmd_shapes_capture() {
 	[[ -f $out/bundle.json ]] || shapes_die "capture: no bundle.json (see dockerhost.sh capture_bundle)"
 	local sv
 	sv=$(dk version --format '{{.Server.Version}}')
-	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY state=healthy case=$c made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY e2e/testbed/shapes.sh capture $NAME $c $(basename "$(dirname "$out")")/$(basename "$out") (shapes.sh fixtures fixtures)" >"$out/PROVENANCE"
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) docker=$sv backend=$BACKEND ($(in_host iptables --version)) userland-proxy=$PROXY firewall=${FIREWALL:-iptables} state=healthy case=$c made by: DOCKER=$DOCKER BACKEND=$BACKEND PROXY=$PROXY FIREWALL=${FIREWALL:-iptables} e2e/testbed/shapes.sh capture $NAME $c $(basename "$(dirname "$out")")/$(basename "$out") (shapes.sh fixtures fixtures)" >"$out/PROVENANCE"
 	shapes_log "capture $NAME: wrote $out"
 }
 
-# FIXTURES: the captures of fixtures/healthy-shapes-*, "CASE DOCKER BACKEND PROXY" per line.
+# FIXTURES: the captures of fixtures/healthy-shapes-*, "CASE DOCKER BACKEND PROXY [FIREWALL]" per
+# line (FIREWALL: Docker 29's firewall backend, default iptables).
 FIXTURES=(
 	"two-host-ports 20.10 nft on"
 	"two-host-ports 26.1 nft on"
@@ -419,6 +435,7 @@ FIXTURES=(
 	"routed-ignored 20.10 nft on"
 	"routed-ignored 26.1 nft on"
 	"gateway-modes 28.5 nft on"
+	"all 29 nft on nftables"
 )
 
 # cmd_shapes_fixtures FIXTURESDIR: one throw-away host per FIXTURES line (live-restore off,
@@ -427,19 +444,21 @@ FIXTURES=(
 # deeper than fixtures/docker-*: the goldens of cmd/iptscope cover fixtures/*/bundle.json.
 cmd_shapes_fixtures() {
 	need_root
-	local root=${1:-} line c d b p dir host=hsfx
+	local root=${1:-} line c d b p fw dir host=hsfx
 	[[ -n $root ]] || shapes_die "fixtures: missing FIXTURESDIR"
 	for line in "${FIXTURES[@]}"; do
-		read -r c d b p <<<"$line"
+		read -r c d b p fw <<<"$line"
+		fw=${fw:-iptables}
 		dir=$root/healthy-shapes-$c/docker-$d-$b-proxy-$p
+		if [[ $fw == nftables ]]; then dir=$root/healthy-shapes-$c/docker-$d-nftables-proxy-$p; fi
 		if [[ -e $dir ]]; then
 			shapes_log "fixtures: $dir exists, kept (delete it to capture it again)"
 			continue
 		fi
 		local extra=""
 		if [[ $d == 20.10 || $d == 26.1 ]]; then extra='"experimental": true, "ip6tables": true'; fi
-		DOCKER=$d BACKEND=$b PROXY=$p DAEMON_EXTRA=$extra bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" up "$host" >&2
-		if ! DOCKER=$d BACKEND=$b PROXY=$p bash "$SHAPES_PATH" capture "$host" "$c" "$dir"; then
+		DOCKER=$d BACKEND=$b PROXY=$p FIREWALL=$fw DAEMON_EXTRA=$extra bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" up "$host" >&2
+		if ! DOCKER=$d BACKEND=$b PROXY=$p FIREWALL=$fw bash "$SHAPES_PATH" capture "$host" "$c" "$dir"; then
 			bash "$(dirname "$SHAPES_PATH")/dockerhost.sh" down "$host" >&2 || true
 			shapes_die "fixtures: capture of $line failed"
 		fi
