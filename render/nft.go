@@ -307,6 +307,52 @@ func NftDOT(w io.Writer, tables []*nft.Table) error {
 	return err
 }
 
+// NftMermaid writes the chain graph of native tables as a Mermaid
+// flowchart, with the conventions of NftDOT: one subgraph per table, base
+// chains with their hook and priority, jumps as arrows, gotos dotted,
+// verdict-map elements labelled with their key.
+func NftMermaid(w io.Writer, tables []*nft.Table) error {
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	for ti, t := range tables {
+		ids := map[string]string{}
+		id := func(c string) string {
+			if x, ok := ids[c]; ok {
+				return x
+			}
+			x := fmt.Sprintf("t%dc%d", ti, len(ids))
+			ids[c] = x
+			return x
+		}
+		fmt.Fprintf(&b, "  subgraph t%d[\"%s\"]\n", ti, mermaidText(string(t.Family)+" "+t.Name))
+		for _, c := range t.Chains {
+			label := fmt.Sprintf("%s<br/>%d rules", mermaidText(c.Name), len(c.Rules))
+			if c.IsBase() {
+				label = fmt.Sprintf("<b>%s</b><br/>%s %s, %d rules", mermaidText(c.Name), mermaidText(c.Hook), mermaidText(c.PriorityText()), len(c.Rules))
+			}
+			fmt.Fprintf(&b, "    %s[\"%s\"]\n", id(c.Name), label)
+		}
+		b.WriteString("  end\n")
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				for _, e := range t.Edges(r) {
+					arrow := " -->"
+					if e.Verdict.Kind == "goto" {
+						arrow = " -.->"
+					}
+					label := ""
+					if e.Key != "" {
+						label = `|"` + mermaidText(e.Key) + `"|`
+					}
+					fmt.Fprintf(&b, "  %s%s%s %s\n", id(c.Name), arrow, label, id(e.Verdict.Target))
+				}
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // NftJSON writes the tables as an `nft -j list ruleset` document holding
 // only their objects (each as nft gave it), so that `nft -j -f` reads it
 // back.

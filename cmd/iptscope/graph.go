@@ -72,8 +72,10 @@ func runGraph(cmd *cobra.Command, g *globals, o *graphOptions) error {
 			return render.NftDOT(g.stdout, in.tables)
 		case "tree":
 			return render.NftTree(g.stdout, in.tables, g.renderOptions())
+		case "mermaid":
+			return render.NftMermaid(g.stdout, in.tables)
 		}
-		return &exitError{code: exitUnknown, err: fmt.Errorf("graph format %q is not available for nftables tables yet (use tree or dot)", o.format)}
+		return &exitError{code: exitUnknown, err: fmt.Errorf("graph format %q is not available for nftables tables yet (use tree, dot or mermaid; dump -o json gives the tables as nft -j does)", o.format)}
 	}
 	rs, err := o.input.load(cmd.Context(), g.stdin)
 	if err != nil {

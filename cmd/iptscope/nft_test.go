@@ -22,6 +22,7 @@ func TestNftDumpAndGraph(t *testing.T) {
 		{"dump-nft-json-chain.txt", []string{"dump", "--from", filepath.Join(dir, "nft-ruleset.json"), "--chain", "nat-prerouting-and-output"}},
 		{"graph-docker-bridges.txt", []string{"graph", "--from", bundle, "-t", "docker-bridges"}},
 		{"graph-docker-bridges.dot", []string{"graph", "--from", bundle, "-t", "docker-bridges", "-o", "dot"}},
+		{"graph-docker-bridges.mmd", []string{"graph", "--from", bundle, "-t", "docker-bridges", "-o", "mermaid"}},
 	} {
 		t.Run(strings.Join(c.args[:1], " ")+" "+c.golden, func(t *testing.T) {
 			out, errOut, code := iptscope(t, "", c.args...)
