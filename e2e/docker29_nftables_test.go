@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,45 +331,7 @@ func TestNftablesSpeed1000Ports(t *testing.T) {
 		t.Skip("set IPTSCOPE_BENCH=1 to run the nftables timing on real Docker 29")
 	}
 	requireRoot(t, "nsenter", "ip", "busybox", "curl", "nft")
-	t.Setenv("LIVE_RESTORE", "1")
-	root := os.Getenv("TESTBED_ROOT")
-	if root == "" {
-		root = "/tmp/iptscope-testbed"
-	}
-	name := "nftbench29"
-	h := &dockerHost{Name: name, Version: "29", Backend: "nft", Proxy: "off", Firewall: "nftables",
-		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name}
-	h.Socket = filepath.Join(h.State, "docker.sock")
-	t.Cleanup(func() {
-		if out, err := h.script("down"); err != nil {
-			t.Errorf("dockerhost.sh down %s: %v\n%s", name, err, out)
-		}
-	})
-	if out, err := h.script("up"); err != nil {
-		t.Fatalf("dockerhost.sh up %s: %v\n%s", name, err, out)
-	}
-	var listen []string
-	for _, p := range samplePorts[:len(samplePorts)-1] {
-		listen = append(listen, strconv.Itoa(p))
-	}
-	start := time.Now()
-	h.docker(t, "run", "-d", "--name", "big", "-p", "20000-20999:20000-20999", "bb:local", "/bin/sh", "-c",
-		"for p in "+strings.Join(listen, " ")+"; do /bin/busybox httpd -p $p -h /www; done; exec /bin/busybox httpd -f -p "+
-			strconv.Itoa(samplePorts[len(samplePorts)-1])+" -h /www")
-	t.Logf("docker run with 1,000 published ports took %s", time.Since(start).Round(time.Millisecond))
-	env, err := h.script("env")
-	if err != nil {
-		t.Fatalf("dockerhost.sh env: %v\n%s", err, env)
-	}
-	var hostIP string
-	for _, l := range strings.Split(env, "\n") {
-		if x, ok := strings.CutPrefix(l, "NETX="); ok {
-			hostIP = "198.18." + x + ".1"
-		}
-	}
-	if d := h.waitPorts(t, hostIP, 60*time.Second); d < 0 {
-		t.Fatal("the sampled ports do not answer on the healthy host")
-	}
+	h, hostIP := startBigHost(t, &dockerHost{Name: "nftbench29", Version: "29", Backend: "nft", Proxy: "off", Firewall: "nftables"}) // repair_bench_test.go
 	if n := strings.Count(h.ipt(t, "nft", "list", "chain", "ip", "docker-bridges", "nat-prerouting-and-output"), "dnat to"); n < 1000 {
 		t.Fatalf("nat-prerouting-and-output has %d DNATs, want >= 1000", n)
 	}

@@ -167,45 +167,8 @@ func benchRealDocker(t *testing.T, version, backend string) {
 		_, err := exec.LookPath("dockerd")
 		require(t, err == nil, "dockerd (apt-get install docker.io) is not installed")
 	}
-	t.Setenv("LIVE_RESTORE", "1")
-	root := os.Getenv("TESTBED_ROOT")
-	if root == "" {
-		root = "/tmp/iptscope-testbed"
-	}
 	name := "rbr" + strings.ReplaceAll(version, ".", "") + backend[:1]
-	h := &dockerHost{Name: name, Version: version, Backend: backend, Proxy: "off",
-		State: filepath.Join(root, name), NetNS: "/var/run/netns/" + name}
-	h.Socket = filepath.Join(h.State, "docker.sock")
-	t.Cleanup(func() {
-		if out, err := h.script("down"); err != nil {
-			t.Errorf("dockerhost.sh down %s: %v\n%s", name, err, out)
-		}
-	})
-	if out, err := h.script("up"); err != nil {
-		t.Fatalf("dockerhost.sh up %s: %v\n%s", name, err, out)
-	}
-	var listen []string
-	for _, p := range samplePorts[:len(samplePorts)-1] {
-		listen = append(listen, strconv.Itoa(p))
-	}
-	start := time.Now()
-	h.docker(t, "run", "-d", "--name", "big", "-p", "20000-20999:20000-20999", "bb:local", "/bin/sh", "-c",
-		"for p in "+strings.Join(listen, " ")+"; do /bin/busybox httpd -p $p -h /www; done; exec /bin/busybox httpd -f -p "+
-			strconv.Itoa(samplePorts[len(samplePorts)-1])+" -h /www")
-	t.Logf("docker run with 1,000 published ports took %s", time.Since(start).Round(time.Millisecond))
-	env, err := h.script("env")
-	if err != nil {
-		t.Fatalf("dockerhost.sh env: %v\n%s", err, env)
-	}
-	var hostIP string
-	for _, l := range strings.Split(env, "\n") {
-		if x, ok := strings.CutPrefix(l, "NETX="); ok {
-			hostIP = "198.18." + x + ".1"
-		}
-	}
-	if d := h.waitPorts(t, hostIP, 60*time.Second); d < 0 {
-		t.Fatal("the sampled ports do not answer on the healthy host")
-	}
+	h, hostIP := startBigHost(t, &dockerHost{Name: name, Version: version, Backend: backend, Proxy: "off"})
 	healthy := h.ipt(t, "iptables-save", "-t", "nat")
 	var rules [][]string
 	for _, l := range strings.Split(healthy, "\n") {
@@ -312,4 +275,50 @@ func (h *dockerHost) waitPorts(t *testing.T, hostIP string, limit time.Duration)
 		time.Sleep(20 * time.Millisecond)
 	}
 	return -1
+}
+
+// startBigHost starts h (live-restore on) with one container publishing
+// the 1,000 ports 20000-20999, waits until the sampled ports answer, and
+// returns h and its host address: the host of the IPTSCOPE_BENCH timings.
+func startBigHost(t *testing.T, h *dockerHost) (*dockerHost, string) {
+	t.Helper()
+	t.Setenv("LIVE_RESTORE", "1")
+	root := os.Getenv("TESTBED_ROOT")
+	if root == "" {
+		root = "/tmp/iptscope-testbed"
+	}
+	name := h.Name
+	h.State, h.NetNS = filepath.Join(root, name), "/var/run/netns/"+name
+	h.Socket = filepath.Join(h.State, "docker.sock")
+	t.Cleanup(func() {
+		if out, err := h.script("down"); err != nil {
+			t.Errorf("dockerhost.sh down %s: %v\n%s", name, err, out)
+		}
+	})
+	if out, err := h.script("up"); err != nil {
+		t.Fatalf("dockerhost.sh up %s: %v\n%s", name, err, out)
+	}
+	var listen []string
+	for _, p := range samplePorts[:len(samplePorts)-1] {
+		listen = append(listen, strconv.Itoa(p))
+	}
+	start := time.Now()
+	h.docker(t, "run", "-d", "--name", "big", "-p", "20000-20999:20000-20999", "bb:local", "/bin/sh", "-c",
+		"for p in "+strings.Join(listen, " ")+"; do /bin/busybox httpd -p $p -h /www; done; exec /bin/busybox httpd -f -p "+
+			strconv.Itoa(samplePorts[len(samplePorts)-1])+" -h /www")
+	t.Logf("docker run with 1,000 published ports took %s", time.Since(start).Round(time.Millisecond))
+	env, err := h.script("env")
+	if err != nil {
+		t.Fatalf("dockerhost.sh env: %v\n%s", err, env)
+	}
+	var hostIP string
+	for _, l := range strings.Split(env, "\n") {
+		if x, ok := strings.CutPrefix(l, "NETX="); ok {
+			hostIP = "198.18." + x + ".1"
+		}
+	}
+	if d := h.waitPorts(t, hostIP, 60*time.Second); d < 0 {
+		t.Fatal("the sampled ports do not answer on the healthy host")
+	}
+	return h, hostIP
 }
