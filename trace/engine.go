@@ -17,16 +17,77 @@ type dumpRef struct {
 	rs      *parse.Ruleset
 }
 
+// Tracer traces packets over one snapshot. It holds what every trace
+// needs (the addresses and routes, the chains by name, Docker's names) so
+// that many traces over one snapshot (a ports table) pay for it once. It
+// is safe for concurrent use; the snapshot must not change while it is in
+// use.
+type Tracer struct {
+	snap *snapshot.Snapshot
+	net  *netView
+	// chains indexes each table's chains by name (Table.Chain is linear).
+	chains    map[*parse.Table]map[parse.ChainName]*parse.Chain
+	names     map[netip.Addr]string
+	endpoints map[netip.Addr]endpointRef
+	ruleCount int
+}
+
+// endpointRef is a container's endpoint, by address.
+type endpointRef struct {
+	c  *snapshot.Container
+	ep *snapshot.Endpoint
+}
+
+// New prepares a Tracer for s (nil: an empty snapshot).
+func New(s *snapshot.Snapshot) *Tracer {
+	if s == nil {
+		s = &snapshot.Snapshot{}
+	}
+	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: map[netip.Addr]endpointRef{}}
+	for _, d := range s.Rules {
+		if d.Ruleset == nil {
+			continue
+		}
+		for _, tab := range d.Ruleset.Tables {
+			m := make(map[parse.ChainName]*parse.Chain, len(tab.Chains))
+			for _, c := range tab.Chains {
+				if _, dup := m[c.Name]; !dup {
+					m[c.Name] = c
+				}
+				t.ruleCount += len(c.Rules)
+			}
+			t.chains[tab] = m
+		}
+	}
+	if s.Docker != nil {
+		for i := range s.Docker.Containers {
+			c := &s.Docker.Containers[i]
+			for j := range c.Endpoints {
+				ep := &c.Endpoints[j]
+				for _, a := range []string{ep.IP, ep.IPv6} {
+					if a == "" {
+						continue // why: ParseAddr's error allocates
+					}
+					if ip, err := netip.ParseAddr(a); err == nil {
+						if _, dup := t.endpoints[ip]; !dup {
+							t.endpoints[ip] = endpointRef{c, ep}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.nameAddrs()
+	return t
+}
+
 // engine is one trace in progress.
 type engine struct {
-	snap  *snapshot.Snapshot
-	net   *netView
+	*Tracer
 	proto string
 	v4    bool
 	dumps []dumpRef
 	res   *Result
-	// chains indexes each table's chains by name (Table.Chain is linear).
-	chains map[*parse.Table]map[parse.ChainName]*parse.Chain
 	// natDone: a NAT binding of this kind (dst, src) is set up; later nat
 	// tables on the hook are not consulted (nf_nat_inet_fn).
 	natDst, natSrc bool
@@ -62,30 +123,22 @@ const (
 // It walks the iptables rules of every backend that holds rules of p's
 // family (the one Docker uses first: both apply in the kernel). It never
 // fails: what it cannot decide makes the verdict Unknown with a reason.
-func Trace(s *snapshot.Snapshot, p Packet) *Result {
-	if s == nil {
-		s = &snapshot.Snapshot{}
-	}
+func Trace(s *snapshot.Snapshot, p Packet) *Result { return New(s).Trace(p) }
+
+// Trace follows p (see the package function Trace).
+func (t *Tracer) Trace(p Packet) *Result {
 	p.Src, p.Dst = p.Src.Unmap(), p.Dst.Unmap()
 	if p.State == "" {
 		p.State = StateNew
 	}
 	e := &engine{
-		snap:   s,
-		net:    newNetView(s),
+		Tracer: t,
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
-		chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{},
 		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}},
 	}
-	e.nameAddrs()
 	e.pickDumps(p.Family())
-	e.budget = minEvaluations
-	for _, d := range e.dumps {
-		for _, t := range d.rs.Tables {
-			e.budget += evaluationsPerRule * t.RuleCount()
-		}
-	}
+	e.budget = minEvaluations + evaluationsPerRule*t.ruleCount
 	if why := e.check(p); why != "" {
 		e.res.Verdict, e.res.Reaches, e.res.Reason = Unknown, ReachUnknown, why
 		return e.res
@@ -512,43 +565,17 @@ func (e *engine) publishedHostPort(port uint16) (*snapshot.PortBinding, string) 
 }
 
 // containerAt is the container with an endpoint at addr, or nil.
-func (e *engine) containerAt(addr string) *snapshot.Container {
+func (t *Tracer) containerAt(addr string) *snapshot.Container {
 	a, err := netip.ParseAddr(addr)
-	if err != nil || e.snap.Docker == nil {
+	if err != nil {
 		return nil
 	}
-	for i := range e.snap.Docker.Containers {
-		c := &e.snap.Docker.Containers[i]
-		for _, ep := range c.Endpoints {
-			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
-				return c
-			}
-			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
-				return c
-			}
-		}
-	}
-	return nil
+	return t.endpoints[a.Unmap()].c
 }
 
-// endpointAt is the endpoint with address a.
-func (e *engine) endpointAt(a netip.Addr) *snapshot.Endpoint {
-	if e.snap.Docker == nil {
-		return nil
-	}
-	for i := range e.snap.Docker.Containers {
-		c := &e.snap.Docker.Containers[i]
-		for j := range c.Endpoints {
-			ep := &c.Endpoints[j]
-			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
-				return ep
-			}
-			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
-				return ep
-			}
-		}
-	}
-	return nil
+// endpointAt is the endpoint with address a, or nil.
+func (t *Tracer) endpointAt(a netip.Addr) *snapshot.Endpoint {
+	return t.endpoints[a].ep
 }
 
 // deliverOut is a packet that leaves on pk.out.
@@ -675,21 +702,11 @@ func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
 	return outContinue
 }
 
-func (e *engine) chain(t *parse.Table, name parse.ChainName) *parse.Chain {
-	if t == nil {
+func (t *Tracer) chain(tab *parse.Table, name parse.ChainName) *parse.Chain {
+	if tab == nil {
 		return nil
 	}
-	m, ok := e.chains[t]
-	if !ok {
-		m = make(map[parse.ChainName]*parse.Chain, len(t.Chains))
-		for _, c := range t.Chains {
-			if _, dup := m[c.Name]; !dup {
-				m[c.Name] = c
-			}
-		}
-		e.chains[t] = m
-	}
-	return m[name]
+	return t.chains[tab][name]
 }
 
 type frame struct {
@@ -1058,12 +1075,15 @@ func ruleText(r *parse.Rule) string {
 }
 
 // nameAddrs gives the addresses Docker's names.
-func (e *engine) nameAddrs() {
+func (e *Tracer) nameAddrs() {
 	e.names = map[netip.Addr]string{}
 	if d := e.snap.Docker; d != nil {
 		for _, c := range d.Containers {
 			for _, ep := range c.Endpoints {
 				for _, s := range []string{ep.IP, ep.IPv6} {
+					if s == "" {
+						continue
+					}
 					if a, err := netip.ParseAddr(s); err == nil {
 						e.names[a] = c.Name
 					}
