@@ -96,7 +96,6 @@ type engine struct {
 	// nftPending: Docker's native nftables tables also see the packet,
 	// and the tracer does not walk them (yet).
 	nftPending string
-	names      map[netip.Addr]string
 }
 
 // outcome of walking a chain, a table or a hook.
