@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/iptscope/iptscope/internal/synth"
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // Benchmarks over internal/synth.DockerHost(1000): a Docker 28.x host with
@@ -72,6 +74,56 @@ func BenchmarkDoctor1000PortsRepointed(b *testing.B) {
 		r := NewReport(s, ReportOptions{})
 		if p := NewPlan(s, r.Findings); len(p.Ops) < 2000 {
 			b.Fatalf("plan has %d ops, want >= 2000 (1,000 deletions, 1,000 DNATs)", len(p.Ops))
+		}
+	}
+}
+
+// BenchmarkDoctor33000Ports is NewReport on a healthy 33,000-port host
+// (about 100,000 rules): the scale the doctor must answer in under a
+// second.
+func BenchmarkDoctor33000Ports(b *testing.B) {
+	s := synth.DockerSnapshot(33000, synth.DockerHost(33000), "nft")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := NewReport(s, ReportOptions{}); len(r.Ports) < 33000 {
+			b.Fatalf("%d ports judged, want 33,000", len(r.Ports))
+		}
+	}
+}
+
+// BenchmarkExpectCompare33000Ports is the expected ruleset of that host
+// and its comparison with the dump, the core of every rule check.
+func BenchmarkExpectCompare33000Ports(b *testing.B) {
+	s := synth.DockerSnapshot(33000, synth.DockerHost(33000), "nft")
+	rs := s.Rules[0].Ruleset
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e, err := Expect(s, snapshot.FamilyIPv4)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d := Compare(e, rs); len(d.Missing) != 0 {
+			b.Fatalf("%d missing", len(d.Missing))
+		}
+	}
+}
+
+// BenchmarkDoctorRulesOnly100kRules is `doctor --from` a pasted
+// iptables-save of a 33,000-port host (about 100,000 rules): Docker's
+// view inferred from the rules, then every rule check and the ports table.
+func BenchmarkDoctorRulesOnly100kRules(b *testing.B) {
+	rs, err := parse.Parse(synth.DockerHost(33000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := snapshot.FromDump("", rs, "bench")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := NewReport(s, ReportOptions{RulesOnly: true}); len(r.Ports) < 33000 {
+			b.Fatalf("%d ports judged, want 33,000", len(r.Ports))
 		}
 	}
 }

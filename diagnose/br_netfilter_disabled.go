@@ -78,6 +78,7 @@ type brNetfilterNeed struct {
 // off with a bridge that has a published port and another container, or a
 // network with icc=false and two running containers. No why: not needed.
 func brNetfilterNeeds(s *snapshot.Snapshot) brNetfilterNeed {
+	bridgeOf := natBridges(s)
 	var need brNetfilterNeed
 	mode := proxyMode(s)
 	perNet := map[string][]string{} // network -> running containers
@@ -87,7 +88,7 @@ func brNetfilterNeeds(s *snapshot.Snapshot) brNetfilterNeed {
 			continue
 		}
 		for _, ep := range c.Endpoints {
-			if bridgeOfNetwork(s, ep.Network) == "" {
+			if bridgeOf[ep.Network] == "" {
 				continue
 			}
 			perNet[ep.Network] = append(perNet[ep.Network], c.Name)

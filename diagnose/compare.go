@@ -23,6 +23,33 @@ type Diff struct {
 	OutOfOrder [][2]Placed
 	// Found maps each expected rule present to the dump's rule.
 	Found map[*parse.Rule]*parse.Rule
+
+	// seen is what Compare rendered per table and chain of the expected
+	// rules, kept for the checks that need it again (chainSeenOf).
+	seen map[parse.TableName]map[parse.ChainName]*chainSeen
+}
+
+// chainSeen is one chain as Compare saw it: the Spec of every dump rule
+// (by index in the chain), which ones matched an expected rule, and the
+// Specs of every expected rule of the chain (alternatives not chosen
+// included), each with the first expected rule of that Spec.
+type chainSeen struct {
+	specs []string
+	used  []bool
+	want  map[string]*parse.Rule
+}
+
+// chainSeenOf returns what Compare saw of chain c of table t, nil when
+// the chain holds no expected rule or is not in the dump.
+func (d *Diff) chainSeenOf(t parse.TableName, c parse.ChainName) *chainSeen {
+	if d == nil || d.seen == nil {
+		return nil
+	}
+	cs := d.seen[t][c]
+	if cs == nil || cs.specs == nil {
+		return nil
+	}
+	return cs
 }
 
 // Placed is an expected rule with the dump rule that matched it.
@@ -42,28 +69,44 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 	if e == nil || !e.Modelled {
 		return d
 	}
+	all := e.All()
+	d.Found = make(map[*parse.Rule]*parse.Rule, len(all))
 	altFound := map[string]bool{}
-	used := map[*parse.Rule]bool{}
 	// covered: expected rules that share the Spec of an earlier one.
 	covered := map[*parse.Rule]bool{}
+	seen := map[parse.TableName]map[parse.ChainName]*chainSeen{}
+	d.seen = seen
 	var placed = map[parse.TableName]map[parse.ChainName][]Placed{}
 	for _, t := range parse.KnownTables {
+		seen[t] = map[parse.ChainName]*chainSeen{}
 		for c, rules := range e.Rules[t] {
 			chain := rs.Table(t).Chain(c)
+			cs := &chainSeen{want: make(map[string]*parse.Rule, len(rules))}
+			seen[t][c] = cs
 			// Why an index: Spec() renders text; comparing every expected
 			// rule with every rule is O(n²) renders (about 1 s at 1,000
-			// published ports).
-			bySpec := map[string][]*parse.Rule{}
+			// published ports). bySpec holds the first dump rule of each
+			// Spec, next the following one of the same Spec (-1: none).
+			var bySpec map[string]int
+			var next []int
 			if chain != nil {
-				for _, r := range chain.Rules {
-					sp := r.Spec()
-					bySpec[sp] = append(bySpec[sp], r)
+				n := len(chain.Rules)
+				cs.specs, cs.used, next = make([]string, n), make([]bool, n), make([]int, n)
+				bySpec = make(map[string]int, n)
+				for i := n - 1; i >= 0; i-- {
+					sp := chain.Rules[i].Spec()
+					cs.specs[i] = sp
+					next[i] = -1
+					if j, ok := bySpec[sp]; ok {
+						next[i] = j
+					}
+					bySpec[sp] = i
 				}
 			}
-			first := map[string]*parse.Rule{} // Spec -> first expected rule
+			pl := make([]Placed, 0, len(rules))
 			for _, er := range rules {
 				want := er.Spec()
-				if f := first[want]; f != nil {
+				if f := cs.want[want]; f != nil {
 					// sharedSpec: Docker wrote this rule once.
 					covered[er.Rule] = true
 					if got := d.Found[f]; got != nil {
@@ -74,30 +117,31 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 					}
 					continue
 				}
-				first[want] = er.Rule
-				var got *parse.Rule
-				for _, r := range bySpec[want] {
-					if !used[r] {
-						got = r
-						break
-					}
+				cs.want[want] = er.Rule
+				j, ok := bySpec[want]
+				for ok && j >= 0 && cs.used[j] {
+					j = next[j]
 				}
-				if got == nil {
+				if !ok || j < 0 {
 					continue
 				}
-				used[got] = true
+				got := chain.Rules[j]
+				cs.used[j] = true
 				d.Found[er.Rule] = got
 				if er.Alt != "" {
 					altFound[altKey(er)] = true
 				}
+				pl = append(pl, Placed{er, got})
+			}
+			if len(pl) > 0 {
 				if placed[t] == nil {
 					placed[t] = map[parse.ChainName][]Placed{}
 				}
-				placed[t][c] = append(placed[t][c], Placed{er, got})
+				placed[t][c] = pl
 			}
 		}
 	}
-	for _, er := range e.All() {
+	for _, er := range all {
 		if d.Found[er.Rule] != nil || covered[er.Rule] || (er.Alt != "" && altFound[altKey(er)]) {
 			continue
 		}
@@ -105,18 +149,19 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 	}
 	// Unexpected: rules of Docker's chains nobody expects. Alternatives
 	// that were not chosen are still accepted (their Spec is known).
-	known := map[string]bool{}
-	for _, er := range e.All() {
-		known[string(er.Rule.Table)+"\x00"+string(er.Rule.Chain)+"\x00"+er.Spec()] = true
-	}
 	for _, t := range parse.KnownTables {
 		for _, cn := range e.Chains[t] {
 			chain := rs.Table(t).Chain(cn)
 			if chain == nil {
 				continue
 			}
-			for _, r := range chain.Rules {
-				if !used[r] && !known[string(t)+"\x00"+string(cn)+"\x00"+r.Spec()] {
+			cs := seen[t][cn]
+			for i, r := range chain.Rules {
+				if cs == nil {
+					d.Unexpected = append(d.Unexpected, r)
+					continue
+				}
+				if !cs.used[i] && cs.want[cs.specs[i]] == nil {
 					d.Unexpected = append(d.Unexpected, r)
 				}
 			}

@@ -55,15 +55,25 @@ func dockerRuleDuplicatedOf(_ *Env, a analysis) []Finding {
 			if c == nil {
 				continue
 			}
-			expected := map[string]bool{}
-			for _, er := range a.exp.RulesOf(t, parse.ChainName(cn)) {
-				expected[er.Spec()] = true
+			// The Specs Compare rendered, when it saw this chain (always,
+			// but for an analysis built by hand in a test).
+			specOf := func(i int) string { return c.Rules[i].Spec() }
+			expected := func(sp string) bool { return false }
+			if cs := a.diff.chainSeenOf(t, parse.ChainName(cn)); cs != nil && len(cs.specs) == len(c.Rules) {
+				specOf = func(i int) string { return cs.specs[i] }
+				expected = func(sp string) bool { return cs.want[sp] != nil }
+			} else {
+				want := map[string]bool{}
+				for _, er := range a.exp.RulesOf(t, parse.ChainName(cn)) {
+					want[er.Spec()] = true
+				}
+				expected = func(sp string) bool { return want[sp] }
 			}
 			seen := map[string]*parse.Rule{}
 			var dups []*parse.Rule
-			for _, r := range c.Rules {
-				sp := r.Spec()
-				if !expected[sp] {
+			for i, r := range c.Rules {
+				sp := specOf(i)
+				if !expected(sp) {
 					continue
 				}
 				if seen[sp] != nil {

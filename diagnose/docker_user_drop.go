@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,10 +44,19 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 	if chain == nil {
 		return nil
 	}
+	// Why first: DOCKER-USER holds no DROP on most hosts, and the list of
+	// ports below costs 5 MB of copying at 33,000 ports.
+	if !slices.ContainsFunc(chain.Rules, func(r *parse.Rule) bool {
+		return r.Target == parse.TargetDrop || r.Target == parse.TargetReject
+	}) {
+		return nil
+	}
 	// The published ports, as FORWARD sees them after DNAT.
-	var ports []ExpectedRule
+	var ports []*ExpectedRule
 	seen := map[string]bool{}
-	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
+	dnats := a.exp.RulesOf(parse.TableNAT, ChainDocker)
+	for i := range dnats {
+		er := &dnats[i]
 		if er.Kind != KindDNAT || er.Port == nil || isLoopback(er.Port.HostIP) {
 			continue
 		}
@@ -70,7 +80,7 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 		}
 		var hit []string
 		for _, er := range ports {
-			if userRuleHits(r, er, bridges) {
+			if userRuleHits(r, *er, bridges) {
 				dest, _ := parse.ParseNATDest(er.Rule.NATTo())
 				hit = append(hit, fmt.Sprintf("%s -> %s (container %s)", portName(er.Port), net.JoinHostPort(dest.IP, strconv.Itoa(er.Port.ContainerPort)), er.Container))
 			}

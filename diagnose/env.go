@@ -31,6 +31,9 @@ type Env struct {
 
 	proxyOnce sync.Once
 	proxyIdx  *proxyIndex
+
+	unservedOnce sync.Once
+	unserved     []unservedPort
 }
 
 // proxies returns the index of the snapshot's docker-proxy processes,
@@ -94,6 +97,31 @@ type envFamily struct {
 	expOnce sync.Once
 	exp     *Expected
 	expErr  error
+
+	gwOnce sync.Once
+	gw     map[string]string
+}
+
+// gatewayMode is GatewayMode(S, network, family), from a map built once
+// (the ports table asks once per port).
+func (e *Env) gatewayMode(network, family string) string {
+	f := &e.fam[0]
+	if family == snapshot.FamilyIPv6 {
+		f = &e.fam[1]
+	}
+	f.gwOnce.Do(func() {
+		f.gw = map[string]string{}
+		if e.S == nil || e.S.Docker == nil {
+			return
+		}
+		v, _ := ParseVersion(e.S.Docker.Version)
+		for _, n := range e.S.Docker.Networks {
+			if _, dup := f.gw[n.Name]; !dup {
+				f.gw[n.Name] = gatewayMode(n, family, v)
+			}
+		}
+	})
+	return f.gw[network]
 }
 
 // NewEnv returns the environment of s (nil s: an Env in which every check
@@ -185,6 +213,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 		}
 	}
 	c := *e
+	c.all = &allCache{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Rules {
 		c.Rules[t] = map[parse.ChainName][]ExpectedRule{}
@@ -205,6 +234,7 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 // onlyTablesOf returns e without the tables rs does not hold.
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
 	c := *e
+	c.all = &allCache{}
 	c.Chains = map[parse.TableName][]parse.ChainName{}
 	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Chains {

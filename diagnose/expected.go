@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -81,10 +82,19 @@ type ExpectedRule struct {
 	// gateway endpoint of a container on several networks), each choice
 	// is listed with the same Alt and one of them is enough.
 	Alt string
+	// spec caches Rule.Spec() (set by the builder): Compare and the
+	// checks ask for it once per rule each, and rendering it is most of
+	// their cost on a big host.
+	spec string
 }
 
 // Spec is the rule's canonical text without "-A CHAIN".
-func (e ExpectedRule) Spec() string { return e.Rule.Spec() }
+func (e ExpectedRule) Spec() string {
+	if e.spec != "" {
+		return e.spec
+	}
+	return e.Rule.Spec()
+}
 
 // ProxyMode is the userland-proxy setting and how it was found.
 type ProxyMode struct {
@@ -119,6 +129,18 @@ type Expected struct {
 	// IPTablesOff: the daemon runs with iptables=false and writes no rule
 	// (Modelled, with no chain or rule expected).
 	IPTablesOff bool
+	// Assumed: the version is newer than every known layout and is judged
+	// with the newest one (a note says so).
+	Assumed bool
+
+	// all caches All() (nil: not cached, e.g. an Expected built by
+	// hand). A copy whose Rules change must get a fresh one.
+	all *allCache
+}
+
+type allCache struct {
+	once  sync.Once
+	rules []ExpectedRule
 }
 
 // RulesOf returns the expected rules of one chain in order.
@@ -128,8 +150,24 @@ func (e *Expected) RulesOf(t parse.TableName, c parse.ChainName) []ExpectedRule 
 
 // All returns every expected rule, table by table (raw, nat, filter) and
 // chain by chain.
+//
+// The slice is shared: callers must not change it.
 func (e *Expected) All() []ExpectedRule {
-	var out []ExpectedRule
+	if e.all == nil {
+		return e.collect()
+	}
+	e.all.once.Do(func() { e.all.rules = e.collect() })
+	return e.all.rules
+}
+
+func (e *Expected) collect() []ExpectedRule {
+	n := 0
+	for _, chains := range e.Rules {
+		for _, rules := range chains {
+			n += len(rules)
+		}
+	}
+	out := make([]ExpectedRule, 0, n)
 	for _, t := range parse.KnownTables {
 		chains := make([]string, 0, len(e.Rules[t]))
 		for c := range e.Rules[t] {
@@ -154,10 +192,44 @@ type builder struct {
 	e   *Expected
 	s   *snapshot.Snapshot
 	err error
+	p   parse.SpecParser
+	// pending are the rules added, in order; finish files them into
+	// e.Rules with one exact allocation per chain (appending chain by
+	// chain copied 80 MB of rules at 33,000 ports).
+	pending []pendingRule
+}
+
+type pendingRule struct {
+	t  parse.TableName
+	c  parse.ChainName
+	er ExpectedRule
+}
+
+// finish moves the pending rules into e.Rules, chain order kept.
+func (b *builder) finish() {
+	type tc struct {
+		t parse.TableName
+		c parse.ChainName
+	}
+	n := map[tc]int{}
+	for _, p := range b.pending {
+		n[tc{p.t, p.c}]++
+	}
+	for _, p := range b.pending {
+		if b.e.Rules[p.t] == nil {
+			b.e.Rules[p.t] = map[parse.ChainName][]ExpectedRule{}
+		}
+		rules := b.e.Rules[p.t][p.c]
+		if rules == nil {
+			rules = make([]ExpectedRule, 0, n[tc{p.t, p.c}])
+		}
+		b.e.Rules[p.t][p.c] = append(rules, p.er)
+	}
+	b.pending = nil
 }
 
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
-	r, err := parse.ParseRuleSpec(t, c, spec)
+	r, err := b.p.Parse(t, c, spec)
 	if err != nil {
 		if b.err == nil {
 			b.err = fmt.Errorf("building expected rule %q for %s %s: %w", spec, t, c, err)
@@ -165,10 +237,12 @@ func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er Expe
 		return
 	}
 	er.Rule = r
-	if b.e.Rules[t] == nil {
-		b.e.Rules[t] = map[parse.ChainName][]ExpectedRule{}
+	// The canonical text; the builder's own string when it is already
+	// canonical (almost always), so that only one copy stays live.
+	if er.spec = r.Spec(); er.spec == spec {
+		er.spec = spec
 	}
-	b.e.Rules[t][c] = append(b.e.Rules[t][c], er)
+	b.pending = append(b.pending, pendingRule{t, c, er})
 }
 
 // bridgeNet is a bridge-driver network reduced to what the rules need.
@@ -217,6 +291,7 @@ func epIP(ep snapshot.Endpoint, family string) string {
 // false and a note, and checks stay silent for IPv6.
 func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 	e := &Expected{
+		all:    &allCache{},
 		Family: family,
 		Chains: map[parse.TableName][]parse.ChainName{},
 		Rules:  map[parse.TableName]map[parse.ChainName][]ExpectedRule{},
@@ -230,14 +305,19 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		e.Notes = append(e.Notes, err.Error())
 		return e, nil
 	}
-	e.Version, e.Era = v, EraOf(v)
-	switch e.Era {
-	case EraUnknown:
+	layout, assumed, ok := LayoutFor(v, BackendIPTables)
+	e.Version, e.Era = v, layout.Era
+	switch {
+	case !ok:
 		e.Notes = append(e.Notes, fmt.Sprintf("Docker %s is older than 20.10: its layout is not modelled", v))
 		return e, nil
-	case Era2800:
+	case layout.Era == Era2800:
 		e.Notes = append(e.Notes, "Docker 28.0.0 (ipset layout) is not modelled: upgrade to 28.0.1 or later")
 		return e, nil
+	}
+	if assumed != "" {
+		e.Assumed = true
+		e.Notes = append(e.Notes, assumed)
 	}
 	if info := s.Docker.Info; info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
 		e.Notes = append(e.Notes, "Docker writes to its nftables backend (table docker-bridges), which iptscope does not inspect yet")
@@ -271,12 +351,15 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		}
 	}
 	e.Modelled = true
-	switch e.Era {
-	case EraClassic:
-		expectClassic(b, nets, ports)
-	case Era28, Era29:
-		expect28(b, nets, ports)
+	for t, cs := range layout.Chains {
+		e.Chains[t] = append([]parse.ChainName(nil), cs...)
 	}
+	// A capacity from the usual shape (a DNAT, an ACCEPT and a raw DROP
+	// or hairpin rule per port, a few dozen rules per network): one
+	// allocation on most hosts.
+	b.pending = make([]pendingRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
+	layout.build(b, nets, ports)
+	b.finish()
 	return e, b.err
 }
 
@@ -548,7 +631,11 @@ func GatewayMode(s *snapshot.Snapshot, network, family string) string {
 // several non-internal bridge networks gets one alternative per network:
 // which one is its gateway is not in the snapshot.
 func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
-	var out []port
+	n := 0
+	for i := range s.Docker.Containers {
+		n += len(s.Docker.Containers[i].Ports)
+	}
+	out := make([]port, 0, n)
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {
@@ -649,7 +736,6 @@ func isLoopback(ip string) bool {
 func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn bool) {
 	e := b.e
 	proxyOn := e.Proxy.On()
-	e.Chains[parse.TableNAT] = []parse.ChainName{ChainDocker}
 	hasExternal := false
 	for _, n := range nets {
 		if !n.internal {
@@ -723,13 +809,12 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 	e := b.e
 	natRules(b, nets, ports, true, true)
-	e.Chains[parse.TableFilter] = []parse.ChainName{ChainDocker, ChainIsolation1, ChainIsolation2, ChainDockerUser}
 	f := parse.TableFilter
 	// Why: 20.10 sets DOCKER-USER up for IPv4 only ("TODO IPv6 support",
 	// moby/moby#44451); 23.0+ for each family.
 	user := e.Family == snapshot.FamilyIPv4 || e.Version.AtLeast(23, 0, 0)
 	if !user {
-		e.Chains[f] = e.Chains[f][:3]
+		e.Chains[f] = slices.DeleteFunc(e.Chains[f], func(c parse.ChainName) bool { return c == ChainDockerUser })
 	}
 	if user {
 		b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
@@ -824,9 +909,6 @@ func expect28(b *builder, nets []*bridgeNet, ports []port) {
 	middle := ChainIsolation1
 	if is29 {
 		middle = ChainDockerIntern
-		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainDockerIntern, ChainDockerUser}
-	} else {
-		e.Chains[f] = []parse.ChainName{ChainDocker, ChainDockerBridge, ChainDockerCT, ChainDockerFwd, ChainIsolation1, ChainIsolation2, ChainDockerUser}
 	}
 	b.add(f, parse.ChainForward, "-j DOCKER-USER", ExpectedRule{Kind: KindJump, Rank: 0})
 	b.add(f, parse.ChainForward, "-j DOCKER-FORWARD", ExpectedRule{Kind: KindJump, Rank: 1})
@@ -943,7 +1025,11 @@ func rawRules(b *builder, nets []*bridgeNet, ports []port) {
 // endpointsOf lists the endpoints of running containers on non-internal
 // bridge networks of nets, in container order (ports left zero).
 func endpointsOf(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
-	var out []port
+	n := 0
+	for i := range s.Docker.Containers {
+		n += len(s.Docker.Containers[i].Endpoints)
+	}
+	out := make([]port, 0, n)
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {

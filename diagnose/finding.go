@@ -1,8 +1,10 @@
 package diagnose
 
 import (
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -235,13 +237,35 @@ func RunEnv(env *Env, o Options) []Finding {
 	for _, id := range o.Skip {
 		skip[id] = true
 	}
+	var checks []Check
+	for _, c := range All() {
+		if !skip[c.ID] && !(env.RulesOnly && c.Needs != "") {
+			checks = append(checks, c)
+		}
+	}
+	// Why concurrent: the checks are pure reads of the Env (whose derived
+	// data is built once, under sync.Once), and on a big host a few of
+	// them cost 0.1 s each. Results are merged in the checks' order, so
+	// the report does not depend on the schedule.
+	results := make([][]Finding, len(checks))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(checks)) {
+		wg.Go(func() {
+			for i := range work {
+				results[i] = checks[i].Run(env)
+			}
+		})
+	}
+	for i := range checks {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 	var out []Finding
 	keys := map[string]int{}
-	for _, c := range All() {
-		if skip[c.ID] || env.RulesOnly && c.Needs != "" {
-			continue
-		}
-		for _, f := range c.Run(env) {
+	for ci, c := range checks {
+		for _, f := range results[ci] {
 			if f.Key == "" {
 				f.Key = KeyOf(f.ID, f.Subject)
 			}

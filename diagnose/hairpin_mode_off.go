@@ -26,12 +26,13 @@ var hairpinModeOff = Check{
 			return nil
 		}
 		var out []Finding
+		bridgeOf := natBridges(s)
 		for _, c := range s.Docker.Containers {
 			if !c.Running || !publishes(c) {
 				continue
 			}
 			for _, ep := range c.Endpoints {
-				br := bridgeOfNetwork(s, ep.Network)
+				br := bridgeOf[ep.Network]
 				l := link(s, ep.HostVeth)
 				if br == "" || l == nil || l.Master != br || l.Hairpin == nil || *l.Hairpin {
 					continue

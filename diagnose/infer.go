@@ -288,27 +288,45 @@ func Infer(s *snapshot.Snapshot) (*snapshot.Docker, string) {
 // "" and why when no Docker chain is there.
 func layoutVersion(rs *parse.Ruleset) (version, why string) {
 	filter, nat := rs.Table(parse.TableFilter), rs.Table(parse.TableNAT)
-	switch {
-	case filter.Chain(ChainDockerIntern) != nil:
-		return "29.0.0", ""
-	case filter.Chain(ChainDockerFwd) != nil:
-		if c := filter.Chain(ChainDockerUser); c != nil {
-			for _, r := range c.Rules {
-				if r.Target == parse.TargetReturn && r.Spec() == "-j RETURN" {
-					// Why: 28.0.1-28.2.1 end DOCKER-USER with RETURN.
-					return "28.2.0", ""
-				}
-			}
+	// The newest modelled iptables layout whose signature chain is in the
+	// dump (layout.go).
+	for i := len(layouts) - 1; i >= 0; i-- {
+		l := layouts[i]
+		if l.Backend != BackendIPTables || !l.Modelled() {
+			continue
 		}
-		return "28.2.2", ""
-	case filter.Chain(ChainDocker) != nil || nat.Chain(ChainDocker) != nil ||
-		filter.Chain(ChainDockerUser) != nil || filter.Chain(ChainIsolation1) != nil:
-		return "20.10.0", ""
+		for _, c := range l.Signature {
+			if filter.Chain(c) == nil {
+				continue
+			}
+			if l.Era == Era28 && endsWithReturn(filter.Chain(ChainDockerUser)) {
+				// Why: 28.0.1-28.2.1 end DOCKER-USER with RETURN.
+				return "28.2.0", ""
+			}
+			return l.Sample, ""
+		}
+	}
+	if filter.Chain(ChainDocker) != nil || nat.Chain(ChainDocker) != nil ||
+		filter.Chain(ChainDockerUser) != nil || filter.Chain(ChainIsolation1) != nil {
+		return layouts[0].Sample, "" // the classic layout has no chain of its own
 	}
 	// Why: no Docker chain in any table. A wiped ruleset, a daemon run
 	// with --iptables=false and Docker 29's nftables backend all look like
 	// this; without the API they cannot be told apart.
 	return "", "without the API iptscope cannot tell a wiped ruleset from a daemon that does not write iptables rules (--iptables=false, the nftables backend)"
+}
+
+// endsWithReturn reports whether chain c holds a bare "-j RETURN".
+func endsWithReturn(c *parse.Chain) bool {
+	if c == nil {
+		return false
+	}
+	for _, r := range c.Rules {
+		if r.Target == parse.TargetReturn && r.Spec() == "-j RETURN" {
+			return true
+		}
+	}
+	return false
 }
 
 // findNetworkByID reports whether a network of that ID is in nets.

@@ -160,6 +160,22 @@ func (p *Plan) Repaired() []Finding {
 // Docker's, rules of built-in chains that are not Docker's, policies,
 // other tables.
 func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
+	return newPlanEnv(NewEnv(s), findings)
+}
+
+// Plan is NewPlan(s, r.Findings) for the snapshot the report was made
+// of, reusing the report's analysis when it is of s itself (not of a
+// Docker view inferred for a partial report): on a big host the analysis
+// is most of the cost, and computing it twice cost 0.9 s at 33,000 ports.
+func (r *Report) Plan(s *snapshot.Snapshot) *Plan {
+	if r.env != nil && r.env.S == s && !r.env.RulesOnly {
+		return newPlanEnv(r.env, r.Findings)
+	}
+	return NewPlan(s, r.Findings)
+}
+
+func newPlanEnv(env *Env, findings []Finding) *Plan {
+	s := env.S
 	p := &Plan{Ops: []Op{}, Findings: []PlannedFinding{}, Notes: []string{}}
 	if s != nil {
 		p.NetNS = s.Host.NetNS
@@ -168,7 +184,6 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 		p.Notes = append(p.Notes, why+": nothing is planned")
 		return p
 	}
-	env := NewEnv(s)
 	if as := env.analyses(); len(as) > 0 && s.Docker.Error == "" {
 		// IPv4, then IPv6 when Docker writes ip6tables rules (analyses):
 		// repair.Render makes one payload per family and table.

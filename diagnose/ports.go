@@ -267,7 +267,7 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 		r.Path, r.Reason = PathUnknown, "the container has no address on a bridge network Docker publishes ports for"
 		return
 	}
-	if dnat.Network != "" && GatewayMode(s, dnat.Network, fam) == "routed" {
+	if dnat.Network != "" && env.gatewayMode(dnat.Network, fam) == "routed" {
 		// The daemon's version decides: 20.10 ignores the option.
 		r.Path, r.Reason = PathUnknown, "network "+dnat.Network+" uses gateway mode routed: not modelled"
 		return
@@ -392,7 +392,7 @@ func forwardPolicy(a analysis) string {
 // the network's outward ACCEPT and the port's ACCEPT. Conntrack, intra-
 // bridge and DROP rules are left out: published-port traffic does not
 // need them.
-func pathRules(a analysis, dnat ExpectedRule) (need []ExpectedRule, drop []ExpectedRule) {
+func pathRules(a analysis, dnat ExpectedRule) (need []*ExpectedRule, drop []*ExpectedRule) {
 	// Why an index: a scan of every expected rule per port was quadratic
 	// (about 1 s at 1,000 published ports); see index.go.
 	return a.pathIdx().pathRulesOf(dnat)
@@ -405,9 +405,9 @@ func forwardProblem(a analysis, dnat ExpectedRule) string {
 		return fmt.Sprintf("rule %d of filter %s (%s) drops forwarded traffic before Docker's rules", r.Position, where, r.Spec())
 	}
 	need, drop := pathRules(a, dnat)
-	var missing []ExpectedRule
+	var missing []*ExpectedRule
 	for _, er := range need {
-		if foundAny(a, er) == nil {
+		if foundAny(a, *er) == nil {
 			missing = append(missing, er)
 		}
 	}
@@ -484,14 +484,14 @@ func admittedBy(a analysis, dnat ExpectedRule) string {
 	need, _ := pathRules(a, dnat)
 	for _, er := range need {
 		if er.Kind == KindPortAccept {
-			if got := foundAny(a, er); got != nil {
+			if got := foundAny(a, *er); got != nil {
 				return fmt.Sprintf(" (rule %d of filter DOCKER)", got.Position)
 			}
 		}
 	}
 	for _, er := range need {
 		if er.Kind == KindNetworkPath && er.Rule.Chain == ChainDocker && er.Rule.Target == parse.TargetAccept {
-			if got := foundAny(a, er); got != nil {
+			if got := foundAny(a, *er); got != nil {
 				return fmt.Sprintf(" (rule %d of filter DOCKER, the network's: gateway mode nat-unprotected)", got.Position)
 			}
 		}

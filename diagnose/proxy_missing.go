@@ -1,8 +1,10 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -89,8 +91,27 @@ type unservedPort struct {
 // unservedPorts lists the running containers' published ports with no
 // docker-proxy for any of their bindings, in container then port order.
 func unservedPorts(env *Env) []unservedPort {
+	// Computed once per Env: proxy-missing and the ports table both ask.
+	env.unservedOnce.Do(func() { env.unserved = computeUnservedPorts(env) })
+	return env.unserved
+}
+
+func computeUnservedPorts(env *Env) []unservedPort {
 	s := env.S
-	served := func(pb snapshot.PortBinding) bool { return len(proxiesFor(env.proxies(), &pb)) > 0 }
+	bridgeOf := natBridges(s)
+	px := env.proxies()
+	served := func(pb snapshot.PortBinding) bool {
+		for _, x := range px.onPort(&pb) {
+			if proxyListensOn(x, &pb) {
+				return true
+			}
+		}
+		return false
+	}
+	type groupKey struct {
+		proto                   string
+		hostPort, containerPort int
+	}
 	var out []unservedPort
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
@@ -99,20 +120,20 @@ func unservedPorts(env *Env) []unservedPort {
 		}
 		network := ""
 		for _, ep := range c.Endpoints {
-			if ep.IP != "" && network == "" && bridgeOfNetwork(s, ep.Network) != "" {
+			if ep.IP != "" && network == "" && bridgeOf[ep.Network] != "" {
 				network = ep.Network
 			}
 		}
 		if network == "" {
 			continue // no NAT'd bridge endpoint: no proxy either
 		}
-		groups := map[string]*unservedPort{}
-		var keys []string
+		groups := map[groupKey]*unservedPort{}
+		var keys []groupKey
 		for _, pb := range c.Ports {
 			if pb.HostPort == 0 {
 				continue
 			}
-			k := fmt.Sprintf("%s/%05d/%05d", proto(pb), pb.HostPort, pb.ContainerPort)
+			k := groupKey{proto(pb), pb.HostPort, pb.ContainerPort}
 			g := groups[k]
 			if g == nil {
 				g = &unservedPort{container: c.Name, network: network, proto: proto(pb), hostPort: pb.HostPort, containerPort: pb.ContainerPort}
@@ -124,7 +145,9 @@ func unservedPorts(env *Env) []unservedPort {
 				g.loopback = pb.HostIP
 			}
 		}
-		sort.Strings(keys)
+		slices.SortFunc(keys, func(a, b groupKey) int {
+			return cmp.Or(strings.Compare(a.proto, b.proto), cmp.Compare(a.hostPort, b.hostPort), cmp.Compare(a.containerPort, b.containerPort))
+		})
 	group:
 		for _, k := range keys {
 			g := groups[k]

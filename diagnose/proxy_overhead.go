@@ -2,8 +2,9 @@ package diagnose
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
-	"sort"
+	"strings"
 )
 
 // Thresholds past which docker-proxy's cost is a warning.
@@ -34,26 +35,40 @@ var proxyOverhead = Check{
 			k := key{p.ContainerIP, p.Proto}
 			ports[k] = append(ports[k], p.HostPort)
 		}
-		var keys []key
-		for k := range ports {
-			keys = append(keys, k)
+		type group struct {
+			key
+			ps   []int
+			addr netip.Addr // parsed once: ipLess in the comparator cost 0.1 s at 33,000
+			ok   bool
 		}
-		sort.Slice(keys, func(i, j int) bool {
-			if len(ports[keys[i]]) != len(ports[keys[j]]) {
-				return len(ports[keys[i]]) > len(ports[keys[j]])
+		groups := make([]group, 0, len(ports))
+		for k, ps := range ports {
+			a, err := netip.ParseAddr(k.cip)
+			groups = append(groups, group{k, ps, a, err == nil})
+		}
+		slices.SortFunc(groups, func(a, b group) int {
+			if len(a.ps) != len(b.ps) {
+				return len(b.ps) - len(a.ps)
 			}
-			if keys[i].cip != keys[j].cip {
-				return ipLess(keys[i].cip, keys[j].cip)
+			if a.cip != b.cip {
+				if a.ok && b.ok { // ipLess, with the addresses parsed
+					return a.addr.Compare(b.addr)
+				}
+				return strings.Compare(a.cip, b.cip)
 			}
-			return keys[i].proto < keys[j].proto
+			return strings.Compare(a.proto, b.proto)
 		})
+		// Only the first four are shown (capped): formatting all of them
+		// cost 0.1 s at 33,000 containers.
 		var ev []string
-		for _, k := range keys {
-			ps := ports[k]
-			ev = append(ev, fmt.Sprintf("%s for %s (%s host port%s %s)", count(len(ps), "1 docker-proxy process", "%d docker-proxy processes"),
-				k.cip, k.proto, plural(len(uniqueInts(ps))), portRanges(ps)))
+		for i, g := range groups {
+			if i == 4 {
+				ev = append(ev, fmt.Sprintf("... and %d more", len(groups)-4))
+				break
+			}
+			ev = append(ev, fmt.Sprintf("%s for %s (%s host port%s %s)", count(len(g.ps), "1 docker-proxy process", "%d docker-proxy processes"),
+				g.cip, g.proto, plural(len(uniqueInts(g.ps))), portRanges(g.ps)))
 		}
-		ev = capped(ev, 4)
 		sev := SeverityInfo
 		if len(s.Proxies) >= proxyWarnCount || rss >= proxyWarnRSS {
 			sev = SeverityWarning
@@ -100,6 +115,6 @@ func portRanges(ps []int) string {
 // uniqueInts returns ps sorted, each once.
 func uniqueInts(ps []int) []int {
 	out := append([]int(nil), ps...)
-	sort.Ints(out)
+	slices.Sort(out)
 	return slices.Compact(out)
 }

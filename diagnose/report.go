@@ -59,6 +59,9 @@ type ReportHost struct {
 // Report is the whole answer of `iptscope doctor`. The JSON field names
 // are iptscope.doctor/v1 (docs/doctor.md) and stable.
 type Report struct {
+	// env is the analysis the report was made from (Plan reuses it).
+	env *Env
+
 	Schema string `json:"schema"`
 	// ToolVersion is the iptscope build (set by the command).
 	ToolVersion string     `json:"tool_version,omitempty"`
@@ -148,6 +151,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		}
 	}
 	env := &Env{S: s, RulesOnly: o.RulesOnly, Inference: inf}
+	r.env = env
 	if why := dockerElsewhere(s); why != "" {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+why)
@@ -172,6 +176,9 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+err.Error())
 	}
+	// The ports table needs no finding: it is judged while the checks run.
+	portsDone := make(chan []PortReport, 1)
+	go func() { portsDone <- portsOf(env) }()
 	for _, f := range RunEnv(env, Options{Skip: o.Skip}) {
 		if f.ID == dockerUnreachable.ID {
 			r.Partial = true
@@ -195,7 +202,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			f.Repairable = true
 		}
 	}
-	if ps := portsOf(env); ps != nil {
+	if ps := <-portsDone; ps != nil {
 		r.Ports = ps
 	}
 	if o.RulesOnly && !hasTable(s, parse.TableFilter) {

@@ -58,13 +58,14 @@ type localnetBridge struct {
 // localnetBridges lists the NAT'd Docker bridges whose route_localnet was
 // read as 0 and that carry ports published on 0.0.0.0 or 127.0.0.1.
 func localnetBridges(s *snapshot.Snapshot) []localnetBridge {
+	bridgeOf := natBridges(s)
 	byBridge := map[string]*localnetBridge{}
 	for _, c := range s.Docker.Containers {
 		if !c.Running {
 			continue
 		}
 		for _, ep := range c.Endpoints {
-			br := bridgeOfNetwork(s, ep.Network)
+			br := bridgeOf[ep.Network]
 			if br == "" || ep.IP == "" {
 				continue
 			}

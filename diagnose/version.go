@@ -65,19 +65,17 @@ const (
 	// isolation chains, no nat "-i BRIDGE -j RETURN". Modelled from
 	// moby's generated docs only: no real capture yet.
 	Era29 Era = "29"
+	// Era29Nftables: 29.x with --firewall-backend=nftables: Docker's
+	// tables ip/ip6 docker-bridges, no iptables rule (docker-facts.md §2.5).
+	Era29Nftables Era = "29-nftables"
 )
 
-// EraOf says which layout a version writes.
+// EraOf says which iptables layout a version writes (the layouts table,
+// layout.go; EraUnknown before 20.10).
 func EraOf(v Version) Era {
-	switch {
-	case v.Major >= 29:
-		return Era29
-	case v.Major == 28 && v.Minor == 0 && v.Patch == 0:
-		return Era2800
-	case v.Major == 28:
-		return Era28
-	case v.AtLeast(20, 10, 0):
-		return EraClassic
+	l, _, ok := LayoutFor(v, BackendIPTables)
+	if !ok {
+		return EraUnknown
 	}
-	return EraUnknown
+	return l.Era
 }

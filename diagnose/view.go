@@ -47,14 +47,23 @@ func publishes(c snapshot.Container) bool {
 	return false
 }
 
-// bridgeOfNetwork returns the bridge of a bridge-driver network that is
-// neither internal nor in routed gateway mode (NAT'd, so hairpin and
-// route_localnet matter), or "".
-func bridgeOfNetwork(s *snapshot.Snapshot, network string) string {
+// natBridges maps each bridge-driver network that is neither internal nor
+// in routed gateway mode (NAT'd, so hairpin and route_localnet matter) to
+// its bridge. Built once per loop over containers: a scan of every network
+// per endpoint is quadratic at scale.
+func natBridges(s *snapshot.Snapshot) map[string]string {
+	out := map[string]string{}
+	if s == nil || s.Docker == nil {
+		return out
+	}
+	v, _ := ParseVersion(s.Docker.Version)
 	for _, n := range s.Docker.Networks {
-		if n.Name == network && n.Driver == "bridge" && !n.Internal && GatewayMode(s, network, snapshot.FamilyIPv4) != "routed" {
-			return n.BridgeName
+		if _, dup := out[n.Name]; dup {
+			continue // the first network of a name wins, as before
+		}
+		if n.Driver == "bridge" && !n.Internal && gatewayMode(n, snapshot.FamilyIPv4, v) != "routed" {
+			out[n.Name] = n.BridgeName
 		}
 	}
-	return ""
+	return out
 }

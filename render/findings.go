@@ -27,6 +27,7 @@ func DoctorJSON(w io.Writer, r *diagnose.Report) error {
 // tests. At scale the ports table shows the ports that are not on the NAT
 // path first and at most MaxPortRows rows (the JSON has them all).
 func DoctorText(w io.Writer, r *diagnose.Report, o Options) error {
+	r = sanitized(r) // names and rules from the host or a bundle (sanitize.go)
 	if !o.Terminal {
 		tw := &trimWriter{w: w}
 		defer tw.Flush()

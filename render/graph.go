@@ -26,6 +26,7 @@ const maxTreeDepth = 32
 //	    ├── [0 pkts] -i docker0 -> RETURN
 //	    └── [3 pkts] ! -i docker0 tcp dpt:8080 -> DNAT to:172.17.0.2:80
 func Tree(w io.Writer, tables []*parse.Table, o Options) error {
+	tables = sanitized(tables) // chain names and comments from the input (sanitize.go)
 	// A terminal's width: long rule lines wrap under their tree glyphs.
 	fw := Fit(w, o.Width)
 	defer fw.Close()

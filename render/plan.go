@@ -53,6 +53,7 @@ func FixJSON(w io.Writer, f *Fix) error {
 // indented, so that it can be pasted into `iptables-restore --noflush` as
 // is: iptables-restore refuses an indented line), and the sysctl changes.
 func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
+	plan, payloads = sanitized(plan), sanitized(payloads) // sanitize.go
 	ew := &errWriter{w: w}
 	ew.println("Repair plan")
 	for _, pf := range plan.Findings {

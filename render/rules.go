@@ -367,6 +367,7 @@ func colourTarget(t parse.Target, s string, p palette) string {
 // tablewriter), written by ruleTable a chain at a time: tablewriter took
 // seconds and gigabytes on a host with 100,000 rules.
 func RulesTable(w io.Writer, tables []*parse.Table, only parse.ChainName, o Options) error {
+	tables = sanitized(tables) // chain names and comments from the input (sanitize.go)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	p := newPalette(o)
 	rt := ruleTable{o: o, p: p}

@@ -17,6 +17,7 @@ import (
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // DefaultBackupDir is where backups go unless Options.BackupDir says.
@@ -40,7 +41,22 @@ type Options struct {
 	Out io.Writer
 	// Recheck collects and diagnoses the host again after the apply.
 	// Nil skips the verification (tests of the lower layers only).
+	// Reread, when set, is used instead.
 	Recheck func(ctx context.Context) ([]diagnose.Finding, error)
+	// Reread collects the host again (Docker's view and the rules in one
+	// snapshot) and diagnoses it. With it Apply judges the repair against
+	// the fresh view: a repair Docker overtook (a container removed or
+	// started meanwhile) is told from one that failed, what the fresh
+	// view does not want is undone, and a plan whose view changed is
+	// planned again (MaxReplans).
+	Reread func(ctx context.Context) (*snapshot.Snapshot, []diagnose.Finding, error)
+	// Planned is the snapshot the plan was computed from: Apply compares
+	// the chains the plan touches and Docker's view with it. Nil skips
+	// those comparisons.
+	Planned *snapshot.Snapshot
+	// MaxReplans bounds the plans made again from a fresh read
+	// (DefaultMaxReplans when 0).
+	MaxReplans int
 	// Persist writes PersistFile when the plan sets ip_forward (initial
 	// namespace only).
 	Persist bool
@@ -56,6 +72,19 @@ type Options struct {
 	LookPath func(string) (string, error)
 	// Now names the backup; nil means time.Now.
 	Now func() time.Time
+	// LockHolder names the process holding the xtables lock file; nil
+	// reads /proc/locks (tests replace it).
+	LockHolder func(lockFile string) string
+	// WriteFile writes the backup; nil writes a temporary file and renames
+	// it into place (tests inject a full disk).
+	WriteFile func(path string, data []byte, perm os.FileMode) error
+	// KeepBackups is how many backups of the namespace to keep (Prune);
+	// 0 means DefaultKeepBackups, negative keeps all.
+	KeepBackups int
+	// Backend is, for Restore, the backend holding the host's rules now
+	// ("nft", "legacy"); a backup of another backend is refused. "" skips
+	// the check.
+	Backend string
 	// SkipRootCheck is for tests with a FakeRunner.
 	SkipRootCheck bool
 }
@@ -72,6 +101,15 @@ type Result struct {
 	// After are the findings of the re-check (nil without Recheck): what
 	// remains that the plan does not repair.
 	After []diagnose.Finding
+	// Replans counts the plans made again because Docker changed its
+	// state under a plan.
+	Replans int
+	// Skipped are operations not applied because the rule was already
+	// there at apply time (written meanwhile).
+	Skipped []diagnose.Op
+	// Undone are operations applied and then deleted again because the
+	// fresh view did not want them.
+	Undone []diagnose.Op
 }
 
 // ErrNothingToRepair is returned by Apply for an empty plan.
@@ -123,6 +161,7 @@ func payloadError(cmd, text string, err error) error {
 }
 
 type applier struct {
+	round  int
 	o      Options
 	r      collect.Runner
 	plan   *diagnose.Plan
@@ -197,16 +236,23 @@ func (a *applier) check(ctx context.Context) ([]Payload, error) {
 			return nil, err
 		}
 		if _, err := a.run(ctx, bin, []string{"-w", lockWait, "--test", "--noflush"}, []byte(pl.Text)); err != nil {
-			return nil, fmt.Errorf("checking the %s %s payload: %w", pl.Family, pl.Table, payloadError(bin+" --test --noflush", pl.Text, err))
+			return nil, fmt.Errorf("checking the %s %s payload: %w", pl.Family, pl.Table, a.restoreError(bin+" --test --noflush", pl, err))
 		}
 	}
 	return payloads, nil
 }
 
 // Apply checks, backs up, applies and verifies the plan. On any error the
-// host is as before: nothing was applied, or the touched tables were
-// restored from the backup (and sysctls set back), and the error says
-// what happened and where the backup is.
+// host is as before for what the repair did: nothing was applied, or the
+// repair's own operations were undone one by one (never a whole table:
+// Docker may have written rules meanwhile), sysctls set back, and the
+// error says what happened and where the backup is.
+//
+// With Options.Reread, Apply judges the repair against a fresh read of
+// Docker's view and the rules (see churn.go): rules it added that the
+// fresh view does not want (a container removed meanwhile, a rule Docker
+// wrote too) are deleted again, and a plan whose view changed is
+// re-planned, at most Options.MaxReplans times.
 func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if p.Empty() {
 		return nil, ErrNothingToRepair
@@ -214,31 +260,118 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if !o.SkipRootCheck && os.Geteuid() != 0 {
 		return nil, fmt.Errorf("repairing needs root: %w (run with sudo)", collect.ErrNeedsRoot)
 	}
-	a := newApplier(p, o)
-	res := &Result{Sysctls: p.SysctlOps()}
-	payloads, err := a.check(ctx)
-	if err != nil {
+	if err := ValidatePlan(p); err != nil {
 		return nil, err
 	}
-	res.Payloads = payloads
-	backup := &backupFile{}
-	if len(payloads) > 0 {
-		if backup, err = a.backup(ctx, payloads); err != nil {
+	maxReplans := o.MaxReplans
+	if maxReplans <= 0 {
+		maxReplans = DefaultMaxReplans
+	}
+	res := &Result{}
+	planned := o.Planned
+	for round := 0; ; round++ {
+		a := newApplier(p, o)
+		a.round = round
+		done, next, err := a.applyRound(ctx, res, planned, round < maxReplans)
+		if err != nil {
 			return nil, err
 		}
-		res.BackupPath = backup.path
+		if done {
+			return a.finish(res)
+		}
+		res.Replans++
+		if round >= maxReplans {
+			return nil, fmt.Errorf("%w: Docker's containers, networks or rules changed under %d plan(s) in a row; "+
+				"the rules added are kept only where the latest view wants them (backup: %s); run the fix again when Docker is quiet",
+				ErrChurn, round+1, res.BackupPath)
+		}
+		fmt.Fprintf(a.out, "Docker changed its state during the repair: planning again from a fresh read (%d of %d)\n", round+1, maxReplans)
+		p, planned = next.plan, next.snap
+		if p.Empty() {
+			res.After = next.findings
+			return a.finish(res)
+		}
+		if err := ValidatePlan(p); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// DefaultMaxReplans bounds how often Apply plans again when Docker's view
+// changed under a plan.
+const DefaultMaxReplans = 3
+
+// ErrChurn is returned when Docker kept changing its state under every
+// plan Apply made.
+var ErrChurn = errors.New("docker's state kept changing")
+
+// view is one fresh read of the host.
+type view struct {
+	snap     *snapshot.Snapshot
+	findings []diagnose.Finding
+	plan     *diagnose.Plan
+}
+
+// applyRound runs one plan: test, back up (which reads the touched tables
+// as they are now), apply only what is still missing, verify. It returns
+// done when the repair is verified, or the fresh view to plan again from.
+func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot.Snapshot, mayReplan bool) (bool, *view, error) {
+	o := a.o
+	unchanged := "nothing was changed"
+	if a.round > 0 {
+		unchanged = "nothing more was changed (what the earlier plan added is kept where the fresh view wants it)"
+	}
+	if _, err := a.check(ctx); err != nil {
+		return false, nil, fmt.Errorf("%w; %s", err, unchanged)
+	}
+	payloads := Render(a.plan)
+	backup := &backupFile{}
+	var err error
+	if len(payloads) > 0 {
+		if backup, err = a.backup(ctx, payloads); err != nil {
+			return false, nil, fmt.Errorf("%w; %s", err, unchanged)
+		}
+		if res.BackupPath == "" {
+			res.BackupPath = backup.path
+		}
 		fmt.Fprintf(a.out, "backup of the touched tables: %s\n", backup.path)
 	}
+	// What is still missing now: the backup is the tables as they are
+	// right before the restore.
+	live, err := liveTables(backup)
+	if err != nil {
+		return false, nil, err
+	}
+	todo, skipped, changed := stillMissing(a.plan, live, planned)
+	if changed {
+		// Why not apply: the plan's positions were computed on chains
+		// that have changed since (Docker wrote or deleted rules).
+		if !mayReplan || o.Reread == nil {
+			return false, nil, fmt.Errorf("%w: the chains the plan touches changed since they were read; %s (run the fix again)", ErrChurn, unchanged)
+		}
+		fresh, err := a.reread(ctx)
+		if err != nil {
+			return false, nil, err
+		}
+		return false, fresh, nil
+	}
+	res.Skipped = append(res.Skipped, skipped...)
+	for _, op := range skipped {
+		fmt.Fprintf(a.out, "already there (written meanwhile, not written again): %s %s %s\n", op.Family, op.Table, op.Line())
+	}
+	a.plan = todo
+	res.Payloads = append(res.Payloads, Render(todo)...)
+	sysctls := todo.SysctlOps()
+	res.Sysctls = append(res.Sysctls, sysctls...)
 
-	var applied []Payload
+	var applied []applied
+	var setSysctls []diagnose.Op
 	rollback := func(cause error) error {
 		var errs []error
-		if len(applied) > 0 {
-			if err := a.restoreSections(ctx, backup.sections, applied); err != nil {
-				errs = append(errs, fmt.Errorf("rolling back the rules: %w (restore by hand: iptscope restore %s)", err, backup.path))
-			}
+		if err := a.undo(ctx, applied); err != nil {
+			errs = append(errs, fmt.Errorf("undoing the repair's operations: %w (the tables as they were before: iptscope restore %s)", err, backup.path))
 		}
-		for _, s := range res.Sysctls {
+		for _, s := range setSysctls {
 			if err := a.writeSysctl(s.Name, s.Old); err != nil {
 				errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
 			}
@@ -246,36 +379,92 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 		if len(errs) > 0 {
 			return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
 		}
-		if backup.path == "" {
-			return fmt.Errorf("%w; rolled back: sysctls set back", cause)
+		if len(applied) == 0 && len(setSysctls) == 0 {
+			return fmt.Errorf("%w; %s", cause, unchanged)
 		}
-		return fmt.Errorf("%w; rolled back: the touched tables were restored from %s", cause, backup.path)
+		return fmt.Errorf("%w; rolled back: the repair's own operations were undone (%d rule operation(s), %d sysctl(s)), Docker's other rules left as they are", cause, countOps(applied), len(setSysctls))
 	}
-	for _, pl := range payloads {
+	for _, pl := range Render(todo) {
 		bin, _ := a.tool(pl.Family, "restore")
 		if _, err := a.run(ctx, bin, []string{"-w", lockWait, "--noflush"}, []byte(pl.Text)); err != nil {
-			return nil, rollback(fmt.Errorf("applying the %s %s payload: %w", pl.Family, pl.Table, payloadError(bin+" --noflush", pl.Text, err)))
+			err = a.restoreError(bin+" --noflush", pl, err)
+			// Why undo this table too: a killed iptables-restore may
+			// have committed before it died; undo deletes only what is
+			// there.
+			applied = append(applied, applied1(todo, pl, live))
+			return false, nil, rollback(fmt.Errorf("applying the %s %s payload: %w", pl.Family, pl.Table, err))
 		}
-		applied = append(applied, pl)
+		applied = append(applied, applied1(todo, pl, live))
 		fmt.Fprintf(a.out, "applied %s %s: %d line(s)\n", pl.Family, pl.Table, strings.Count(pl.Text, "\n")-2)
 	}
-	for i, s := range res.Sysctls {
+	for _, s := range sysctls {
 		if err := a.writeSysctl(s.Name, s.Value); err != nil {
-			res.Sysctls = res.Sysctls[:i]
-			return nil, rollback(fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err))
+			return false, nil, rollback(fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err))
 		}
+		setSysctls = append(setSysctls, s)
 		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
 	}
-	if o.Recheck != nil {
+	switch {
+	case o.Reread != nil:
+		fresh, err := a.reread(ctx)
+		if err != nil {
+			return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
+		}
+		// What the repair added that the fresh view does not want: a
+		// rule for a container removed meanwhile, a rule Docker wrote
+		// too. Only those are undone.
+		if wrong := judge(applied, fresh.snap, a.plan.Backend); countOps(wrong) > 0 {
+			if err := a.undo(ctx, wrong); err != nil {
+				return false, nil, rollback(fmt.Errorf("deleting what the fresh view does not want: %w", err))
+			}
+			for _, w := range wrong {
+				for _, op := range w.ops {
+					fmt.Fprintf(a.out, "undone (the fresh view does not want it): %s %s %s\n", op.Family, op.Table, op.Line())
+					res.Undone = append(res.Undone, op)
+				}
+			}
+			applied = minus(applied, wrong)
+			if fresh, err = a.reread(ctx); err != nil {
+				return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
+			}
+		}
+		if planned != nil && dockerView(planned) != dockerView(fresh.snap) {
+			// Docker changed meanwhile: judge against the fresh view,
+			// which may need nothing more.
+			if fresh.plan.Empty() {
+				res.After = fresh.findings
+				return true, nil, nil
+			}
+			return false, fresh, nil
+		}
+		if bad := verify(a.plan, fresh.findings); len(bad) > 0 {
+			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
+		}
+		res.After = fresh.findings
+	case o.Recheck != nil:
 		after, err := o.Recheck(ctx)
 		if err != nil {
-			return nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
+			return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
 		}
-		if bad := verify(p, after); len(bad) > 0 {
-			return nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
+		if bad := verify(a.plan, after); len(bad) > 0 {
+			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
 		res.After = after
 	}
+	return true, nil, nil
+}
+
+// reread collects and diagnoses the host again and plans from it.
+func (a *applier) reread(ctx context.Context) (*view, error) {
+	s, findings, err := a.o.Reread(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &view{snap: s, findings: findings, plan: diagnose.NewPlan(s, findings)}, nil
+}
+
+// finish persists the sysctls the repair set, when asked.
+func (a *applier) finish(res *Result) (*Result, error) {
 	var durable []diagnose.Op
 	for _, op := range res.Sysctls {
 		// Why only forwarding: Docker sets route_localnet and
@@ -286,7 +475,8 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 			durable = append(durable, op)
 		}
 	}
-	if o.Persist && len(durable) > 0 {
+	if a.o.Persist && len(durable) > 0 {
+		var err error
 		res.Persisted, res.PersistNote, err = a.persist(durable)
 		if err != nil {
 			return res, err

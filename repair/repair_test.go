@@ -107,28 +107,6 @@ func TestARefusedPayloadChangesNothingAndShowsTheLine(t *testing.T) {
 	}
 }
 
-func TestAFindingThatRemainsRollsBackTheTouchedTables(t *testing.T) {
-	s, p := loadFixture(t, "docker-20.10-nft-proxy-off-nat-docker-flushed")
-	payload := Render(p)[0].Text
-	f := &collect.FakeRunner{Script: []collect.Call{
-		{Name: "iptables-nft-restore", Args: []string{"-w", "5", "--test", "--noflush"}, Stdin: payload},
-		{Name: "iptables-nft-save", Args: []string{"-t", "nat"}, Stdout: savedNAT},
-		{Name: "iptables-nft-restore", Args: []string{"-w", "5", "--noflush"}, Stdin: payload},
-		{Name: "iptables-nft-restore", Args: []string{"-w", "5"}, Stdin: savedNAT},
-	}}
-	o := testOptions(t, f)
-	o.Recheck = func(context.Context) ([]diagnose.Finding, error) {
-		return diagnose.Run(s, diagnose.Options{}), nil // nothing changed
-	}
-	_, err := Apply(context.Background(), p, o)
-	if err == nil || !strings.Contains(err.Error(), "still there: dnat-missing") || !strings.Contains(err.Error(), "rolled back") {
-		t.Fatalf("err %v", err)
-	}
-	if err := f.Done(); err != nil {
-		t.Error(err)
-	}
-}
-
 func TestAnEmptyPlanRunsNothing(t *testing.T) {
 	_, p := loadFixture(t, "docker-28.5-legacy-proxy-on-healthy")
 	f := &collect.FakeRunner{}

@@ -15,8 +15,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
+	"sync"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/iptscope/iptscope/parse"
 )
@@ -319,43 +323,98 @@ func (s *Snapshot) AddError(part string, err error) {
 // parse keeps Ruleset nil and gets the parse error in Error (unless it
 // already had one). Idempotent.
 func (s *Snapshot) ParseRules() {
+	// Why concurrent: a bundle holds up to four dumps (two backends, two
+	// families) and parsing is most of loading a big host's bundle.
+	var wg sync.WaitGroup
 	for i := range s.Rules {
-		d := &s.Rules[i]
-		d.Ruleset = nil
-		if d.Raw == "" {
-			continue
-		}
-		rs, err := parse.Parse([]byte(d.Raw))
-		if err != nil {
-			if d.Error == "" {
-				d.Error = fmt.Sprintf("parsing %s %s rules: %v", d.Backend, d.Family, err)
-			}
-			continue
-		}
-		d.Ruleset = rs
+		wg.Go(func() { s.Rules[i].parse() })
 	}
+	wg.Wait()
+}
+
+// parse fills d.Ruleset from d.Raw (see ParseRules).
+func (d *RuleDump) parse() {
+	d.Ruleset = nil
+	if d.Raw == "" {
+		return
+	}
+	rs, err := parse.Parse([]byte(d.Raw))
+	if err != nil {
+		if d.Error == "" {
+			d.Error = fmt.Sprintf("parsing %s %s rules: %v", d.Backend, d.Family, err)
+		}
+		return
+	}
+	d.Ruleset = rs
 }
 
 // Load decodes a snapshot, checks its schema (ErrSchema otherwise) and
 // re-parses every rule dump (see ParseRules; a dump that does not parse is
 // not an error of Load).
 func Load(data []byte) (*Snapshot, error) {
-	var probe struct {
-		Schema string `json:"schema"`
+	// Why one decode with the rules kept raw: a probe of the schema
+	// first decoded the whole document twice (0.3 s on a 33,000-port
+	// bundle). The dumps are decoded last so that a document of another
+	// schema is reported as such, not as a type error.
+	var doc struct {
+		*Snapshot
+		Rules json.RawMessage `json:"rules"`
 	}
-	if err := json.Unmarshal(data, &probe); err != nil {
+	doc.Snapshot = &Snapshot{}
+	if err := fastUnmarshal(data, &doc); err != nil {
+		var probe struct {
+			Schema string `json:"schema"`
+		}
+		if json.Unmarshal(data, &probe) == nil && probe.Schema != Schema {
+			return nil, fmt.Errorf("reading snapshot: schema %q: %w (want %q)", probe.Schema, ErrSchema, Schema)
+		}
 		return nil, fmt.Errorf("reading snapshot: %w", err)
 	}
-	if probe.Schema != Schema {
-		return nil, fmt.Errorf("reading snapshot: schema %q: %w (want %q)", probe.Schema, ErrSchema, Schema)
+	s := doc.Snapshot
+	if s == nil {
+		s = &Snapshot{}
 	}
-	var s Snapshot
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("reading snapshot: %w", err)
+	if s.Schema != Schema {
+		return nil, fmt.Errorf("reading snapshot: schema %q: %w (want %q)", s.Schema, ErrSchema, Schema)
+	}
+	if len(doc.Rules) > 0 {
+		if err := fastUnmarshal(doc.Rules, &s.Rules); err != nil {
+			return nil, fmt.Errorf("reading snapshot: rules: %w", err)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err) // validate.go
 	}
 	s.ParseRules()
-	return &s, nil
+	return s, nil
 }
+
+// fastUnmarshal decodes with github.com/goccy/go-json, three times as
+// fast as encoding/json on a big bundle (0.12 s against 0.38 s for a
+// 33,000-port host's 29 MB). A bundle is untrusted input: whenever the
+// fast decoder fails or panics, encoding/json decodes it again, so errors
+// read as encoding/json's and a decoder bug cannot crash the command.
+// TestFastDecodeMatchesEncodingJSON holds the two to the same result on
+// every fixture.
+func fastUnmarshal(data []byte, v any) (err error) {
+	func() {
+		defer func() {
+			if recover() != nil {
+				err = errFastDecode
+			}
+		}()
+		err = gojson.Unmarshal(data, v)
+	}()
+	if err == nil {
+		return nil
+	}
+	// Why a fresh value: the fast decoder may have filled part of v.
+	rv := reflect.ValueOf(v).Elem()
+	rv.Set(reflect.Zero(rv.Type()))
+	return json.Unmarshal(data, v)
+}
+
+var errFastDecode = errors.New("fast decoder failed")
 
 // FromDump is the snapshot of a raw iptables dump (iptables-save or
 // `iptables -L -n -v` text, already parsed): its rules and nothing else,

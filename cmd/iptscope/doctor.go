@@ -27,6 +27,7 @@ type doctorOptions struct {
 	failOn     string
 	output     string
 	fix        fixOptions
+	npdWritten bool // -o npd: the line is out (otherwise an error says UNKNOWN)
 }
 
 func newDoctorCmd(g *globals) *cobra.Command {
@@ -99,7 +100,13 @@ host needs a repair, 0 when it is healthy, 2 for a partial check. --yes,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDoctor(cmd, g, o)
+			err := runDoctor(cmd, g, o)
+			if o.output == "npd" && err != nil && !o.npdWritten {
+				// node-problem-detector shows stdout as the condition's
+				// message: say why it could not check there too.
+				fmt.Fprintln(g.stdout, render.NPDUnknownLine(err))
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringArrayVar(&o.ports, "port", nil, "narrow the report and the ports table to this host `PORT` (8080, 8080/tcp, 127.0.0.1:9090; repeatable)")
@@ -109,16 +116,19 @@ host needs a repair, 0 when it is healthy, 2 for a partial check. --yes,
 	cmd.Flags().StringVar(&o.dockerHost, "docker-host", "", "live: Docker Engine API endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	cmd.Flags().StringArrayVar(&o.skip, "skip", nil, "do not run the check with this ID (repeatable)")
 	cmd.Flags().StringVar(&o.failOn, "fail-on", "warning", "exit 1 on a finding of this severity or worse: error, warning or info")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table, json, or npd (one line for node-problem-detector)")
 	o.fix.addFlags(cmd)
 	return cmd
 }
 
 func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 	switch o.output {
-	case "table", "json":
+	case "table", "json", "npd":
 	default:
-		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown output format %q (use table or json)", o.output)}
+		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown output format %q (use table, json or npd)", o.output)}
+	}
+	if o.output == "npd" && (o.fix.fix || o.fix.dryRun) {
+		return &exitError{code: exitUnknown, err: fmt.Errorf("-o npd is doctor's check for node-problem-detector; it does not apply to --fix")}
 	}
 	failOn, ok := diagnose.ParseSeverity(o.failOn)
 	if !ok {
@@ -171,9 +181,12 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 		return runFix(cmd, g, o, snap, rep)
 	}
 
-	if o.output == "json" {
+	switch o.output {
+	case "json":
 		err = render.DoctorJSON(g.stdout, rep)
-	} else {
+	case "npd":
+		err, o.npdWritten = render.NPDText(g.stdout, rep), true
+	default:
 		err = render.DoctorText(g.stdout, rep, g.renderOptions())
 	}
 	if err != nil {
@@ -243,7 +256,7 @@ func (f *fixOptions) addFlags(cmd *cobra.Command) {
 
 // runFix shows the plan for snap and, unless --dry-run, applies it.
 func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Snapshot, rep *diagnose.Report) error {
-	plan := diagnose.NewPlan(snap, rep.Findings)
+	plan := rep.Plan(snap)
 	var payloads []render.PlanPayload
 	for _, p := range repair.Render(plan) {
 		payloads = append(payloads, render.PlanPayload{Family: p.Family, Table: string(p.Table), Text: p.Text})
@@ -293,9 +306,13 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		BackupDir: o.fix.backupDir,
 		Out:       w,
 		Persist:   o.fix.persist,
-		Recheck: func(ctx context.Context) ([]diagnose.Finding, error) {
-			s := collect.Collect(ctx, collect.Options{NetNS: o.netns, DockerHost: o.dockerHost})
-			return diagnose.NewReport(s, ropts).Findings, nil
+		Planned:   snap,
+		// Why Docker's view is read again with the rules: the repair is
+		// judged against what Docker wants now, not when it was planned
+		// (containers start and stop meanwhile).
+		Reread: func(ctx context.Context) (*snapshot.Snapshot, []diagnose.Finding, error) {
+			s := collectLive(ctx, collect.Options{NetNS: o.netns, DockerHost: o.dockerHost})
+			return s, diagnose.NewReport(s, ropts).Findings, nil
 		},
 	})
 	if err != nil {
@@ -305,6 +322,10 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 		jsonOut.Applied, jsonOut.Backup = true, res.BackupPath
 	}
 	fmt.Fprintf(w, "repaired: %d finding(s)\n", len(plan.Repaired()))
+	if res.Replans > 0 || len(res.Undone) > 0 || len(res.Skipped) > 0 {
+		fmt.Fprintf(w, "Docker changed its state meanwhile: planned again %d time(s), %d rule(s) already written by Docker, %d added rule(s) deleted again (the fresh view did not want them)\n",
+			res.Replans, len(res.Skipped), len(res.Undone))
+	}
 	if res.BackupPath != "" {
 		fmt.Fprintf(w, "undo: iptscope restore %s\n", res.BackupPath)
 	}

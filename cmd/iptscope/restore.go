@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/repair"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 type restoreOptions struct {
@@ -20,7 +22,28 @@ type restoreOptions struct {
 
 // restoreBackup puts a backup back; tests replace it so that nothing
 // touches the host's rules.
-var restoreBackup = repair.Restore
+var restoreBackup = restoreLive
+
+// restoreLive refuses a backup of another backend than the one holding
+// the host's rules now (repair.ErrBackupMismatch), then restores it.
+func restoreLive(ctx context.Context, path string, o repair.Options) ([]string, error) {
+	b, err := repair.ReadBackup(path)
+	if err != nil {
+		return nil, err
+	}
+	netns := o.NetNS
+	if netns == "" {
+		netns = b.NetNS()
+	}
+	s := collectLive(ctx, collect.Options{NetNS: netns})
+	switch {
+	case s.DockerBackend == snapshot.BackendNFT || s.DockerBackend == snapshot.BackendLegacy:
+		o.Backend = s.DockerBackend
+	case s.IptablesBackend == snapshot.BackendNFT || s.IptablesBackend == snapshot.BackendLegacy:
+		o.Backend = s.IptablesBackend
+	}
+	return repair.Restore(ctx, path, o)
+}
 
 func newRestoreCmd(g *globals) *cobra.Command {
 	o := &restoreOptions{}
@@ -31,8 +54,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 (under /var/lib/iptscope/backups by default). Each table in the backup is
 replaced as a whole by its saved content (iptables-restore without
 --noflush, one table at a time); tables not in the backup are left alone.
-The backup records the iptables backend and the network namespace; --netns
-overrides the namespace.
+The backup records when it was taken, the iptables backend, the network
+namespace, its families and tables and the plan it was taken for; --netns
+overrides the namespace. A backup of another backend than the one holding
+the host's rules now, or whose sections contradict its header or family, is
+refused.
 
 What would be replaced is shown first (family, table, chains and rules of
 the backup); --dry-run stops there. On a terminal it asks before changing
@@ -79,6 +105,9 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions, path string)
 		backend = "default"
 	}
 	fmt.Fprintf(g.stdout, "Restore plan: %s into %s (backend %s)\n", path, where, backend)
+	if sum.time != "" {
+		fmt.Fprintf(g.stdout, "  taken %s, before a plan of %s\n", sum.time, nOf(sum.plan, "operation"))
+	}
 	for _, s := range sum.sections {
 		fmt.Fprintf(g.stdout, "  replace %s %s with its backup: %s, %s\n", s.family, s.table, nOf(s.chains, "chain"), nOf(s.rules, "rule"))
 	}
@@ -119,8 +148,9 @@ func confirm(g *globals, question, hint string) error {
 
 // backupSummary is what a backup holds, for the restore plan.
 type backupSummary struct {
-	netns, backend string
-	sections       []backupSection
+	netns, backend, time string
+	plan                 int
+	sections             []backupSection
 }
 
 type backupSection struct {
@@ -145,6 +175,10 @@ func summarizeBackup(data []byte) backupSummary {
 			b.netns = strings.TrimPrefix(line, "# netns: ")
 		case cur == nil && strings.HasPrefix(line, "# backend: "):
 			b.backend = strings.TrimPrefix(line, "# backend: ")
+		case cur == nil && strings.HasPrefix(line, "# time: "):
+			b.time = strings.TrimPrefix(line, "# time: ")
+		case cur == nil && strings.HasPrefix(line, "# plan: "):
+			b.plan++
 		case cur == nil:
 		case strings.HasPrefix(line, ":"):
 			cur.chains++

@@ -167,7 +167,7 @@ width. Exit codes: 0 ok, 1 problems found, 2 could not check
 		id   string
 		cmds []*cobra.Command
 	}{
-		{"diagnose", []*cobra.Command{newDoctorCmd(g), newTraceCmd(g), newRestoreCmd(g), newCollectCmd(g)}},
+		{"diagnose", []*cobra.Command{newDoctorCmd(g), newTraceCmd(g), newWatchCmd(g), newRestoreCmd(g), newCollectCmd(g)}},
 		{"inspect", []*cobra.Command{newDumpCmd(g), newGraphCmd(g)}},
 		{"about", []*cobra.Command{newChecksCmd(g), newExplainCmd(g), newVersionCmd(g)}},
 	} {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/iptscope/iptscope/docs"
 	"github.com/iptscope/iptscope/render"
 	"github.com/iptscope/iptscope/snapshot"
+	"github.com/iptscope/iptscope/watch"
 )
 
 const schemaBase = "https://github.com/iptscope/iptscope/docs/schema/"
@@ -110,6 +113,7 @@ func TestSchemasNameTheirDocuments(t *testing.T) {
 		"checks.v1.json":   render.ChecksSchema,
 		"version.v1.json":  versionSchema,
 		"trace.v1.json":    "iptscope.trace/v1",
+		"watch.v1.json":    watch.Schema,
 	} {
 		data, err := os.ReadFile(filepath.Join("../../docs/schema", file))
 		if err != nil {
@@ -130,8 +134,8 @@ func TestSchemasNameTheirDocuments(t *testing.T) {
 			t.Errorf("%s: $id %q, schema const %q, want %q", file, s.ID, s.Properties.Schema.Const, want)
 		}
 	}
-	if n := len(compiledSchemas(t)); n != 8 {
-		t.Errorf("%d schemas embedded, want 8", n)
+	if n := len(compiledSchemas(t)); n != 9 {
+		t.Errorf("%d schemas embedded, want 9", n)
 	}
 }
 
@@ -193,6 +197,15 @@ func TestJSONOutputMatchesTheSchemas(t *testing.T) {
 		save := filepath.Join(fixtureDirs(t)[0], "iptables-save.txt")
 		validate(t, "trace.v1.json", runJSON(t, "trace", "--from", save, "--src", "198.51.100.7", "--in", "eth0", "--dst", "198.51.100.1", "--dport", "8080", "-o", "json"))
 	})
+	t.Run("watch's events", func(t *testing.T) {
+		for _, e := range watchSchemaEvents() {
+			b, err := json.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			validate(t, "watch.v1.json", string(b))
+		}
+	})
 	t.Run("the draft trace example", func(t *testing.T) {
 		data, err := os.ReadFile("testdata/trace-v1-example.json")
 		if err != nil {
@@ -240,3 +253,20 @@ func TestSchemasRejectWhatIsWrong(t *testing.T) {
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func nonEmpty(p string) bool { st, err := os.Stat(p); return err == nil && st.Size() > 0 }
+
+// watchSchemaEvents are one event of each kind, as watch's machine makes
+// them: a drift attributed to a process, the repair, health, an error.
+func watchSchemaEvents() []watch.Event {
+	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	m := watch.NewMachine(watch.Config{Fix: true}, t0)
+	v := watch.Verdict{Keys: []string{"dnat-missing family=ipv4 table=nat chain=DOCKER"}, IDs: []string{"dnat-missing"}, Repairable: true}
+	evs, _ := m.Checked(t0, watch.Verdict{}, nil)
+	m.Change(t0.Add(time.Second), watch.Change{Source: "nftables", Generation: 9, By: watch.Process{PID: 4242, Comm: "iptables"}, What: []string{"ip nat DOCKER: 6 rules deleted"}})
+	drift, _ := m.Checked(t0.Add(2*time.Second), v, nil)
+	evs = append(evs, drift...)
+	evs = append(evs, m.Repaired(t0.Add(3*time.Second), v, watch.RepairOutcome{Repaired: v.IDs})...)
+	healthy, _ := m.Checked(t0.Add(4*time.Second), watch.Verdict{}, nil)
+	evs = append(evs, healthy...)
+	failed, _ := m.Checked(t0.Add(5*time.Second), watch.Verdict{}, errors.New("reading rules: iptables-save: exit status 4"))
+	return append(evs, failed...)
+}

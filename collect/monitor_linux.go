@@ -1,0 +1,262 @@
+//go:build linux
+
+package collect
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/iptscope/iptscope/watch"
+)
+
+// monitorBuffer is how many generations the nftables monitor queues
+// before the netlink reader waits for us.
+const monitorBuffer = 16
+
+// maxWhat caps the descriptions of one generation's changes (a restore
+// of 100,000 rules touches hundreds of chains).
+const maxWhat = 8
+
+// WatchNftables streams the nftables ruleset changes of the namespace
+// named as Options.NetNS names it: one Change per generation (a commit of
+// iptables-nft, nft or dockerd), with the generation ID, the process that
+// made it (the kernel's NFTA_GEN_PROC_PID and _NAME, plus the parent's
+// name when the process is still there to ask) and what changed per
+// chain. Both iptables-nft's tables and native ones (Docker 29's
+// docker-bridges) are covered: they are all nftables.
+//
+// When the netlink socket fails (ENOBUFS: the kernel dropped events of a
+// huge change) it sends a Change with Err and then, once subscribed again,
+// a Change without a process: something changed that was not seen. The
+// channel is closed when ctx is done, after the netlink socket is closed
+// and its reader has ended.
+func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) {
+	t, err := resolveNetNS(o.NetNS)
+	if err != nil {
+		return nil, needsRoot(err)
+	}
+	open := func() (*nftables.Monitor, chan *nftables.MonitorEvents, error) {
+		fd, err := unix.Open(t.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening network namespace %s: %w", t.path, needsRoot(err))
+		}
+		// The netlink socket is created in the namespace of fd (setns on a
+		// locked thread inside the library); it stays bound to it.
+		conn, err := nftables.New(nftables.WithNetNSFd(fd))
+		if err != nil {
+			unix.Close(fd)
+			return nil, nil, fmt.Errorf("nftables netlink: %w", err)
+		}
+		mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(monitorBuffer))
+		ch, err := conn.AddGenerationalMonitor(mon)
+		unix.Close(fd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("subscribing to nftables events in %s: %w", t.path, needsRoot(err))
+		}
+		return mon, ch, nil
+	}
+	mon, ch, err := open()
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan watch.Change, 1)
+	go func() {
+		defer close(out)
+		send := func(c watch.Change) bool {
+			select {
+			case out <- c:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			stopped := pumpGenerations(ctx, ch, send)
+			// The library's reader ends once the socket is closed; drain
+			// what it still sends so that it never blocks (no goroutine
+			// is left behind).
+			_ = mon.Close()
+			for range ch {
+			}
+			if stopped || ctx.Err() != nil {
+				return
+			}
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				if mon, ch, err = open(); err == nil {
+					break
+				}
+				if !send(watch.Change{Time: time.Now(), Source: "nftables", Err: err}) {
+					return
+				}
+			}
+			if !send(watch.Change{Time: time.Now(), Source: "nftables", What: []string{"events lost: re-reading"}}) {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// pumpGenerations turns the library's generations into Changes until ctx
+// is done (stopped true) or the monitor fails (stopped false, after the
+// error was sent).
+func pumpGenerations(ctx context.Context, ch chan *nftables.MonitorEvents, send func(watch.Change) bool) (stopped bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case evs, ok := <-ch:
+			if !ok {
+				return false
+			}
+			if evs.GeneratedBy != nil && evs.GeneratedBy.Error != nil && evs.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
+				send(watch.Change{Time: time.Now(), Source: "nftables", Err: fmt.Errorf("netlink: %w", evs.GeneratedBy.Error)})
+				return false
+			}
+			if !send(generationChange(evs)) {
+				return true
+			}
+		}
+	}
+}
+
+// generationChange describes one generation.
+func generationChange(evs *nftables.MonitorEvents) watch.Change {
+	c := watch.Change{Time: time.Now(), Source: "nftables"}
+	if evs.GeneratedBy != nil {
+		if g, ok := evs.GeneratedBy.Data.(*nftables.GenMsg); ok && g != nil {
+			c.Generation = g.ID
+			c.By = processOf(int(g.ProcPID), g.ProcComm)
+		}
+	}
+	c.What = describeChanges(evs.Changes)
+	return c
+}
+
+// processOf fills the parent of pid from /proc when it is still running.
+// Why: dockerd runs iptables (and, for Docker 29's nftables backend, its
+// own netlink or nft); the child is named "iptables" like an admin's, and
+// only its parent says it is Docker's.
+func processOf(pid int, comm string) watch.Process {
+	p := watch.Process{PID: pid, Comm: comm}
+	if pid <= 0 {
+		return p
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return p
+	}
+	// "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return p
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return p
+	}
+	if pp, err := strconv.Atoi(f[1]); err == nil {
+		p.PPID = pp
+		if c, err := os.ReadFile("/proc/" + f[1] + "/comm"); err == nil {
+			p.ParentComm = strings.TrimSpace(string(c))
+		}
+	}
+	return p
+}
+
+var nftFamilyName = map[nftables.TableFamily]string{
+	nftables.TableFamilyIPv4:   "ip",
+	nftables.TableFamilyIPv6:   "ip6",
+	nftables.TableFamilyINet:   "inet",
+	nftables.TableFamilyARP:    "arp",
+	nftables.TableFamilyBridge: "bridge",
+	nftables.TableFamilyNetdev: "netdev",
+}
+
+// describeChanges counts one generation's changes per chain: "ip nat
+// DOCKER: 3 rules deleted", "ip filter DOCKER-USER: chain deleted",
+// "ip6 docker-bridges: table added"; at most maxWhat lines, then "...".
+func describeChanges(evs []*nftables.MonitorEvent) []string {
+	type key struct{ where, what string }
+	n := map[key]int{}
+	var order []key
+	add := func(k key) {
+		if n[k] == 0 {
+			order = append(order, k)
+		}
+		n[k]++
+	}
+	for _, e := range evs {
+		switch d := e.Data.(type) {
+		case *nftables.Rule:
+			if d == nil || d.Table == nil || d.Chain == nil {
+				continue
+			}
+			where := nftFamilyName[d.Table.Family] + " " + d.Table.Name + " " + d.Chain.Name
+			if e.Type == nftables.MonitorEventTypeDelRule {
+				add(key{where, "deleted"})
+			} else {
+				add(key{where, "added"})
+			}
+		case *nftables.Chain:
+			if d == nil || d.Table == nil {
+				continue
+			}
+			where := nftFamilyName[d.Table.Family] + " " + d.Table.Name + " " + d.Name
+			if e.Type == nftables.MonitorEventTypeDelChain {
+				add(key{where, "chain deleted"})
+			} else {
+				add(key{where, "chain added"})
+			}
+		case *nftables.Table:
+			if d == nil {
+				continue
+			}
+			where := nftFamilyName[d.Family] + " " + d.Name
+			if e.Type == nftables.MonitorEventTypeDelTable {
+				add(key{where, "table deleted"})
+			} else {
+				add(key{where, "table added"})
+			}
+		}
+	}
+	// Deletions first: they are what breaks traffic.
+	sort.SliceStable(order, func(i, j int) bool {
+		return strings.HasSuffix(order[i].what, "deleted") && !strings.HasSuffix(order[j].what, "deleted")
+	})
+	var out []string
+	for i, k := range order {
+		if i == maxWhat {
+			out = append(out, fmt.Sprintf("... %d more", len(order)-maxWhat))
+			break
+		}
+		switch k.what {
+		case "deleted", "added":
+			out = append(out, fmt.Sprintf("%s: %d rule%s %s", k.where, n[k], plural(n[k]), k.what))
+		default:
+			out = append(out, k.where+": "+k.what)
+		}
+	}
+	return out
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

@@ -1,0 +1,428 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// watchEvent is one line of `iptscope watch -o json` (iptscope.watch/v1).
+type watchEvent struct {
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`
+	Findings []string  `json:"findings"`
+	By       *struct {
+		PID  int    `json:"pid"`
+		Comm string `json:"comm"`
+	} `json:"by"`
+	Generation uint32 `json:"generation"`
+	Message    string `json:"message"`
+}
+
+// watcher is a running `iptscope watch` and the events it printed.
+type watcher struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	events  []watchEvent
+	seen    int // events already returned by next
+	stderr  strings.Builder
+	metrics string // the /metrics URL, once printed
+	done    chan struct{}
+}
+
+// startWatch runs iptscope watch for h with args; its SIGTERM and wait
+// are registered as a cleanup before it starts.
+func (h *dockerHost) startWatch(t *testing.T, args ...string) *watcher {
+	t.Helper()
+	all := append([]string{"watch", "--netns", h.Name, "--docker-host", "unix://" + h.Socket, "-o", "json"}, args...)
+	w := &watcher{t: t, cmd: exec.Command(iptscopeBin, all...), done: make(chan struct{})}
+	w.cmd.Env = h.hostEnv()
+	out, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errp, err := w.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.stop(t) })
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var e watchEvent
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Errorf("watch printed a line that is not an event: %q", sc.Text())
+				continue
+			}
+			t.Logf("watch: %s", sc.Text())
+			w.mu.Lock()
+			w.events = append(w.events, e)
+			w.mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		sc := bufio.NewScanner(errp)
+		re := regexp.MustCompile(`metrics on (http://\S+/metrics)`)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.stderr.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				w.metrics = m[1]
+			}
+			w.mu.Unlock()
+		}
+	})
+	go func() { wg.Wait(); close(w.done) }()
+	return w
+}
+
+// stop sends SIGTERM and requires a clean exit 0 within 10 s.
+func (w *watcher) stop(t *testing.T) {
+	if w.cmd.ProcessState != nil {
+		return
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { <-w.done; exited <- w.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			w.mu.Lock()
+			t.Errorf("watch did not exit 0 on SIGTERM: %v\n%s", err, w.stderr.String())
+			w.mu.Unlock()
+		}
+	case <-time.After(10 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-exited
+		t.Errorf("watch did not end within 10 s of SIGTERM")
+	}
+}
+
+// next waits up to deadline for the next event of kind after those
+// already returned, and returns it (nil when none came).
+func (w *watcher) next(kind string, deadline time.Duration) *watchEvent {
+	end := time.Now().Add(deadline)
+	for {
+		w.mu.Lock()
+		for w.seen < len(w.events) {
+			e := w.events[w.seen]
+			w.seen++
+			if e.Event == kind {
+				w.mu.Unlock()
+				return &e
+			}
+		}
+		w.mu.Unlock()
+		if time.Now().After(end) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// since returns the events after the first n.
+func (w *watcher) since(n int) []watchEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]watchEvent(nil), w.events[n:]...)
+}
+
+func (w *watcher) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.events)
+}
+
+// TestWatchOnRealDocker runs watch against one Docker 28.5 host on the
+// nft backend and one on legacy iptables:
+//
+//   - nft: a flush of nat DOCKER is reported within 2 s with the pid and
+//     command that made it; container churn raises no drift; --fix
+//     repairs the flush; a loop that keeps flushing stops the repairs
+//     after --max-repairs and is named; the textfile passes promtool and a
+//     real node_exporter serves it; SIGTERM ends watch with exit 0.
+//   - legacy: the poll of the dump's hash sees the flush.
+func TestWatchOnRealDocker(t *testing.T) {
+	t.Run("nft", func(t *testing.T) {
+		h := startDockerHost(t, "watchnft", "28.5", "nft", "on")
+		textfiles, backups := t.TempDir(), t.TempDir()
+		w := h.startWatch(t, "--fix", "--max-repairs", "2", "--repair-window", "10m", "--backup-dir", backups,
+			"--textfile-dir", textfiles, "--listen", "127.0.0.1:0")
+		if w.next("healthy", probeDeadline) == nil {
+			t.Fatalf("watch never said healthy:\n%s", w.stderr.String())
+		}
+
+		t.Run("container churn raises no drift", func(t *testing.T) {
+			n := w.count()
+			h.docker(t, "run", "-d", "--name", "churn", "-p", "8099:80", "bb:local", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+			h.docker(t, "rm", "-f", "churn")
+			h.docker(t, "network", "create", "churnnet")
+			h.docker(t, "network", "rm", "churnnet")
+			// Docker's quiet period (3 s) and a check after it.
+			deadline := time.Now().Add(6 * time.Second)
+			for time.Now().Before(deadline) {
+				for _, e := range w.since(n) {
+					if e.Event == "drift" || e.Event == "repaired" {
+						t.Fatalf("Docker's own changes raised %s: %+v", e.Event, e)
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+
+		t.Run("a flush is seen within 2 s, attributed, and repaired", func(t *testing.T) {
+			start := time.Now()
+			h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
+			d := w.next("drift", 10*time.Second)
+			if d == nil {
+				t.Fatal("no drift event for the flush")
+			}
+			took := time.Since(start)
+			t.Logf("flush to drift event: %s", took.Round(time.Millisecond))
+			if took > 2*time.Second {
+				t.Errorf("the flush was reported after %s, want within 2 s", took)
+			}
+			if d.By == nil || d.By.PID == 0 || !strings.HasPrefix(d.By.Comm, "iptables") || d.Generation == 0 {
+				t.Errorf("drift by %+v generation %d, want the iptables process and its generation", d.By, d.Generation)
+			}
+			if !strings.Contains(d.Message, "nat DOCKER") {
+				t.Errorf("message %q does not name nat DOCKER", d.Message)
+			}
+			if w.next("repaired", probeDeadline) == nil || w.next("healthy", probeDeadline) == nil {
+				t.Fatalf("no repaired and healthy after the flush:\n%s", w.stderr.String())
+			}
+			h.requireProbe(t)
+		})
+
+		t.Run("metrics pass promtool and node_exporter serves them", func(t *testing.T) {
+			prom := filepath.Join(textfiles, "iptscope.prom")
+			data, err := os.ReadFile(prom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"iptscope_up 1", `iptscope_repairs_total{result="ok"} 1`, `iptscope_port_reachable{container="web",host_ip="0.0.0.0",host_port="8080",proto="tcp"} 1`, "iptscope_last_run_timestamp_seconds "} {
+				if !strings.Contains(string(data), want) {
+					t.Errorf("textfile lacks %q:\n%s", want, data)
+				}
+			}
+			promtoolCheck(t, data)
+			w.mu.Lock()
+			url := w.metrics
+			w.mu.Unlock()
+			if url == "" {
+				t.Fatal("watch did not print its metrics address")
+			}
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "iptscope_drift_events_total") {
+				t.Errorf("/metrics: %s\n%s", resp.Status, body)
+			}
+			promtoolCheck(t, body)
+			nodeExporterServes(t, textfiles)
+		})
+
+		t.Run("a loop that keeps flushing stops the repairs", func(t *testing.T) {
+			// A hostile loop, bounded in count and time, in the host's
+			// namespace with its backend and lock.
+			loop := exec.Command("bash", script, "ipt", h.Name, "bash", "-c",
+				`for i in $(seq 60); do iptables -t nat -F DOCKER; sleep 0.5; done`)
+			loop.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := loop.Start(); err != nil {
+				t.Fatal(err)
+			}
+			killLoop := func() {
+				_ = syscall.Kill(-loop.Process.Pid, syscall.SIGKILL)
+				_ = loop.Wait()
+			}
+			t.Cleanup(killLoop)
+			var stop *watchEvent
+			for end := time.Now().Add(60 * time.Second); time.Now().Before(end) && stop == nil; {
+				e := w.next("drift", time.Until(end))
+				if e != nil && strings.Contains(e.Message, "repairs stopped") {
+					stop = e
+				}
+			}
+			if stop == nil {
+				t.Fatalf("the repairs never stopped:\n%s", w.stderr.String())
+			}
+			if !strings.Contains(stop.Message, "iptables") || stop.By == nil {
+				t.Errorf("the stop does not name who undoes the repairs: %+v", stop)
+			}
+			n := w.count()
+			killLoop()
+			// No repair after the stop, though the host stays broken.
+			time.Sleep(2 * time.Second) // a window in which a repair would show
+			for _, e := range w.since(n) {
+				if e.Event == "repaired" {
+					t.Errorf("repaired after the stop: %+v", e)
+				}
+			}
+			data, _ := os.ReadFile(filepath.Join(textfiles, "iptscope.prom"))
+			if !regexp.MustCompile(`iptscope_repairs_total\{result="limited"\} [1-9]`).Match(data) {
+				t.Errorf("no limited repair counted:\n%s", data)
+			}
+			// Heal for the next subtest and the teardown.
+			if _, stderr, code := h.iptscope(t, "doctor", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "--fix", "--yes", "--backup-dir", backups); code != 0 {
+				t.Logf("doctor --fix after the loop: exit %d: %s", code, stderr)
+			}
+		})
+		w.stop(t)
+	})
+
+	t.Run("legacy poll", func(t *testing.T) {
+		h := startDockerHost(t, "watchleg", "28.5", "legacy", "on")
+		w := h.startWatch(t, "--interval", "1s")
+		if w.next("healthy", probeDeadline) == nil {
+			t.Fatalf("watch never said healthy:\n%s", w.stderr.String())
+		}
+		start := time.Now()
+		h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
+		if w.next("drift", 30*time.Second) == nil {
+			t.Fatalf("the poll did not see the flush:\n%s", w.stderr.String())
+		}
+		t.Logf("legacy flush to drift event (1 s poll): %s", time.Since(start).Round(time.Millisecond))
+		w.stop(t)
+	})
+}
+
+// promtoolCheck runs `promtool check metrics` on data (Debian's
+// prometheus package).
+func promtoolCheck(t *testing.T, data []byte) {
+	t.Helper()
+	_, err := exec.LookPath("promtool")
+	require(t, err == nil, "promtool (apt-get install prometheus) is not installed")
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(data))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// nodeExporterServes runs Debian's prometheus-node-exporter with only
+// the textfile collector on loopback inside a namespace of its own, and
+// requires it to serve iptscope's metrics from dir.
+func nodeExporterServes(t *testing.T, dir string) {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-node-exporter")
+	require(t, err == nil, "prometheus-node-exporter (apt-get install prometheus-node-exporter) is not installed")
+	ns, path := netns(t)
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	ne := exec.Command("nsenter", "--net="+path, bin, "--collector.disable-defaults", "--collector.textfile",
+		"--collector.textfile.directory="+dir, "--web.listen-address=127.0.0.1:9100")
+	var logs strings.Builder
+	ne.Stdout, ne.Stderr = &logs, &logs
+	if err := ne.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ne.Process.Kill(); _ = ne.Wait() }()
+	var body string
+	ok := waitUntil(t, "node_exporter serving the textfile", 30*time.Second, func() bool {
+		out, err := exec.Command("nsenter", "--net="+path, "curl", "-sf", "http://127.0.0.1:9100/metrics").Output()
+		body = string(out)
+		return err == nil && strings.Contains(body, "iptscope_up 1")
+	})
+	if !ok {
+		t.Fatalf("node_exporter did not serve iptscope_up:\n%s\n%s", body, logs.String())
+	}
+	if strings.Contains(body, "\nnode_textfile_scrape_error 1\n") {
+		t.Errorf("node_exporter could not read the textfile:\n%s", grep(body, "textfile"))
+	}
+	if !strings.Contains(body, `iptscope_port_reachable{container="web",host_ip="0.0.0.0",host_port="8080",proto="tcp"} 1`) {
+		t.Errorf("node_exporter does not serve the ports:\n%s", grep(body, "iptscope_port"))
+	}
+}
+
+// TestWatchIdleCPUOnABigHost measures (it asserts nothing about speed)
+// what watch costs while nothing changes on a host of about 100,000
+// rules: a throwaway namespace loaded with internal/synth's Docker dump,
+// on the nft backend (events) and on legacy (the hash poll at the default
+// 30 s). It logs the CPU share of one core over three 30 s windows, and
+// what one full check costs (paid again every --resync). Run it with
+// IPTSCOPE_E2E_WATCH_CPU=1; it is not part of the suite.
+func TestWatchIdleCPUOnABigHost(t *testing.T) {
+	if os.Getenv("IPTSCOPE_E2E_WATCH_CPU") != "1" {
+		t.Skip("a measurement: set IPTSCOPE_E2E_WATCH_CPU=1")
+	}
+	requireRoot(t, "iptables-nft-restore", "iptables-legacy-restore")
+	dump, err := exec.Command("go", "run", "../hack/synth", "-kind", "docker", "-ports", "33000").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("synthetic dump: %d rules", len(regexp.MustCompile(`(?m)^(\[[0-9]+:[0-9]+\] )?-A `).FindAllIndex(dump, -1)))
+	for _, backend := range []string{"nft", "legacy"} {
+		t.Run(backend, func(t *testing.T) {
+			_, path := netns(t)
+			lock := filepath.Join(t.TempDir(), "xtables.lock")
+			restore := exec.Command("nsenter", "--net="+path, "iptables-"+backend+"-restore")
+			restore.Env = append(os.Environ(), "XTABLES_LOCKFILE="+lock)
+			restore.Stdin = strings.NewReader(string(dump))
+			if out, err := restore.CombinedOutput(); err != nil {
+				t.Fatalf("restore: %v: %s", err, out)
+			}
+			cmd := exec.Command(iptscopeBin, "watch", "--netns", path, "--docker-host", "unix://"+filepath.Join(t.TempDir(), "none.sock"), "-o", "json")
+			cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE="+lock)
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+			start := time.Now()
+			sc := bufio.NewScanner(out)
+			if !sc.Scan() {
+				t.Fatal("watch printed nothing")
+			}
+			first := cpuTicks(t, cmd.Process.Pid)
+			t.Logf("first check (collect + diagnose of the whole host): %s wall, %.2f s CPU", time.Since(start).Round(time.Millisecond), float64(first)/100)
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			for i := range 3 {
+				a, t0 := cpuTicks(t, cmd.Process.Pid), time.Now()
+				time.Sleep(30 * time.Second) // the measurement window
+				b, t1 := cpuTicks(t, cmd.Process.Pid), time.Now()
+				t.Logf("window %d: %.2f %% of a core", i+1, 100*float64(b-a)/100/t1.Sub(t0).Seconds())
+			}
+		})
+	}
+}
+
+// cpuTicks is a process's user and system time, its waited-for children's
+// included, in clock ticks (USER_HZ, 100 on Linux).
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+	var sum int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		sum += n
+	}
+	return sum
+}
