@@ -667,35 +667,84 @@ func (e *engine) dockerNetworkOnLink(link string) *snapshot.Network {
 
 func ptr[T any](v T) *T { return &v }
 
-// hook walks the tables registered on h, in priority order, over every
-// backend. It returns outContinue when the packet goes on.
-func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
-	for _, t := range tables {
-		replay := false
-		if t == parse.TableNAT {
-			isDst := h == HookPrerouting || h == HookOutput
-			switch {
-			case pk.untracked:
-				continue
-			case isDst && e.natDst, !isDst && e.natSrc:
-				continue
-			case pk.state != StateNew:
-				replay = true
-			}
+// tablePriority is the priority each iptables table registers its hooks
+// with (NF_IP_PRI_*); nat's depends on the hook: dstnat on PREROUTING and
+// OUTPUT, srcnat on INPUT and POSTROUTING.
+func tablePriority(t parse.TableName, h Hook) int {
+	switch t {
+	case parse.TableRaw:
+		return -300
+	case parse.TableMangle:
+		return -150
+	case parse.TableNAT:
+		if h == HookPrerouting || h == HookOutput {
+			return -100
 		}
+		return 100
+	case parse.TableSecurity:
+		return 50
+	}
+	return 0 // filter
+}
+
+// baseChain is one chain registered on a hook: today an iptables built-in
+// chain of one backend. The seam for native nftables (parse/nft, issue
+// 14): each base chain of an nftables table joins this list by its hook
+// and priority, with a walk over its rules and verdict maps; an nftables
+// accept, like an iptables one, ends only its own base chain.
+type baseChain struct {
+	priority int
+	nat      bool
+	walk     func(pk *pkt, replay bool) outcome
+}
+
+// baseChains lists the chains registered on h for the given tables, in the
+// order the kernel calls them: by priority, then (at equal priority) in
+// the backends' order.
+func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
+	var out []baseChain
+	for _, t := range tables {
 		for _, d := range e.dumps {
 			tab := d.rs.Table(t)
 			c := e.chain(tab, parse.ChainName(h))
 			if c == nil {
 				continue
 			}
-			o := e.walk(h, tab, c, d.backend, pk, replay)
-			if o != outContinue {
-				return o
+			backend := d.backend
+			out = append(out, baseChain{
+				priority: tablePriority(t, h),
+				nat:      t == parse.TableNAT,
+				walk: func(pk *pkt, replay bool) outcome {
+					return e.walk(h, tab, c, backend, pk, replay)
+				},
+			})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b baseChain) int { return a.priority - b.priority })
+	return out
+}
+
+// hook walks the chains registered on h for the given tables, in
+// priority order, over every backend. It returns outContinue when the
+// packet goes on.
+func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
+	isDst := h == HookPrerouting || h == HookOutput
+	for _, bc := range e.baseChains(h, tables) {
+		replay := false
+		if bc.nat {
+			switch {
+			case pk.untracked:
+				continue
+			case isDst && e.natDst, !isDst && e.natSrc:
+				// A bound connection: later nat chains are not consulted
+				// (nf_nat_inet_fn).
+				continue
+			case pk.state != StateNew:
+				replay = true
 			}
-			if t == parse.TableNAT && ((h == HookPrerouting || h == HookOutput) && e.natDst || (h == HookPostrouting || h == HookInput) && e.natSrc) {
-				break // a later nat table does not see a bound connection
-			}
+		}
+		if o := bc.walk(pk, replay); o != outContinue {
+			return o
 		}
 	}
 	return outContinue
