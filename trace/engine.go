@@ -896,7 +896,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		decide(Unknown, ReachUnknown, fmt.Sprintf("%s %s %s rule %d: %s", h, tab.Name, c.Name, r.Position, why))
 		return outUnknown
 	}
-	stack := []frame{{c: base, q: e.quick[base]}}
+	stack := []frame{{c: base, q: e.quickFor(base)}}
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
 		if f.i >= len(f.c.Rules) {
