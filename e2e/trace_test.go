@@ -26,7 +26,7 @@ import (
 // DOCKER-USER rule drops, and a published port after nat DOCKER is
 // flushed (delivered to dockerd's placeholder, which never answers).
 func TestTraceAgreesWithTheKernel(t *testing.T) {
-	requireRoot(t, "nft", "xtables-monitor", "curl")
+	requireRoot(t, "nft", "xtables-monitor", "stdbuf", "curl")
 	for _, v := range []string{"28.5", "29"} {
 		if !testbedKnows(v) {
 			require(t, false, "Docker "+v+" is not available to the testbed")
@@ -43,20 +43,27 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 			}
 			mon := h.startKernelTrace(t, clientIP)
 
+			appIP := strings.TrimSpace(string(h.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "app")))
+			multiIP := strings.TrimSpace(string(h.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "multi")))
 			cases := []struct {
 				name, dst string
 				port      int
 				prepare   func()
 				verdict   string
+				// from is "" for the client namespace, else the container
+				// that sends (src its address, --in the route back to it).
+				from, src, to string
 			}{
-				{"a published port", hostIP, 8080, nil, "accept"},
-				{"a container's port reached directly", webIP, 80, nil, "drop"},
+				{"a published port", hostIP, 8080, nil, "accept", "", clientIP, ""},
+				{"a container's port reached directly", webIP, 80, nil, "drop", "", clientIP, ""},
+				{"a container to a published port of its own bridge (hairpin)", hostIP, 8080, nil, "accept", "multi", multiIP, "host"},
+				{"a container to a container of another network", webIP, 80, nil, "drop", "app", appIP, "web"},
 				{"a port the admin drops in DOCKER-USER", hostIP, 8081, func() {
 					h.ipt(t, "iptables", "-I", "DOCKER-USER", "-s", clientIP, "-p", "tcp", "-m", "conntrack", "--ctorigdstport", "8081", "-j", "DROP")
-				}, "drop"},
+				}, "drop", "", clientIP, ""},
 				{"a published port after nat DOCKER is flushed", hostIP, 8080, func() {
 					h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
-				}, "accept"},
+				}, "accept", "", clientIP, ""},
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
@@ -64,7 +71,7 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 						c.prepare()
 					}
 					bundle, _ := h.collectBundle(t)
-					out, stderr, code := h.iptscope(t, "trace", "--from", bundle, "--src", clientIP, "--dst", c.dst, "--dport", fmt.Sprint(c.port), "-o", "json")
+					out, stderr, code := h.iptscope(t, "trace", "--from", bundle, "--src", c.src, "--dst", c.dst, "--dport", fmt.Sprint(c.port), "-o", "json")
 					if out == "" {
 						t.Fatalf("iptscope trace: exit %d: %s", code, stderr)
 					}
@@ -72,8 +79,13 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 					if err := json.Unmarshal([]byte(out), &got); err != nil {
 						t.Fatal(err)
 					}
-					answered := h.clientGet(c.dst, c.port)
-					kernel := mon.packet(t, c.dst, c.port)
+					var answered bool
+					if c.from == "" {
+						answered = h.clientGet(c.dst, c.port)
+					} else {
+						answered = h.reaches(t, &reach{from: c.from, to: c.to, port: c.port})
+					}
+					kernel := mon.packet(t, c.src, c.dst, c.port)
 
 					if got.Verdict != c.verdict {
 						t.Errorf("iptscope's verdict %s, want %s (%s)", got.Verdict, c.verdict, got.Reason)
@@ -157,9 +169,13 @@ func (h *dockerHost) startKernelTrace(t *testing.T, client string) *kernelTrace 
 	}
 	nft("add", "table", "ip", "iptscopetrace")
 	nft("add", "chain", "ip", "iptscopetrace", "pre", "{ type filter hook prerouting priority -350; }")
-	nft("add", "rule", "ip", "iptscopetrace", "pre", "ip", "saddr", client, "tcp", "flags", "syn", "meta", "nftrace", "set", "1")
+	// The client's SYNs and the containers' (172.16.0.0/12: every Docker
+	// subnet of the layout).
+	nft("add", "rule", "ip", "iptscopetrace", "pre", "ip", "saddr", "{", client, ",", "172.16.0.0/12", "}", "tcp", "flags", "syn", "meta", "nftrace", "set", "1")
 	k := &kernelTrace{h: h}
-	cmd := exec.Command("nsenter", "--net="+h.NetNS, "xtables-monitor", "--trace")
+	// Why stdbuf: xtables-monitor's stdout is a pipe here, which C
+	// buffers by blocks; a packet's events would arrive in pieces.
+	cmd := exec.Command("nsenter", "--net="+h.NetNS, "stdbuf", "-oL", "xtables-monitor", "--trace")
 	cmd.Stdout, cmd.Stderr = k, k
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -183,11 +199,13 @@ var (
 	traceLine  = regexp.MustCompile(`^\s*TRACE: \d+ ([0-9a-f]+) ([^:]+):([^:]+):(rule|policy|return)(?::(\S+))?\s*(.*)$`)
 )
 
-// packet waits for the trace of the first SYN to dst:port seen since the
-// last call and returns its events (without the tracing chain's own).
-func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
+// packet waits for the trace of the first SYN from src to dst:port seen
+// since the last call and returns its events (without the tracing
+// chain's own).
+func (k *kernelTrace) packet(t *testing.T, src, dst string, port int) kernelPacket {
 	t.Helper()
 	var evs kernelPacket
+	prev := -1
 	ok := waitUntil(t, fmt.Sprintf("the kernel's trace of a SYN to %s:%d", dst, port), 30*time.Second, func() bool {
 		k.mu.Lock()
 		text := k.buf.String()
@@ -203,7 +221,7 @@ func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
 		for sc.Scan() {
 			l := sc.Text()
 			if m := packetLine.FindStringSubmatch(l); m != nil {
-				if !found && m[3] == dst && m[5] == fmt.Sprint(port) {
+				if !found && m[2] == src && m[3] == dst && m[5] == fmt.Sprint(port) {
 					ipID, found = m[2]+"/"+m[4], true
 				}
 				ofPacket[m[1]] = m[2] + "/" + m[4]
@@ -230,7 +248,10 @@ func (k *kernelTrace) packet(t *testing.T, dst string, port int) kernelPacket {
 			}
 			evs = append(evs, ev)
 		}
-		return found && len(evs) > 0
+		// Complete when two reads 200 ms apart see the same events.
+		stable := len(evs) == prev
+		prev = len(evs)
+		return found && len(evs) > 0 && stable
 	})
 	if !ok {
 		k.mu.Lock()
