@@ -104,6 +104,14 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 					} else if *got.Answers != answered {
 						t.Errorf("iptscope says answers=%v, the live probe answered=%v (%s)", *got.Answers, answered, got.Reason)
 					}
+					if c.prepare == nil && c.from == "" {
+						// The same trace live (collected by trace itself).
+						live, stderr, code := h.iptscope(t, "trace", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "--src", c.src, "--dst", c.dst, "--dport", fmt.Sprint(c.port), "-o", "json")
+						var lj traceJSON
+						if err := json.Unmarshal([]byte(live), &lj); err != nil || lj.Verdict != got.Verdict || strings.Join(lj.events(), "\n") != strings.Join(got.events(), "\n") {
+							t.Errorf("live trace (exit %d, %v: %s) differs from the bundle's: %s vs %s", code, err, stderr, lj.Verdict, got.Verdict)
+						}
+					}
 					t.Logf("%s:%d: %s, %s; kernel and iptscope agree on %d rules", c.dst, c.port, got.Verdict, got.Reason, len(kernel.events()))
 				})
 			}

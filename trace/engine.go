@@ -582,14 +582,14 @@ func (e *engine) deliverLocal(pk *pkt) {
 		switch {
 		case c != nil && c.Running:
 			e.res.Answers = ptr(true)
-			e.res.Reason = fmt.Sprintf("delivered to the host, where docker-proxy (pid %d) listens on %s:%d/%s and relays to %s:%d (%s); the container sees the connection come from the host", px.PID, px.HostIP, pk.dport, e.proto, px.ContainerIP, px.ContainerPort, c.Name)
+			e.res.Reason = fmt.Sprintf("delivered to the host, where docker-proxy (pid %d) listens on %s/%s and relays to %s (%s); the container sees the connection come from the host", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto, hostPort(px.ContainerIP, px.ContainerPort), c.Name)
 		case c != nil:
 			e.res.Answers = ptr(false)
 			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d but relays to %s, which is not running", px.PID, pk.dport, c.Name)
 		default:
-			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s:%d, which no container of the snapshot has", px.PID, pk.dport, px.ContainerIP, px.ContainerPort)
+			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s, which no container of the snapshot has", px.PID, pk.dport, hostPort(px.ContainerIP, px.ContainerPort))
 		}
-		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s:%d/%s", px.PID, px.HostIP, pk.dport, e.proto), false)
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s/%s", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto), false)
 		return
 	}
 	if b, c := e.publishedHostPort(pk.dport); b != nil {
@@ -602,12 +602,20 @@ func (e *engine) deliverLocal(pk *pkt) {
 			owner = "Docker"
 		}
 		e.res.AnsweredBy = owner + " (placeholder: it reserves the port and never serves it)"
-		e.res.Reason = fmt.Sprintf("delivered to the host on port %d, which %s publishes (%s:%d), and no docker-proxy listens there: nothing serves the connection", pk.dport, c, hostIP(b.HostIP), b.HostPort)
-		e.kernelStep("SOCKET", fmt.Sprintf("socket: no docker-proxy on %s:%d/%s (the port is Docker's: %s publishes it)", pk.dst, pk.dport, e.proto, c), false)
+		e.res.Reason = fmt.Sprintf("delivered to the host on port %d, which %s publishes (%s), and no docker-proxy listens there: nothing serves the connection", pk.dport, c, hostPort(hostIP(b.HostIP), b.HostPort))
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: no docker-proxy on %s/%s (the port is Docker's: %s publishes it)", netip.AddrPortFrom(pk.dst, pk.dport), e.proto, c), false)
 		return
 	}
 	e.res.Reason = fmt.Sprintf("delivered to the host on port %d; the snapshot does not list the host's own sockets", pk.dport)
-	e.kernelStep("SOCKET", fmt.Sprintf("socket: whatever listens on %s:%d/%s on the host (not in the snapshot)", pk.dst, pk.dport, e.proto), false)
+	e.kernelStep("SOCKET", fmt.Sprintf("socket: whatever listens on %s/%s on the host (not in the snapshot)", netip.AddrPortFrom(pk.dst, pk.dport), e.proto), false)
+}
+
+// hostPort is "1.2.3.4:80" or "[fd00::1]:80".
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
 }
 
 func hostIP(s string) string {
@@ -705,9 +713,9 @@ func (e *engine) deliverOut(pk *pkt) {
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name
-			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s), a port it publishes", pk.dst, pk.dport, c.Name)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), a port it publishes", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		default:
-			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s); whether something listens on that port is not in the snapshot", pk.dst, pk.dport, c.Name)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s); whether something listens on that port is not in the snapshot", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		}
 		e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
 		return
