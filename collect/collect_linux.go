@@ -91,6 +91,12 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 			}
 			s.DockerBackend = dockerBackend(s.Rules, s.IptablesBackend)
 		})
+		wg.Go(func() {
+			progress("nftables")
+			if s.Nftables = CollectNftables(ctx, r, inNS); s.Nftables.Error != "" {
+				fail("nftables", fmt.Errorf("%s", s.Nftables.Error))
+			}
+		})
 	}
 
 	var hostLinks map[int]snapshot.Link

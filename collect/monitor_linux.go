@@ -4,6 +4,7 @@ package collect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/iptscope/iptscope/watch"
@@ -20,6 +22,10 @@ import (
 // monitorBuffer is how many generations the nftables monitor queues
 // before the netlink reader waits for us.
 const monitorBuffer = 16
+
+// monitorReadBuffer is the netlink socket's receive buffer (capped by
+// net.core.rmem_max).
+const monitorReadBuffer = 8 << 20
 
 // maxWhat caps the descriptions of one generation's changes (a restore
 // of 100,000 rules touches hundreds of chains).
@@ -33,9 +39,10 @@ const maxWhat = 8
 // chain. Both iptables-nft's tables and native ones (Docker 29's
 // docker-bridges) are covered: they are all nftables.
 //
-// When the netlink socket fails (ENOBUFS: the kernel dropped events of a
-// huge change) it sends a Change with Err and then, once subscribed again,
-// a Change without a process: something changed that was not seen. The
+// When the kernel drops events of a huge burst (ENOBUFS) it subscribes
+// again at once and sends a Change without a process: something changed
+// that was not seen. Other netlink failures send a Change with Err first,
+// then retry every second. The
 // channel is closed when ctx is done, after the netlink socket is closed
 // and its reader has ended.
 func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) {
@@ -50,7 +57,13 @@ func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) 
 		}
 		// The netlink socket is created in the namespace of fd (setns on a
 		// locked thread inside the library); it stays bound to it.
-		conn, err := nftables.New(nftables.WithNetNSFd(fd))
+		// Why a big receive buffer: a restore of a 100,000-rule ruleset is
+		// one burst of 100,000 messages; with the default buffer the
+		// kernel drops some (ENOBUFS) and watch must re-read everything.
+		conn, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(func(c *netlink.Conn) error {
+			_ = c.SetReadBuffer(monitorReadBuffer)
+			return nil
+		}))
 		if err != nil {
 			unix.Close(fd)
 			return nil, nil, fmt.Errorf("nftables netlink: %w", err)
@@ -89,11 +102,11 @@ func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) 
 			if stopped || ctx.Err() != nil {
 				return
 			}
-			for {
+			for wait := time.Duration(0); ; wait = time.Second {
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(time.Second):
+				case <-time.After(wait):
 				}
 				if mon, ch, err = open(); err == nil {
 					break
@@ -102,7 +115,7 @@ func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) 
 					return
 				}
 			}
-			if !send(watch.Change{Time: time.Now(), Source: "nftables", What: []string{"events lost: re-reading"}}) {
+			if !send(watch.Change{Time: time.Now(), Source: "nftables", What: []string{"events lost (a burst overflowed the netlink buffer): re-reading the host"}}) {
 				return
 			}
 		}
@@ -123,6 +136,12 @@ func pumpGenerations(ctx context.Context, ch chan *nftables.MonitorEvents, send 
 				return false
 			}
 			if evs.GeneratedBy != nil && evs.GeneratedBy.Error != nil && evs.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
+				if errors.Is(evs.GeneratedBy.Error, unix.ENOBUFS) {
+					// The kernel dropped events of a burst: not a failure,
+					// but the host must be read again (after the
+					// re-subscription).
+					return false
+				}
 				send(watch.Change{Time: time.Now(), Source: "nftables", Err: fmt.Errorf("netlink: %w", evs.GeneratedBy.Error)})
 				return false
 			}

@@ -16,7 +16,7 @@ var dnatMissing = Check{
 	ID:       "dnat-missing",
 	Title:    "A published port has no DNAT rule",
 	Severity: SeverityError,
-	Run:      perFamily(dnatMissingOf),
+	Run:      withNft(perFamily(dnatMissingOf), nftDNATMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   dnatMissingClaims,
 }

@@ -28,7 +28,7 @@ var dnatStale = Check{
 			// absent; never call a rule stale on that.
 			return nil
 		}
-		return perFamily(dnatStaleOf)(env)
+		return withNft(perFamily(dnatStaleOf), nftDNATStale)(env)
 	},
 }
 

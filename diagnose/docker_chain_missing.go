@@ -16,7 +16,7 @@ var dockerChainMissing = Check{
 	ID:       "docker-chain-missing",
 	Title:    "A chain Docker needs is missing",
 	Severity: SeverityError,
-	Run:      perFamily(chainMissing),
+	Run:      withNft(perFamily(chainMissing), nftChainMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   chainMissingClaims,
 }

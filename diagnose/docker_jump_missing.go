@@ -15,7 +15,7 @@ var dockerJumpMissing = Check{
 	ID:       "docker-jump-missing",
 	Title:    "A jump into Docker's chains is missing",
 	Severity: SeverityError,
-	Run:      perFamily(jumpMissing),
+	Run:      withNft(perFamily(jumpMissing), nftJumpMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   jumpMissingClaims,
 }

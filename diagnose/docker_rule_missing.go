@@ -36,7 +36,7 @@ var dockerRuleMissing = Check{
 	ID:       "docker-rule-missing",
 	Title:    "One of Docker's other rules is missing",
 	Severity: SeverityWarning,
-	Run:      perFamily(dockerRuleMissingOf),
+	Run:      withNft(perFamily(dockerRuleMissingOf), nftRuleMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   ruleMissingClaims,
 }

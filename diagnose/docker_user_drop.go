@@ -33,7 +33,7 @@ var dockerUserDrop = Check{
 	Title:    "A DOCKER-USER rule drops traffic to published ports",
 	Severity: SeverityInfo,
 	Repair:   Repair{Manual: "DOCKER-USER belongs to the administrator: its rules are deliberate and never changed"},
-	Run:      perFamily(dockerUserDropOf),
+	Run:      withNft(perFamily(dockerUserDropOf), nftUserDrop),
 }
 
 // dockerUserDropOf is docker-user-drop for one family's rules.

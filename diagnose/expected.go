@@ -319,9 +319,8 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 		e.Assumed = true
 		e.Notes = append(e.Notes, assumed)
 	}
-	if info := s.Docker.Info; info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
-		e.Notes = append(e.Notes, "Docker writes to its nftables backend (table docker-bridges), which iptscope does not inspect yet")
-		return e, nil
+	if nftablesBackendOf(s) {
+		return expectNftablesBackend(e, s), nil // nft_expected.go
 	}
 	e.Proxy = proxyMode(s)
 	if off, src := iptablesOff(s); off {

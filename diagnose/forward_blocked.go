@@ -30,7 +30,7 @@ var forwardBlocked = Check{
 	Title:    "A FORWARD rule ahead of Docker's drops container traffic",
 	Severity: SeverityError,
 	Repair:   Repair{Manual: "the blocking rule is not Docker's: change the firewall configuration that adds it"},
-	Run:      perFamily(forwardBlockedOf),
+	Run:      withNft(perFamily(forwardBlockedOf), nftForwardBlocked),
 }
 
 // forwardBlockedOf is forward-blocked for one family's rules.

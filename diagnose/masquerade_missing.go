@@ -13,7 +13,7 @@ var masqueradeMissing = Check{
 	ID:       "masquerade-missing",
 	Title:    "A Docker network has no outbound MASQUERADE",
 	Severity: SeverityError,
-	Run:      perFamily(masqueradeMissingOf),
+	Run:      withNft(perFamily(masqueradeMissingOf), nftMasqMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   masqueradeClaims,
 }

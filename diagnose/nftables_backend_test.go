@@ -1,9 +1,7 @@
 package diagnose
 
 import (
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/iptscope/iptscope/snapshot"
@@ -67,48 +65,69 @@ func TestNftablesBackendIsSaidPlainly(t *testing.T) {
 	t.Fatal("fixture docker-28.5-nft-proxy-on-healthy not found")
 }
 
-// TestNftablesBackendBundlesSayNotInspected pins what doctor says today of
-// every real Docker 29 nftables-backend capture (issue 14 models those
-// tables): the nftables-backend info, a partial report, no port judged but
-// the loopback ones, never an iptables finding: Docker wrote no iptables
-// rule, so none can be missing. ip-forward-off is the one host-level
-// problem it sees.
-func TestNftablesBackendBundlesSayNotInspected(t *testing.T) {
-	dirs, _ := filepath.Glob(filepath.Join(fixtureDir, "docker-29-nftables-*"))
-	if len(dirs) == 0 {
-		t.Fatal("no docker-29-nftables-* fixtures")
-	}
-	for _, d := range dirs {
-		t.Run(filepath.Base(d), func(t *testing.T) {
-			s := loadBundle(t, filepath.Base(d))
-			r := NewReport(s, ReportOptions{})
-			if !r.Partial || r.Status == StatusOK {
-				t.Errorf("partial %v, status %s", r.Partial, r.Status)
-			}
-			ids := map[string]bool{}
-			for _, f := range r.Findings {
-				if f.ID != "proxy-overhead" { // docker-proxy's count, with the proxy on
-					ids[f.ID] = true
+// TestNftablesBackendBundles: every real Docker 29 nftables-backend
+// capture gets the finding IDs of its breakage (the same IDs as on
+// iptables), the status, and a ports table that agrees with the probes
+// the capture recorded (fixtures/README.md): the broken ports, and with the
+// proxy on the ports that docker-proxy alone still serves.
+func TestNftablesBackendBundles(t *testing.T) {
+	all := []int{7000, 7001, 7002, 8080, 8081}
+	for _, tc := range []struct {
+		state       string
+		ids         []string
+		status      Status
+		broken      []int
+		proxyOnlyOn []int // with the proxy on; off: these are broken
+	}{
+		{state: "healthy", status: StatusOK},
+		{state: "nft-table-deleted", ids: []string{"docker-chain-missing"}, status: StatusProblems, proxyOnlyOn: all},
+		{state: "nft-bridge-chain-flushed", ids: []string{"docker-rule-missing"}, status: StatusProblems},
+		{state: "nft-vmap-element-deleted", ids: []string{"docker-jump-missing"}, status: StatusProblems},
+		{state: "nft-dnat-deleted", ids: []string{"dnat-missing"}, status: StatusProblems, proxyOnlyOn: []int{8080}},
+		{state: "nft-masq-flushed", ids: []string{"masquerade-missing"}, status: StatusProblems},
+		{state: "nft-user-table-drop", status: StatusOK, broken: []int{8080}},
+		{state: "nft-iptables-forward-drop", ids: []string{"forward-blocked"}, status: StatusProblems, broken: all},
+		{state: "ip-forward-off", ids: []string{"ip-forward-disabled"}, status: StatusProblems, broken: all},
+	} {
+		for _, proxy := range []string{"on", "off"} {
+			dir := "docker-29-nftables-proxy-" + proxy + "-" + tc.state
+			t.Run(dir+" says what broke", func(t *testing.T) {
+				s := loadBundle(t, dir)
+				r := NewReport(s, ReportOptions{})
+				var ids []string
+				for _, f := range r.Findings {
+					if f.Severity.Rank() >= SeverityWarning.Rank() && !slices.Contains(ids, f.ID) {
+						ids = append(ids, f.ID)
+					}
 				}
-			}
-			if !ids["nftables-backend"] {
-				t.Errorf("no nftables-backend finding: %v", ids)
-			}
-			want := 1
-			if strings.HasSuffix(d, "-ip-forward-off") {
-				want = 2
-				if !ids["ip-forward-disabled"] {
-					t.Errorf("ip-forward-disabled not reported: %v", ids)
+				slices.Sort(ids)
+				if !slices.Equal(ids, tc.ids) || r.Status != tc.status || r.Partial {
+					t.Errorf("error/warning IDs %v, status %s, partial %v; want %v, %s, not partial (notes %v)", ids, r.Status, r.Partial, tc.ids, tc.status, r.Notes)
 				}
-			}
-			if len(ids) != want {
-				t.Errorf("findings %v, want only what the host shows", ids)
-			}
-			for _, p := range r.Ports {
-				if p.Path != PathUnknown && p.Path != PathLocalOnly {
-					t.Errorf("port %s judged %s on tables iptscope does not read", p.HostAddr(), p.Path)
+				broken, proxied := append([]int(nil), tc.broken...), []int(nil)
+				if proxy == "on" {
+					proxied = tc.proxyOnlyOn
+				} else {
+					broken = append(broken, tc.proxyOnlyOn...)
 				}
-			}
-		})
+				slices.Sort(broken)
+				var gotBroken, gotProxied []int
+				for _, p := range r.Ports {
+					switch p.Path {
+					case PathBroken:
+						gotBroken = append(gotBroken, p.HostPort)
+					case PathProxyOnly:
+						gotProxied = append(gotProxied, p.HostPort)
+					case PathUnknown:
+						t.Errorf("port %s not judged: %s", p.HostAddr(), p.Reason)
+					}
+				}
+				slices.Sort(gotBroken)
+				slices.Sort(gotProxied)
+				if !slices.Equal(gotBroken, broken) || !slices.Equal(gotProxied, proxied) {
+					t.Errorf("broken %v, proxy-only %v; want %v, %v", gotBroken, gotProxied, broken, proxied)
+				}
+			})
+		}
 	}
 }

@@ -193,8 +193,11 @@ func newPlanEnv(env *Env, findings []Finding) *Plan {
 		}
 	} else if s != nil && s.Docker != nil && s.Docker.Error != "" {
 		p.Notes = append(p.Notes, "Docker's view is partial ("+s.Docker.Error+"): no rule is planned")
-	} else {
+	} else if !nftJudged(s) {
 		p.Notes = append(p.Notes, "Docker's expected rules could not be derived (no Docker view, or a layout that is not modelled): no rule is planned")
+	}
+	if s != nil && s.Docker != nil && s.Docker.Error == "" {
+		planNft(p, env) // Docker's nftables backend (nft_plan.go)
 	}
 	if a, ok := env.v4(); ok && planHasWhy(p, "docker-chain-missing") {
 		if c := a.rs.Table(parse.TableFilter).Chain(parse.ChainForward); c != nil && c.Policy == parse.TargetAccept {

@@ -199,6 +199,9 @@ func unjudgedReason(env *Env) string {
 
 // judgePort fills the endpoint, path and reason of one binding.
 func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container, pb *snapshot.PortBinding, r *PortReport) {
+	if nftJudgePort(env, c, pb, r) {
+		return // Docker's nftables backend (nft_ports.go)
+	}
 	s := env.S
 	// The endpoint Docker programs: the one whose DNAT is found, else the
 	// first non-internal bridge endpoint with an address.

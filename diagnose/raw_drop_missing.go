@@ -28,7 +28,7 @@ var rawDropMissing = Check{
 	ID:       "raw-drop-missing",
 	Title:    "A raw-table DROP that protects containers from direct access is missing",
 	Severity: SeverityWarning,
-	Run:      perFamily(rawDropMissingOf),
+	Run:      withNft(perFamily(rawDropMissingOf), nftRawDropMissing),
 	Repair:   Repair{Auto: true},
 	Claims:   rawDropClaims,
 }

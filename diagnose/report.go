@@ -172,7 +172,7 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 			}
 		}
 	}
-	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil && !o.RulesOnly {
+	if _, err := s.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); err != nil && !o.RulesOnly && !nftJudged(s) {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+err.Error())
 	}

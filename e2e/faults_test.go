@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,4 +111,85 @@ func heldBy(path string) bool {
 		return false
 	}
 	return true
+}
+
+// TestFixOddStateOnRealDocker: unusual but legal Docker state on a real
+// 28.5 (nft, proxy off): UDP ports 1 and 65535, a long container
+// name, a container with a published port on two networks, an IPv6-only network, 40 more
+// networks. doctor finds nothing on the healthy host; after nat DOCKER and
+// filter DOCKER are flushed, `doctor --fix` puts back exactly Docker's
+// rules but those of the two-network container's port (left, exit 1, the
+// findings name that port only) and the TCP port 65534 answers again. SCTP is left to repair's fakes:
+// Docker 28 binds the host port, which needs the kernel's sctp module
+// (loading one would change the test machine).
+func TestFixOddStateOnRealDocker(t *testing.T) {
+	h := startDockerHost(t, "reliabodd", "28.5", "nft", "off")
+	start := time.Now()
+	h.docker(t, "network", "create", "--ipv6", "--ipv4=false", "--subnet", "fd00:77::/64", "v6only")
+	for i := 0; i < 40; i++ {
+		// Explicit subnets: Docker's default pools hold about 30 networks.
+		h.docker(t, "network", "create", "--subnet", fmt.Sprintf("10.77.%d.0/24", i), fmt.Sprintf("many%02d", i))
+	}
+	long := "odd-" + strings.Repeat("x", 120)
+	h.docker(t, "run", "-d", "--name", long, "-p", "1:1/udp", "-p", "65535:65535/udp", "-p", "65534:80", "bb:local", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	// A container with a published port on two networks: which one
+	// Docker programs its port for is not in its API, so --fix leaves
+	// that port's rules (exit 1, named) and repairs the rest.
+	h.docker(t, "run", "-d", "--name", "twonets", "-p", "65532:80", "bb:local", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	h.docker(t, "network", "connect", "appnet", "twonets")
+	twoIPs := strings.Fields(string(h.docker(t, "container", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", "twonets")))
+	h.docker(t, "run", "-d", "--name", "v6", "--network", "v6only", "-p", "65533:80", "bb:local", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	t.Logf("odd state set up in %s", time.Since(start).Round(time.Second))
+
+	if rep, code, stderr := h.doctor(t, ""); code != 0 {
+		for _, f := range rep.Findings {
+			t.Logf("%s %s: %s", f.Severity, f.ID, f.Title)
+		}
+		t.Errorf("doctor on the healthy odd host: exit %d (%s)", code, stderr)
+	}
+	healthy := h.saveV4(t)
+	for _, want := range []string{"-p udp -m udp --dport 1 -j DNAT", "-p udp -m udp --dport 65535 -j DNAT"} {
+		if !strings.Contains(healthy, want) {
+			t.Errorf("Docker wrote no %q", want)
+		}
+	}
+	h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
+	h.ipt(t, "iptables", "-t", "filter", "-F", "DOCKER")
+	out, stderr, code := h.fix(t, t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "remain (dnat-missing, forward-accept-missing)") {
+		t.Fatalf("doctor --fix: exit %d, want 1 naming what is left of twonets' port\n%s\n%s", code, out, stderr)
+	}
+	rep, _, _ := h.doctor(t, "")
+	for _, f := range rep.Findings {
+		data, _ := json.Marshal(f)
+		if !strings.Contains(string(data), "65532") {
+			t.Errorf("after --fix, a finding not about twonets' port: %s %s", f.ID, f.Title)
+		}
+	}
+	without := func(save string) string {
+		var b strings.Builder
+		for _, l := range strings.Split(save, "\n") {
+			port := false
+			for _, ip := range twoIPs {
+				port = port || strings.Contains(l, "-d "+ip+"/32 ") && strings.Contains(l, "--dport 80 -j ACCEPT") || strings.Contains(l, "--to-destination "+ip+":80")
+			}
+			if !port {
+				b.WriteString(l + "\n")
+			}
+		}
+		return b.String()
+	}
+	compareChains(t, without(healthy), without(h.saveV4(t)))
+	h.requireProbe(t)
+	env, _ := h.script("env")
+	netx := regexp.MustCompile(`NETX=['"]?(\d+)`).FindStringSubmatch(env)
+	if netx == nil {
+		t.Fatalf("no NETX in the host's env:\n%s", env)
+	}
+	url := "http://198.18." + netx[1] + ".1:65534/"
+	if !waitUntil(t, "port 65534 answers on "+url, probeDeadline, func() bool {
+		return exec.Command("nsenter", "--net=/var/run/netns/"+h.Name+"-c", "curl", "-fsS", "-o", "/dev/null", "--connect-timeout", "3", url).Run() == nil
+	}) {
+		t.Errorf("%s does not answer after the repair", url)
+	}
 }

@@ -290,11 +290,16 @@ func TestWatchOnRealDocker(t *testing.T) {
 		w.stop(t)
 	})
 
-	t.Run("legacy poll", func(t *testing.T) {
+	t.Run("legacy poll and node-problem-detector", func(t *testing.T) {
+		npd := buildNPD(t)
 		h := startDockerHost(t, "watchleg", "28.5", "legacy", "on")
 		w := h.startWatch(t, "--interval", "1s")
 		if w.next("healthy", probeDeadline) == nil {
 			t.Fatalf("watch never said healthy:\n%s", w.stderr.String())
+		}
+		gauge := h.startNPD(t, npd)
+		if !waitUntil(t, "NPD: DockerFirewallProblem false", probeDeadline, func() bool { return gauge() == "0" }) {
+			t.Fatalf("NPD never saw a healthy host (problem_gauge %q)", gauge())
 		}
 		start := time.Now()
 		h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
@@ -302,8 +307,147 @@ func TestWatchOnRealDocker(t *testing.T) {
 			t.Fatalf("the poll did not see the flush:\n%s", w.stderr.String())
 		}
 		t.Logf("legacy flush to drift event (1 s poll): %s", time.Since(start).Round(time.Millisecond))
+		if !waitUntil(t, "NPD: DockerFirewallProblem true", probeDeadline, func() bool { return gauge() == "1" }) {
+			t.Fatalf("NPD did not raise DockerFirewallProblem (problem_gauge %q)", gauge())
+		}
+		if _, stderr, code := h.iptscope(t, "doctor", "--netns", h.Name, "--docker-host", "unix://"+h.Socket, "--fix", "--yes", "--backup-dir", t.TempDir()); code != 0 {
+			t.Fatalf("doctor --fix: exit %d: %s", code, stderr)
+		}
+		if w.next("healthy", 30*time.Second) == nil {
+			t.Errorf("watch did not see the repair")
+		}
+		if !waitUntil(t, "NPD: DockerFirewallProblem false again", probeDeadline, func() bool { return gauge() == "0" }) {
+			t.Errorf("NPD did not clear DockerFirewallProblem (problem_gauge %q)", gauge())
+		}
 		w.stop(t)
 	})
+}
+
+// npdVersion is the node-problem-detector the e2e test runs.
+const npdVersion = "v1.36.0"
+
+// buildNPD builds node-problem-detector from the Go module proxy once per
+// machine (about 3 minutes on 2 cores the first time) into the testbed's
+// cache: a scratch module whose tools.go imports the command, so that
+// `go mod tidy` keeps its dependencies.
+func buildNPD(t *testing.T) string {
+	t.Helper()
+	root := os.Getenv("TESTBED_ROOT")
+	if root == "" {
+		root = "/tmp/iptscope-testbed"
+	}
+	dir := filepath.Join(root, ".cache", "npd-"+npdVersion)
+	bin := filepath.Join(dir, "node-problem-detector")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"go.mod":   "module npdbuild\n\ngo 1.26.5\n",
+		"tools.go": "//go:build tools\n\npackage tools\n\nimport _ \"k8s.io/node-problem-detector/cmd/nodeproblemdetector\"\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for _, args := range [][]string{
+		{"get", "k8s.io/node-problem-detector@" + npdVersion},
+		{"mod", "tidy"},
+		{"build", "-o", bin + ".tmp", "k8s.io/node-problem-detector/cmd/nodeproblemdetector"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building node-problem-detector: go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if err := os.Rename(bin+".tmp", bin); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built node-problem-detector %s in %s", npdVersion, time.Since(start).Round(time.Second))
+	return bin
+}
+
+// startNPD runs node-problem-detector standalone (no Kubernetes) with
+// deploy/node-problem-detector/iptscope-monitor.json, its plugin pointed
+// at this host and invoked every 2 s, on loopback in a namespace of its
+// own; it returns a function that reads problem_gauge of
+// DockerFirewallProblem from NPD's own metrics ("" when absent).
+func (h *dockerHost) startNPD(t *testing.T, npd string) func() string {
+	t.Helper()
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "iptscope-plugin")
+	wrapper := fmt.Sprintf("#!/bin/sh\nexport PATH=%q XTABLES_LOCKFILE=%q\nexec %q \"$@\" --netns %q --docker-host %q\n",
+		filepath.Join(h.State, "bin")+":"+os.Getenv("PATH"), filepath.Join(h.State, "xtables.lock"), iptscopeBin, h.Name, "unix://"+h.Socket)
+	if err := os.WriteFile(plugin, []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../deploy/node-problem-detector/iptscope-monitor.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), `"/usr/local/bin/iptscope"`, fmt.Sprintf("%q", plugin), 1)
+	cfg = strings.Replace(cfg, `"invoke_interval": "60s"`, `"invoke_interval": "2s"`, 1)
+	if !strings.Contains(cfg, plugin) || !strings.Contains(cfg, `"2s"`) {
+		t.Fatal("the monitor config no longer has the plugin path or interval the test rewrites")
+	}
+	mon := filepath.Join(dir, "iptscope-monitor.json")
+	if err := os.WriteFile(mon, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns, path := netns(t)
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	cmd := exec.Command("nsenter", "--net="+path, npd, "--config.custom-plugin-monitor="+mon,
+		"--enable-k8s-exporter=false", "--prometheus-address=127.0.0.1", "--prometheus-port=20257", "--hostname-override=iptscope-e2e")
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	cmd.Stdout, cmd.Stderr = lockedWriter{&mu, logs}, lockedWriter{&mu, logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("node-problem-detector's log:\n%s", logs.String())
+			mu.Unlock()
+		}
+	})
+	re := regexp.MustCompile(`(?m)^problem_gauge\{reason="[^"]*",type="DockerFirewallProblem"\} (\S+)$`)
+	return func() string {
+		out, err := exec.Command("nsenter", "--net="+path, "curl", "-sf", "http://127.0.0.1:20257/metrics").Output()
+		if err != nil {
+			return ""
+		}
+		// One series per reason: the condition is true when any is 1.
+		val := ""
+		for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+			if val == "" || m[1] == "1" {
+				val = m[1]
+			}
+		}
+		return val
+	}
+}
+
+// lockedWriter serialises writes of two streams into one builder.
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
 
 // promtoolCheck runs `promtool check metrics` on data (Debian's
@@ -361,10 +505,10 @@ func nodeExporterServes(t *testing.T, dir string) {
 // on the nft backend (events) and on legacy (the hash poll at the default
 // 30 s). It logs the CPU share of one core over three 30 s windows, and
 // what one full check costs (paid again every --resync). Run it with
-// IPTSCOPE_E2E_WATCH_CPU=1; it is not part of the suite.
+// IPTSCOPE_BENCH=1; it is not part of the suite.
 func TestWatchIdleCPUOnABigHost(t *testing.T) {
-	if os.Getenv("IPTSCOPE_E2E_WATCH_CPU") != "1" {
-		t.Skip("a measurement: set IPTSCOPE_E2E_WATCH_CPU=1")
+	if os.Getenv("IPTSCOPE_BENCH") != "1" {
+		t.Skip("a measurement, like the other IPTSCOPE_BENCH=1 timings: set IPTSCOPE_BENCH=1")
 	}
 	requireRoot(t, "iptables-nft-restore", "iptables-legacy-restore")
 	dump, err := exec.Command("go", "run", "../hack/synth", "-kind", "docker", "-ports", "33000").Output()
@@ -425,4 +569,131 @@ func cpuTicks(t *testing.T, pid int) int64 {
 		sum += n
 	}
 	return sum
+}
+
+// TestWatchSoakOfThousandsOfRulesetChanges makes 5,000 nftables
+// generations in a throwaway namespace (a table added and deleted each
+// time, through netlink, as fast as the kernel takes them) while watch
+// runs on it, and requires watch's open descriptors and threads to come
+// back to where they were and its memory to stay bounded.
+func TestWatchSoakOfThousandsOfRulesetChanges(t *testing.T) {
+	requireRoot(t, "iptables-nft")
+	_, path := netns(t)
+	cmd := exec.Command(iptscopeBin, "watch", "--netns", path, "--docker-host", "unix://"+filepath.Join(t.TempDir(), "none.sock"), "-o", "json")
+	out, _ := cmd.StdoutPipe()
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("watch printed nothing: %s", errb.String())
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	pid := cmd.Process.Pid
+	fds0, threads0, rss0 := procUsage(t, pid)
+	cpu0 := cpuTicks(t, pid)
+
+	const generations = 5000
+	start := time.Now()
+	makeGenerations(t, path, generations)
+	t.Logf("%d generations in %s", generations, time.Since(start).Round(time.Millisecond))
+
+	// Let watch take the burst and settle: its descriptors come back.
+	var fds, threads int
+	var rss int64
+	waitUntil(t, "watch's descriptors back to their count", 30*time.Second, func() bool {
+		fds, threads, rss = procUsage(t, pid)
+		return fds <= fds0
+	})
+	t.Logf("before: %d fds, %d threads, %d kB RSS; after: %d fds, %d threads, %d kB RSS; %.2f s CPU for the burst", fds0, threads0, rss0, fds, threads, rss, float64(cpuTicks(t, pid)-cpu0)/100)
+	for len(lines) > 0 {
+		t.Logf("watch: %s", <-lines)
+	}
+	if fds > fds0 {
+		t.Errorf("watch holds %d descriptors after the burst, %d before", fds, fds0)
+	}
+	if rss > rss0+64<<10 {
+		t.Errorf("watch's RSS grew from %d kB to %d kB", rss0, rss)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("watch did not exit 0 on SIGTERM after the soak: %v\n%s", err, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("watch did not end within 10 s of SIGTERM")
+	}
+}
+
+// makeGenerations commits n nftables generations in the namespace at
+// path: `nft -f` of a script that adds and deletes a table n/2 times,
+// each command its own transaction.
+func makeGenerations(t *testing.T, path string, n int) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		require(t, false, "nft (apt-get install nftables) is not installed")
+	}
+	// One nft process per batch of commands run with -f would be one
+	// generation; `nft -i` reads commands one per line, each its own
+	// commit.
+	var script strings.Builder
+	for i := 0; i < n/2; i++ {
+		script.WriteString("add table ip soak\ndelete table ip soak\n")
+	}
+	c := exec.Command("nsenter", "--net="+path, "nft", "-i")
+	c.Stdin = strings.NewReader(script.String())
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("nft -i: %v: %s", err, lastLines(string(out), 5))
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// procUsage is a process's open descriptors, threads and resident memory
+// (kB).
+func procUsage(t *testing.T, pid int) (fds, threads int, rssKB int64) {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "Threads:":
+			threads, _ = strconv.Atoi(f[1])
+		case "VmRSS:":
+			rssKB, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return len(ents), threads, rssKB
 }

@@ -73,7 +73,11 @@ func PlanText(w io.Writer, plan *diagnose.Plan, payloads []PlanPayload) error {
 		backend = "default"
 	}
 	for _, p := range payloads {
-		ew.println(fmt.Sprintf("\n%s %s (backend %s), iptables-restore --noflush payload:", p.Family, p.Table, backend))
+		if p.Table == diagnose.NftDockerTable {
+			ew.println(fmt.Sprintf("\n%s %s, one nft -f transaction:", p.Family, p.Table))
+		} else {
+			ew.println(fmt.Sprintf("\n%s %s (backend %s), iptables-restore --noflush payload:", p.Family, p.Table, backend))
+		}
 		ew.println(strings.TrimRight(p.Text, "\n"))
 	}
 	if ops := plan.SysctlOps(); len(ops) > 0 {

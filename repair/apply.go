@@ -263,6 +263,16 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if err := ValidatePlan(p); err != nil {
 		return nil, err
 	}
+	if p.HasNftOps() {
+		if o.Recheck == nil && o.Reread != nil {
+			// nft.go verifies with Recheck: the findings of a fresh read.
+			o.Recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
+				_, fs, err := o.Reread(ctx)
+				return fs, err
+			}
+		}
+		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
+	}
 	maxReplans := o.MaxReplans
 	if maxReplans <= 0 {
 		maxReplans = DefaultMaxReplans
@@ -303,7 +313,7 @@ const DefaultMaxReplans = 3
 
 // ErrChurn is returned when Docker kept changing its state under every
 // plan Apply made.
-var ErrChurn = errors.New("docker's state kept changing")
+var ErrChurn = errors.New("Docker's state kept changing")
 
 // view is one fresh read of the host.
 type view struct {
@@ -437,7 +447,12 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 			}
 			return false, fresh, nil
 		}
-		if bad := verify(a.plan, fresh.findings); len(bad) > 0 {
+		// Why the in-place test: a finding the plan repairs only in part
+		// (a container on several networks, whose ports' network is not
+		// known) is still there with every operation of the plan in
+		// place; the repair held, the rest is left (exit 1), not undone.
+		inPlace := opsInPlace(applied, fresh.snap, a.plan.Backend)
+		if bad := verifyKept(a.plan, fresh.findings, inPlace); len(bad) > 0 {
 			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
 		}
 		res.After = fresh.findings
@@ -489,6 +504,13 @@ func (a *applier) finish(res *Result) (*Result, error) {
 // there, or a new error finding. Findings are compared by key (check ID
 // and the subject of the cause), never by title or text.
 func verify(p *diagnose.Plan, after []diagnose.Finding) []string {
+	return verifyKept(p, after, nil)
+}
+
+// verifyKept is verify where a repaired finding still there whose key is
+// in inPlace (every operation for it is in the fresh rules) was repaired
+// as far as the plan goes and is not counted.
+func verifyKept(p *diagnose.Plan, after []diagnose.Finding, inPlace map[string]bool) []string {
 	key := func(f diagnose.Finding) string { return f.Key }
 	before := map[string]bool{}
 	repaired := map[string]bool{}
@@ -501,7 +523,7 @@ func verify(p *diagnose.Plan, after []diagnose.Finding) []string {
 	var bad []string
 	for _, f := range after {
 		switch {
-		case repaired[key(f)]:
+		case repaired[key(f)] && !inPlace[key(f)]:
 			bad = append(bad, "still there: "+f.ID+": "+f.Title)
 		case !before[key(f)] && f.Severity == diagnose.SeverityError:
 			bad = append(bad, "new: "+f.ID+": "+f.Title)

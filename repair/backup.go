@@ -16,6 +16,7 @@ import (
 
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // A backup file is iptables-save text of the touched tables, one section
@@ -292,7 +293,7 @@ func ReadBackup(path string) (*backupFile, error) {
 			flush()
 			cur = strings.TrimPrefix(line, sectionMarker)
 			fam, t, ok := strings.Cut(cur, " ")
-			if !ok || (fam != "ipv4" && fam != "ipv6") || !parse.TableName(t).IsKnown() {
+			if !ok || (fam != "ipv4" && fam != "ipv6") || !parse.TableName(t).IsKnown() && t != diagnose.NftDockerTable {
 				return nil, fmt.Errorf("%s: bad section line %q", path, line)
 			}
 		default:
@@ -339,6 +340,8 @@ var ErrBackupMismatch = errors.New("backup does not match")
 func (b *backupFile) check() error {
 	switch b.backend {
 	case "", "nft", "legacy":
+	case NftBackend:
+		return b.checkNft()
 	default:
 		return fmt.Errorf("%w: unknown backend %q", ErrBackupMismatch, b.backend)
 	}
@@ -369,6 +372,28 @@ func (b *backupFile) check() error {
 					}
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkNft refuses a backup of Docker's nftables tables whose sections
+// are not "ipv4 docker-bridges" / "ipv6 docker-bridges" holding exactly
+// that table of that family ("table ip docker-bridges {" or ip6).
+func (b *backupFile) checkNft() error {
+	for _, k := range b.order {
+		fam, t, _ := strings.Cut(k, " ")
+		want := map[string]string{snapshot.FamilyIPv4: "ip", snapshot.FamilyIPv6: "ip6"}[fam]
+		if want == "" || t != diagnose.NftDockerTable {
+			return fmt.Errorf("%w: section %s is not one of Docker's nftables tables", ErrBackupMismatch, k)
+		}
+		text := strings.TrimSpace(b.sections[k])
+		if text == "" {
+			continue // the table did not exist: restoring deletes it
+		}
+		if !strings.HasPrefix(text, "table "+want+" "+t+" {") ||
+			strings.Contains(text, "\ntable ") {
+			return fmt.Errorf("%w: section %s does not hold exactly the %s %s table", ErrBackupMismatch, k, want, t)
 		}
 	}
 	return nil
@@ -407,10 +432,13 @@ func Restore(ctx context.Context, path string, o Options) ([]string, error) {
 	}
 	// Why refuse: the same table text restored with the other backend's
 	// tool lands in tables Docker does not read (a backend split).
-	if o.Backend != "" && b.backend != "" && o.Backend != b.backend {
+	if o.Backend != "" && b.backend != "" && !b.isNft() && o.Backend != b.backend {
 		return nil, fmt.Errorf("%w: %s was taken from the %s backend, and the host's rules are in the %s backend now; nothing was changed", ErrBackupMismatch, path, b.backend, o.Backend)
 	}
 	a := newApplier(&diagnose.Plan{Backend: b.backend}, o)
+	if b.isNft() {
+		return b.order, a.restoreNft(ctx, b.sections, b.order) // nft.go
+	}
 	var which []Payload
 	for _, k := range b.order {
 		fam, t, _ := strings.Cut(k, " ")

@@ -402,3 +402,42 @@ func (a *applier) restoreError(cmd string, pl Payload, err error) error {
 	}
 	return payloadError(cmd, pl.Text, err)
 }
+
+// opsInPlace returns the finding keys whose every applied operation is in
+// fresh: each rule added is there, each rule deleted is gone.
+func opsInPlace(as []applied, fresh *snapshot.Snapshot, backend string) map[string]bool {
+	if fresh == nil {
+		return nil
+	}
+	if backend == "" {
+		backend = snapshot.BackendAuto
+	}
+	ok := map[string]bool{}
+	failed := map[string]bool{}
+	for _, a := range as {
+		d, err := fresh.PickDump(backend, a.family)
+		for _, op := range a.ops {
+			held := false
+			if err == nil {
+				have := chainSpecs(d.Ruleset.Table(a.table), op.Chain)
+				switch op.Kind {
+				case diagnose.OpInsert, diagnose.OpAppend:
+					held = slices.Contains(have, op.Spec)
+				case diagnose.OpDelete:
+					held = !slices.Contains(have, op.Spec)
+				case diagnose.OpCreateChain:
+					held = d.Ruleset.Table(a.table).Chain(op.Chain) != nil
+				}
+			}
+			if held {
+				ok[op.Finding] = true
+			} else {
+				failed[op.Finding] = true
+			}
+		}
+	}
+	for k := range failed {
+		delete(ok, k)
+	}
+	return ok
+}

@@ -53,7 +53,7 @@ func Render(p *diagnose.Plan) []Payload {
 			out = append(out, Payload{Family: fam, Table: t, Text: b.String()})
 		}
 	}
-	return out
+	return append(out, renderNft(p)...) // Docker's nftables table (nft.go)
 }
 
 // restoreCommand is the restore tool of a family and backend:

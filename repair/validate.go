@@ -64,8 +64,11 @@ func ValidatePlan(p *diagnose.Plan) error {
 }
 
 func checkOp(op diagnose.Op) string {
-	if op.Kind == diagnose.OpSysctl {
+	switch op.Kind {
+	case diagnose.OpSysctl:
 		return checkSysctl(op)
+	case diagnose.OpNft:
+		return checkNftOp(op) // validate_nft.go
 	}
 	if op.Family != snapshot.FamilyIPv4 && op.Family != snapshot.FamilyIPv6 {
 		return "unknown family"

@@ -71,10 +71,13 @@ type Snapshot struct {
 	// that shape Docker's rules (flags, then its config file).
 	// Absent in bundles from before iptscope read them; [] when none runs
 	// here.
-	Daemons []Daemon    `json:"daemons"`
-	IPSets  []IPSet     `json:"ipsets,omitempty"` // see ipset.go
-	Docker  *Docker     `json:"docker,omitempty"`
-	Errors  []PartError `json:"errors,omitempty"`
+	Daemons []Daemon `json:"daemons"`
+	IPSets  []IPSet  `json:"ipsets,omitempty"` // see ipset.go
+	// Nftables is the native nftables ruleset (see NftRuleset); nil in
+	// bundles from before iptscope read it.
+	Nftables *NftRuleset `json:"nftables,omitempty"`
+	Docker   *Docker     `json:"docker,omitempty"`
+	Errors   []PartError `json:"errors,omitempty"`
 }
 
 // Host identifies the machine and the network namespace.

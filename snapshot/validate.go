@@ -59,15 +59,15 @@ func CheckIfname(name string, wildcard bool) string {
 
 // CheckBridgeName is CheckIfname for a bridge Docker writes rules for:
 // also not starting with "-" or "!" (iptables would read an option), no
-// quote, and no "+" (in "-i br+" iptables reads a wildcard that matches
-// every br* interface). The kernel accepts such names; Docker's rules for
+// quote, and no trailing "+" (in "-i br+" iptables reads a wildcard that
+// matches every br* interface). The kernel accepts such names; Docker's rules for
 // them would not say what Docker means.
 func CheckBridgeName(name string) string {
 	if why := CheckIfname(name, false); why != "" {
 		return why
 	}
-	if name[0] == '-' || name[0] == '!' || strings.ContainsAny(name, "+\"'\\") {
-		return "bridge name iptables cannot name as is (leading - or !, a quote, a backslash or +)"
+	if name[0] == '-' || name[0] == '!' || strings.HasSuffix(name, "+") || strings.ContainsAny(name, "\"'\\") {
+		return "bridge name iptables cannot name as is (leading - or !, trailing +, a quote or a backslash)"
 	}
 	return ""
 }

@@ -270,6 +270,12 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	} else if err := render.PlanText(w, plan, payloads); err != nil {
 		return &exitError{code: exitUnknown, err: fmt.Errorf("writing the plan: %w", err)}
 	}
+	// Why before --dry-run stops: a plan Apply would refuse must not pass
+	// a CI step either (repair.ValidatePlan: a value the kernel would not
+	// take, or one that would change what the payload says).
+	if err := repair.ValidatePlan(plan); err != nil {
+		return &exitError{code: exitUnknown, err: err}
+	}
 	if plan.Empty() {
 		fmt.Fprintln(w, "nothing to repair")
 		switch rep.Status {

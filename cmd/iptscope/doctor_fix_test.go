@@ -73,6 +73,13 @@ func TestDoctorFixDryRunGolden(t *testing.T) {
 			for key, text := range fj.Payloads {
 				// One iptables-restore --noflush payload per table.
 				table := key[strings.Index(key, "/")+1:]
+				if table == "docker-bridges" {
+					// Docker's nftables table: one nft -f transaction.
+					if !strings.Contains(out, strings.SplitN(text, "\n", 2)[0]) {
+						t.Errorf("payload %s is not in the text output", key)
+					}
+					continue
+				}
 				if !strings.HasPrefix(text, "*"+table+"\n") || !strings.HasSuffix(text, "COMMIT\n") {
 					t.Errorf("payload %s is not one table's restore input:\n%s", key, text)
 				}

@@ -34,10 +34,16 @@ Formats (--format or -o):
            see docs/json.md)
 
 The tree also lists chains nothing jumps to: on a Docker host an
-unreachable DOCKER chain means its jump from PREROUTING or FORWARD is gone.`,
+unreachable DOCKER chain means its jump from PREROUTING or FORWARD is gone.
+
+Native nftables tables (-t NAME with a name iptables does not know, such as
+docker-bridges; see iptscope dump): tree and dot follow jumps, gotos and
+every element of the verdict maps a rule looks up, from each base chain in
+hook and priority order.`,
 		Example: `  sudo iptscope graph -t nat
   iptscope graph --from rules.txt -o dot | dot -Tsvg > chains.svg
-  iptscope graph --from rules.txt --format json | jq '.tables[] | {table, unreachable, dangling}'`,
+  iptscope graph --from rules.txt --format json | jq '.tables[] | {table, unreachable, dangling}'
+  iptscope graph --from bundle.json -t docker-bridges`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runGraph(cmd, g, o)
@@ -56,6 +62,18 @@ func runGraph(cmd *cobra.Command, g *globals, o *graphOptions) error {
 	case "tree", "dot", "mermaid", "json":
 	default:
 		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown graph format %q (use tree, dot, mermaid or json)", o.format)}
+	}
+	if in, ok, err := o.input.loadNft(cmd.Context(), g.stdin); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		switch o.format {
+		case "dot":
+			return render.NftDOT(g.stdout, in.tables)
+		case "tree":
+			return render.NftTree(g.stdout, in.tables, g.renderOptions())
+		}
+		return &exitError{code: exitUnknown, err: fmt.Errorf("graph format %q is not available for nftables tables yet (use tree or dot)", o.format)}
 	}
 	rs, err := o.input.load(cmd.Context(), g.stdin)
 	if err != nil {
