@@ -2,6 +2,7 @@ package trace
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -288,11 +289,14 @@ func (e *engine) pickDumps(family string) {
 	if len(e.dumps) > 1 {
 		e.note("both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
 	}
-	if len(e.dumps) == 0 {
+	nt := e.nftTables(e.v4)
+	if len(e.dumps) == 0 && len(nt) == 0 {
 		e.note("the input has no iptables rules of this family: every hook accepts")
 	}
-	if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
-		e.nftPending = "Docker uses its nftables firewall backend; its native tables (docker-bridges) also see the packet and are not walked yet"
+	if len(nt) > 0 {
+		e.res.Backends = append(e.res.Backends, BackendNftables)
+	} else if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") && !e.snap.NftRead() {
+		e.nftPending = "Docker uses its nftables firewall backend and the snapshot does not hold the nftables ruleset (a bundle from before iptscope read it): Docker's tables are not walked"
 	}
 }
 
@@ -828,6 +832,19 @@ func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 			})
 		}
 	}
+	// Native nftables base chains join by priority. OUTPUT is walked in
+	// two parts (the kernel routes again after its nat): the first takes
+	// the chains up to nat's priority, the second the rest.
+	lo, hi := math.MinInt, math.MaxInt
+	if h == HookOutput && len(tables) > 0 {
+		switch {
+		case tables[0] == parse.TableFilter:
+			lo = tablePriority(parse.TableNAT, h)
+		case tables[len(tables)-1] == parse.TableNAT:
+			hi = tablePriority(parse.TableNAT, h)
+		}
+	}
+	out = append(out, e.nftBaseChains(h, lo, hi)...)
 	slices.SortStableFunc(out, func(a, b baseChain) int { return a.priority - b.priority })
 	return out
 }
