@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/iptscope/iptscope/parse"
 )
 
 // TestTraceAgreesWithTheKernel sends real packets from the client namespace
@@ -202,6 +204,7 @@ func (h *dockerHost) startKernelTrace(t *testing.T, client string) *kernelTrace 
 // traceEvent is one line of xtables-monitor --trace for one packet.
 type traceEvent struct {
 	table, chain, kind, verdict, rule string
+	handle                            int64 // the rule's handle (nftables)
 }
 
 type kernelPacket []traceEvent
@@ -248,8 +251,9 @@ func (k *kernelTrace) packet(t *testing.T, src, dst string, port int) kernelPack
 			case "rule":
 				// "0x7:ACCEPT", "0x3:JUMP:DOCKER"; the rule follows as
 				// "-4 -t TABLE -A CHAIN ...".
-				_, v, _ := strings.Cut(m[5], ":")
+				h, v, _ := strings.Cut(m[5], ":")
 				ev.verdict = v
+				ev.handle, _ = strconv.ParseInt(strings.TrimPrefix(h, "0x"), 16, 64)
 				r := m[6]
 				if i := strings.Index(r, " -A "); i >= 0 {
 					r = r[i+1:]
@@ -282,10 +286,14 @@ func (k *kernelTrace) packet(t *testing.T, src, dst string, port int) kernelPack
 func (p kernelPacket) events() []string {
 	var out []string
 	for _, e := range p {
-		switch e.kind {
-		case "rule":
+		switch {
+		case e.kind == "rule" && !parse.TableName(e.table).IsKnown():
+			// A native nftables rule: xtables-monitor cannot print it in
+			// iptables syntax; its handle names it.
+			out = append(out, fmt.Sprintf("%s %s handle %d", e.table, e.chain, e.handle))
+		case e.kind == "rule":
 			out = append(out, e.table+" "+e.chain+" "+e.rule)
-		case "policy":
+		case e.kind == "policy":
 			out = append(out, e.table+" "+e.chain+" policy "+e.verdict)
 		}
 	}
@@ -307,6 +315,9 @@ func (p kernelPacket) decider() string {
 			if e.kind == "policy" {
 				return e.table + " " + e.chain + " policy DROP"
 			}
+			if !parse.TableName(e.table).IsKnown() {
+				return fmt.Sprintf("%s %s handle %d", e.table, e.chain, e.handle)
+			}
 			return e.table + " " + e.chain + " " + e.rule
 		}
 	}
@@ -320,21 +331,32 @@ type traceJSON struct {
 	Reason    string `json:"reason"`
 	DecidedBy *int   `json:"decided_by"`
 	Steps     []struct {
-		Kind   string  `json:"kind"`
-		Table  *string `json:"table"`
-		Chain  *string `json:"chain"`
-		Target string  `json:"target"`
-		Text   string  `json:"text"`
+		Kind    string  `json:"kind"`
+		Table   *string `json:"table"`
+		Chain   *string `json:"chain"`
+		Backend *string `json:"backend"`
+		Handle  *int    `json:"handle"`
+		Target  string  `json:"target"`
+		Text    string  `json:"text"`
 	} `json:"steps"`
 }
 
 func (j traceJSON) event(i int) string {
 	s := j.Steps[i]
-	switch s.Kind {
-	case "rule":
-		return *s.Table + " " + *s.Chain + " " + s.Text
-	case "policy":
-		return *s.Table + " " + *s.Chain + " policy " + s.Target
+	table := ""
+	if s.Table != nil {
+		table = *s.Table
+		if s.Backend != nil && *s.Backend == "nftables" {
+			_, table, _ = strings.Cut(table, " ") // "ip docker-bridges": the kernel names the table only
+		}
+	}
+	switch {
+	case s.Kind == "rule" && s.Handle != nil:
+		return fmt.Sprintf("%s %s handle %d", table, *s.Chain, *s.Handle)
+	case s.Kind == "rule":
+		return table + " " + *s.Chain + " " + s.Text
+	case s.Kind == "policy":
+		return table + " " + *s.Chain + " policy " + s.Target
 	}
 	return ""
 }

@@ -71,7 +71,7 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 	step := func(c *nft.Chain, r *nft.Rule, target, text, note string) *Step {
 		s := Step{Hook: h, Table: tname, Chain: parse.ChainName(c.Name), Backend: BackendNftables, Target: target, Text: text, Note: note, Replay: replay}
 		if r != nil {
-			s.Rule = r.Index + 1
+			s.Rule, s.Handle = r.Index+1, r.Handle
 			if s.Text == "" {
 				s.Text = r.Text()
 			}
@@ -136,6 +136,14 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 					}
 				}
 			case nft.KindCounter:
+			case "log":
+			case "mangle":
+				// meta nftrace set 1 (a trace of the packet) changes
+				// nothing; any other mangle (a mark, a field) is not
+				// modelled.
+				if !strings.Contains(string(x.Raw), `"nftrace"`) {
+					return unknown(f.c, r, "statement mangle is not modelled")
+				}
 			case nft.KindAccept, nft.KindDrop, nft.KindReturn, nft.KindContinue, nft.KindJump, nft.KindGoto:
 				v = x.Verdict
 			case nft.KindVMap:
