@@ -64,6 +64,7 @@ type TraceStep struct {
 	Backend *string `json:"backend"`
 	Rule    *int    `json:"rule"`
 	Line    *int    `json:"line"`
+	Handle  *int    `json:"handle"`
 	Target  string  `json:"target"`
 	Text    string  `json:"text"`
 	Note    *string `json:"note"`
@@ -114,6 +115,10 @@ func NewTraceDoc(r *trace.Result, source, toolVersion string) TraceDoc {
 			if s.Rule > 0 {
 				n, l := s.Rule, s.Line
 				ts.Rule, ts.Line = &n, &l
+				if s.Handle > 0 {
+					hd := s.Handle
+					ts.Handle = &hd
+				}
 			}
 		}
 		d.Steps = append(d.Steps, ts)

@@ -2,10 +2,12 @@ package trace
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -17,16 +19,176 @@ type dumpRef struct {
 	rs      *parse.Ruleset
 }
 
+// Tracer traces packets over one snapshot. It holds what every trace
+// needs (the addresses and routes, the chains by name, Docker's names) so
+// that many traces over one snapshot (a ports table) pay for it once. It
+// is safe for concurrent use; the snapshot must not change while it is in
+// use.
+type Tracer struct {
+	snap *snapshot.Snapshot
+	net  *netView
+	// chains indexes each table's chains by name (Table.Chain is linear).
+	chains    map[*parse.Table]map[parse.ChainName]*parse.Chain
+	names     map[netip.Addr]string
+	endpoints map[netip.Addr]endpointRef
+	ruleCount int
+	// quick holds, per chain, a cheap test per rule that proves it cannot
+	// match (see quickRule), made when a chain is entered the second time:
+	// a single trace does not pay for it, a ports table does once.
+	mu      sync.Mutex
+	quick   map[*parse.Chain][]quickRule
+	entered map[*parse.Chain]int
+}
+
+// quickFor returns c's quick tests, or nil while c was entered only once.
+func (t *Tracer) quickFor(c *parse.Chain) []quickRule {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if q, ok := t.quick[c]; ok {
+		return q
+	}
+	if t.entered[c]++; t.entered[c] < 2 {
+		return nil
+	}
+	q := make([]quickRule, len(c.Rules))
+	for i, r := range c.Rules {
+		q[i] = compileQuick(r)
+	}
+	t.quick[c] = q
+	return q
+}
+
+// quickRule is what a rule demands of the protocol and destination port,
+// read once: a walk over 1,000 DNATs rejects 999 without evaluating them.
+// It only ever proves a mismatch; a rule it passes is evaluated in full.
+type quickRule struct {
+	proto          string // "" when any (or negated)
+	hasPorts       bool   // one --dport range (not negated) of a tcp/udp/sctp match
+	portLo, portHi uint16
+	src, dst       quickAddr
+}
+
+// quickAddr is -s or -d parsed once; ok is false when absent or not a
+// number.
+type quickAddr struct {
+	p       netip.Prefix
+	negated bool
+	ok      bool
+}
+
+func quickAddrOf(n parse.Negatable) quickAddr {
+	if n.Value == "" {
+		return quickAddr{}
+	}
+	p, ok := parsePrefix(n.Value)
+	return quickAddr{p: p, negated: n.Negated, ok: ok}
+}
+
+func (a quickAddr) rejects(x netip.Addr) bool {
+	if !a.ok || a.p.Addr().Is4() != x.Is4() {
+		return false // addrMatch decides the odd cases
+	}
+	return a.p.Contains(x) == a.negated
+}
+
+// compileQuick reads what r demands. It allocates nothing: New runs it
+// over every rule.
+func compileQuick(r *parse.Rule) quickRule {
+	q := quickRule{src: quickAddrOf(r.Source), dst: quickAddrOf(r.Destination)}
+	if !r.Protocol.Negated {
+		q.proto = r.Proto()
+	}
+	for mi := range r.Matches {
+		m := &r.Matches[mi]
+		if m.Name != "tcp" && m.Name != "udp" && m.Name != "sctp" {
+			continue
+		}
+		if q.proto == "" {
+			q.proto = m.Name // the match itself fails on another protocol
+		}
+		for _, o := range m.Options {
+			if (o.Name != "dport" && o.Name != "destination-port") || o.Negated || len(o.Values) != 1 || q.hasPorts {
+				continue
+			}
+			from, to, isRange := strings.Cut(o.Values[0], ":")
+			lo, err1 := strconv.ParseUint(from, 10, 16)
+			hi := lo
+			var err2 error
+			if isRange {
+				hi, err2 = strconv.ParseUint(to, 10, 16)
+			}
+			if err1 == nil && err2 == nil && lo <= hi {
+				q.hasPorts, q.portLo, q.portHi = true, uint16(lo), uint16(hi)
+			}
+		}
+	}
+	return q
+}
+
+// rejects reports whether the rule certainly does not match pk.
+func (q *quickRule) rejects(pk *pkt) bool {
+	return q.proto != "" && q.proto != pk.proto ||
+		q.hasPorts && (pk.dport < q.portLo || pk.dport > q.portHi) ||
+		q.dst.rejects(pk.dst) || q.src.rejects(pk.src)
+}
+
+// endpointRef is a container's endpoint, by address.
+type endpointRef struct {
+	c  *snapshot.Container
+	ep *snapshot.Endpoint
+}
+
+// New prepares a Tracer for s (nil: an empty snapshot).
+func New(s *snapshot.Snapshot) *Tracer {
+	if s == nil {
+		s = &snapshot.Snapshot{}
+	}
+	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: map[netip.Addr]endpointRef{},
+		quick: map[*parse.Chain][]quickRule{}, entered: map[*parse.Chain]int{}}
+	for _, d := range s.Rules {
+		if d.Ruleset == nil {
+			continue
+		}
+		for _, tab := range d.Ruleset.Tables {
+			m := make(map[parse.ChainName]*parse.Chain, len(tab.Chains))
+			for _, c := range tab.Chains {
+				if _, dup := m[c.Name]; !dup {
+					m[c.Name] = c
+				}
+				t.ruleCount += len(c.Rules)
+			}
+			t.chains[tab] = m
+		}
+	}
+	if s.Docker != nil {
+		for i := range s.Docker.Containers {
+			c := &s.Docker.Containers[i]
+			for j := range c.Endpoints {
+				ep := &c.Endpoints[j]
+				for _, a := range []string{ep.IP, ep.IPv6} {
+					if a == "" {
+						continue // why: ParseAddr's error allocates
+					}
+					if ip, err := netip.ParseAddr(a); err == nil {
+						if _, dup := t.endpoints[ip]; !dup {
+							t.endpoints[ip] = endpointRef{c, ep}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.nameAddrs()
+	return t
+}
+
 // engine is one trace in progress.
 type engine struct {
-	snap  *snapshot.Snapshot
-	net   *netView
+	*Tracer
 	proto string
 	v4    bool
 	dumps []dumpRef
 	res   *Result
-	// chains indexes each table's chains by name (Table.Chain is linear).
-	chains map[*parse.Table]map[parse.ChainName]*parse.Chain
 	// natDone: a NAT binding of this kind (dst, src) is set up; later nat
 	// tables on the hook are not consulted (nf_nat_inet_fn).
 	natDst, natSrc bool
@@ -35,7 +197,6 @@ type engine struct {
 	// nftPending: Docker's native nftables tables also see the packet,
 	// and the tracer does not walk them (yet).
 	nftPending string
-	names      map[netip.Addr]string
 }
 
 // outcome of walking a chain, a table or a hook.
@@ -62,30 +223,22 @@ const (
 // It walks the iptables rules of every backend that holds rules of p's
 // family (the one Docker uses first: both apply in the kernel). It never
 // fails: what it cannot decide makes the verdict Unknown with a reason.
-func Trace(s *snapshot.Snapshot, p Packet) *Result {
-	if s == nil {
-		s = &snapshot.Snapshot{}
-	}
+func Trace(s *snapshot.Snapshot, p Packet) *Result { return New(s).Trace(p) }
+
+// Trace follows p (see the package function Trace).
+func (t *Tracer) Trace(p Packet) *Result {
 	p.Src, p.Dst = p.Src.Unmap(), p.Dst.Unmap()
 	if p.State == "" {
 		p.State = StateNew
 	}
 	e := &engine{
-		snap:   s,
-		net:    newNetView(s),
+		Tracer: t,
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
-		chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{},
 		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}},
 	}
-	e.nameAddrs()
 	e.pickDumps(p.Family())
-	e.budget = minEvaluations
-	for _, d := range e.dumps {
-		for _, t := range d.rs.Tables {
-			e.budget += evaluationsPerRule * t.RuleCount()
-		}
-	}
+	e.budget = minEvaluations + evaluationsPerRule*t.ruleCount
 	if why := e.check(p); why != "" {
 		e.res.Verdict, e.res.Reaches, e.res.Reason = Unknown, ReachUnknown, why
 		return e.res
@@ -136,11 +289,14 @@ func (e *engine) pickDumps(family string) {
 	if len(e.dumps) > 1 {
 		e.note("both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
 	}
-	if len(e.dumps) == 0 {
+	nt := e.nftTables(e.v4)
+	if len(e.dumps) == 0 && len(nt) == 0 {
 		e.note("the input has no iptables rules of this family: every hook accepts")
 	}
-	if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") {
-		e.nftPending = "Docker uses its nftables firewall backend; its native tables (docker-bridges) also see the packet and are not walked yet"
+	if len(nt) > 0 {
+		e.res.Backends = append(e.res.Backends, BackendNftables)
+	} else if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") && !e.snap.NftRead() {
+		e.nftPending = "Docker uses its nftables firewall backend and the snapshot does not hold the nftables ruleset (a bundle from before iptscope read it): Docker's tables are not walked"
 	}
 }
 
@@ -430,14 +586,14 @@ func (e *engine) deliverLocal(pk *pkt) {
 		switch {
 		case c != nil && c.Running:
 			e.res.Answers = ptr(true)
-			e.res.Reason = fmt.Sprintf("delivered to the host, where docker-proxy (pid %d) listens on %s:%d/%s and relays to %s:%d (%s); the container sees the connection come from the host", px.PID, px.HostIP, pk.dport, e.proto, px.ContainerIP, px.ContainerPort, c.Name)
+			e.res.Reason = fmt.Sprintf("delivered to the host, where docker-proxy (pid %d) listens on %s/%s and relays to %s (%s); the container sees the connection come from the host", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto, hostPort(px.ContainerIP, px.ContainerPort), c.Name)
 		case c != nil:
 			e.res.Answers = ptr(false)
 			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d but relays to %s, which is not running", px.PID, pk.dport, c.Name)
 		default:
-			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s:%d, which no container of the snapshot has", px.PID, pk.dport, px.ContainerIP, px.ContainerPort)
+			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s, which no container of the snapshot has", px.PID, pk.dport, hostPort(px.ContainerIP, px.ContainerPort))
 		}
-		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s:%d/%s", px.PID, px.HostIP, pk.dport, e.proto), false)
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s/%s", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto), false)
 		return
 	}
 	if b, c := e.publishedHostPort(pk.dport); b != nil {
@@ -450,12 +606,20 @@ func (e *engine) deliverLocal(pk *pkt) {
 			owner = "Docker"
 		}
 		e.res.AnsweredBy = owner + " (placeholder: it reserves the port and never serves it)"
-		e.res.Reason = fmt.Sprintf("delivered to the host on port %d, which %s publishes (%s:%d), and no docker-proxy listens there: nothing serves the connection", pk.dport, c, hostIP(b.HostIP), b.HostPort)
-		e.kernelStep("SOCKET", fmt.Sprintf("socket: no docker-proxy on %s:%d/%s (the port is Docker's: %s publishes it)", pk.dst, pk.dport, e.proto, c), false)
+		e.res.Reason = fmt.Sprintf("delivered to the host on port %d, which %s publishes (%s), and no docker-proxy listens there: nothing serves the connection", pk.dport, c, hostPort(hostIP(b.HostIP), b.HostPort))
+		e.kernelStep("SOCKET", fmt.Sprintf("socket: no docker-proxy on %s/%s (the port is Docker's: %s publishes it)", netip.AddrPortFrom(pk.dst, pk.dport), e.proto, c), false)
 		return
 	}
 	e.res.Reason = fmt.Sprintf("delivered to the host on port %d; the snapshot does not list the host's own sockets", pk.dport)
-	e.kernelStep("SOCKET", fmt.Sprintf("socket: whatever listens on %s:%d/%s on the host (not in the snapshot)", pk.dst, pk.dport, e.proto), false)
+	e.kernelStep("SOCKET", fmt.Sprintf("socket: whatever listens on %s/%s on the host (not in the snapshot)", netip.AddrPortFrom(pk.dst, pk.dport), e.proto), false)
+}
+
+// hostPort is "1.2.3.4:80" or "[fd00::1]:80".
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
 }
 
 func hostIP(s string) string {
@@ -512,43 +676,17 @@ func (e *engine) publishedHostPort(port uint16) (*snapshot.PortBinding, string) 
 }
 
 // containerAt is the container with an endpoint at addr, or nil.
-func (e *engine) containerAt(addr string) *snapshot.Container {
+func (t *Tracer) containerAt(addr string) *snapshot.Container {
 	a, err := netip.ParseAddr(addr)
-	if err != nil || e.snap.Docker == nil {
+	if err != nil {
 		return nil
 	}
-	for i := range e.snap.Docker.Containers {
-		c := &e.snap.Docker.Containers[i]
-		for _, ep := range c.Endpoints {
-			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
-				return c
-			}
-			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
-				return c
-			}
-		}
-	}
-	return nil
+	return t.endpoints[a.Unmap()].c
 }
 
-// endpointAt is the endpoint with address a.
-func (e *engine) endpointAt(a netip.Addr) *snapshot.Endpoint {
-	if e.snap.Docker == nil {
-		return nil
-	}
-	for i := range e.snap.Docker.Containers {
-		c := &e.snap.Docker.Containers[i]
-		for j := range c.Endpoints {
-			ep := &c.Endpoints[j]
-			if ip, err := netip.ParseAddr(ep.IP); err == nil && ip == a {
-				return ep
-			}
-			if ip, err := netip.ParseAddr(ep.IPv6); err == nil && ip == a {
-				return ep
-			}
-		}
-	}
-	return nil
+// endpointAt is the endpoint with address a, or nil.
+func (t *Tracer) endpointAt(a netip.Addr) *snapshot.Endpoint {
+	return t.endpoints[a].ep
 }
 
 // deliverOut is a packet that leaves on pk.out.
@@ -579,9 +717,9 @@ func (e *engine) deliverOut(pk *pkt) {
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name
-			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s), a port it publishes", pk.dst, pk.dport, c.Name)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), a port it publishes", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		default:
-			e.res.Reason = fmt.Sprintf("forwarded to %s:%d (%s); whether something listens on that port is not in the snapshot", pk.dst, pk.dport, c.Name)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s); whether something listens on that port is not in the snapshot", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		}
 		e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
 		return
@@ -641,59 +779,112 @@ func (e *engine) dockerNetworkOnLink(link string) *snapshot.Network {
 
 func ptr[T any](v T) *T { return &v }
 
-// hook walks the tables registered on h, in priority order, over every
-// backend. It returns outContinue when the packet goes on.
-func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
-	for _, t := range tables {
-		replay := false
-		if t == parse.TableNAT {
-			isDst := h == HookPrerouting || h == HookOutput
-			switch {
-			case pk.untracked:
-				continue
-			case isDst && e.natDst, !isDst && e.natSrc:
-				continue
-			case pk.state != StateNew:
-				replay = true
-			}
+// tablePriority is the priority each iptables table registers its hooks
+// with (NF_IP_PRI_*); nat's depends on the hook: dstnat on PREROUTING and
+// OUTPUT, srcnat on INPUT and POSTROUTING.
+func tablePriority(t parse.TableName, h Hook) int {
+	switch t {
+	case parse.TableRaw:
+		return -300
+	case parse.TableMangle:
+		return -150
+	case parse.TableNAT:
+		if h == HookPrerouting || h == HookOutput {
+			return -100
 		}
+		return 100
+	case parse.TableSecurity:
+		return 50
+	}
+	return 0 // filter
+}
+
+// baseChain is one chain registered on a hook: today an iptables built-in
+// chain of one backend. The seam for native nftables (parse/nft, issue
+// 14): each base chain of an nftables table joins this list by its hook
+// and priority, with a walk over its rules and verdict maps; an nftables
+// accept, like an iptables one, ends only its own base chain.
+type baseChain struct {
+	priority int
+	nat      bool
+	walk     func(pk *pkt, replay bool) outcome
+}
+
+// baseChains lists the chains registered on h for the given tables, in the
+// order the kernel calls them: by priority, then (at equal priority) in
+// the backends' order.
+func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
+	var out []baseChain
+	for _, t := range tables {
 		for _, d := range e.dumps {
 			tab := d.rs.Table(t)
 			c := e.chain(tab, parse.ChainName(h))
 			if c == nil {
 				continue
 			}
-			o := e.walk(h, tab, c, d.backend, pk, replay)
-			if o != outContinue {
-				return o
+			backend := d.backend
+			out = append(out, baseChain{
+				priority: tablePriority(t, h),
+				nat:      t == parse.TableNAT,
+				walk: func(pk *pkt, replay bool) outcome {
+					return e.walk(h, tab, c, backend, pk, replay)
+				},
+			})
+		}
+	}
+	// Native nftables base chains join by priority. OUTPUT is walked in
+	// two parts (the kernel routes again after its nat): the first takes
+	// the chains up to nat's priority, the second the rest.
+	lo, hi := math.MinInt, math.MaxInt
+	if h == HookOutput && len(tables) > 0 {
+		switch {
+		case tables[0] == parse.TableFilter:
+			lo = tablePriority(parse.TableNAT, h)
+		case tables[len(tables)-1] == parse.TableNAT:
+			hi = tablePriority(parse.TableNAT, h)
+		}
+	}
+	out = append(out, e.nftBaseChains(h, lo, hi)...)
+	slices.SortStableFunc(out, func(a, b baseChain) int { return a.priority - b.priority })
+	return out
+}
+
+// hook walks the chains registered on h for the given tables, in
+// priority order, over every backend. It returns outContinue when the
+// packet goes on.
+func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
+	isDst := h == HookPrerouting || h == HookOutput
+	for _, bc := range e.baseChains(h, tables) {
+		replay := false
+		if bc.nat {
+			switch {
+			case pk.untracked:
+				continue
+			case isDst && e.natDst, !isDst && e.natSrc:
+				// A bound connection: later nat chains are not consulted
+				// (nf_nat_inet_fn).
+				continue
+			case pk.state != StateNew:
+				replay = true
 			}
-			if t == parse.TableNAT && ((h == HookPrerouting || h == HookOutput) && e.natDst || (h == HookPostrouting || h == HookInput) && e.natSrc) {
-				break // a later nat table does not see a bound connection
-			}
+		}
+		if o := bc.walk(pk, replay); o != outContinue {
+			return o
 		}
 	}
 	return outContinue
 }
 
-func (e *engine) chain(t *parse.Table, name parse.ChainName) *parse.Chain {
-	if t == nil {
+func (t *Tracer) chain(tab *parse.Table, name parse.ChainName) *parse.Chain {
+	if tab == nil {
 		return nil
 	}
-	m, ok := e.chains[t]
-	if !ok {
-		m = make(map[parse.ChainName]*parse.Chain, len(t.Chains))
-		for _, c := range t.Chains {
-			if _, dup := m[c.Name]; !dup {
-				m[c.Name] = c
-			}
-		}
-		e.chains[t] = m
-	}
-	return m[name]
+	return t.chains[tab][name]
 }
 
 type frame struct {
 	c   *parse.Chain
+	q   []quickRule
 	i   int
 	via []parse.ChainName // chains this frame went to by goto
 }
@@ -730,7 +921,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		decide(Unknown, ReachUnknown, fmt.Sprintf("%s %s %s rule %d: %s", h, tab.Name, c.Name, r.Position, why))
 		return outUnknown
 	}
-	stack := []frame{{c: base}}
+	stack := []frame{{c: base, q: e.quickFor(base)}}
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
 		if f.i >= len(f.c.Rules) {
@@ -746,6 +937,9 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		f.i++
 		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
 			return unknown(f.c, r, "the walk does not end in a sensible number of steps (a goto loop, or jumps that fan out)")
+		}
+		if f.i-1 < len(f.q) && f.q[f.i-1].rejects(pk) {
+			continue
 		}
 		t, why := e.evalRule(r, pk)
 		if t == no {
@@ -793,10 +987,10 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			if r.Goto {
 				step(f.c, r, string(tg), "", "goto: "+string(tg)+" returns to "+callerOf(stack))
 				via := append(f.via, f.c.Name)
-				*f = frame{c: next, via: via}
+				*f = frame{c: next, q: e.quickFor(next), via: via}
 			} else {
 				step(f.c, r, string(tg), "", "")
-				stack = append(stack, frame{c: next})
+				stack = append(stack, frame{c: next, q: e.quickFor(next)})
 			}
 		default:
 			o, note, why := e.target(h, tab.Name, r, pk)
@@ -1058,12 +1252,15 @@ func ruleText(r *parse.Rule) string {
 }
 
 // nameAddrs gives the addresses Docker's names.
-func (e *engine) nameAddrs() {
+func (e *Tracer) nameAddrs() {
 	e.names = map[netip.Addr]string{}
 	if d := e.snap.Docker; d != nil {
 		for _, c := range d.Containers {
 			for _, ep := range c.Endpoints {
 				for _, s := range []string{ep.IP, ep.IPv6} {
+					if s == "" {
+						continue
+					}
 					if a, err := netip.ParseAddr(s); err == nil {
 						e.names[a] = c.Name
 					}

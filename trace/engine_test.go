@@ -250,3 +250,18 @@ func TestDefaultInIface(t *testing.T) {
 		t.Error("a snapshot without addresses gives no interface")
 	}
 }
+
+func TestStepsNameAddressesTheWayDockerDoes(t *testing.T) {
+	r := Trace(host(t, dockerNAT+filter(dockerForward)), pk("203.0.113.9", "198.51.100.1", 8080, "eth0"))
+	var notes []string
+	for _, s := range r.Steps {
+		notes = append(notes, s.Note, s.Text)
+	}
+	all := strings.Join(notes, "\n")
+	if want := "DNAT → 172.17.0.2:80 (web)"; !strings.Contains(all, want) {
+		t.Errorf("no %q in the steps:\n%s", want, all)
+	}
+	if r.Names["172.17.0.2"] != "web" {
+		t.Errorf("names: %v", r.Names)
+	}
+}

@@ -96,6 +96,9 @@ func loadBundle(t testing.TB, dir string) *snapshot.Snapshot {
 // and must each have a reason.
 func TestTheEngineAgreesWithEveryLiveProbe(t *testing.T) {
 	dirs, _ := filepath.Glob("../fixtures/*/probe.txt")
+	// The healthy shapes: one folder per daemon under each shape.
+	shapes, _ := filepath.Glob("../fixtures/healthy-shapes-*/*/probe.txt")
+	dirs = append(dirs, shapes...)
 	if len(dirs) == 0 {
 		t.Fatal("no fixtures")
 	}

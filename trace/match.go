@@ -248,13 +248,7 @@ func (e *engine) evalMatch(r *parse.Rule, m *parse.Match, p *pkt) (tri, string) 
 					a = p.dst
 				}
 				typ := e.net.addrType(a)
-				hit := false
-				for t := range strings.SplitSeq(o.Value(), ",") {
-					if strings.EqualFold(t, typ) {
-						hit = true
-					}
-				}
-				add(triOf(hit).negate(o.Negated), "")
+				add(triOf(inList(o.Value(), typ)).negate(o.Negated), "")
 			default:
 				add(unknownOpt(o))
 			}
@@ -355,9 +349,17 @@ func (e *engine) evalMatch(r *parse.Rule, m *parse.Match, p *pkt) (tri, string) 
 }
 
 // portsMatch is one port option: "80", "7000:7002", "80,443" (multiport).
+// Hot: every rule with a port meets it, so it allocates nothing.
 func portsMatch(o parse.Option, port uint16) tri {
+	v := o.Value()
 	hit := false
-	for item := range strings.SplitSeq(o.Value(), ",") {
+	for v != "" && !hit {
+		item := v
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
 		from, to, isRange := strings.Cut(item, ":")
 		f, err := strconv.ParseUint(from, 10, 16)
 		if from == "" {
@@ -375,11 +377,25 @@ func portsMatch(o parse.Option, port uint16) tri {
 				}
 			}
 		}
-		if uint64(port) >= f && uint64(port) <= t {
-			hit = true
-		}
+		hit = uint64(port) >= f && uint64(port) <= t
 	}
 	return triOf(hit).negate(o.Negated)
+}
+
+// inList reports whether the comma-separated list holds want (any case).
+func inList(list, want string) bool {
+	for list != "" {
+		item := list
+		if i := strings.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			list = ""
+		}
+		if strings.EqualFold(item, want) {
+			return true
+		}
+	}
+	return false
 }
 
 // tcpFlags is --tcp-flags MASK COMP. A new packet is a SYN; an

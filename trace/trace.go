@@ -134,6 +134,8 @@ type Step struct {
 	Replay bool `json:"replay,omitempty"`
 	// Line is the rule's line in the dump (0 when not a rule).
 	Line int `json:"line,omitempty"`
+	// Handle is a native nftables rule's handle (0 otherwise).
+	Handle int `json:"handle,omitempty"`
 }
 
 // IsKernel reports whether the step is a kernel decision outside the

@@ -23,6 +23,8 @@ func TestTraceGoldens(t *testing.T) {
 		{"proxy-after-flush", []string{"--from", fx + "docker-20.10-nft-proxy-on-nat-docker-flushed/bundle.json", "--src", "198.18.200.2", "--dst", "198.18.200.1", "--dport", "8080"}, 0},
 		{"host-loopback", []string{"--from", fx + "docker-29-legacy-proxy-off-healthy/bundle.json", "--src", "127.0.0.1", "--dst", "127.0.0.1", "--dport", "9090"}, 0},
 		{"other-network", []string{"--from", fx + "docker-28.5-legacy-proxy-on-healthy/bundle.json", "--src", "172.18.0.2", "--dst", "172.17.0.2", "--dport", "80"}, 1},
+		{"nftables-user-table-drop", []string{"--from", fx + "docker-29-nftables-proxy-off-nft-user-table-drop/bundle.json", "--src", "198.18.217.2", "--dst", "198.18.217.1", "--dport", "8080"}, 1},
+		{"nftables-published-port", []string{"--from", fx + "docker-29-nftables-proxy-on-healthy/bundle.json", "--src", "198.18.216.2", "--dst", "198.18.216.1", "--dport", "8081"}, 0},
 		{"raw-dump", []string{"--from", fx + "docker-28.5-nft-proxy-off-healthy/iptables-save.txt", "--src", "198.51.100.7", "--in", "eth0", "--dst", "198.51.100.1", "--dport", "8080"}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {

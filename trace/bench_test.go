@@ -1,0 +1,77 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/iptscope/iptscope/internal/synth"
+	"github.com/iptscope/iptscope/snapshot"
+)
+
+// bigHost is synth's Docker host with 33,000 published ports (100,723
+// rules, parsed once) and the addresses and routes the tracer needs: eth0
+// 198.51.100.1/24, each network's bridge with its subnet.
+func bigHost(b *testing.B, ports int) *snapshot.Snapshot {
+	b.Helper()
+	s := synth.DockerSnapshot(ports, synth.DockerHost(ports), "nft")
+	s.Addrs = []snapshot.Addr{{Link: "lo", Family: "ipv4", CIDR: "127.0.0.1/8"}, {Link: "eth0", Family: "ipv4", CIDR: "198.51.100.1/24"}}
+	s.Routes = []snapshot.Route{{Dst: "198.51.100.0/24", Dev: "eth0", Table: 254}}
+	s.Links = []snapshot.Link{{Name: "lo"}, {Name: "eth0"}}
+	for _, n := range s.Docker.Networks {
+		p := netip.MustParsePrefix(n.Subnets[0])
+		gw := p.Addr().Next()
+		s.Addrs = append(s.Addrs, snapshot.Addr{Link: n.BridgeName, Family: "ipv4", CIDR: fmt.Sprintf("%s/%d", gw, p.Bits())})
+		s.Routes = append(s.Routes, snapshot.Route{Dst: n.Subnets[0], Dev: n.BridgeName, Table: 254})
+		s.Links = append(s.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge"})
+	}
+	return s
+}
+
+// BenchmarkTrace100kRules traces the last published port of a 100k-rule
+// host (its DNAT and ACCEPT are the last of 33,000 in their chains: the
+// longest walk there is).
+func BenchmarkTrace100kRules(b *testing.B) {
+	const ports = 33000
+	s := bigHost(b, ports)
+	last := s.Docker.Containers[len(s.Docker.Containers)-1]
+	p := Packet{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, Dst: netip.MustParseAddr("198.51.100.1"),
+		DstPort: uint16(last.Ports[0].HostPort), InIface: "eth0", State: StateNew}
+	if r := Trace(s, p); r.Container != last.Name {
+		b.Fatalf("the trace does not reach %s: %s %s", last.Name, r.Verdict, r.Reason)
+	}
+	b.Run("new and trace", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			Trace(s, p)
+		}
+	})
+	b.Run("trace over a Tracer", func(b *testing.B) {
+		t := New(s)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			t.Trace(p)
+		}
+	})
+}
+
+// BenchmarkTracePortsOf1000PortHost traces every published port of a
+// 1,000-port host once, over one Tracer: what a ports table through the
+// engine costs.
+func BenchmarkTracePortsOf1000PortHost(b *testing.B) {
+	s := bigHost(b, 1000)
+	var pkts []Packet
+	for _, c := range s.Docker.Containers {
+		pkts = append(pkts, Packet{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, Dst: netip.MustParseAddr("198.51.100.1"),
+			DstPort: uint16(c.Ports[0].HostPort), InIface: "eth0", State: StateNew})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t := New(s)
+		for _, p := range pkts {
+			t.Trace(p)
+		}
+	}
+}
