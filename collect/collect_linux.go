@@ -97,6 +97,33 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 				fail("nftables", fmt.Errorf("%s", s.Nftables.Error))
 			}
 		})
+		if _, err := lookPath("ipset"); err == nil {
+			// The sets `-m set` rules match (trace); nil, not an
+			// error, on a host without the ipset tool.
+			wg.Go(func() {
+				var out []byte
+				var runErr error
+				read := func() error {
+					out, runErr = r.Run(ctx, "ipset", []string{"save"}, nil)
+					return nil
+				}
+				var err error
+				if inNS != nil {
+					err = inNS(read)
+				} else {
+					err = read()
+				}
+				if err == nil {
+					err = runErr
+				}
+				if err == nil {
+					s.IPSets, err = ParseIPSetSave(out)
+				}
+				if err != nil {
+					fail("ipset", fmt.Errorf("reading ipsets: %w", needsRoot(err)))
+				}
+			})
+		}
 	}
 
 	var hostLinks map[int]snapshot.Link

@@ -13,8 +13,8 @@ import "embed"
 var Checks embed.FS
 
 // Schemas holds schema/<name>.v1.json, the JSON Schema (draft 2020-12) of
-// each document: doctor, fix, snapshot, rules, graph, checks, version and
-// the draft trace. Each schema's $id ends in its file name, so that the
+// each document: doctor, fix, snapshot, rules, graph, checks, version,
+// trace and watch. Each schema's $id ends in its file name, so that the
 // references between them ("doctor.v1.json#/$defs/finding") resolve.
 //
 //go:embed schema/*.json
