@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/iptscope/iptscope/parse"
 )
 
 // What goes to a terminal comes partly from the host or a bundle: chain
@@ -78,12 +80,79 @@ func Sanitize(s string) string {
 // passed through Sanitize when any needs it. The input is never changed;
 // unexported fields of a copied struct are shared with the original.
 func sanitized[T any](v T) T {
+	// Why a typed look first: the reflective walk cost 0.24 s on a
+	// 100,000-rule dump, 60% of `dump`; the rules are nearly always clean.
+	if ts, ok := any(v).([]*parse.Table); ok && !dirtyTables(ts) {
+		return v
+	}
 	rv := reflect.ValueOf(&v).Elem()
 	if !dirty(rv, map[uintptr]bool{}) {
 		return v
 	}
 	out := clean(rv, map[uintptr]reflect.Value{})
 	return out.Interface().(T)
+}
+
+// dirtyTables is dirty for parsed tables, without reflection: every
+// exported string of a table, its chains and their rules.
+func dirtyTables(ts []*parse.Table) bool {
+	neg := func(ns ...parse.Negatable) bool {
+		for _, n := range ns {
+			if needsSanitize(n.Value) {
+				return true
+			}
+		}
+		return false
+	}
+	opts := func(os []parse.Option) bool {
+		for _, o := range os {
+			if needsSanitize(o.Name) {
+				return true
+			}
+			for _, v := range o.Values {
+				if needsSanitize(v) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, t := range ts {
+		if t == nil {
+			continue
+		}
+		if needsSanitize(string(t.Name)) {
+			return true
+		}
+		for _, c := range t.Chains {
+			if c == nil {
+				continue
+			}
+			if needsSanitize(string(c.Name)) || needsSanitize(string(c.Policy)) {
+				return true
+			}
+			for _, r := range c.Rules {
+				if r == nil {
+					continue
+				}
+				if needsSanitize(r.Raw) || needsSanitize(string(r.Table)) || needsSanitize(string(r.Chain)) || needsSanitize(string(r.Target)) ||
+					neg(r.Protocol, r.Source, r.Destination, r.InIface, r.OutIface, r.Fragment) || opts(r.TargetOptions) {
+					return true
+				}
+				for _, m := range r.Matches {
+					if needsSanitize(m.Name) || opts(m.Options) {
+						return true
+					}
+				}
+				for _, u := range r.Unparsed {
+					if needsSanitize(u) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // dirty reports whether a string reachable from v needs sanitising.
