@@ -21,7 +21,7 @@ import (
 
 	"github.com/iptscope/iptscope/collect"
 	"github.com/iptscope/iptscope/diagnose"
-	"github.com/iptscope/iptscope/render"
+	"github.com/iptscope/iptscope/metrics"
 	"github.com/iptscope/iptscope/repair"
 	"github.com/iptscope/iptscope/snapshot"
 	"github.com/iptscope/iptscope/watch"
@@ -143,7 +143,7 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 	defer stop()
 
 	h := &watchHost{o: o, ropts: diagnose.ReportOptions{Source: "live", Skip: o.skip, FailOn: failOn}, log: g.stderr}
-	metrics := render.NewMetricsRegistry(h.metrics)
+	registry := metrics.NewRegistry(h.metrics)
 
 	var srv *http.Server
 	srvDone := make(chan struct{})
@@ -153,7 +153,7 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 			return bad("--listen %s: %w", o.listen, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{ErrorLog: nil}))
+		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorLog: nil}))
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			defer close(srvDone)
@@ -196,7 +196,7 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 		h.mu.Unlock()
 		if o.textfileDir != "" {
 			var b strings.Builder
-			if err := render.WriteMetrics(&b, metrics); err == nil {
+			if err := metrics.Write(&b, registry); err == nil {
 				err = watch.WriteFileAtomic(o.textfileDir, watch.TextfileName, []byte(b.String()))
 				if err != nil {
 					fmt.Fprintf(g.stderr, "iptscope: %v\n", err)
@@ -397,8 +397,8 @@ func (h *watchHost) Repair(ctx context.Context) (watch.RepairOutcome, error) {
 }
 
 // metrics is the metrics' view, safe from the HTTP server's goroutines.
-func (h *watchHost) metrics() render.MetricsState {
+func (h *watchHost) metrics() metrics.State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return render.MetricsState{Up: h.up, Report: h.rep, LastRun: h.lastRun, Repairs: h.repairs, DriftEvents: h.drift}
+	return metrics.State{Up: h.up, Report: h.rep, LastRun: h.lastRun, Repairs: h.repairs, DriftEvents: h.drift}
 }

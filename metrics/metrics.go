@@ -1,4 +1,8 @@
-package render
+// Package metrics is iptscope's Prometheus metrics of a host's health
+// (iptscope watch): a collector over the last doctor report and the
+// repairs, and their text exposition. It stays out of render, which is
+// pure: client_golang brings net/http.
+package metrics
 
 import (
 	"fmt"
@@ -13,9 +17,9 @@ import (
 	"github.com/iptscope/iptscope/diagnose"
 )
 
-// MetricsState is what iptscope's Prometheus metrics say (docs/watch.md
+// State is what iptscope's Prometheus metrics say (docs/watch.md
 // lists each metric and its labels).
-type MetricsState struct {
+type State struct {
 	// Up is true when the last check read the host and judged it.
 	Up bool
 	// Report is the last check's report; nil before the first one (then
@@ -42,14 +46,14 @@ var (
 // always exported (0 when none).
 var RepairResults = []string{"ok", "failed", "limited"}
 
-// metricsCollector is a prometheus.Collector over a MetricsState getter.
-type metricsCollector struct{ get func() MetricsState }
+// metricsCollector is a prometheus.Collector over a State getter.
+type metricsCollector struct{ get func() State }
 
-// NewMetricsRegistry returns a registry holding iptscope's metrics, read
+// NewRegistry returns a registry holding iptscope's metrics, read
 // from get at each scrape (get must be safe to call from the HTTP
 // server's goroutines). It holds no Go or process metrics: what it
 // exports is the host's health, not iptscope's.
-func NewMetricsRegistry(get func() MetricsState) *prometheus.Registry {
+func NewRegistry(get func() State) *prometheus.Registry {
 	r := prometheus.NewPedanticRegistry()
 	r.MustRegister(metricsCollector{get: get})
 	return r
@@ -113,10 +117,10 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// WriteMetrics writes what g gathers in the Prometheus text format (the
+// Write writes what g gathers in the Prometheus text format (the
 // textfile collector's and `promtool check metrics`' input), families in
 // name order and samples in label order, so that the output is stable.
-func WriteMetrics(w io.Writer, g prometheus.Gatherer) error {
+func Write(w io.Writer, g prometheus.Gatherer) error {
 	mfs, err := g.Gather()
 	if err != nil {
 		return fmt.Errorf("gathering metrics: %w", err)

@@ -1,4 +1,4 @@
-package render
+package metrics
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"github.com/iptscope/iptscope/diagnose"
 )
 
-func sampleMetricsState() MetricsState {
-	return MetricsState{
+func sampleMetricsState() State {
+	return State{
 		Up: true,
 		Report: &diagnose.Report{
 			Findings: []diagnose.Finding{
@@ -33,7 +33,7 @@ func sampleMetricsState() MetricsState {
 
 func TestMetricsSayTheHostsHealth(t *testing.T) {
 	var b bytes.Buffer
-	if err := WriteMetrics(&b, NewMetricsRegistry(sampleMetricsState)); err != nil {
+	if err := Write(&b, NewRegistry(sampleMetricsState)); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -65,7 +65,7 @@ func TestMetricsSayTheHostsHealth(t *testing.T) {
 
 func TestMetricsBeforeTheFirstCheckAreOnlyUpAndTheCounters(t *testing.T) {
 	var b bytes.Buffer
-	if err := WriteMetrics(&b, NewMetricsRegistry(func() MetricsState { return MetricsState{} })); err != nil {
+	if err := Write(&b, NewRegistry(func() State { return State{} })); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
