@@ -224,16 +224,8 @@ func benchRealDocker(t *testing.T, version, backend string) {
 
 		// (c) dockerd restart with live-restore.
 		flush()
-		start = time.Now()
-		if out, err := h.script("restart"); err != nil {
-			t.Fatalf("dockerhost.sh restart: %v\n%s", err, out)
-		}
-		cmd = time.Since(start)
-		d := h.waitPorts(t, hostIP, 120*time.Second)
-		if d < 0 {
-			t.Fatal("the sampled ports did not answer within 120 s of the restart")
-		}
-		c = append(c, result{cmd, cmd + d})
+		cmd, total := restartAndWait(t, h, hostIP)
+		c = append(c, result{cmd, total})
 	}
 	ms := func(rs []result, answer bool) string {
 		var out []string
@@ -321,4 +313,21 @@ func startBigHost(t *testing.T, h *dockerHost) (*dockerHost, string) {
 		t.Fatal("the sampled ports do not answer on the healthy host")
 	}
 	return h, hostIP
+}
+
+// restartAndWait restarts h's dockerd (dockerhost.sh restart) and waits
+// until the sampled ports answer again: how long the restart command took,
+// and how long until the ports answered.
+func restartAndWait(t *testing.T, h *dockerHost, hostIP string) (cmd, total time.Duration) {
+	t.Helper()
+	start := time.Now()
+	if out, err := h.script("restart"); err != nil {
+		t.Fatalf("dockerhost.sh restart: %v\n%s", err, out)
+	}
+	cmd = time.Since(start)
+	d := h.waitPorts(t, hostIP, 120*time.Second)
+	if d < 0 {
+		t.Fatal("the sampled ports did not answer within 120 s of the restart")
+	}
+	return cmd, cmd + d
 }

@@ -122,10 +122,8 @@ host needs a repair, 0 when it is healthy, 2 for a partial check. --yes,
 }
 
 func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
-	switch o.output {
-	case "table", "json", "npd":
-	default:
-		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown output format %q (use table, json or npd)", o.output)}
+	if err := checkOutput(o.output, "table", "json", "npd"); err != nil {
+		return err
 	}
 	if o.output == "npd" && (o.fix.fix || o.fix.dryRun) {
 		return &exitError{code: exitUnknown, err: fmt.Errorf("-o npd is doctor's check for node-problem-detector; it does not apply to --fix")}

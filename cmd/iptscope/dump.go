@@ -67,10 +67,8 @@ nft -f reads back.`,
 }
 
 func runDump(cmd *cobra.Command, g *globals, o *dumpOptions) error {
-	switch o.output {
-	case "table", "json", "save":
-	default:
-		return &exitError{code: exitUnknown, err: fmt.Errorf("unknown output format %q (use table, json or save)", o.output)}
+	if err := checkOutput(o.output, "table", "json", "save"); err != nil {
+		return err
 	}
 	if in, ok, err := o.input.loadNft(cmd.Context(), g.stdin); ok || err != nil {
 		if err != nil {

@@ -164,3 +164,16 @@ func selectTables(rs *parse.Ruleset, names []string) ([]*parse.Table, error) {
 	}
 	return out, nil
 }
+
+// checkOutput refuses an -o value that is not one of allowed, with the
+// list in the message ("use table, json or save"): exit 2.
+func checkOutput(got string, allowed ...string) error {
+	if slices.Contains(allowed, got) {
+		return nil
+	}
+	list := allowed[len(allowed)-1]
+	if len(allowed) > 1 {
+		list = strings.Join(allowed[:len(allowed)-1], ", ") + " or " + list
+	}
+	return &exitError{code: exitUnknown, err: fmt.Errorf("unknown output format %q (use %s)", got, list)}
+}

@@ -98,10 +98,8 @@ func runTrace(cmd *cobra.Command, g *globals, o *traceOptions) error {
 	bad := func(format string, a ...any) error {
 		return &exitError{code: exitUnknown, err: fmt.Errorf(format, a...)}
 	}
-	switch o.output {
-	case "text", "json":
-	default:
-		return bad("unknown output format %q (use text or json)", o.output)
+	if err := checkOutput(o.output, "text", "json"); err != nil {
+		return err
 	}
 	if o.src == "" || o.dst == "" || o.dport == 0 {
 		return bad("trace needs --src, --dst and --dport")

@@ -105,10 +105,8 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 	bad := func(format string, a ...any) error {
 		return &exitError{code: exitUnknown, err: fmt.Errorf(format, a...)}
 	}
-	switch o.output {
-	case "text", "json":
-	default:
-		return bad("unknown output format %q (use text or json)", o.output)
+	if err := checkOutput(o.output, "text", "json"); err != nil {
+		return err
 	}
 	failOn, ok := diagnose.ParseSeverity(o.failOn)
 	if !ok {
