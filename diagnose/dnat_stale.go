@@ -159,7 +159,7 @@ func overriddenBy(a analysis, er ExpectedRule) *parse.Rule {
 // took 44 s on a host whose 1,000 DNATs were all re-pointed.
 type overrideIndex struct {
 	over map[*parse.Rule][]ExpectedRule // unexpected DNAT -> Docker's DNATs it takes
-	by   map[int32]*parse.Rule         // Docker's DNAT (expected) -> the first that takes it
+	by   map[int32]*parse.Rule          // Docker's DNAT (expected) -> the first that takes it
 }
 
 func buildOverrideIndex(a analysis) overrideIndex {
