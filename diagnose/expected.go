@@ -280,13 +280,7 @@ type builder struct {
 	// pending are the rules added, in order; finish files them into
 	// e.Rules with one exact allocation per chain (appending chain by
 	// chain copied 80 MB of rules at 33,000 ports).
-	pending []pendingRule
-}
-
-type pendingRule struct {
-	t  parse.TableName
-	c  parse.ChainName
-	er ExpectedRule
+	pending []ExpectedRule
 }
 
 // finish moves the pending rules into e.Rules, chain order kept. Every
@@ -301,7 +295,7 @@ func (b *builder) finish() {
 	}
 	n := map[tc]int{}
 	for _, p := range b.pending {
-		n[tc{p.t, p.c}]++
+		n[tc{p.Table, p.Chain}]++
 	}
 	rank := func(t parse.TableName) int {
 		if i := slices.Index(parse.KnownTables, t); i >= 0 {
@@ -327,10 +321,10 @@ func (b *builder) finish() {
 	}
 	all := make([]ExpectedRule, off)
 	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], len(b.pending))}
-	for i, p := range b.pending {
-		p.er.id, p.er.parsed = int32(i), b.e.parsed
-		k := tc{p.t, p.c}
-		all[next[k]] = p.er
+	for i, er := range b.pending {
+		er.id, er.parsed = int32(i), b.e.parsed
+		k := tc{er.Table, er.Chain}
+		all[next[k]] = er
 		next[k]++
 	}
 	for _, k := range keys {
@@ -347,7 +341,7 @@ func (b *builder) finish() {
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
 	er.Table, er.Chain, er.spec = t, c, spec
 	er.Target, er.Goto = specTarget(spec)
-	b.pending = append(b.pending, pendingRule{t, c, er})
+	b.pending = append(b.pending, er)
 }
 
 // bridgeNet is a bridge-driver network reduced to what the rules need.
@@ -461,7 +455,7 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 	// A capacity from the usual shape (a DNAT, an ACCEPT and a raw DROP
 	// or hairpin rule per port, a few dozen rules per network): one
 	// allocation on most hosts.
-	b.pending = make([]pendingRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
+	b.pending = make([]ExpectedRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
 	layout.build(b, nets, ports)
 	b.finish()
 	return e, b.err

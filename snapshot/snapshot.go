@@ -341,7 +341,7 @@ func (d *RuleDump) parse() {
 	if d.Raw == "" {
 		return
 	}
-	rs, err := parse.Parse([]byte(d.Raw))
+	rs, err := parse.ParseString(d.Raw)
 	if err != nil {
 		if d.Error == "" {
 			d.Error = fmt.Sprintf("parsing %s %s rules: %v", d.Backend, d.Family, err)
