@@ -49,10 +49,7 @@ func (e *engine) nftBaseChains(h Hook, lo, hi int) []baseChain {
 			if c.Type != "filter" && c.Type != "nat" {
 				continue // route chains re-route on a mark change only
 			}
-			tab, c := tab, c
-			out = append(out, baseChain{priority: c.Priority, nat: c.Type == "nat", walk: func(pk *pkt, replay bool) outcome {
-				return e.walkNft(h, tab, c, pk, replay)
-			}})
+			out = append(out, baseChain{priority: c.Priority, nat: c.Type == "nat", ntab: tab, nc: c})
 		}
 	}
 	return out
@@ -101,14 +98,14 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 				if pol == "" {
 					pol = "ACCEPT"
 				}
-				step(base, nil, pol, fmt.Sprintf("policy %s of %s %s", pol, tname, base.Name), "")
+				step(base, nil, pol, "policy "+pol+" of "+string(tname)+" "+base.Name, "")
 				if pol == "DROP" {
 					decide(Drop, ReachNowhere, fmt.Sprintf("dropped by the policy of %s %s (drop)", tname, base.Name))
 					return outDrop
 				}
 				return outContinue
 			}
-			step(f.c, nil, "RETURN", fmt.Sprintf("end of %s: back to %s", f.c.Name, stack[len(stack)-2].c.Name), "")
+			step(f.c, nil, "RETURN", "end of "+f.c.Name+": back to "+stack[len(stack)-2].c.Name, "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
