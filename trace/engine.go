@@ -42,6 +42,9 @@ type Tracer struct {
 	entered map[*parse.Chain]int
 	bases   map[baseKey][]baseChain
 	picks   map[string]*picked
+	// nftIndex and nftEntered are index and entered for native chains.
+	nftIndex   map[*nft.Chain]*chainIndex
+	nftEntered map[*nft.Chain]int
 }
 
 // indexFor returns c's index, or nil while c was entered only once.
@@ -74,13 +77,21 @@ type chainIndex struct {
 }
 
 func newChainIndex(c *parse.Chain) *chainIndex {
-	ix := &chainIndex{q: make([]quickRule, len(c.Rules)), byPort: map[uint16][]int32{}, byDst: map[netip.Addr][]int32{}}
+	q := make([]quickRule, len(c.Rules))
+	for i, r := range c.Rules {
+		q[i] = compileQuick(r)
+	}
+	return indexQuick(q)
+}
+
+// indexQuick sorts rules by their quick tests (see chainIndex).
+func indexQuick(q []quickRule) *chainIndex {
+	ix := &chainIndex{q: q, byPort: map[uint16][]int32{}, byDst: map[netip.Addr][]int32{}}
 	onePort := func(q *quickRule) bool { return q.hasPorts && q.portLo == q.portHi }
 	oneDst := func(q *quickRule) bool { return q.dst.ok && !q.dst.negated && q.dst.p.IsSingleIP() }
 	ports, dsts := map[uint16]int{}, map[netip.Addr]int{}
-	for i, r := range c.Rules {
+	for i := range ix.q {
 		q := &ix.q[i]
-		*q = compileQuick(r)
 		if onePort(q) {
 			ports[q.portLo]++
 		}
@@ -232,9 +243,13 @@ func New(s *snapshot.Snapshot) *Tracer {
 	if s == nil {
 		s = &snapshot.Snapshot{}
 	}
-	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: map[netip.Addr]endpointRef{},
+	nc := 0
+	if s.Docker != nil {
+		nc = len(s.Docker.Containers)
+	}
+	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: make(map[netip.Addr]endpointRef, nc),
 		index: map[*parse.Chain]*chainIndex{}, entered: map[*parse.Chain]int{}, bases: map[baseKey][]baseChain{},
-		picks: map[string]*picked{}}
+		picks: map[string]*picked{}, nftIndex: map[*nft.Chain]*chainIndex{}, nftEntered: map[*nft.Chain]int{}}
 	for _, d := range s.Rules {
 		if d.Ruleset == nil {
 			continue
@@ -1080,10 +1095,17 @@ func (t *Tracer) chain(tab *parse.Table, name parse.ChainName) *parse.Chain {
 }
 
 type frame struct {
-	c   *parse.Chain
-	ix  *chainIndex       // nil: every rule in turn
-	i   int               // the next rule's index
+	c *parse.Chain
+	cursor
 	via []parse.ChainName // chains this frame went to by goto
+}
+
+// cursor walks a chain's rules: every rule in turn, or (with an index)
+// the rules that may match the packet.
+type cursor struct {
+	ix *chainIndex // nil: every rule in turn
+	n  int         // the chain's rules
+	i  int         // the next rule's index
 	// cands are the rules of ix that may match (from the ci-th on), for
 	// the packet's destination and port when they were made.
 	cands   []int32
@@ -1093,11 +1115,11 @@ type frame struct {
 	made    bool
 }
 
-// next returns the index of the next rule of the frame that may match pk
-// and moves past it, or -1 at the chain's end.
-func (f *frame) next(pk *pkt) int {
+// next returns the index of the next rule that may match pk and moves
+// past it, or -1 at the chain's end.
+func (f *cursor) next(pk *pkt) int {
 	if f.ix == nil {
-		if f.i >= len(f.c.Rules) {
+		if f.i >= f.n {
 			return -1
 		}
 		f.i++
@@ -1110,7 +1132,7 @@ func (f *frame) next(pk *pkt) int {
 		f.candDst, f.candPrt, f.made = pk.dst, pk.dport, true
 	}
 	if f.ci >= len(f.cands) {
-		f.i = len(f.c.Rules)
+		f.i = f.n
 		return -1
 	}
 	i := int(f.cands[f.ci])
@@ -1118,6 +1140,9 @@ func (f *frame) next(pk *pkt) int {
 	f.i = i + 1
 	return i
 }
+
+// end moves the cursor past the last rule.
+func (f *cursor) end() { f.i, f.ci, f.cands = f.n, 0, nil }
 
 // harmless targets neither end the walk nor change anything the trace
 // decides on: a rule with such a target that cannot be decided is passed.
@@ -1152,7 +1177,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		return outUnknown
 	}
 	stack := make([]frame, 1, 8)
-	stack[0] = frame{c: base, ix: e.indexFor(base)}
+	stack[0] = frame{c: base, cursor: cursor{ix: e.indexFor(base), n: len(base.Rules)}}
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
 		ri := f.next(pk)
@@ -1218,10 +1243,10 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			if r.Goto {
 				step(f.c, r, string(tg), "", "goto: "+string(tg)+" returns to "+callerOf(stack))
 				via := append(f.via, f.c.Name)
-				*f = frame{c: next, ix: e.indexFor(next), via: via}
+				*f = frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}, via: via}
 			} else {
 				step(f.c, r, string(tg), "", "")
-				stack = append(stack, frame{c: next, ix: e.indexFor(next)})
+				stack = append(stack, frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}})
 			}
 		default:
 			o, note, why := e.target(h, tab.Name, r, pk)
@@ -1499,22 +1524,11 @@ func ruleText(r *parse.Rule) string {
 	return s
 }
 
-// nameAddrs gives the addresses Docker's names.
+// nameAddrs gives the addresses that are not a container's Docker's
+// names (a container's name comes from the endpoints index).
 func (e *Tracer) nameAddrs() {
 	e.names = map[netip.Addr]string{}
 	if d := e.snap.Docker; d != nil {
-		for _, c := range d.Containers {
-			for _, ep := range c.Endpoints {
-				for _, s := range []string{ep.IP, ep.IPv6} {
-					if s == "" {
-						continue
-					}
-					if a, err := netip.ParseAddr(s); err == nil {
-						e.names[a] = c.Name
-					}
-				}
-			}
-		}
 		for _, n := range d.Networks {
 			for _, g := range n.Gateways {
 				if a, err := netip.ParseAddr(g); err == nil {
@@ -1524,15 +1538,28 @@ func (e *Tracer) nameAddrs() {
 		}
 	}
 	for a, link := range e.net.local {
-		if _, ok := e.names[a]; !ok && !a.IsLoopback() {
+		if _, ok := e.names[a]; !ok && !a.IsLoopback() && e.endpoints[a].c == nil {
 			e.names[a] = "host, " + link
 		}
 	}
 }
 
+// nameOf is Docker's name for a: a network's gateway, a container, the
+// host.
+func (t *Tracer) nameOf(a netip.Addr) (string, bool) {
+	if n, ok := t.names[a]; ok && strings.HasPrefix(n, "gateway of ") {
+		return n, true
+	}
+	if ep, ok := t.endpoints[a]; ok {
+		return ep.c.Name, true
+	}
+	n, ok := t.names[a]
+	return n, ok
+}
+
 // addrName is "172.17.0.2 (web)", or the bare address.
 func (e *engine) addrName(a netip.Addr) string {
-	if n, ok := e.names[a]; ok {
+	if n, ok := e.nameOf(a); ok {
 		e.res.Names[a.String()] = n
 		return a.String() + " (" + n + ")"
 	}
@@ -1541,7 +1568,7 @@ func (e *engine) addrName(a netip.Addr) string {
 
 func (e *engine) addrPort(a netip.Addr, port uint16) string {
 	s := netip.AddrPortFrom(a, port).String()
-	if n, ok := e.names[a]; ok {
+	if n, ok := e.nameOf(a); ok {
 		e.res.Names[a.String()] = n
 		return s + " (" + n + ")"
 	}

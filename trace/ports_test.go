@@ -5,12 +5,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/internal/synth"
+	"github.com/iptscope/iptscope/parse/nft"
 	"github.com/iptscope/iptscope/snapshot"
 	"github.com/iptscope/iptscope/trace"
 )
@@ -196,4 +199,98 @@ func TestPortsOfA1000PortHost(t *testing.T) {
 			t.Errorf("%s: engine %s (%s), ports table %s", k, v.Path, v.Reason, want[k])
 		}
 	}
+}
+
+// nftHost1000 is the Docker 29 nftables-backend capture (proxy off) with
+// 1,000 more ports published by web: its DNAT rule for 8080 copied for
+// host ports 10000-10999, each binding in Docker's view.
+func nftHost1000(tb testing.TB) *snapshot.Snapshot {
+	tb.Helper()
+	s := load(tb, "../fixtures/docker-29-nftables-proxy-off-healthy/bundle.json")
+	tab := s.NftTable(nft.FamilyIP, "docker-bridges")
+	c := tab.Chain("nat-prerouting-and-output")
+	var dnat *nft.Rule
+	for _, r := range c.Rules {
+		for _, x := range r.Exprs {
+			if x.Kind == nft.KindMatch && x.Match.Left.Selector == "tcp dport" && x.Match.Right.Value == "8080" {
+				dnat = r
+			}
+		}
+	}
+	if dnat == nil {
+		tb.Fatal("no DNAT for 8080 in the capture")
+	}
+	var web *snapshot.Container
+	for i := range s.Docker.Containers {
+		if s.Docker.Containers[i].Name == "web" {
+			web = &s.Docker.Containers[i]
+		}
+	}
+	for p := 10000; p < 11000; p++ {
+		r := *dnat
+		r.Handle, r.Index = 100000+p, len(c.Rules)
+		r.Exprs = slices.Clone(dnat.Exprs)
+		for i, x := range r.Exprs {
+			if x.Kind == nft.KindMatch && x.Match.Left.Selector == "tcp dport" {
+				m := *x.Match
+				m.Right.Value = strconv.Itoa(p)
+				r.Exprs[i].Match = &m
+			}
+		}
+		c.Rules = append(c.Rules, &r)
+		web.Ports = append(web.Ports, snapshot.PortBinding{HostIP: "0.0.0.0", HostPort: p, ContainerPort: 80, Proto: "tcp"})
+	}
+	return s
+}
+
+// BenchmarkPortsTable1000PortNftablesHost: the ports table of a Docker 29
+// nftables-backend host with 1,000 more published ports, both ways.
+func BenchmarkPortsTable1000PortNftablesHost(b *testing.B) {
+	s := nftHost1000(b)
+	for _, v := range trace.Ports(s) {
+		if v.HostPort >= 10000 && v.Path != trace.PortNAT {
+			b.Fatalf("%s %d: %s (%s)", v.Container, v.HostPort, v.Path, v.Reason)
+		}
+	}
+	b.Run("diagnose.Ports", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			diagnose.Ports(s)
+		}
+	})
+	b.Run("trace.Ports", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			trace.Ports(s)
+		}
+	})
+}
+
+// TestPortsOverOneTracerAreFreshTraces: on the synthetic 1,000-port hosts
+// (iptables and nftables), every port traced over Ports' one Tracer (its
+// chains indexed) is what a fresh Tracer gives (rule after rule).
+func TestPortsOverOneTracerAreFreshTraces(t *testing.T) {
+	for name, s := range map[string]*snapshot.Snapshot{"iptables": host1000(t), "nftables": nftHost1000(t)} {
+		n := 0
+		for _, v := range trace.Ports(s) {
+			if v.Trace == nil {
+				continue
+			}
+			n++
+			fresh := trace.New(s).Trace(v.Trace.Packet)
+			if a, b := stepsOf(fresh), stepsOf(v.Trace); a != b {
+				t.Fatalf("%s %s:%d: fresh and shared Tracers differ\nfresh:\n%s\nshared:\n%s", name, v.Container, v.HostPort, a, b)
+			}
+		}
+		t.Logf("%s: %d ports compared", name, n)
+	}
+}
+
+func stepsOf(r *trace.Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s %d: %s\n", r.Verdict, r.Reaches, r.Container, r.Decider, r.Reason)
+	for _, s := range r.Steps {
+		fmt.Fprintf(&b, "%s %s %s %d %d %s %s\n", s.Hook, s.Table, s.Chain, s.Rule, s.Handle, s.Target, s.Note)
+	}
+	return b.String()
 }
