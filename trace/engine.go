@@ -70,7 +70,9 @@ func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
 // rule. A rule left out of a packet's candidates cannot match it; a
 // candidate still passes its quick test and the full evaluation.
 type chainIndex struct {
-	q      []quickRule
+	q []quickRule
+	// jumps caches each rule's jump or goto target (nil until looked up).
+	jumps  []*parse.Chain
 	byPort map[uint16][]int32
 	byDst  map[netip.Addr][]int32
 	rest   []int32
@@ -1002,10 +1004,21 @@ type baseChain struct {
 
 // baseKey names a list of base chains: a hook, the tables asked for and
 // the family (which decides the dumps and native tables).
-type baseKey struct {
-	h    Hook
-	tabs [4]parse.TableName
-	v4   bool
+type baseKey uint32
+
+// keyOf packs a hook, up to five tables and the family into a baseKey
+// (cheaper to hash than their names).
+func keyOf(h Hook, tables []parse.TableName, v4 bool) baseKey {
+	hooks := []Hook{HookPrerouting, HookInput, HookForward, HookOutput, HookPostrouting}
+	tabs := []parse.TableName{parse.TableRaw, parse.TableMangle, parse.TableNAT, parse.TableFilter, parse.TableSecurity}
+	k := baseKey(slices.Index(hooks, h) + 1)
+	for i, t := range tables {
+		k |= baseKey(slices.Index(tabs, t)+1) << (3 + 3*i)
+	}
+	if v4 {
+		k |= 1 << 31
+	}
+	return k
 }
 
 // baseChains lists the chains registered on h for the given tables, in the
@@ -1013,8 +1026,7 @@ type baseKey struct {
 // the backends' order. The list depends on the snapshot alone: the
 // Tracer keeps it.
 func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
-	k := baseKey{h: h, v4: e.v4}
-	copy(k.tabs[:], tables)
+	k := keyOf(h, tables, e.v4)
 	e.mu.Lock()
 	out, ok := e.bases[k]
 	e.mu.Unlock()
@@ -1141,6 +1153,23 @@ func (f *cursor) next(pk *pkt) int {
 	return i
 }
 
+// jumpTarget is the chain rule ri (r) of the frame's chain jumps to, or
+// nil: cached in the chain's index when it has one.
+func (f *frame) jumpTarget(e *engine, tab *parse.Table, ri int, r *parse.Rule) *parse.Chain {
+	if f.ix == nil {
+		return e.chain(tab, parse.ChainName(r.Target))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f.ix.jumps == nil {
+		f.ix.jumps = make([]*parse.Chain, len(f.ix.q))
+	}
+	if f.ix.jumps[ri] == nil {
+		f.ix.jumps[ri] = e.chains[tab][parse.ChainName(r.Target)]
+	}
+	return f.ix.jumps[ri]
+}
+
 // end moves the cursor past the last rule.
 func (f *cursor) end() { f.i, f.ci, f.cands = f.n, 0, nil }
 
@@ -1231,7 +1260,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			step(f.c, r, string(tg), "", "back to "+string(stack[len(stack)-2].c.Name))
 			stack = stack[:len(stack)-1]
 		case r.JumpsToChain():
-			next := e.chain(tab, parse.ChainName(tg))
+			next := f.jumpTarget(e, tab, ri, r)
 			if next == nil {
 				return unknown(f.c, r, fmt.Sprintf("jump to chain %s, which the table does not have", tg))
 			}
