@@ -66,6 +66,9 @@ func probePacket(t *testing.T, s *snapshot.Snapshot, pr probe) Packet {
 	p := Packet{Proto: "tcp", SrcPort: 40000, Dst: pr.dst, DstPort: pr.port, State: StateNew}
 	if pr.from == "host" {
 		p.Src = netip.MustParseAddr("127.0.0.1")
+		if pr.dst.Is6() {
+			p.Src = netip.IPv6Loopback()
+		}
 		return p
 	}
 	p.Src = clientAddr(t, s, pr.dst)
