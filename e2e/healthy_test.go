@@ -230,7 +230,7 @@ func (h shapesHost) requireHealthy(t *testing.T, what string, restarted bool) {
 			}
 			diff := diagnose.Compare(e, d.Ruleset)
 			for _, m := range diff.Missing {
-				t.Errorf("%s: expected, not written by Docker: -t %s -A %s %s", fam, m.Rule.Table, m.Rule.Chain, m.Spec())
+				t.Errorf("%s: expected, not written by Docker: -t %s -A %s %s", fam, m.Table, m.Chain, m.Spec())
 			}
 			for _, u := range diff.Unexpected {
 				if fam == snapshot.FamilyIPv6 && e.Era == diagnose.EraClassic && strings.HasPrefix(string(u.Chain), "DOCKER-ISOLATION-STAGE-") {

@@ -75,7 +75,17 @@ type chainIndex struct {
 	jumps  []*parse.Chain
 	byPort map[uint16][]int32
 	byDst  map[netip.Addr][]int32
-	rest   []int32
+	// Of the rules that demand neither: byIn and byOut those that demand
+	// one input or output interface, bySrc (by the prefix, srcBits its
+	// lengths) those that demand a source prefix. Why: Docker writes a few
+	// such rules per network into chains every packet crosses (nat
+	// DOCKER's RETURNs, the isolation chains, DOCKER-CT, DOCKER-BRIDGE,
+	// POSTROUTING's MASQUERADEs); at 132 networks they were 650 rules per
+	// trace, most of the ports table's time at 33,000 ports.
+	byIn, byOut map[string][]int32
+	bySrc       map[netip.Prefix][]int32
+	srcBits     []int
+	rest        []int32
 }
 
 func newChainIndex(c *parse.Chain) *chainIndex {
@@ -88,7 +98,8 @@ func newChainIndex(c *parse.Chain) *chainIndex {
 
 // indexQuick sorts rules by their quick tests (see chainIndex).
 func indexQuick(q []quickRule) *chainIndex {
-	ix := &chainIndex{q: q, byPort: map[uint16][]int32{}, byDst: map[netip.Addr][]int32{}}
+	ix := &chainIndex{q: q, byPort: map[uint16][]int32{}, byDst: map[netip.Addr][]int32{},
+		byIn: map[string][]int32{}, byOut: map[string][]int32{}, bySrc: map[netip.Prefix][]int32{}}
 	onePort := func(q *quickRule) bool { return q.hasPorts && q.portLo == q.portHi }
 	oneDst := func(q *quickRule) bool { return q.dst.ok && !q.dst.negated && q.dst.p.IsSingleIP() }
 	ports, dsts := map[uint16]int{}, map[netip.Addr]int{}
@@ -112,6 +123,16 @@ func indexQuick(q []quickRule) *chainIndex {
 		case d:
 			a := q.dst.p.Addr()
 			ix.byDst[a] = append(ix.byDst[a], int32(i))
+		case q.in.name != "" && !q.in.negated:
+			ix.byIn[q.in.name] = append(ix.byIn[q.in.name], int32(i))
+		case q.out.name != "" && !q.out.negated:
+			ix.byOut[q.out.name] = append(ix.byOut[q.out.name], int32(i))
+		case q.src.ok && !q.src.negated:
+			k := q.src.p.Masked()
+			if !slices.Contains(ix.srcBits, k.Bits()) {
+				ix.srcBits = append(ix.srcBits, k.Bits())
+			}
+			ix.bySrc[k] = append(ix.bySrc[k], int32(i))
 		default:
 			ix.rest = append(ix.rest, int32(i))
 		}
@@ -120,38 +141,52 @@ func indexQuick(q []quickRule) *chainIndex {
 }
 
 // candidates are the indexes (ascending, from from on) of the rules that
-// may match a packet to dst:dport.
-func (ix *chainIndex) candidates(dst netip.Addr, dport uint16, from int) []int32 {
-	a, b, c := after(ix.byPort[dport], from), after(ix.byDst[dst], from), after(ix.rest, from)
-	switch {
-	// One list alone needs no merge (the caller only reads it).
-	case len(b) == 0 && len(c) == 0:
-		return a
-	case len(a) == 0 && len(c) == 0:
-		return b
-	case len(a) == 0 && len(b) == 0:
-		return c
+// may match pk.
+func (ix *chainIndex) candidates(pk *pkt, from int) []int32 {
+	lists := make([][]int32, 0, 6)
+	add := func(l []int32) {
+		if l = after(l, from); len(l) > 0 {
+			lists = append(lists, l)
+		}
 	}
-	out := make([]int32, 0, len(a)+len(b)+len(c))
-	for len(a)+len(b)+len(c) > 0 {
-		m := int32(math.MaxInt32)
-		for _, l := range [][]int32{a, b, c} {
+	add(ix.byPort[pk.dport])
+	add(ix.byDst[pk.dst])
+	if pk.in != "" {
+		add(ix.byIn[pk.in])
+	}
+	if pk.out != "" {
+		add(ix.byOut[pk.out])
+	}
+	for _, bits := range ix.srcBits {
+		if p, err := pk.src.Prefix(bits); err == nil {
+			add(ix.bySrc[p])
+		}
+	}
+	add(ix.rest)
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0] // one list alone needs no merge (the caller only reads it)
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	out := make([]int32, 0, n)
+	for {
+		m, at := int32(math.MaxInt32), -1
+		for i, l := range lists {
 			if len(l) > 0 && l[0] < m {
-				m = l[0]
+				m, at = l[0], i
 			}
 		}
+		if at < 0 {
+			return out
+		}
 		out = append(out, m)
-		if len(a) > 0 && a[0] == m {
-			a = a[1:]
-		}
-		if len(b) > 0 && b[0] == m {
-			b = b[1:]
-		}
-		if len(c) > 0 && c[0] == m {
-			c = c[1:]
-		}
+		lists[at] = lists[at][1:]
 	}
-	return out
 }
 
 // after is the part of the ascending list l from from on.
@@ -168,6 +203,29 @@ type quickRule struct {
 	hasPorts       bool   // one --dport range (not negated) of a tcp/udp/sctp match
 	portLo, portHi uint16
 	src, dst       quickAddr
+	in, out        quickIface
+}
+
+// quickIface is -i or -o read once: an exact name (a "+" wildcard is left
+// to the full evaluation). Why: Docker writes a few rules per network into
+// chains every packet crosses (isolation, DOCKER-FORWARD, DOCKER-CT); with
+// 132 networks each published port's trace evaluated 500 of them in full.
+type quickIface struct {
+	name    string
+	negated bool
+}
+
+func quickIfaceOf(n parse.Negatable) quickIface {
+	if n.Value == "" || strings.HasSuffix(n.Value, "+") {
+		return quickIface{}
+	}
+	return quickIface{n.Value, n.Negated}
+}
+
+// rejects reports whether the rule certainly does not match a packet on
+// interface x ("" when the hook has none: undecided here).
+func (f quickIface) rejects(x string) bool {
+	return f.name != "" && x != "" && (f.name == x) == f.negated
 }
 
 // quickAddr is -s or -d parsed once; ok is false when absent or not a
@@ -196,7 +254,7 @@ func (a quickAddr) rejects(x netip.Addr) bool {
 // compileQuick reads what r demands. It allocates nothing: New runs it
 // over every rule.
 func compileQuick(r *parse.Rule) quickRule {
-	q := quickRule{src: quickAddrOf(r.Source), dst: quickAddrOf(r.Destination)}
+	q := quickRule{src: quickAddrOf(r.Source), dst: quickAddrOf(r.Destination), in: quickIfaceOf(r.InIface), out: quickIfaceOf(r.OutIface)}
 	if !r.Protocol.Negated {
 		q.proto = r.Proto()
 	}
@@ -231,7 +289,7 @@ func compileQuick(r *parse.Rule) quickRule {
 func (q *quickRule) rejects(pk *pkt) bool {
 	return q.proto != "" && q.proto != pk.proto ||
 		q.hasPorts && (pk.dport < q.portLo || pk.dport > q.portHi) ||
-		q.dst.rejects(pk.dst) || q.src.rejects(pk.src)
+		q.dst.rejects(pk.dst) || q.src.rejects(pk.src) || q.in.rejects(pk.in) || q.out.rejects(pk.out)
 }
 
 // endpointRef is a container's endpoint, by address.
@@ -1120,11 +1178,13 @@ type cursor struct {
 	i  int         // the next rule's index
 	// cands are the rules of ix that may match (from the ci-th on), for
 	// the packet's destination and port when they were made.
-	cands   []int32
-	ci      int
-	candDst netip.Addr
-	candPrt uint16
-	made    bool
+	cands []int32
+	ci    int
+	// for is what the candidates were made for.
+	forDst, forSrc netip.Addr
+	forPort        uint16
+	forIn, forOut  string
+	made           bool
 }
 
 // next returns the index of the next rule that may match pk and moves
@@ -1137,11 +1197,11 @@ func (f *cursor) next(pk *pkt) int {
 		f.i++
 		return f.i - 1
 	}
-	if !f.made || f.candDst != pk.dst || f.candPrt != pk.dport {
+	if !f.made || f.forDst != pk.dst || f.forPort != pk.dport || f.forSrc != pk.src || f.forIn != pk.in || f.forOut != pk.out {
 		// Why the check: a rule may rewrite the packet in the middle of a
 		// chain (a NAT target ends its chain, but be safe).
-		f.cands, f.ci = f.ix.candidates(pk.dst, pk.dport, f.i), 0
-		f.candDst, f.candPrt, f.made = pk.dst, pk.dport, true
+		f.cands, f.ci = f.ix.candidates(pk, f.i), 0
+		f.forDst, f.forPort, f.forSrc, f.forIn, f.forOut, f.made = pk.dst, pk.dport, pk.src, pk.in, pk.out, true
 	}
 	if f.ci >= len(f.cands) {
 		f.i = f.n
