@@ -43,8 +43,11 @@ rules of both iptables backends when both hold rules (the kernel applies both).
 
 It never guesses: a match it cannot decide (an extension it does not model, a
 set it does not have, a raw dump without the host's addresses) makes the
-verdict "unknown" and names that rule. Docker 29's native nftables tables are
-not walked yet: with its nftables backend an accept becomes unknown.
+verdict "unknown" and names that rule. Docker 29's native nftables tables and
+an administrator's are walked with the iptables ones, by hook and priority; a
+bundle without the nftables ruleset, on a host with Docker's nftables backend,
+makes an accept unknown. iptscope doctor's ports table takes its paths from
+this engine.
 
 The packet:
   --src, --dst    addresses (IPv4 or IPv6)
