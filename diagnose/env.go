@@ -6,7 +6,6 @@ import (
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
-	"github.com/iptscope/iptscope/trace"
 )
 
 // Env is the analysis environment the checks run on: one snapshot and what
@@ -38,10 +37,6 @@ type Env struct {
 
 	nftOnce sync.Once // Docker's nftables tables compared (nft_analysis.go)
 	nftAs   []nftAnalysis
-
-	traceOnce sync.Once // the engine's ports (ports_traced.go); noTrace: none
-	noTrace   bool
-	traced    map[tracedKey]trace.PortVerdict
 }
 
 // proxies returns the index of the snapshot's docker-proxy processes,

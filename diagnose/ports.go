@@ -157,7 +157,6 @@ func portsOf(env *Env) []PortReport {
 			} else {
 				judgePort(env, a, ok, why, c, &pb, &r)
 			}
-			traced(env, &r) // the engine's path when it decides (ports_traced.go)
 			if unserved[unservedKey(c.Name, proto(pb), pb.HostPort, pb.ContainerPort)] {
 				// The path from other machines is what it is; what the
 				// proxy carries (loopback, same-bridge, IPv6) is refused.

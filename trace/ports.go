@@ -70,10 +70,18 @@ func Ports(s *snapshot.Snapshot) []PortVerdict { return New(s).Ports() }
 // binding of a family the host has no uplink address of is unknown with
 // the reason; loopback bindings are local-only and not traced.
 func (t *Tracer) Ports() []PortVerdict {
-	if t.snap.Docker == nil {
-		return nil
-	}
 	var out []PortVerdict
+	t.EachPort(func(v PortVerdict) { out = append(out, v) })
+	return out
+}
+
+// EachPort is Ports one verdict at a time, in the same order: a caller
+// that keeps only what it needs of each trace lets the rest go (33,000
+// traces held at once were tens of megabytes).
+func (t *Tracer) EachPort(yield func(PortVerdict)) {
+	if t.snap.Docker == nil {
+		return
+	}
 	clients := map[bool]*outside{}
 	for ci := range t.snap.Docker.Containers {
 		c := &t.snap.Docker.Containers[ci]
@@ -96,13 +104,13 @@ func (t *Tracer) Ports() []PortVerdict {
 			a, err := netip.ParseAddr(host)
 			if err != nil {
 				v.Path, v.Reason = PortUnknown, fmt.Sprintf("host address %q is not an address", b.HostIP)
-				out = append(out, v)
+				yield(v)
 				continue
 			}
 			a = a.Unmap()
 			if a.IsLoopback() {
 				v.Path, v.Reason = PortLocalOnly, fmt.Sprintf("bound to %s: other machines cannot reach it by design", a)
-				out = append(out, v)
+				yield(v)
 				continue
 			}
 			cl, ok := clients[a.Is4()]
@@ -112,7 +120,7 @@ func (t *Tracer) Ports() []PortVerdict {
 			}
 			if cl.why != "" {
 				v.Path, v.Reason = PortUnknown, cl.why
-				out = append(out, v)
+				yield(v)
 				continue
 			}
 			dst := a
@@ -121,15 +129,14 @@ func (t *Tracer) Ports() []PortVerdict {
 			}
 			if proto != "tcp" && proto != "udp" {
 				v.Path, v.Reason = PortUnknown, fmt.Sprintf("protocol %s: the tracer follows tcp and udp packets", proto)
-				out = append(out, v)
+				yield(v)
 				continue
 			}
 			r := t.Trace(Packet{Proto: proto, Src: cl.src, SrcPort: 40000, Dst: dst, DstPort: uint16(b.HostPort), InIface: cl.in, State: StateNew})
 			v.Trace, v.Path, v.Reason = r, pathOf(r, c.Name), r.Reason
-			out = append(out, v)
+			yield(v)
 		}
 	}
-	return out
 }
 
 // pathOf reads a trace of a published port of container as a port path.

@@ -57,10 +57,8 @@ func portKey(container, hostIP string, port int, proto string) string {
 
 // TestPortsAgreeWithTheDiagnosePortsTable compares, on every fixture
 // bundle, the engine's path for each published port (trace.Ports) with
-// diagnose's reading of Docker's expected rules
-// (diagnose.PortsByExpectedRules, what the ports table falls back on
-// where the engine cannot decide): the same path for every row the table
-// has. Where they differ, the live probe of the fixture (a
+// diagnose's ports table (diagnose.Ports, which reads Docker's expected
+// rules): the same path for every row the table has. Where they differ, the live probe of the fixture (a
 // real client's GET from the client namespace) says who is right; every
 // disagreement is listed, and one where the engine contradicts the probe
 // fails the test.
@@ -77,7 +75,7 @@ func TestPortsAgreeWithTheDiagnosePortsTable(t *testing.T) {
 			engine[portKey(v.Container, v.HostIP, v.HostPort, v.Proto)] = v
 		}
 		probes := clientProbes(t, filepath.Join(dir, "probe.txt"))
-		for _, p := range diagnose.PortsByExpectedRules(s) {
+		for _, p := range diagnose.Ports(s) {
 			key := portKey(p.Container, p.HostIP, p.HostPort, p.Proto)
 			v, ok := engine[key]
 			if !ok {
@@ -158,7 +156,7 @@ func host1000(tb testing.TB) *snapshot.Snapshot {
 }
 
 // BenchmarkPortsTable1000PortHost is the ports table of a 1,000-port host
-// both ways, side by side: diagnose's reading of the expected rules (diagnose.PortsByExpectedRules) and
+// both ways, side by side: diagnose's own judgement (diagnose.Ports) and
 // the engine's (trace.Ports: one Tracer, one trace per port, the Tracer's
 // preparation included).
 //
@@ -170,10 +168,10 @@ func BenchmarkPortsTable1000PortHost(b *testing.B) {
 			b.Fatalf("%s %d: %s (%s)", v.Container, v.HostPort, v.Path, v.Reason)
 		}
 	}
-	b.Run("diagnose.PortsByExpectedRules", func(b *testing.B) {
+	b.Run("diagnose.Ports", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			diagnose.PortsByExpectedRules(s)
+			diagnose.Ports(s)
 		}
 	})
 	b.Run("trace.Ports", func(b *testing.B) {
@@ -189,7 +187,7 @@ func BenchmarkPortsTable1000PortHost(b *testing.B) {
 func TestPortsOfA1000PortHost(t *testing.T) {
 	s := host1000(t)
 	want := map[string]string{}
-	for _, p := range diagnose.PortsByExpectedRules(s) {
+	for _, p := range diagnose.Ports(s) {
 		want[portKey(p.Container, p.HostIP, p.HostPort, p.Proto)] = string(p.Path)
 	}
 	got := trace.Ports(s)
@@ -254,10 +252,10 @@ func BenchmarkPortsTable1000PortNftablesHost(b *testing.B) {
 			b.Fatalf("%s %d: %s (%s)", v.Container, v.HostPort, v.Path, v.Reason)
 		}
 	}
-	b.Run("diagnose.PortsByExpectedRules", func(b *testing.B) {
+	b.Run("diagnose.Ports", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			diagnose.PortsByExpectedRules(s)
+			diagnose.Ports(s)
 		}
 	})
 	b.Run("trace.Ports", func(b *testing.B) {

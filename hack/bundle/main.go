@@ -3,6 +3,9 @@
 //
 //	go run ./hack/bundle -ports 33000 > /tmp/host-33k.json
 //	go run ./hack/bundle -ports 1000 -flush nat/DOCKER > /tmp/flushed-1k.json
+//
+// The host has an uplink and its bridges (synth.WithUplink) unless
+// -uplink=false.
 package main
 
 import (
@@ -19,6 +22,7 @@ func main() {
 	ports := flag.Int("ports", 1000, "published ports")
 	flush := flag.String("flush", "", "TABLE/CHAIN to flush in the rules (nat/DOCKER), as `iptables -t TABLE -F CHAIN` does")
 	backend := flag.String("backend", "nft", "nft or legacy")
+	uplink := flag.Bool("uplink", true, "give the host an uplink, its bridges and their routes (what the packet-path engine traces)")
 	flag.Parse()
 	dump := synth.DockerHost(*ports)
 	if *flush != "" {
@@ -30,6 +34,9 @@ func main() {
 		dump = synth.FlushChain(dump, t, c)
 	}
 	s := synth.DockerSnapshot(*ports, dump, *backend)
+	if *uplink {
+		synth.WithUplink(s)
+	}
 	enc := json.NewEncoder(os.Stdout)
 	if err := enc.Encode(s); err != nil {
 		fmt.Fprintln(os.Stderr, "bundle:", err)

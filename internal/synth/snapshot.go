@@ -2,6 +2,7 @@ package synth
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -110,4 +111,26 @@ func containsRule(l, prefix string) bool {
 		}
 	}
 	return len(l) >= len(prefix) && l[:len(prefix)] == prefix
+}
+
+// WithUplink gives s what a live host's bundle has for a connection from
+// another machine: loopback, an uplink eth0 (198.51.100.1/24, the
+// TEST-NET-2 range) with its route, and each Docker network's bridge, up,
+// with its gateway address and route. Without them the packet-path engine
+// (and so the ports table's engine judgement) has no address to trace to.
+func WithUplink(s *snapshot.Snapshot) *snapshot.Snapshot {
+	s.Addrs = []snapshot.Addr{{Link: "lo", Family: snapshot.FamilyIPv4, CIDR: "127.0.0.1/8"}, {Link: "eth0", Family: snapshot.FamilyIPv4, CIDR: "198.51.100.1/24"}}
+	s.Routes = []snapshot.Route{{Dst: "198.51.100.0/24", Dev: "eth0", Table: 254}}
+	s.Links = []snapshot.Link{{Name: "lo", Up: true}, {Name: "eth0", Up: true}}
+	for _, n := range s.Docker.Networks {
+		p, err := netip.ParsePrefix(n.Subnets[0])
+		if err != nil {
+			panic(fmt.Sprintf("synth: network %s: subnet %q: %v", n.Name, n.Subnets[0], err))
+		}
+		gw := p.Masked().Addr().Next()
+		s.Addrs = append(s.Addrs, snapshot.Addr{Link: n.BridgeName, Family: snapshot.FamilyIPv4, CIDR: fmt.Sprintf("%s/%d", gw, p.Bits())})
+		s.Routes = append(s.Routes, snapshot.Route{Dst: p.Masked().String(), Dev: n.BridgeName, Table: 254})
+		s.Links = append(s.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge", Up: true})
+	}
+	return s
 }
