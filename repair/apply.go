@@ -264,14 +264,7 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 		return nil, err
 	}
 	if p.HasNftOps() {
-		if o.Recheck == nil && o.Reread != nil {
-			// nft.go verifies with Recheck: the findings of a fresh read.
-			o.Recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
-				_, fs, err := o.Reread(ctx)
-				return fs, err
-			}
-		}
-		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
+		return applyNft(ctx, p, o) // Docker's nftables backend (nft_apply.go)
 	}
 	maxReplans := o.MaxReplans
 	if maxReplans <= 0 {
