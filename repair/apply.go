@@ -210,9 +210,20 @@ func (a *applier) tool(family, kind string) (string, error) {
 }
 
 // Check renders the plan and runs `iptables-restore --test --noflush` on
-// each payload. It changes nothing.
+// each payload (for Docker's nftables table, `nft -c -f -` on the whole
+// transaction). It changes nothing.
 func Check(ctx context.Context, p *diagnose.Plan, o Options) ([]Payload, error) {
 	a := newApplier(p, o)
+	if p.HasNftOps() {
+		cmds, err := nftCmds(p)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := a.run(ctx, "nft", []string{"-c", "-f", "-"}, []byte(nftScript(cmds))); err != nil {
+			return nil, fmt.Errorf("checking the nftables transaction: %w", err)
+		}
+		return Render(p), nil
+	}
 	return a.check(ctx)
 }
 

@@ -136,3 +136,16 @@ func TestNftFixVerifiesWithTheFreshRead(t *testing.T) {
 		t.Errorf("last script %q, want the undo by handle", last)
 	}
 }
+
+// TestNftCheckRunsNftCheckOnly: Check of an nftables plan asks nft, not
+// iptables-restore, and changes nothing.
+func TestNftCheckRunsNftCheckOnly(t *testing.T) {
+	_, p, f := nftFixture(t, "docker-29-nftables-proxy-off-nft-dnat-deleted")
+	before := string(f.json(nft.FamilyIP))
+	if _, err := Check(context.Background(), p, testOptions(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.calls, []string{"nft -c -f -"}) || string(f.json(nft.FamilyIP)) != before {
+		t.Errorf("calls %v; table changed: %v", f.calls, string(f.json(nft.FamilyIP)) != before)
+	}
+}
