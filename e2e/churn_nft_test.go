@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestFixUnderChurnOnDocker29Nftables repairs a real Docker 29.8.1 with
+// TestChurnFixOnDocker29Nftables repairs a real Docker 29.8.1 with
 // its nftables firewall backend (table ip docker-bridges; userland-proxy
 // off, so that only NAT answers; live-restore on) while containers with
 // published ports start and stop: before each of ten `doctor --fix
@@ -22,7 +22,7 @@ import (
 // rule names a removed container, and Docker's table equals what the same
 // daemon writes after a live-restore restart (handles, counters and the
 // order among per-container rules aside).
-func TestFixUnderChurnOnDocker29Nftables(t *testing.T) {
+func TestChurnFixOnDocker29Nftables(t *testing.T) {
 	start := time.Now()
 	h := startDockerHostFull(t, &dockerHost{Name: "reliabnf", Version: "29", Backend: "nft", Proxy: "off", Firewall: "nftables", DaemonExtra: `"live-restore": true`})
 	c := startChurn(t, h)

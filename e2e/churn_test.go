@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestFixUnderChurnOnRealDocker repairs real daemons (28.5 and 20.10, nft,
+// TestChurnFixOnRealDocker repairs real daemons (28.5 and 20.10, nft,
 // userland-proxy off so that only NAT answers, live-restore on) while
 // containers with published ports start and stop: nat DOCKER is flushed
 // and `doctor --fix --yes` run several times during the churn. After the
@@ -18,7 +18,7 @@ import (
 // remaining published port answers, no rule names a removed container,
 // and Docker's rules equal what the same daemon writes after a
 // live-restore restart.
-func TestFixUnderChurnOnRealDocker(t *testing.T) {
+func TestChurnFixOnRealDocker(t *testing.T) {
 	for _, v := range []string{"28.5", "20.10"} {
 		t.Run("docker "+v, func(t *testing.T) {
 			t.Parallel()

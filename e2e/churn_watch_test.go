@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// TestWatchFixUnderChurnOnRealDocker runs `watch --fix` against a real
+// TestChurnWatchFixOnRealDocker runs `watch --fix` against a real
 // Docker 28.5 (iptables-nft, userland-proxy off so that only NAT answers,
 // live-restore on) while containers with published ports start and stop,
 // and flushes nat DOCKER twice during the churn. After the churn stops:
@@ -14,7 +14,7 @@ import (
 // loop), doctor exits 0, every remaining published port answers, no rule
 // names a removed container, and Docker's rules equal what the same
 // daemon writes after a live-restore restart.
-func TestWatchFixUnderChurnOnRealDocker(t *testing.T) {
+func TestChurnWatchFixOnRealDocker(t *testing.T) {
 	start := time.Now()
 	h := startDockerHostFull(t, &dockerHost{Name: "reliabwt", Version: "28.5", Backend: "nft", Proxy: "off", DaemonExtra: `"live-restore": true`})
 	backups := t.TempDir()
