@@ -3,6 +3,7 @@ package repair
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -147,5 +148,60 @@ func TestNftCheckRunsNftCheckOnly(t *testing.T) {
 	}
 	if !slices.Equal(f.calls, []string{"nft -c -f -"}) || string(f.json(nft.FamilyIP)) != before {
 		t.Errorf("calls %v; table changed: %v", f.calls, string(f.json(nft.FamilyIP)) != before)
+	}
+}
+
+// TestHandlesFromARealEcho: what nft 1.0.6 (Debian 12) printed for an
+// insert and an add placed by handle, with --echo --handle, gives each
+// rule its new handle.
+func TestHandlesFromARealEcho(t *testing.T) {
+	echo := `insert rule ip docker-bridges nat-prerouting-and-output handle 4 tcp dport 9000 counter packets 0 bytes 0 dnat to 172.17.0.9:80 comment "DNAT" # handle 8
+add rule ip docker-bridges nat-prerouting-and-output tcp dport 9001 counter packets 0 bytes 0 dnat to 172.17.0.9:81 comment "DNAT" # handle 9
+add element ip docker-bridges filter-forward-in-jumps { "docker0" : jump filter-forward-in__docker0 }
+# new generation 3 by process 22917 (nft)
+`
+	var todo []nftCmd
+	for _, s := range []string{
+		`insert rule ip docker-bridges nat-prerouting-and-output position 5 tcp dport 9000 counter dnat to 172.17.0.9:80 comment "DNAT"`,
+		`add rule ip docker-bridges nat-prerouting-and-output position 5 tcp dport 9001 counter dnat to 172.17.0.9:81 comment "DNAT"`,
+		`add element ip docker-bridges filter-forward-in-jumps { "docker0" : jump filter-forward-in__docker0 }`,
+	} {
+		c, err := parseNftCmd(diagnose.Op{Kind: diagnose.OpNft, Family: snapshot.FamilyIPv4, Table: diagnose.NftDockerTable, Spec: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		todo = append(todo, c)
+	}
+	added, ok := handlesFromEcho(todo, echo)
+	if !ok || len(added) != 3 || added[0].handle != 8 || added[1].handle != 9 || added[2].cmd.key != "docker0" {
+		t.Errorf("handles %+v (ok %v), want 8 and 9 and the element", added, ok)
+	}
+	if got := todo[1].line(); got != `add rule ip docker-bridges nat-prerouting-and-output position 5 tcp dport 9001 counter dnat to 172.17.0.9:81 comment "DNAT"` {
+		t.Errorf("line %q", got)
+	}
+}
+
+// TestNftCommandsPrintBackAsPlanned: every nftables operation of every
+// Docker 29 nftables fixture's plan parses and prints back exactly as
+// planned (what Apply writes is the plan's text, a position aside).
+func TestNftCommandsPrintBackAsPlanned(t *testing.T) {
+	dirs, _ := filepath.Glob("../fixtures/docker-29-nftables-*")
+	n := 0
+	for _, d := range dirs {
+		_, p := loadFixture(t, filepath.Base(d))
+		for _, op := range p.NftOps(nft.FamilyIP) {
+			c, err := parseNftCmd(op)
+			if err != nil {
+				t.Errorf("%s: %v", filepath.Base(d), err)
+				continue
+			}
+			if c.line() != op.Spec {
+				t.Errorf("%s: printed back %q, planned %q", filepath.Base(d), c.line(), op.Spec)
+			}
+			n++
+		}
+	}
+	if n < 50 {
+		t.Errorf("only %d nftables operations in the fixtures' plans", n)
 	}
 }
