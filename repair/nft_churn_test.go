@@ -378,3 +378,38 @@ func TestNftRollbackOfARebuiltTableDeletesWhatTheRepairCreated(t *testing.T) {
 		t.Errorf("the table the repair rebuilt is still there:\n%s", h.nft.text(nft.FamilyIP))
 	}
 }
+
+func TestNftContainerStartedRightAfterTheRepairIsJudgedAgainstTheFreshView(t *testing.T) {
+	h := newNftChurnHost(t)
+	// app is not running when the plan is made; the nat chain is flushed.
+	h.gone["app"] = true
+	h.nft.flush(nft.FamilyIP, dnatChain)
+	s, p := h.plan()
+	if strings.Contains(strings.Join(lines(p), "\n"), "172.18.0.2") {
+		t.Fatalf("the plan names app before it started")
+	}
+	// Docker starts app right after the repair's write: it writes every
+	// chain with one of app's rules again from its model, the nat chain
+	// among them (the repair's DNATs give way to Docker's).
+	o := h.options(s)
+	reads := 0
+	o.Reread = func(context.Context) (*snapshot.Snapshot, []diagnose.Finding, error) {
+		if reads++; reads == 1 {
+			h.dockerChanges("app", true)
+		}
+		s := h.snap()
+		return s, diagnose.Run(s, diagnose.Options{}), nil
+	}
+	res, err := Apply(context.Background(), p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Undone) != 0 || res.Replans != 0 {
+		t.Errorf("undone %v, replans %d: want nothing (Docker's rewrite holds what the fresh view wants)", res.Undone, res.Replans)
+	}
+	if !slices.ContainsFunc(h.nft.specs(nft.FamilyIP, dnatChain), func(s string) bool { return strings.Contains(s, "172.18.0.2:80") }) {
+		t.Errorf("app's DNAT is not there: %v", h.nft.specs(nft.FamilyIP, dnatChain))
+	}
+	h.requireNoDuplicate()
+	h.requireClean()
+}
