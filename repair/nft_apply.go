@@ -201,7 +201,7 @@ func (a *applier) nftRound(ctx context.Context, res *Result, planned *snapshot.S
 				// was written. Docker rewriting a touched chain meanwhile
 				// (the handle a rule was placed at is gone) is churn.
 				if now, rerr := a.readNft(ctx, fams); rerr == nil {
-					if k := nftChanged(todo, live, now); k != "" {
+					if k := nftRewritten(todo, live, now); k != "" {
 						return churned("Docker rewrote its " + k + " while the repair wrote")
 					}
 				}

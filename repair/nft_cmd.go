@@ -146,7 +146,11 @@ func plannedNft(s *snapshot.Snapshot) nftTables {
 // objState is a canonical text of one object of a table (handles and
 // counters aside): "absent", a chain's header and rule specs in order, a
 // map's elements sorted.
-func objState(t *nft.Table, obj string) string {
+func objState(t *nft.Table, obj string) string { return objStateOf(t, obj, false) }
+
+// objStateOf is objState, with each rule's handle when handles is set (a
+// chain Docker wrote again with the same rules differs then).
+func objStateOf(t *nft.Table, obj string, handles bool) string {
 	if t == nil {
 		return "absent"
 	}
@@ -159,7 +163,11 @@ func objState(t *nft.Table, obj string) string {
 		}
 		parts := []string{c.Header()}
 		for _, r := range c.Rules {
-			parts = append(parts, r.Spec())
+			if handles {
+				parts = append(parts, fmt.Sprintf("%d %s", r.Handle, r.Spec()))
+			} else {
+				parts = append(parts, r.Spec())
+			}
 		}
 		return strings.Join(parts, "\n")
 	case "map":
@@ -178,8 +186,14 @@ func objState(t *nft.Table, obj string) string {
 }
 
 // nftChanged reports the first object cmds touch whose state differs
-// between a and b ("" when none does).
-func nftChanged(cmds []nftCmd, a, b nftTables) string {
+// between a and b ("" when none does), handles and counters aside.
+func nftChanged(cmds []nftCmd, a, b nftTables) string { return nftDiffers(cmds, a, b, false) }
+
+// nftRewritten is nftChanged with the rules' handles compared too: two
+// reads of the live table where Docker wrote a chain again in between.
+func nftRewritten(cmds []nftCmd, a, b nftTables) string { return nftDiffers(cmds, a, b, true) }
+
+func nftDiffers(cmds []nftCmd, a, b nftTables, handles bool) string {
 	seen := map[string]bool{}
 	for _, c := range cmds {
 		k := string(c.family) + " " + c.touched()
@@ -187,7 +201,7 @@ func nftChanged(cmds []nftCmd, a, b nftTables) string {
 			continue
 		}
 		seen[k] = true
-		if objState(a[c.family], c.touched()) != objState(b[c.family], c.touched()) {
+		if objStateOf(a[c.family], c.touched(), handles) != objStateOf(b[c.family], c.touched(), handles) {
 			return k
 		}
 	}
