@@ -7,9 +7,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
-// TestFixUnderChurnOnRealDocker repairs real daemons (28.5 and 20.10, nft,
+// TestChurnFixOnRealDocker repairs real daemons (28.5 and 20.10, nft,
 // userland-proxy off so that only NAT answers, live-restore on) while
 // containers with published ports start and stop: nat DOCKER is flushed
 // and `doctor --fix --yes` run several times during the churn. After the
@@ -17,7 +18,7 @@ import (
 // remaining published port answers, no rule names a removed container,
 // and Docker's rules equal what the same daemon writes after a
 // live-restore restart.
-func TestFixUnderChurnOnRealDocker(t *testing.T) {
+func TestChurnFixOnRealDocker(t *testing.T) {
 	for _, v := range []string{"28.5", "20.10"} {
 		t.Run("docker "+v, func(t *testing.T) {
 			t.Parallel()
@@ -82,14 +83,34 @@ type churn struct {
 	n       int // steps done (a start or a removal)
 	started int
 	errs    []string
-	quit    chan struct{}
-	done    chan struct{}
+	// busy are the spans of the docker commands run, to tell which
+	// repairs overlapped one.
+	busy [][2]time.Time
+	quit chan struct{}
+	done chan struct{}
 }
 
-func startChurn(t *testing.T, h *dockerHost) *churn {
+func startChurn(t *testing.T, h *dockerHost) *churn { return startChurnPaced(t, h, nil) }
+
+// startChurnPaced is startChurn with a pause after each step i (nil: none),
+// for a consumer that waits for Docker to be quiet (watch).
+func startChurnPaced(t *testing.T, h *dockerHost, pause func(i int) time.Duration) *churn {
 	c := &churn{quit: make(chan struct{}), done: make(chan struct{})}
+	rest := func(i int) {
+		if pause == nil {
+			return
+		}
+		select {
+		case <-c.quit:
+		case <-time.After(pause(i)):
+		}
+	}
 	dk := func(args ...string) error {
+		start := time.Now()
 		out, err := exec.Command("bash", append([]string{script, "docker", h.Name}, args...)...).CombinedOutput()
+		c.mu.Lock()
+		c.busy = append(c.busy, [2]time.Time{start, time.Now()})
+		c.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
@@ -106,9 +127,11 @@ func startChurn(t *testing.T, h *dockerHost) *churn {
 			if i >= 3 {
 				err := dk("rm", "-f", fmt.Sprintf("churn%d", i-3))
 				c.step(err, false)
+				rest(c.steps())
 			}
 			err := dk("run", "-d", "--name", fmt.Sprintf("churn%d", i), "-p", fmt.Sprintf("%d:80", 9100+i%4), "bb:local", "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www")
 			c.step(err, true)
+			rest(c.steps())
 		}
 	}()
 	t.Cleanup(func() { c.stop() })
@@ -125,6 +148,18 @@ func (c *churn) step(err error, start bool) {
 	if err != nil {
 		c.errs = append(c.errs, err.Error())
 	}
+}
+
+// during reports whether a docker command of the churn was running at t.
+func (c *churn) during(t time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.busy {
+		if !t.Before(b[0]) && !t.After(b[1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *churn) steps() int {

@@ -210,9 +210,20 @@ func (a *applier) tool(family, kind string) (string, error) {
 }
 
 // Check renders the plan and runs `iptables-restore --test --noflush` on
-// each payload. It changes nothing.
+// each payload (for Docker's nftables table, `nft -c -f -` on the whole
+// transaction). It changes nothing.
 func Check(ctx context.Context, p *diagnose.Plan, o Options) ([]Payload, error) {
 	a := newApplier(p, o)
+	if p.HasNftOps() {
+		cmds, err := nftCmds(p)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := a.run(ctx, "nft", []string{"-c", "-f", "-"}, []byte(nftScript(cmds))); err != nil {
+			return nil, fmt.Errorf("checking the nftables transaction: %w", err)
+		}
+		return Render(p), nil
+	}
 	return a.check(ctx)
 }
 
@@ -264,14 +275,7 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 		return nil, err
 	}
 	if p.HasNftOps() {
-		if o.Recheck == nil && o.Reread != nil {
-			// nft.go verifies with Recheck: the findings of a fresh read.
-			o.Recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
-				_, fs, err := o.Reread(ctx)
-				return fs, err
-			}
-		}
-		return applyNft(ctx, p, o) // Docker's nftables backend (nft.go)
+		return applyNft(ctx, p, o) // Docker's nftables backend (nft_apply.go)
 	}
 	maxReplans := o.MaxReplans
 	if maxReplans <= 0 {

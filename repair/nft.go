@@ -2,7 +2,6 @@ package repair
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,150 +48,77 @@ func nftFamilyOf(family string) nft.Family {
 // isNftPayload tells the nftables payloads from iptables-restore ones.
 func isNftPayload(pl Payload) bool { return pl.Table == diagnose.NftDockerTable }
 
-// applyNft is Apply for a plan that changes Docker's nftables table (a
-// host whose Docker uses its nftables backend): check the transaction
-// with `nft -c -f -`, back up the touched tables with `nft list table`,
-// apply everything in one `nft -f -` transaction (atomic: all or
-// nothing), set the plan's sysctls, re-read and verify by finding key,
-// and on disagreement put the tables back (delete and re-create them from
-// the backup, one transaction) and the sysctls. Only table docker-bridges
-// is ever named.
-func applyNft(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
-	a := newApplier(p, o)
-	var payloads []Payload
-	for _, pl := range Render(p) {
-		if !isNftPayload(pl) {
-			return nil, fmt.Errorf("the plan changes iptables and nftables tables at once: not applied")
-		}
-		payloads = append(payloads, pl)
-	}
-	res := &Result{Sysctls: p.SysctlOps(), Payloads: payloads}
-	script := ""
-	for _, pl := range payloads {
-		script += pl.Text
-	}
-	if script != "" {
-		if _, err := a.run(ctx, "nft", []string{"-c", "-f", "-"}, []byte(script)); err != nil {
-			return nil, fmt.Errorf("checking the nftables transaction: %w\n%s", err, script)
-		}
-		b, err := a.backupNft(ctx, payloads)
-		if err != nil {
-			return nil, err
-		}
-		res.BackupPath = b.path
-		fmt.Fprintf(a.out, "backup of the touched tables: %s\n", b.path)
-		applied := false
-		rollback := func(cause error) error {
-			var errs []error
-			if applied {
-				if err := a.restoreNft(ctx, b.sections, b.order); err != nil {
-					errs = append(errs, fmt.Errorf("rolling back the nftables tables: %w (restore by hand: iptscope restore %s)", err, b.path))
-				}
-			}
-			for _, s := range res.Sysctls {
-				if err := a.writeSysctl(s.Name, s.Old); err != nil {
-					errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
-				}
-			}
-			if len(errs) > 0 {
-				return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
-			}
-			return fmt.Errorf("%w; rolled back: the touched tables were restored from %s", cause, b.path)
-		}
-		if _, err := a.run(ctx, "nft", []string{"-f", "-"}, []byte(script)); err != nil {
-			return nil, fmt.Errorf("applying the nftables transaction (nothing changed: nft applies it whole or not at all): %w", err)
-		}
-		applied = true
-		for _, pl := range payloads {
-			fmt.Fprintf(a.out, "applied %s %s: %d command(s) in one nft transaction\n", pl.Family, pl.Table, strings.Count(pl.Text, "\n"))
-		}
-		if err := a.finishNft(ctx, p, res); err != nil {
-			return nil, rollback(err)
-		}
-		return res, nil
-	}
-	if err := a.finishNft(ctx, p, res); err != nil {
-		for _, s := range res.Sysctls {
-			_ = a.writeSysctl(s.Name, s.Old)
-		}
-		return nil, fmt.Errorf("%w; rolled back: sysctls set back", err)
-	}
-	return res, nil
-}
-
-// finishNft sets the sysctls and verifies by re-reading.
-func (a *applier) finishNft(ctx context.Context, p *diagnose.Plan, res *Result) error {
-	for _, s := range res.Sysctls {
-		if err := a.writeSysctl(s.Name, s.Value); err != nil {
-			return fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err)
-		}
-		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
-	}
-	recheck := a.o.Recheck
-	if rr := a.o.Reread; rr != nil {
-		// The fresh read's findings; Docker's nftables backend rewrites
-		// whole chains, so a repair it overtook shows as healthy.
-		recheck = func(ctx context.Context) ([]diagnose.Finding, error) {
-			_, fs, err := rr(ctx)
-			return fs, err
-		}
-	}
-	if recheck == nil {
-		return nil
-	}
-	after, err := recheck(ctx)
-	if err != nil {
-		return fmt.Errorf("re-reading the host after the repair: %w", err)
-	}
-	if bad := verify(p, after); len(bad) > 0 {
-		return fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  "))
-	}
-	res.After = after
-	return nil
-}
-
 // backupNft saves Docker's table of every touched family with `nft list
 // table` (an absent table is an empty section) into a backup file that
-// `iptscope restore` reads.
-func (a *applier) backupNft(ctx context.Context, payloads []Payload) (*backupFile, error) {
+// `iptscope restore` reads, with the header of an iptables backup (time,
+// families, tables, the plan's operations), written atomically and pruned
+// as those are.
+func (a *applier) backupNft(ctx context.Context, fams []nft.Family) (*backupFile, error) {
 	now := time.Now
 	if a.o.Now != nil {
 		now = a.o.Now
-	}
-	ns := a.o.NetNS
-	if ns == "" {
-		ns = "host"
 	}
 	dir := a.o.BackupDir
 	if dir == "" {
 		dir = DefaultBackupDir
 	}
-	b := &backupFile{backend: NftBackend, netns: a.o.NetNS, sections: map[string]string{}}
-	b.path = filepath.Join(dir, now().UTC().Format("20060102T150405.000000000Z")+"-"+strings.Trim(unsafeName.ReplaceAllString(ns, "_"), "_")+".rules")
+	t := now().UTC()
+	b := &backupFile{backend: NftBackend, netns: a.o.NetNS, time: t.Format(time.RFC3339Nano), sections: map[string]string{}}
+	name := t.Format("20060102T150405.000000000Z") + "-" + nsTag(a.o.NetNS)
+	if a.round > 0 {
+		name += fmt.Sprintf(".r%d", a.round+1)
+	}
+	b.path = filepath.Join(dir, name+".rules")
+	for _, f := range fams {
+		b.families = append(b.families, nftSnapFamily(f))
+		b.tables = append(b.tables, nftSnapFamily(f)+" "+diagnose.NftDockerTable)
+	}
+	for _, op := range a.plan.Ops {
+		if op.Kind == diagnose.OpSysctl {
+			b.plan = append(b.plan, fmt.Sprintf("sysctl %s=%s (was %s)", op.Name, op.Value, op.Old))
+		} else {
+			b.plan = append(b.plan, op.Spec)
+		}
+	}
 	var text strings.Builder
-	fmt.Fprintf(&text, "# iptscope backup\n# netns: %s\n# backend: %s\n", a.o.NetNS, NftBackend)
-	for _, pl := range payloads {
-		fam := nftFamilyOf(pl.Family)
+	fmt.Fprintf(&text, "# iptscope backup\n# time: %s\n# netns: %s\n# backend: %s\n# families: %s\n# tables: %s\n",
+		b.time, oneLine(a.o.NetNS), NftBackend, strings.Join(b.families, ","), strings.Join(b.tables, ", "))
+	for _, l := range b.plan {
+		text.WriteString("# plan: " + oneLine(l) + "\n")
+	}
+	for _, fam := range fams {
 		out, err := a.run(ctx, "nft", []string{"list", "table", string(fam), diagnose.NftDockerTable}, nil)
 		if err != nil {
-			// nft: "Error: No such file or directory" for an absent table.
-			if !strings.Contains(strings.ToLower(err.Error()), "no such file or directory") {
+			if !nftNoSuchTable(err) {
 				return nil, fmt.Errorf("backing up table %s %s: %w", fam, diagnose.NftDockerTable, err)
 			}
 			out = nil // absent: restored by deleting what the repair created
 		}
-		key := pl.Family + " " + diagnose.NftDockerTable
+		key := nftSnapFamily(fam) + " " + diagnose.NftDockerTable
 		b.sections[key] = string(out)
 		b.order = append(b.order, key)
 		fmt.Fprintf(&text, "%s%s\n%s", sectionMarker, key, out)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the backup folder: %w", err)
+	write := a.o.WriteFile
+	if write == nil {
+		write = writeFileAtomic
 	}
-	if err := os.WriteFile(b.path, []byte(text.String()), 0o600); err != nil {
-		return nil, fmt.Errorf("writing the backup: %w", err)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the backup folder %s: %w", dir, err)
+	}
+	if err := write(b.path, []byte(text.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("writing the backup %s: %w", b.path, err)
+	}
+	if _, err := Prune(dir, a.o.NetNS, a.o.KeepBackups); err != nil {
+		fmt.Fprintf(a.out, "warning: pruning old backups: %v\n", err)
 	}
 	return b, nil
+}
+
+// nftNoSuchTable reports whether nft failed because the table is absent
+// (nft 1.0: "Error: No such file or directory").
+func nftNoSuchTable(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "no such file or directory")
 }
 
 // restoreNft puts Docker's tables back from a backup in one `nft -f`
