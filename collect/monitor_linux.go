@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 	"github.com/iptscope/iptscope/watch"
 )
 
@@ -162,7 +165,67 @@ func generationChange(evs *nftables.MonitorEvents) watch.Change {
 		}
 	}
 	c.What = describeChanges(evs.Changes)
+	c.RulesOnly, c.Chains = scopeOf(evs.Changes)
 	return c
+}
+
+// iptablesNftTables are the tables whose chains watch re-reads one by
+// one (with iptables-nft -S CHAIN); a change anywhere else (security,
+// arp, bridge, a native table such as Docker 29's docker-bridges) makes
+// a full read.
+var iptablesNftTables = map[string]bool{"filter": true, "nat": true, "raw": true, "mangle": true}
+
+// nftFamilies maps the families of iptables-nft's tables to the
+// snapshot's names of them.
+var nftFamilies = map[nftables.TableFamily]string{
+	nftables.TableFamilyIPv4: snapshot.FamilyIPv4,
+	nftables.TableFamilyIPv6: snapshot.FamilyIPv6,
+}
+
+// scopeOf says whether a generation only changed rules of chains of
+// iptables-nft's tables (rules added, deleted or replaced: iptables -A,
+// -I, -D, -R, -F) or the policy or counters of their built-in chains
+// (iptables -P and -Z make a "new chain" message for an existing
+// built-in chain), and which chains. Anything else (a table or a user
+// chain added or deleted, a built-in chain deleted, a set, an object, a
+// message the library could not decode, an empty generation) gives
+// rulesOnly false: a full read.
+func scopeOf(evs []*nftables.MonitorEvent) (rulesOnly bool, chains []watch.ChainRef) {
+	if len(evs) == 0 {
+		return false, nil
+	}
+	for _, e := range evs {
+		var fam nftables.TableFamily
+		var table, chain string
+		switch d := e.Data.(type) {
+		case *nftables.Rule:
+			// An expression the library cannot decode leaves Error set:
+			// the table and chain are all this needs.
+			if d == nil || d.Table == nil || d.Chain == nil || (e.Type != nftables.MonitorEventTypeNewRule && e.Type != nftables.MonitorEventTypeDelRule) {
+				return false, nil
+			}
+			fam, table, chain = d.Table.Family, d.Table.Name, d.Chain.Name
+		case *nftables.Chain:
+			if d == nil || d.Table == nil || e.Error != nil || e.Type != nftables.MonitorEventTypeNewChain ||
+				!parse.ChainName(d.Name).IsBuiltin(parse.TableName(d.Table.Name)) {
+				return false, nil
+			}
+			// A built-in chain that did not exist yet is caught by the
+			// re-read: the last snapshot has no such chain.
+			fam, table, chain = d.Table.Family, d.Table.Name, d.Name
+		default:
+			return false, nil
+		}
+		f, ok := nftFamilies[fam]
+		if !ok || !iptablesNftTables[table] || chain == "" {
+			return false, nil
+		}
+		ref := watch.ChainRef{Family: f, Table: table, Chain: chain}
+		if !slices.Contains(chains, ref) {
+			chains = append(chains, ref)
+		}
+	}
+	return true, chains
 }
 
 // processOf fills the parent of pid from /proc when it is still running.

@@ -24,7 +24,7 @@ func (h *fakeHost) set(broken bool) {
 	h.mu.Unlock()
 }
 
-func (h *fakeHost) Check(context.Context) (Verdict, error) {
+func (h *fakeHost) Check(context.Context, Scope) (Verdict, error) {
 	h.checks.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
