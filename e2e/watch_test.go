@@ -2,20 +2,29 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/iptscope/iptscope/collect"
+	"github.com/iptscope/iptscope/internal/synth"
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+	"github.com/iptscope/iptscope/watch"
 )
 
 // watchEvent is one line of `iptscope watch -o json` (iptscope.watch/v1).
@@ -696,4 +705,184 @@ func procUsage(t *testing.T, pid int) (fds, threads int, rssKB int64) {
 		}
 	}
 	return len(ents), threads, rssKB
+}
+
+// watchV6Dump is a small ip6tables dump of Docker's shape, with a quoted
+// comment and a mangle table, for the chain re-read test's IPv6 side.
+const watchV6Dump = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d fd00::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s fd00::/64 ! -o docker0 -j MASQUERADE
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m comment --comment "e2e: a \"quoted\" -c 1 2 -j x" -j MARK --set-xmark 0x1/0xffffffff
+COMMIT
+`
+
+// TestWatchChainReadEqualsAFullRead loads a Docker-shaped ruleset of
+// about 1,000 IPv4 rules and a small IPv6 one into a throwaway namespace
+// with iptables-nft, then makes 40 random edits of one chain each
+// (flush, delete, insert, append, replace, policy, zero counters). After
+// each it requires that the kernel's event names exactly that chain as
+// the only change, and that the chain's re-read spliced into the last
+// snapshot (collect.ReadChains and SpliceChains, as watch does, each
+// splice on top of the last) gives the iptables-nft dumps of a fresh full
+// read: the same text and the same parsed model.
+func TestWatchChainReadEqualsAFullRead(t *testing.T) {
+	requireRoot(t, "iptables-nft-restore", "ip6tables-nft-restore", "nft")
+	require(t, collect.CheckChainReads(context.Background(), collect.Options{}) == nil, "iptables-nft is older than 1.8.5")
+	_, path := netns(t)
+	if _, stderr, code := inNetns(t, path, string(synth.DockerHost(300)), "iptables-nft-restore"); code != 0 {
+		t.Fatalf("iptables-nft-restore: %s", stderr)
+	}
+	if _, stderr, code := inNetns(t, path, watchV6Dump, "ip6tables-nft-restore"); code != 0 {
+		t.Fatalf("ip6tables-nft-restore: %s", stderr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := collect.Options{NetNS: path, DockerHost: "unix://" + filepath.Join(t.TempDir(), "none.sock")}
+	changes, err := collect.WatchNftables(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		for range changes {
+		}
+	}()
+	prev := collect.Collect(ctx, o)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rnd := rand.New(rand.NewSource(seed))
+	for i := range 40 {
+		c, args := randomChainEdit(t, rnd, prev, i)
+		tool := "iptables-nft"
+		if c.Family == snapshot.FamilyIPv6 {
+			tool = "ip6tables-nft"
+		}
+		if _, stderr, code := inNetns(t, path, "", tool, args...); code != 0 {
+			t.Fatalf("edit %d: %s %s: %s", i, tool, strings.Join(args, " "), stderr)
+		}
+		select {
+		case ch := <-changes:
+			if !ch.RulesOnly || !slices.Equal(ch.Chains, []watch.ChainRef{c}) {
+				t.Errorf("edit %d (%s %s): the event says rules only %v of %v (%v), want %v", i, tool, strings.Join(args, " "), ch.RulesOnly, ch.Chains, ch.What, c)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("edit %d (%s %s): no nftables event", i, tool, strings.Join(args, " "))
+		}
+		ls, err := collect.ReadChains(ctx, o, []watch.ChainRef{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spliced, err := collect.SpliceChains(prev, ls, time.Now())
+		if err != nil {
+			t.Fatalf("edit %d (%s %s): %v", i, tool, strings.Join(args, " "), err)
+		}
+		full := collect.Collect(ctx, o)
+		for _, family := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+			got, err := spliced.PickDump(snapshot.BackendNFT, family)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := full.PickDump(snapshot.BackendNFT, family)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := withoutComments(want.Raw), withoutComments(got.Raw); a != b {
+				t.Fatalf("edit %d (%s %s): the spliced %s dump differs from a full read:\n%s", i, tool, strings.Join(args, " "), family, lineDiff(a, b))
+			}
+			a, _ := json.Marshal(want.Ruleset)
+			b, _ := json.Marshal(got.Ruleset)
+			if string(a) != string(b) {
+				t.Fatalf("edit %d: the spliced %s model differs from a full read's", i, family)
+			}
+		}
+		prev = spliced
+	}
+}
+
+// withoutComments drops the "# Generated ... on DATE" lines of a dump.
+func withoutComments(save string) string {
+	var b strings.Builder
+	for l := range strings.Lines(save) {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// randomChainEdit picks a chain of the snapshot's iptables-nft dumps and
+// an edit of it that changes something: the chain and the iptables
+// arguments.
+func randomChainEdit(t *testing.T, rnd *rand.Rand, s *snapshot.Snapshot, n int) (watch.ChainRef, []string) {
+	t.Helper()
+	type cand struct {
+		ref   watch.ChainRef
+		chain *parse.Chain
+	}
+	var cands []cand
+	for _, family := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+		d, err := s.PickDump(snapshot.BackendNFT, family)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tb := range d.Ruleset.Tables {
+			for _, c := range tb.Chains {
+				cands = append(cands, cand{watch.ChainRef{Family: family, Table: string(tb.Name), Chain: string(c.Name)}, c})
+			}
+		}
+	}
+	c := cands[rnd.Intn(len(cands))]
+	rules := len(c.chain.Rules)
+	src := fmt.Sprintf("192.0.2.%d/32", n%250+1)
+	if c.ref.Family == snapshot.FamilyIPv6 {
+		src = fmt.Sprintf("2001:db8::%x/128", n+1)
+	}
+	rule := []string{"-s", src, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(1000 + n), "-m", "comment", "--comment", fmt.Sprintf("e2e edit %d", n), "-j", "RETURN"}
+	base := []string{"-t", c.ref.Table}
+	for {
+		switch op := rnd.Intn(7); {
+		case op == 0 && rules > 0:
+			return c.ref, append(base, "-F", c.ref.Chain)
+		case op == 1 && rules > 0:
+			return c.ref, append(base, "-D", c.ref.Chain, strconv.Itoa(1+rnd.Intn(rules)))
+		case op == 2:
+			return c.ref, append(append(base, "-I", c.ref.Chain, strconv.Itoa(1+rnd.Intn(rules+1))), rule...)
+		case op == 3:
+			return c.ref, append(append(base, "-A", c.ref.Chain), rule...)
+		case op == 4 && rules > 0:
+			return c.ref, append(append(base, "-R", c.ref.Chain, strconv.Itoa(1+rnd.Intn(rules))), rule...)
+		case op == 5 && c.chain.Builtin && c.ref.Table != "nat": // nat takes no DROP policy
+			policy := "DROP"
+			if c.chain.Policy == "DROP" {
+				policy = "ACCEPT"
+			}
+			return c.ref, append(base, "-P", c.ref.Chain, policy)
+		case op == 6 && c.chain.Builtin:
+			return c.ref, append(base, "-Z", c.ref.Chain)
+		}
+	}
 }

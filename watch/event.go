@@ -112,6 +112,9 @@ func (c ChainRef) String() string { return c.Family + " " + c.Table + " " + c.Ch
 type Scope struct {
 	Full   bool
 	Chains []ChainRef
+	// Why says what made it Full ("Docker's container start", "nftables
+	// change: ip filter FOO: chain added"), for people.
+	Why string
 }
 
 // DockerEvent is one of Docker's own events that rewrites rules: a

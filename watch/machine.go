@@ -111,6 +111,7 @@ type Machine struct {
 	// What the next check must read: everything (full), or the rules of
 	// these chains (Begin hands it over and starts afresh).
 	full       bool
+	fullWhy    string // what made it full first
 	chains     []ChainRef
 	inCheck    bool      // between Begin and Checked
 	again      time.Time // a check asked for while one ran (zero: none)
@@ -132,7 +133,7 @@ type Machine struct {
 
 // NewMachine returns a Machine with the first check due at now.
 func NewMachine(cfg Config, now time.Time) *Machine {
-	return &Machine{cfg: cfg.withDefaults(), due: now, full: true, undoers: map[string]int{}, Repairs: map[string]int{}}
+	return &Machine{cfg: cfg.withDefaults(), due: now, full: true, fullWhy: "the first check", undoers: map[string]int{}, Repairs: map[string]int{}}
 }
 
 // maxChains is how many changed chains a check re-reads one by one; a
@@ -166,18 +167,18 @@ func (m *Machine) schedule(at time.Time) {
 func (m *Machine) Change(now time.Time, c Change) []Event {
 	if c.Err != nil {
 		// Changes may have gone unseen while the source was down.
-		m.full = true
+		m.needFull(c.Source + " events failed")
 		return m.errorEvent(now, fmt.Errorf("%s events: %w", c.Source, c.Err))
 	}
 	switch {
 	case m.cfg.Self != 0 && (c.By.PID == m.cfg.Self || c.By.PPID == m.cfg.Self):
 		// Our own repair.
-		m.full = true
+		m.needFull("the repair's change")
 	case c.By.IsDocker():
 		// Docker's own change: its view (containers, networks) moves
 		// with its rules.
 		m.lastDocker = now
-		m.full = true
+		m.needFull("Docker's change")
 	default:
 		m.addScope(c)
 		if c.By.PID != 0 || c.By.Comm != "" {
@@ -197,7 +198,11 @@ func (m *Machine) Change(now time.Time, c Change) []Event {
 // check must read.
 func (m *Machine) addScope(c Change) {
 	if !c.RulesOnly || len(c.Chains) == 0 {
-		m.full = true
+		why := c.Source + " change"
+		if len(c.What) > 0 {
+			why += ": " + c.What[0]
+		}
+		m.needFull(why)
 		return
 	}
 	if m.full {
@@ -206,11 +211,18 @@ func (m *Machine) addScope(c Change) {
 	for _, ch := range c.Chains {
 		if !slices.Contains(m.chains, ch) {
 			if len(m.chains) == maxChains {
-				m.full, m.chains = true, nil
+				m.needFull(fmt.Sprintf("more than %d chains changed", maxChains))
 				return
 			}
 			m.chains = append(m.chains, ch)
 		}
+	}
+}
+
+// needFull makes the next check a full read; why is said in its Scope.
+func (m *Machine) needFull(why string) {
+	if !m.full {
+		m.full, m.fullWhy, m.chains = true, why, nil
 	}
 }
 
@@ -221,9 +233,12 @@ func (m *Machine) addScope(c Change) {
 func (m *Machine) Begin(now time.Time) Scope {
 	sc := Scope{Full: m.full || len(m.chains) == 0, Chains: m.chains}
 	if sc.Full {
-		sc.Chains = nil
+		sc.Chains, sc.Why = nil, m.fullWhy
+		if !m.full {
+			sc.Why = "no change said what it touched"
+		}
 	}
-	m.full, m.chains = false, nil
+	m.full, m.fullWhy, m.chains = false, "", nil
 	m.inCheck, m.again = true, time.Time{}
 	return sc
 }
@@ -246,13 +261,13 @@ func appendCapped(s, add []string, max int) []string {
 // for a while, and a check is scheduled after that.
 func (m *Machine) Docker(now time.Time, e DockerEvent) {
 	m.lastDocker = now
-	m.full = true
+	m.needFull("Docker's " + e.Type + " " + e.Action)
 	m.schedule(now.Add(m.cfg.DockerQuiet))
 }
 
 // Tick is the periodic full re-check.
 func (m *Machine) Tick(now time.Time) {
-	m.full = true
+	m.needFull("the periodic re-check (or the probe saw links, sysctls or docker-proxy change)")
 	m.schedule(now)
 }
 
@@ -269,7 +284,7 @@ func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, 
 	}
 	if err != nil {
 		// The next check cannot build on this one.
-		m.full = true
+		m.needFull("the last check failed")
 		return m.errorEvent(now, err), false
 	}
 	m.lastErr = ""
@@ -294,7 +309,7 @@ func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, 
 		// Docker is at work (a container starting, a network being
 		// created): its rules are half written. Judge once it is quiet,
 		// on a full read.
-		m.full = true
+		m.needFull("Docker at work")
 		m.schedule(q)
 		return nil, false
 	}
@@ -350,7 +365,7 @@ func (m *Machine) pruneRepairs(now time.Time) {
 func (m *Machine) Repaired(now time.Time, v Verdict, o RepairOutcome) []Event {
 	m.repairs = append(m.repairs, now)
 	m.repairing = true
-	m.full = true
+	m.needFull("the repair")
 	m.schedule(now)
 	if o.Err != nil {
 		m.Repairs[RepairFailed]++

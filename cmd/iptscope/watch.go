@@ -381,7 +381,7 @@ func (h *watchHost) Check(ctx context.Context, scope watch.Scope) (watch.Verdict
 func (h *watchHost) read(ctx context.Context, scope watch.Scope) (snap *snapshot.Snapshot, how string) {
 	copts := collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost}
 	sum, sumErr := collect.HostStateHash(ctx, copts)
-	why := "asked to"
+	why := scope.Why
 	switch {
 	case scope.Full:
 	case h.chainReads != nil:
