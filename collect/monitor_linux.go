@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -328,6 +329,27 @@ func describeChanges(evs []*nftables.MonitorEvent) []string {
 			} else {
 				add(key{where, "table added"})
 			}
+		case *nftables.Set:
+			if d == nil || d.Table == nil {
+				continue
+			}
+			where := nftFamilyName[d.Table.Family] + " " + d.Table.Name + " " + d.Name
+			if e.Type == nftables.MonitorEventTypeDelSet {
+				add(key{where, "set deleted"})
+			} else {
+				add(key{where, "set added"})
+			}
+		case []nftables.SetElement:
+			// The library keeps neither the table nor the set of an
+			// element: the element's key and verdict say which it is
+			// (`element "docker0" : jump filter-forward-in__docker0`).
+			what := "added"
+			if e.Type == nftables.MonitorEventTypeDelSetElem {
+				what = "deleted"
+			}
+			for _, el := range d {
+				add(key{"element " + elementText(el), "element " + what})
+			}
 		}
 	}
 	// Deletions first: they are what breaks traffic.
@@ -343,11 +365,33 @@ func describeChanges(evs []*nftables.MonitorEvent) []string {
 		switch k.what {
 		case "deleted", "added":
 			out = append(out, fmt.Sprintf("%s: %d rule%s %s", k.where, n[k], plural(n[k]), k.what))
+		case "element deleted", "element added":
+			out = append(out, k.where+" "+strings.TrimPrefix(k.what, "element "))
 		default:
 			out = append(out, k.where+": "+k.what)
 		}
 	}
 	return out
+}
+
+// elementText renders a set element for people: its key as a string when
+// it is one (an interface name, NUL-padded), else in hex, then its
+// verdict for a verdict map: `"docker0" : jump filter-forward-in__docker0`.
+func elementText(el nftables.SetElement) string {
+	k := strings.TrimRight(string(el.Key), "\x00")
+	s := fmt.Sprintf("%x", el.Key)
+	if k != "" && strings.IndexFunc(k, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0 {
+		s = strconv.Quote(k)
+	}
+	if v := el.VerdictData; v != nil && v.Chain != "" {
+		switch v.Kind {
+		case expr.VerdictGoto:
+			s += " : goto " + v.Chain
+		default:
+			s += " : jump " + v.Chain
+		}
+	}
+	return s
 }
 
 func plural(n int) string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 
 	"github.com/iptscope/iptscope/watch"
 )
@@ -53,5 +54,30 @@ func TestScopeOfAGeneration(t *testing.T) {
 				t.Errorf("scopeOf = %v %v, want %v %v", rulesOnly, chains, tt.rulesOnly, tt.chains)
 			}
 		})
+	}
+}
+
+func TestDescribeChanges(t *testing.T) {
+	ip := &nftables.Table{Name: "docker-bridges", Family: nftables.TableFamilyIPv4}
+	key := append([]byte("docker0"), make([]byte, 9)...)
+	evs := []*nftables.MonitorEvent{
+		{Type: nftables.MonitorEventTypeNewRule, Data: &nftables.Rule{Table: ip, Chain: &nftables.Chain{Name: "nat-prerouting-and-output"}}},
+		{Type: nftables.MonitorEventTypeDelRule, Data: &nftables.Rule{Table: ip, Chain: &nftables.Chain{Name: "nat-prerouting-and-output"}}},
+		{Type: nftables.MonitorEventTypeDelRule, Data: &nftables.Rule{Table: ip, Chain: &nftables.Chain{Name: "nat-prerouting-and-output"}}},
+		{Type: nftables.MonitorEventTypeDelSetElem, Data: []nftables.SetElement{{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: "filter-forward-in__docker0"}}}},
+		{Type: nftables.MonitorEventTypeNewSetElem, Data: []nftables.SetElement{{Key: []byte{10, 0, 0, 1}}}},
+		{Type: nftables.MonitorEventTypeNewSet, Data: &nftables.Set{Table: ip, Name: "ports"}},
+		{Type: nftables.MonitorEventTypeDelChain, Data: &nftables.Chain{Table: ip, Name: "filter-forward-in__br0"}},
+	}
+	want := []string{
+		"ip docker-bridges nat-prerouting-and-output: 2 rules deleted",
+		`element "docker0" : jump filter-forward-in__docker0 deleted`,
+		"ip docker-bridges filter-forward-in__br0: chain deleted",
+		"ip docker-bridges nat-prerouting-and-output: 1 rule added",
+		"element 0a000001 added",
+		"ip docker-bridges ports: set added",
+	}
+	if got := describeChanges(evs); !slices.Equal(got, want) {
+		t.Errorf("describeChanges =\n%q\nwant\n%q", got, want)
 	}
 }
