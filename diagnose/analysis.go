@@ -30,11 +30,11 @@ func (a analysis) chainExists(t parse.TableName, c parse.ChainName) bool {
 // jumps to) is absent: that is docker-chain-missing's finding, and other
 // checks leave such rules to it.
 func (a analysis) missingChain(er ExpectedRule) bool {
-	t := er.Rule.Table
-	if !er.Rule.Chain.IsBuiltin(t) && !a.chainExists(t, er.Rule.Chain) {
+	t := er.Table
+	if !er.Chain.IsBuiltin(t) && !a.chainExists(t, er.Chain) {
 		return true
 	}
-	if er.Rule.JumpsToChain() && !a.chainExists(t, parse.ChainName(er.Rule.Target)) {
+	if er.JumpsToChain() && !a.chainExists(t, parse.ChainName(er.Target)) {
 		return true
 	}
 	return false
@@ -42,7 +42,7 @@ func (a analysis) missingChain(er ExpectedRule) bool {
 
 // ruleLine renders an expected rule as the line to add: "-t nat -A DOCKER ...".
 func ruleLine(er ExpectedRule) string {
-	return "-t " + string(er.Rule.Table) + " -A " + string(er.Rule.Chain) + " " + er.Spec()
+	return "-t " + string(er.Table) + " -A " + string(er.Chain) + " " + er.Spec()
 }
 
 // saveLine renders a dump rule as iptables-save prints it, without

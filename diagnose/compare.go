@@ -21,8 +21,9 @@ type Diff struct {
 	// inverted pair: those can be quadratic in number). Empty when every
 	// chain is in Docker's order.
 	OutOfOrder [][2]Placed
-	// Found maps each expected rule present to the dump's rule.
-	Found map[*parse.Rule]*parse.Rule
+	// Found is, by expected rule (its id), the dump's rule that is it;
+	// nil when missing. Read it with Got.
+	Found []*parse.Rule
 
 	// seen is what Compare rendered per table and chain of the expected
 	// rules, kept for the checks that need it again (chainSeenOf).
@@ -36,7 +37,16 @@ type Diff struct {
 type chainSeen struct {
 	specs []string
 	used  []bool
-	want  map[string]*parse.Rule
+	want  map[string]int32 // Spec -> id of the first expected rule of it
+}
+
+// Got returns the dump's rule that is the expected rule er, nil when it
+// is missing.
+func (d *Diff) Got(er ExpectedRule) *parse.Rule {
+	if d == nil || int(er.id) >= len(d.Found) {
+		return nil
+	}
+	return d.Found[er.id]
 }
 
 // chainSeenOf returns what Compare saw of chain c of table t, nil when
@@ -65,15 +75,15 @@ type Placed struct {
 // rule satisfies all of them. A missing shared rule is listed once in
 // Missing, as the first of them.
 func Compare(e *Expected, rs *parse.Ruleset) *Diff {
-	d := &Diff{Found: map[*parse.Rule]*parse.Rule{}}
+	d := &Diff{}
 	if e == nil || !e.Modelled {
 		return d
 	}
 	all := e.All()
-	d.Found = make(map[*parse.Rule]*parse.Rule, len(all))
+	d.Found = make([]*parse.Rule, e.size())
 	altFound := map[string]bool{}
 	// covered: expected rules that share the Spec of an earlier one.
-	covered := map[*parse.Rule]bool{}
+	covered := make([]bool, len(d.Found))
 	seen := map[parse.TableName]map[parse.ChainName]*chainSeen{}
 	d.seen = seen
 	var placed = map[parse.TableName]map[parse.ChainName][]Placed{}
@@ -81,7 +91,7 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 		seen[t] = map[parse.ChainName]*chainSeen{}
 		for c, rules := range e.Rules[t] {
 			chain := rs.Table(t).Chain(c)
-			cs := &chainSeen{want: make(map[string]*parse.Rule, len(rules))}
+			cs := &chainSeen{want: make(map[string]int32, len(rules))}
 			seen[t][c] = cs
 			// Why an index: Spec() renders text; comparing every expected
 			// rule with every rule is O(n²) renders (about 1 s at 1,000
@@ -106,18 +116,18 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 			pl := make([]Placed, 0, len(rules))
 			for _, er := range rules {
 				want := er.Spec()
-				if f := cs.want[want]; f != nil {
+				if f, ok := cs.want[want]; ok {
 					// sharedSpec: Docker wrote this rule once.
-					covered[er.Rule] = true
+					covered[er.id] = true
 					if got := d.Found[f]; got != nil {
-						d.Found[er.Rule] = got
+						d.Found[er.id] = got
 						if er.Alt != "" {
 							altFound[altKey(er)] = true
 						}
 					}
 					continue
 				}
-				cs.want[want] = er.Rule
+				cs.want[want] = er.id
 				j, ok := bySpec[want]
 				for ok && j >= 0 && cs.used[j] {
 					j = next[j]
@@ -127,7 +137,7 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 				}
 				got := chain.Rules[j]
 				cs.used[j] = true
-				d.Found[er.Rule] = got
+				d.Found[er.id] = got
 				if er.Alt != "" {
 					altFound[altKey(er)] = true
 				}
@@ -142,7 +152,7 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 		}
 	}
 	for _, er := range all {
-		if d.Found[er.Rule] != nil || covered[er.Rule] || (er.Alt != "" && altFound[altKey(er)]) {
+		if d.Found[er.id] != nil || covered[er.id] || (er.Alt != "" && altFound[altKey(er)]) {
 			continue
 		}
 		d.Missing = append(d.Missing, er)
@@ -161,7 +171,7 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 					d.Unexpected = append(d.Unexpected, r)
 					continue
 				}
-				if !cs.used[i] && cs.want[cs.specs[i]] == nil {
+				if _, ok := cs.want[cs.specs[i]]; !cs.used[i] && !ok {
 					d.Unexpected = append(d.Unexpected, r)
 				}
 			}

@@ -94,10 +94,10 @@ func TestSharedRuleIsOneRule(t *testing.T) {
 		for _, er := range e.RulesOf(parse.TableFilter, ChainDocker) {
 			if er.Kind == KindPortAccept && er.Container == "p2" {
 				n++
-				if got != nil && d.Found[er.Rule] != got {
+				if got != nil && d.Got(er) != got {
 					t.Errorf("the two bindings are satisfied by different rules")
 				}
-				got = d.Found[er.Rule]
+				got = d.Got(er)
 			}
 		}
 		if n != 2 || got == nil {

@@ -100,7 +100,7 @@ func dnatStaleOf(env *Env, a analysis) []Finding {
 			if ov := overrides(a, r); len(ov) > 0 {
 				f.Repairable = true
 				f.Fix = "`sudo iptscope doctor --fix` deletes it. By hand: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. It takes port " +
-					portName(ov[0].Port) + ", which Docker maps to " + ov[0].Rule.NATTo() + " (container " + ov[0].Container + ")."
+					portName(ov[0].Port) + ", which Docker maps to " + ov[0].NATTo() + " (container " + ov[0].Container + ")."
 			} else {
 				f.Fix = "Check where the rule comes from before deleting it: `" + a.ipt() + " -t nat -D DOCKER " + r.Spec() + "`. iptscope does not remove rules it cannot prove stale."
 			}
@@ -150,7 +150,7 @@ func overrides(a analysis, r *parse.Rule) []ExpectedRule {
 // overriddenBy returns the unexpected DNAT of nat DOCKER that takes the
 // port of Docker's DNAT er (see overrides), or nil.
 func overriddenBy(a analysis, er ExpectedRule) *parse.Rule {
-	return a.overIdx().by[er.Rule]
+	return a.overIdx().by[er.id]
 }
 
 // overrideIndex is overrides for every unexpected DNAT of nat DOCKER, and
@@ -159,11 +159,11 @@ func overriddenBy(a analysis, er ExpectedRule) *parse.Rule {
 // took 44 s on a host whose 1,000 DNATs were all re-pointed.
 type overrideIndex struct {
 	over map[*parse.Rule][]ExpectedRule // unexpected DNAT -> Docker's DNATs it takes
-	by   map[*parse.Rule]*parse.Rule    // Docker's DNAT (expected) -> the first that takes it
+	by   map[int32]*parse.Rule          // Docker's DNAT (expected) -> the first that takes it
 }
 
 func buildOverrideIndex(a analysis) overrideIndex {
-	x := overrideIndex{over: map[*parse.Rule][]ExpectedRule{}, by: map[*parse.Rule]*parse.Rule{}}
+	x := overrideIndex{over: map[*parse.Rule][]ExpectedRule{}, by: map[int32]*parse.Rule{}}
 	for _, u := range a.diff.Unexpected {
 		if u.Table != parse.TableNAT || u.Chain != ChainDocker || u.Target != parse.TargetDNAT {
 			continue
@@ -171,8 +171,8 @@ func buildOverrideIndex(a analysis) overrideIndex {
 		ov := computeOverrides(a, u)
 		x.over[u] = ov
 		for _, er := range ov {
-			if x.by[er.Rule] == nil {
-				x.by[er.Rule] = u
+			if x.by[er.id] == nil {
+				x.by[er.id] = u
 			}
 		}
 	}
@@ -186,16 +186,16 @@ func computeOverrides(a analysis, r *parse.Rule) []ExpectedRule {
 	}
 	var out []ExpectedRule
 	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
-		if er.Kind != KindDNAT || er.Port == nil || er.Rule.NATTo() == r.NATTo() {
+		if er.Kind != KindDNAT || er.Port == nil || er.NATTo() == r.NATTo() {
 			continue
 		}
-		if got := a.diff.Found[er.Rule]; got != nil && got.Position < r.Position {
+		if got := a.diff.Got(er); got != nil && got.Position < r.Position {
 			continue
 		}
 		if r.Proto() != proto(*er.Port) || !inRanges(uint16(er.Port.HostPort), ports) {
 			continue
 		}
-		if !addrOverlaps(r.Destination, er.Rule.Destination) || !ifaceOverlaps(r.InIface, er.Rule.InIface) {
+		if !addrOverlaps(r.Destination, er.Rule().Destination) || !ifaceOverlaps(r.InIface, er.Rule().InIface) {
 			continue
 		}
 		out = append(out, er)
@@ -212,7 +212,7 @@ func shadows(a analysis, r *parse.Rule) []Placed {
 	}
 	var out []Placed
 	for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
-		got := a.diff.Found[er.Rule]
+		got := a.diff.Got(er)
 		if er.Kind != KindDNAT || got == nil || got.Position < r.Position || er.Port == nil {
 			continue
 		}

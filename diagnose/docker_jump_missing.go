@@ -23,10 +23,10 @@ var dockerJumpMissing = Check{
 // jumpMissingClaims: a jump (from a built-in chain, or inside Docker's
 // skeleton) whose chains exist; one cause per chain it jumps from.
 func jumpMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
-	if (er.Kind != KindJump && er.Kind != KindSkeleton) || !er.Rule.JumpsToChain() || a.missingChain(er) {
+	if (er.Kind != KindJump && er.Kind != KindSkeleton) || !er.JumpsToChain() || a.missingChain(er) {
 		return Subject{}, false
 	}
-	return Subject{Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain}, true
+	return Subject{Family: a.family(), Table: er.Table, Chain: er.Chain}, true
 }
 
 // jumpMissing is docker-jump-missing for one family.
@@ -46,7 +46,7 @@ func jumpMissing(_ *Env, a analysis) []Finding {
 			Rules:    missingRefs(a, ers),
 		}
 		for _, er := range ers {
-			to := parse.ChainName(er.Rule.Target)
+			to := parse.ChainName(er.Target)
 			tos = append(tos, string(to))
 			if d := jumpMissingDetail(a, t, from, to); !slices.Contains(details, d) {
 				details = append(details, d)
@@ -68,13 +68,13 @@ func jumpMissing(_ *Env, a analysis) []Finding {
 // jumpFix is the iptables command that puts the jump back where Docker
 // keeps it.
 func jumpFix(a analysis, er ExpectedRule) string {
-	t, c := er.Rule.Table, er.Rule.Chain
+	t, c := er.Table, er.Chain
 	pos := 1
 	for _, x := range a.exp.RulesOf(t, c) {
-		if x.Rule == er.Rule {
+		if x.id == er.id {
 			break
 		}
-		if a.diff.Found[x.Rule] != nil {
+		if a.diff.Got(x) != nil {
 			pos++
 		}
 	}

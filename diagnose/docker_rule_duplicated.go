@@ -61,7 +61,7 @@ func dockerRuleDuplicatedOf(_ *Env, a analysis) []Finding {
 			expected := func(sp string) bool { return false }
 			if cs := a.diff.chainSeenOf(t, parse.ChainName(cn)); cs != nil && len(cs.specs) == len(c.Rules) {
 				specOf = func(i int) string { return cs.specs[i] }
-				expected = func(sp string) bool { return cs.want[sp] != nil }
+				expected = func(sp string) bool { _, ok := cs.want[sp]; return ok }
 			} else {
 				want := map[string]bool{}
 				for _, er := range a.exp.RulesOf(t, parse.ChainName(cn)) {

@@ -57,7 +57,7 @@ func ruleMissingClaims(a analysis, er ExpectedRule) (Subject, bool) {
 	case classHairpin:
 		return Subject{Family: fam, Table: parse.TableNAT, Chain: parse.ChainPostrouting}, true
 	}
-	return Subject{Family: fam, Table: er.Rule.Table, Chain: er.Rule.Chain}, true
+	return Subject{Family: fam, Table: er.Table, Chain: er.Chain}, true
 }
 
 // ruleClass groups missing rules by consequence.
@@ -76,7 +76,7 @@ func classOf(er ExpectedRule) (ruleClass, bool) {
 	case KindIsolation:
 		return classProtection, true
 	case KindNetworkPath:
-		if t := er.Rule.Target; t == parse.TargetDrop || t == parse.TargetReject {
+		if t := er.Target; t == parse.TargetDrop || t == parse.TargetReject {
 			return classProtection, true
 		}
 	case KindNATReturn:
@@ -84,7 +84,7 @@ func classOf(er ExpectedRule) (ruleClass, bool) {
 	case KindHairpinMasq, KindPortMasq:
 		return classHairpin, true
 	case KindSkeleton:
-		if !er.Rule.JumpsToChain() {
+		if !er.JumpsToChain() {
 			return classReturn, true
 		}
 	}

@@ -81,7 +81,7 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 		var hit []string
 		for _, er := range ports {
 			if userRuleHits(r, *er, bridges) {
-				dest, _ := parse.ParseNATDest(er.Rule.NATTo())
+				dest, _ := parse.ParseNATDest(er.NATTo())
 				hit = append(hit, fmt.Sprintf("%s -> %s (container %s)", portName(er.Port), net.JoinHostPort(dest.IP, strconv.Itoa(er.Port.ContainerPort)), er.Container))
 			}
 		}
@@ -141,7 +141,7 @@ func userRuleHits(r *parse.Rule, er ExpectedRule, bridges []string) bool {
 	if r.Protocol.Negated || r.Destination.Negated || r.OutIface.Negated || !r.Fragment.IsZero() {
 		return false
 	}
-	dest, err := parse.ParseNATDest(er.Rule.NATTo())
+	dest, err := parse.ParseNATDest(er.NATTo())
 	if err != nil {
 		return false
 	}

@@ -211,7 +211,7 @@ func computeAnalysis(env *Env, family string) (analysis, bool) {
 func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 	found := map[Kind]bool{}
 	for _, er := range e.All() {
-		if diff.Found[er.Rule] != nil {
+		if diff.Got(er) != nil {
 			found[er.Kind] = true
 		}
 	}

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
@@ -59,11 +61,18 @@ const (
 	KindRawLoopback Kind = "raw-loopback-drop"
 )
 
-// ExpectedRule is one rule Docker would have written.
+// ExpectedRule is one rule Docker would have written: an intent with its
+// canonical text. Why not a parsed rule: a 33,000-port host expects about
+// 130,000 rules, and parsing each one made 75 MB of pointer-rich heap that
+// only a few checks ever look into (Rule parses on demand).
 type ExpectedRule struct {
-	// Rule is built with parse.ParseRuleSpec; compare with Rule.Spec().
-	Rule *parse.Rule
-	Kind Kind
+	// Table and Chain the rule goes into; Target is its -j or -g target
+	// (Goto for -g).
+	Table  parse.TableName
+	Chain  parse.ChainName
+	Target parse.Target
+	Goto   bool
+	Kind   Kind
 	// Network, Container and Port say what the rule is for ("" / nil when
 	// it is part of the skeleton).
 	Network   string
@@ -82,18 +91,79 @@ type ExpectedRule struct {
 	// gateway endpoint of a container on several networks), each choice
 	// is listed with the same Alt and one of them is enough.
 	Alt string
-	// spec caches Rule.Spec() (set by the builder): Compare and the
-	// checks ask for it once per rule each, and rendering it is most of
-	// their cost on a big host.
+	// spec is the canonical text (what parse.Rule.Spec gives for it).
 	spec string
+	// id numbers the rules of one Expect (Diff.Found is indexed by it);
+	// parsed holds the rules Rule parsed, by id.
+	id     int32
+	parsed *parsedRules
 }
 
 // Spec is the rule's canonical text without "-A CHAIN".
-func (e ExpectedRule) Spec() string {
-	if e.spec != "" {
-		return e.spec
+func (e ExpectedRule) Spec() string { return e.spec }
+
+// JumpsToChain reports whether the rule jumps or goes to a chain.
+func (e ExpectedRule) JumpsToChain() bool {
+	return e.Target != "" && !e.Target.IsVerdictOrExtension()
+}
+
+// NATTo is the NAT target's destination or source ("172.17.0.2:80"), as
+// parse.Rule.NATTo gives it; "" for other targets.
+func (e ExpectedRule) NATTo() string {
+	switch e.Target {
+	case parse.TargetDNAT, parse.TargetSNAT, parse.TargetRedirect, parse.TargetMasquerade:
+		return e.Rule().NATTo()
 	}
-	return e.Rule.Spec()
+	return ""
+}
+
+// Rule is the rule parsed from its text, once per Expect and shared: do
+// not change it. A text that does not parse (never one the builder
+// writes; TestExpectedRulesAreCanonical holds that) gives a rule with only
+// its table, chain and target.
+func (e ExpectedRule) Rule() *parse.Rule {
+	if e.parsed == nil {
+		return e.parse()
+	}
+	slot := &e.parsed.rules[e.id]
+	if r := slot.Load(); r != nil {
+		return r
+	}
+	slot.CompareAndSwap(nil, e.parse())
+	return slot.Load()
+}
+
+func (e ExpectedRule) parse() *parse.Rule {
+	r, err := parse.ParseRuleSpec(e.Table, e.Chain, e.spec)
+	if err != nil {
+		return &parse.Rule{Table: e.Table, Chain: e.Chain, Target: e.Target, Goto: e.Goto}
+	}
+	return r
+}
+
+// parsedRules is the lazily parsed form of every rule of one Expect.
+type parsedRules struct {
+	rules []atomic.Pointer[parse.Rule]
+}
+
+// specTarget finds the -j or -g target of a canonical rule text, skipping
+// quoted words (comments).
+func specTarget(spec string) (parse.Target, bool) {
+	inQuote := false
+	for i := 0; i+2 < len(spec); i++ {
+		switch ch := spec[i]; {
+		case ch == '"' && (i == 0 || spec[i-1] != '\\'):
+			inQuote = !inQuote
+		case inQuote || ch != '-' || (i > 0 && spec[i-1] != ' '):
+		case (spec[i+1] == 'j' || spec[i+1] == 'g') && spec[i+2] == ' ':
+			rest := spec[i+3:]
+			if j := strings.IndexByte(rest, ' '); j >= 0 {
+				rest = rest[:j]
+			}
+			return parse.Target(rest), spec[i+1] == 'g'
+		}
+	}
+	return "", false
 }
 
 // ProxyMode is the userland-proxy setting and how it was found.
@@ -136,6 +206,21 @@ type Expected struct {
 	// all caches All() (nil: not cached, e.g. an Expected built by
 	// hand). A copy whose Rules change must get a fresh one.
 	all *allCache
+	// parsed holds the parsed form of each rule, by id (see
+	// ExpectedRule.Rule); a copy shares it.
+	parsed *parsedRules
+}
+
+// size is how many ids the rules of e use (Diff.Found's length).
+func (e *Expected) size() int {
+	if e.parsed != nil {
+		return len(e.parsed.rules)
+	}
+	n := 0
+	for _, r := range e.All() {
+		n = max(n, int(r.id)+1)
+	}
+	return n
 }
 
 type allCache struct {
@@ -192,20 +277,17 @@ type builder struct {
 	e   *Expected
 	s   *snapshot.Snapshot
 	err error
-	p   parse.SpecParser
 	// pending are the rules added, in order; finish files them into
 	// e.Rules with one exact allocation per chain (appending chain by
 	// chain copied 80 MB of rules at 33,000 ports).
-	pending []pendingRule
+	pending []ExpectedRule
 }
 
-type pendingRule struct {
-	t  parse.TableName
-	c  parse.ChainName
-	er ExpectedRule
-}
-
-// finish moves the pending rules into e.Rules, chain order kept.
+// finish moves the pending rules into e.Rules, chain order kept. Every
+// rule lives once, in the order All gives (table by table, chain by chain
+// by name); each chain's rules are a window of that one slice. Why: a
+// chain-by-chain copy plus All's own copy held 40 MB of rules at 33,000
+// ports.
 func (b *builder) finish() {
 	type tc struct {
 		t parse.TableName
@@ -213,36 +295,53 @@ func (b *builder) finish() {
 	}
 	n := map[tc]int{}
 	for _, p := range b.pending {
-		n[tc{p.t, p.c}]++
+		n[tc{p.Table, p.Chain}]++
 	}
-	for _, p := range b.pending {
-		if b.e.Rules[p.t] == nil {
-			b.e.Rules[p.t] = map[parse.ChainName][]ExpectedRule{}
+	rank := func(t parse.TableName) int {
+		if i := slices.Index(parse.KnownTables, t); i >= 0 {
+			return i
 		}
-		rules := b.e.Rules[p.t][p.c]
-		if rules == nil {
-			rules = make([]ExpectedRule, 0, n[tc{p.t, p.c}])
-		}
-		b.e.Rules[p.t][p.c] = append(rules, p.er)
+		return len(parse.KnownTables)
 	}
+	keys := make([]tc, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y tc) int {
+		return cmp.Or(cmp.Compare(rank(x.t), rank(y.t)), cmp.Compare(x.t, y.t), cmp.Compare(x.c, y.c))
+	})
+	start, next := make(map[tc]int, len(keys)), make(map[tc]int, len(keys))
+	off, known := 0, 0
+	for _, k := range keys {
+		start[k], next[k] = off, off
+		off += n[k]
+		if rank(k.t) < len(parse.KnownTables) {
+			known = off
+		}
+	}
+	all := make([]ExpectedRule, off)
+	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], len(b.pending))}
+	for i, er := range b.pending {
+		er.id, er.parsed = int32(i), b.e.parsed
+		k := tc{er.Table, er.Chain}
+		all[next[k]] = er
+		next[k]++
+	}
+	for _, k := range keys {
+		if b.e.Rules[k.t] == nil {
+			b.e.Rules[k.t] = map[parse.ChainName][]ExpectedRule{}
+		}
+		b.e.Rules[k.t][k.c] = all[start[k]:next[k]:next[k]]
+	}
+	b.e.all = &allCache{}
+	b.e.all.once.Do(func() { b.e.all.rules = all[:known:known] })
 	b.pending = nil
 }
 
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
-	r, err := b.p.Parse(t, c, spec)
-	if err != nil {
-		if b.err == nil {
-			b.err = fmt.Errorf("building expected rule %q for %s %s: %w", spec, t, c, err)
-		}
-		return
-	}
-	er.Rule = r
-	// The canonical text; the builder's own string when it is already
-	// canonical (almost always), so that only one copy stays live.
-	if er.spec = r.Spec(); er.spec == spec {
-		er.spec = spec
-	}
-	b.pending = append(b.pending, pendingRule{t, c, er})
+	er.Table, er.Chain, er.spec = t, c, spec
+	er.Target, er.Goto = specTarget(spec)
+	b.pending = append(b.pending, er)
 }
 
 // bridgeNet is a bridge-driver network reduced to what the rules need.
@@ -356,7 +455,7 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 	// A capacity from the usual shape (a DNAT, an ACCEPT and a raw DROP
 	// or hairpin rule per port, a few dozen rules per network): one
 	// allocation on most hosts.
-	b.pending = make([]pendingRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
+	b.pending = make([]ExpectedRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
 	layout.build(b, nets, ports)
 	b.finish()
 	return e, b.err

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iptscope/iptscope/internal/synth"
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/snapshot"
 )
@@ -37,7 +38,7 @@ func TestExpectedMatchesHealthyFixtures(t *testing.T) {
 				}
 				diff := Compare(e, d.Ruleset)
 				for _, m := range diff.Missing {
-					t.Errorf("missing %s %s: %s (%s)", m.Rule.Table, m.Rule.Chain, m.Spec(), m.Kind)
+					t.Errorf("missing %s %s: %s (%s)", m.Table, m.Chain, m.Spec(), m.Kind)
 				}
 				for _, u := range diff.Unexpected {
 					t.Errorf("unexpected in Docker chain: %s", u.Raw)
@@ -73,13 +74,13 @@ func TestExpectedMatchesHealthyFixtures(t *testing.T) {
 	}
 }
 
-func foundRule(d *Diff, r *parse.Rule) (*parse.Rule, bool) {
+func foundRule(d *Diff, r *parse.Rule) (int, bool) {
 	for k, v := range d.Found {
 		if v == r {
 			return k, true
 		}
 	}
-	return nil, false
+	return 0, false
 }
 
 // TestCompareSeesMovedAndRemovedRules: the comparison is not vacuous.
@@ -111,4 +112,50 @@ func TestCompareSeesMovedAndRemovedRules(t *testing.T) {
 	if m := d.MissingOf(KindDNAT); len(m) != 1 || m[0].Port.HostPort != 8080 {
 		t.Errorf("removed DNAT for 8080: missing = %v", m)
 	}
+}
+
+// TestExpectedRulesAreCanonical: Compare matches an expected rule by its
+// text and the checks read its table, chain and target without parsing it,
+// so the builder's text must be what parse gives back, with that target.
+// Over every bundle, every healthy capture, their rule-only views and a
+// synthetic host.
+func TestExpectedRulesAreCanonical(t *testing.T) {
+	snaps := healthySnapshots(t)
+	for _, b := range bundles(t) {
+		snaps[b.dir] = b.snap
+		if len(b.snap.Rules) > 0 && b.snap.Rules[0].Ruleset != nil {
+			raw := &snapshot.Snapshot{Rules: b.snap.Rules[:1]}
+			if s, inf, _ := withRulesInferredDocker(raw); inf != nil {
+				snaps[b.dir+" (rules only)"] = s
+			}
+		}
+	}
+	snaps["synthetic 300 ports"] = synth.DockerSnapshot(300, synth.DockerHost(300), "nft")
+	n := 0
+	for name, s := range snaps {
+		for _, fam := range []string{snapshot.FamilyIPv4, snapshot.FamilyIPv6} {
+			e, err := Expect(s, fam)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, fam, err)
+			}
+			for _, er := range e.All() {
+				n++
+				r, err := parse.ParseRuleSpec(er.Table, er.Chain, er.Spec())
+				if err != nil {
+					t.Fatalf("%s %s: %s %s %q does not parse: %v", name, fam, er.Table, er.Chain, er.Spec(), err)
+				}
+				if r.Spec() != er.Spec() || r.Target != er.Target || r.Goto != er.Goto {
+					t.Errorf("%s %s: %s %s %q parses back as %q (target %q goto %v; the builder says %q %v)",
+						name, fam, er.Table, er.Chain, er.Spec(), r.Spec(), r.Target, r.Goto, er.Target, er.Goto)
+				}
+				if got := er.Rule(); got.Spec() != er.Spec() || got != er.Rule() {
+					t.Errorf("%s: Rule() gives %q, or not the same rule twice", name, got.Spec())
+				}
+			}
+		}
+	}
+	if n < 10000 {
+		t.Fatalf("only %d expected rules checked", n)
+	}
+	t.Logf("%d expected rules over %d snapshots", n, len(snaps))
 }

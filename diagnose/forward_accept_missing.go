@@ -27,10 +27,10 @@ func forwardAcceptClaims(a analysis, er ExpectedRule) (Subject, bool) {
 	if er.Kind != KindPortAccept && er.Kind != KindNetworkPath || a.missingChain(er) {
 		return Subject{}, false
 	}
-	if t := er.Rule.Target; t == parse.TargetDrop || t == parse.TargetReject {
+	if t := er.Target; t == parse.TargetDrop || t == parse.TargetReject {
 		return Subject{}, false
 	}
-	return Subject{Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain}, true
+	return Subject{Family: a.family(), Table: er.Table, Chain: er.Chain}, true
 }
 
 // forwardAcceptMissingOf is forward-accept-missing for one family.
@@ -65,11 +65,11 @@ func forwardAcceptMissingOf(_ *Env, a analysis) []Finding {
 		case len(ers) == 1 && ports == 1:
 			er := ers[0]
 			f.Subject = subjectOfRule(a, er)
-			f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter %s%s", portName(er.Port), er.Container, er.Rule.Chain, a.famTitle())
+			f.Title = fmt.Sprintf("Port %s of container %s is not admitted by filter %s%s", portName(er.Port), er.Container, er.Chain, a.famTitle())
 		case len(ers) == 1:
 			er := ers[0]
 			f.Subject = subjectOfRule(a, er)
-			f.Title = fmt.Sprintf("Network %s (%s) lost a forwarding rule in %s%s", er.Network, er.Bridge, er.Rule.Chain, a.famTitle())
+			f.Title = fmt.Sprintf("Network %s (%s) lost a forwarding rule in %s%s", er.Network, er.Bridge, er.Chain, a.famTitle())
 		case nets == 0:
 			f.Title = fmt.Sprintf("filter %s lost the ACCEPTs of %s published ports%s", cause.Chain, thousands(ports), a.famTitle())
 		default:
@@ -94,13 +94,13 @@ func forwardAcceptMissingOf(_ *Env, a analysis) []Finding {
 // position counting the expected rules present above it, -A for rules
 // Docker appends last.
 func insertLine(a analysis, er ExpectedRule) string {
-	t, c := er.Rule.Table, er.Rule.Chain
+	t, c := er.Table, er.Chain
 	pos := 1
 	for _, x := range a.exp.RulesOf(t, c) {
-		if x.Rule == er.Rule {
+		if x.id == er.id {
 			break
 		}
-		if got := a.diff.Found[x.Rule]; got != nil && mustPrecede(x, er) && got.Position >= pos {
+		if got := a.diff.Got(x); got != nil && mustPrecede(x, er) && got.Position >= pos {
 			pos = got.Position + 1
 		}
 	}

@@ -175,11 +175,11 @@ func inSubnet(value, subnet string) bool {
 func admitRule(a analysis, bridge string) *parse.Rule {
 	var first *parse.Rule
 	for _, er := range a.exp.RulesOf(parse.TableFilter, parse.ChainForward) {
-		got := a.diff.Found[er.Rule]
+		got := a.diff.Got(er)
 		if got == nil {
 			continue
 		}
-		if er.Rule.Target != parse.Target(ChainDockerFwd) && er.Bridge != bridge {
+		if er.Target != parse.Target(ChainDockerFwd) && er.Bridge != bridge {
 			continue
 		}
 		if first == nil || got.Position < first.Position {

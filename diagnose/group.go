@@ -41,7 +41,7 @@ func claimedBy(a analysis, claims func(analysis, ExpectedRule) (Subject, bool)) 
 
 // subjectOfRule is what one expected rule is about.
 func subjectOfRule(a analysis, er ExpectedRule) Subject {
-	return Subject{Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain, Network: er.Network, Container: er.Container, Port: portName(er.Port)}
+	return Subject{Family: a.family(), Table: er.Table, Chain: er.Chain, Network: er.Network, Container: er.Container, Port: portName(er.Port)}
 }
 
 // affectedOf lists what each rule is about, once each.
@@ -62,7 +62,7 @@ func affectedOf(a analysis, ers []ExpectedRule) []Subject {
 func missingRefs(a analysis, ers []ExpectedRule) []RuleRef {
 	out := make([]RuleRef, 0, len(ers))
 	for _, er := range ers {
-		out = append(out, RuleRef{Role: "missing", Family: a.family(), Table: er.Rule.Table, Chain: er.Rule.Chain, Rule: "-A " + string(er.Rule.Chain) + " " + er.Spec()})
+		out = append(out, RuleRef{Role: "missing", Family: a.family(), Table: er.Table, Chain: er.Chain, Rule: "-A " + string(er.Chain) + " " + er.Spec()})
 	}
 	return out
 }

@@ -97,7 +97,7 @@ func TestHealthyShapesExpectWhatDockerWrote(t *testing.T) {
 					if m.Kind == KindRawEndpoint || m.Kind == KindRawLoopback {
 						continue // raw rules: a 28.5 [::1] binding has none (see rawRules)
 					}
-					t.Errorf("missing: %s %s %s", m.Rule.Table, m.Rule.Chain, m.Spec())
+					t.Errorf("missing: %s %s %s", m.Table, m.Chain, m.Spec())
 				}
 				for _, u := range diff.Unexpected {
 					if fam == snapshot.FamilyIPv6 && e.Era == EraClassic && (u.Chain == ChainIsolation1 || u.Chain == ChainIsolation2) {
@@ -181,7 +181,7 @@ func TestHealthyShapeSpecifics(t *testing.T) {
 			}
 			for _, er := range e.All() {
 				if er.Bridge == br {
-					t.Errorf("%s: IPv4 rule expected for IPv6-only %s: %s %s", name, br, er.Rule.Chain, er.Spec())
+					t.Errorf("%s: IPv4 rule expected for IPv6-only %s: %s %s", name, br, er.Chain, er.Spec())
 				}
 			}
 			e6, err := Expect(s, snapshot.FamilyIPv6)

@@ -112,16 +112,16 @@ func buildPathIndex(e *Expected) pathIndex {
 	p.all = e.All()
 	for i := range p.all {
 		er := &p.all[i]
-		if er.Rule.Table != parse.TableFilter {
+		if er.Table != parse.TableFilter {
 			continue
 		}
 		switch er.Kind {
 		case KindJump, KindSkeleton:
-			if to := parse.ChainName(er.Rule.Target); to == ChainDockerFwd || to == ChainDockerBridge {
+			if to := parse.ChainName(er.Target); to == ChainDockerFwd || to == ChainDockerBridge {
 				p.jumps = append(p.jumps, i)
 			}
 		case KindNetworkPath:
-			r := er.Rule
+			r := er.Rule()
 			if r.Target == parse.TargetDrop {
 				if r.Chain == ChainDocker {
 					p.drop[er.Network] = append(p.drop[er.Network], i)

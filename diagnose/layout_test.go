@@ -57,7 +57,7 @@ func TestLayoutGoldens(t *testing.T) {
 						}
 					}
 					for _, er := range e.All() {
-						fmt.Fprintf(&b, "%s -t %s -A %s %s  # %s", fam, er.Rule.Table, er.Rule.Chain, er.Spec(), er.Kind)
+						fmt.Fprintf(&b, "%s -t %s -A %s %s  # %s", fam, er.Table, er.Chain, er.Spec(), er.Kind)
 						for _, w := range []string{er.Network, er.Container, portName(er.Port), er.Alt} {
 							if w != "" {
 								fmt.Fprintf(&b, " %s", w)

@@ -325,7 +325,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 		p.Ops = append(p.Ops, Op{Kind: OpDelete, Family: e.Family, Table: parse.TableNAT, Chain: ChainDocker, Spec: r.Spec(), Why: "dnat-stale",
 			Finding: KeyOf("dnat-stale", staleCause(a, r))})
 	}
-	missing := map[*parse.Rule]bool{}
+	missing := map[int32]bool{}
 	altSkipped := map[string]bool{}
 	for _, er := range d.Missing {
 		if er.Alt != "" {
@@ -335,7 +335,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 			}
 			continue
 		}
-		t, c := er.Rule.Table, er.Rule.Chain
+		t, c := er.Table, er.Chain
 		if c == ChainDockerUser && !created[t][c] {
 			continue // the administrator's chain: never touched
 		}
@@ -343,7 +343,7 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 			p.Notes = append(p.Notes, "raw rule not restored (Docker may run without raw rules here): -t raw -A "+string(c)+" "+er.Spec())
 			continue
 		}
-		missing[er.Rule] = true
+		missing[er.id] = true
 	}
 	for _, t := range parse.KnownTables {
 		chains := make([]parse.ChainName, 0)
@@ -376,11 +376,11 @@ func planRules(p *Plan, s *snapshot.Snapshot, a analysis) {
 // rule appear twice rests on a wrong expectation (two host ports served by
 // one ACCEPT, say). Writing it would leave a duplicate Docker never
 // deletes; the refusal is a note, and nothing else in the plan changes.
-func planChain(p *Plan, e *Expected, a analysis, d *Diff, t parse.TableName, c parse.ChainName, missing, deleted map[*parse.Rule]bool, claim claimFunc) []Op {
+func planChain(p *Plan, e *Expected, a analysis, d *Diff, t parse.TableName, c parse.ChainName, missing map[int32]bool, deleted map[*parse.Rule]bool, claim claimFunc) []Op {
 	byActual := map[*parse.Rule]*ExpectedRule{}
 	exp := e.RulesOf(t, c)
 	for i := range exp {
-		if got := d.Found[exp[i].Rule]; got != nil {
+		if got := d.Got(exp[i]); got != nil {
 			byActual[got] = &exp[i]
 		}
 	}
@@ -412,7 +412,7 @@ func planChain(p *Plan, e *Expected, a analysis, d *Diff, t parse.TableName, c p
 	var ops []Op
 	for i := range exp {
 		er := &exp[i]
-		if !missing[er.Rule] {
+		if !missing[er.id] {
 			continue
 		}
 		if have[er.Spec()] {
@@ -445,7 +445,7 @@ func planChain(p *Plan, e *Expected, a analysis, d *Diff, t parse.TableName, c p
 		}
 		if pos < 0 {
 			pos = len(list)
-			if t == parse.TableFilter && c == parse.ChainForward && er.Kind == KindJump && parse.ChainName(er.Rule.Target) == ChainDockerUser {
+			if t == parse.TableFilter && c == parse.ChainForward && er.Kind == KindJump && parse.ChainName(er.Target) == ChainDockerUser {
 				// Why: Docker (20.10-28) re-pins FORWARD -> DOCKER-USER
 				// at position 1 every time it programs a network.
 				pos = 0

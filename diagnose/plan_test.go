@@ -127,12 +127,13 @@ func TestPlanRefusesARuleThatWouldAppearTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := "-d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-	r1, _ := parse.ParseRuleSpec(parse.TableFilter, ChainDocker, spec)
-	r2, _ := parse.ParseRuleSpec(parse.TableFilter, ChainDocker, spec)
+	er := ExpectedRule{Table: parse.TableFilter, Chain: ChainDocker, Target: parse.TargetAccept, spec: spec, Kind: KindPortAccept, Container: "web"}
+	er2 := er
+	er2.id = 1
 	e := &Expected{Family: snapshot.FamilyIPv4, Modelled: true,
 		Chains: map[parse.TableName][]parse.ChainName{parse.TableFilter: {ChainDocker}},
 		Rules: map[parse.TableName]map[parse.ChainName][]ExpectedRule{parse.TableFilter: {ChainDocker: {
-			{Rule: r1, Kind: KindPortAccept, Container: "web"}, {Rule: r2, Kind: KindPortAccept, Container: "web"},
+			er, er2,
 		}}}}
 	// Compare counts a rule the expectation lists twice as present once;
 	// the plan is handed the second copy as missing, as a wrong
@@ -140,7 +141,7 @@ func TestPlanRefusesARuleThatWouldAppearTwice(t *testing.T) {
 	d := Compare(e, rs)
 	p := &Plan{}
 	a := analysis{exp: e, rs: rs, diff: d}
-	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[*parse.Rule]bool{r2: true}, nil, claimer())
+	ops := planChain(p, e, a, d, parse.TableFilter, ChainDocker, map[int32]bool{1: true}, nil, claimer())
 	if len(ops) != 0 {
 		t.Errorf("planned %v, want nothing", ops)
 	}

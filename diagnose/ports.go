@@ -209,7 +209,7 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 	haveDNAT := false
 	if ok {
 		for _, er := range a.dnatsOf(c.Name, *pb) {
-			if !haveDNAT || a.diff.Found[er.Rule] != nil && a.diff.Found[dnat.Rule] == nil {
+			if !haveDNAT || a.diff.Got(er) != nil && a.diff.Got(dnat) == nil {
 				dnat, haveDNAT = er, true
 			}
 		}
@@ -356,12 +356,12 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 // foundAny returns the dump rule matching er or, for an alternative, any
 // of its group.
 func foundAny(a analysis, er ExpectedRule) *parse.Rule {
-	if got := a.diff.Found[er.Rule]; got != nil || er.Alt == "" {
+	if got := a.diff.Got(er); got != nil || er.Alt == "" {
 		return got
 	}
-	for _, x := range a.exp.RulesOf(er.Rule.Table, er.Rule.Chain) {
-		if x.Alt == er.Alt && a.diff.Found[x.Rule] != nil {
-			return a.diff.Found[x.Rule]
+	for _, x := range a.exp.RulesOf(er.Table, er.Chain) {
+		if x.Alt == er.Alt && a.diff.Got(x) != nil {
+			return a.diff.Got(x)
 		}
 	}
 	return nil
@@ -420,13 +420,13 @@ func forwardProblem(a analysis, dnat ExpectedRule) string {
 	policy := forwardPolicy(a)
 	first := missing[0]
 	if policy != "ACCEPT" {
-		return fmt.Sprintf("filter rule missing (%s %s); the FORWARD policy %s drops the translated packets", first.Rule.Chain, first.Spec(), policy)
+		return fmt.Sprintf("filter rule missing (%s %s); the FORWARD policy %s drops the translated packets", first.Chain, first.Spec(), policy)
 	}
 	// Policy ACCEPT: traffic passes unless it meets the network's DROP in
 	// filter DOCKER (28+: "! -i BR -o BR -j DROP") without the port's
 	// ACCEPT above it.
 	for _, d := range drop {
-		got := a.diff.Found[d.Rule]
+		got := a.diff.Got(*d)
 		if got == nil {
 			continue
 		}
@@ -493,7 +493,7 @@ func admittedBy(a analysis, dnat ExpectedRule) string {
 		}
 	}
 	for _, er := range need {
-		if er.Kind == KindNetworkPath && er.Rule.Chain == ChainDocker && er.Rule.Target == parse.TargetAccept {
+		if er.Kind == KindNetworkPath && er.Chain == ChainDocker && er.Target == parse.TargetAccept {
 			if got := foundAny(a, *er); got != nil {
 				return fmt.Sprintf(" (rule %d of filter DOCKER, the network's: gateway mode nat-unprotected)", got.Position)
 			}

@@ -55,7 +55,7 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		pathEvidence = append(pathEvidence, a.ipt()+" -t nat -S DOCKER: no such chain")
 	default:
 		for _, er := range a.diff.MissingOf(KindJump) {
-			if er.Rule.Table == parse.TableNAT && er.Rule.Chain == parse.ChainPrerouting {
+			if er.Table == parse.TableNAT && er.Chain == parse.ChainPrerouting {
 				pathWide = "nat PREROUTING no longer jumps to DOCKER"
 				pathCause = KeyOf("docker-jump-missing", Subject{Family: a.family(), Table: parse.TableNAT, Chain: parse.ChainPrerouting})
 				pathEvidence = append(pathEvidence, "missing: "+a.evLine(er))
@@ -78,9 +78,9 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 			}
 		}
 	}
-	missing := map[*parse.Rule]bool{}
+	missing := map[int32]bool{}
 	for _, er := range a.diff.MissingOf(KindDNAT) {
-		missing[er.Rule] = true
+		missing[er.id] = true
 	}
 
 	// One finding per cause: the cause's key (another finding), or the
@@ -110,12 +110,12 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		var why, cause, gk string
 		var ev []string
 		var refs []RuleRef
-		switch got := a.diff.Found[er.Rule]; {
+		switch got := a.diff.Got(er); {
 		case pathWide != "":
 			why, cause, gk, ev = pathWide, pathCause, pathCause, pathEvidence
-		case got == nil && missing[er.Rule] && overriddenBy(a, er) != nil:
+		case got == nil && missing[er.id] && overriddenBy(a, er) != nil:
 			continue // a stale DNAT takes the port: nothing reaches the proxy (dnat-stale)
-		case got == nil && missing[er.Rule]:
+		case got == nil && missing[er.id]:
 			why = "its DNAT rule is missing"
 			cause = KeyOf("dnat-missing", Subject{Family: a.family(), Table: parse.TableNAT, Chain: ChainDocker})
 			gk = cause

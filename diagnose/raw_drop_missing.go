@@ -109,7 +109,7 @@ func rawDropMissingOf(_ *Env, a analysis) []Finding {
 // would cut off direct routing.
 func rawWanted(a analysis) bool {
 	for _, er := range a.exp.RulesOf(parse.TableRaw, parse.ChainPrerouting) {
-		if a.diff.Found[er.Rule] != nil {
+		if a.diff.Got(er) != nil {
 			return true
 		}
 	}

@@ -156,14 +156,19 @@ func (h *dockerHost) clientGet(dst string, port int) bool {
 		"--connect-timeout", "3", "--max-time", "5", fmt.Sprintf("http://%s:%d/", dst, port)).Run() == nil
 }
 
-// kernelTrace is xtables-monitor --trace running in the host's namespace,
-// over an nftables chain (priority -350, before raw) that sets nftrace on
-// the client's TCP SYNs.
+// kernelTrace is the kernel's own trace of the host's namespace: an
+// nftables table (priority -350, before raw, on prerouting and output)
+// sets nftrace on the TCP SYNs of the client, of the containers and of the
+// host itself, and xtables-monitor --trace (iptables-nft hosts: it prints
+// iptables syntax) or nft monitor trace (Docker 29's nftables backend,
+// whose native rules xtables-monitor cannot print) reports every rule and
+// policy each one meets.
 type kernelTrace struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
 	last string // what the last packet's wait read, for failure messages
 	h    *dockerHost
+	nft  bool // nft monitor trace, not xtables-monitor
 }
 
 func (k *kernelTrace) Write(p []byte) (int, error) {
@@ -172,24 +177,27 @@ func (k *kernelTrace) Write(p []byte) (int, error) {
 	return k.buf.Write(p)
 }
 
+// startKernelTrace traces with xtables-monitor --trace.
 func (h *dockerHost) startKernelTrace(t *testing.T, client string) *kernelTrace {
 	t.Helper()
-	nft := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("nsenter", append([]string{"--net=" + h.NetNS, "nft"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("nft %s: %v: %s", strings.Join(args, " "), err, out)
-		}
+	return h.startKernelTraceWith(t, client, false)
+}
+
+// startKernelTraceWith traces with nft monitor trace when nftMonitor is
+// set, else with xtables-monitor --trace. The tracing table is removed
+// with the namespace (or by the caller's heal: it is not in the
+// testbed's snapshot, so heal deletes it; call it again after a heal).
+func (h *dockerHost) startKernelTraceWith(t *testing.T, client string, nftMonitor bool) *kernelTrace {
+	t.Helper()
+	h.addTraceTable(t, client)
+	k := &kernelTrace{h: h, nft: nftMonitor}
+	// Why stdbuf: the monitor's stdout is a pipe here, which C buffers by
+	// blocks; a packet's events would arrive in pieces.
+	args := []string{"--net=" + h.NetNS, "stdbuf", "-oL", "xtables-monitor", "--trace"}
+	if nftMonitor {
+		args = []string{"--net=" + h.NetNS, "stdbuf", "-oL", "nft", "-a", "monitor", "trace"}
 	}
-	nft("add", "table", "ip", "iptscopetrace")
-	nft("add", "chain", "ip", "iptscopetrace", "pre", "{ type filter hook prerouting priority -350; }")
-	// The client's SYNs and the containers' (172.16.0.0/12: every Docker
-	// subnet of the layout).
-	nft("add", "rule", "ip", "iptscopetrace", "pre", "ip", "saddr", "{", client, ",", "172.16.0.0/12", "}", "tcp", "flags", "syn", "meta", "nftrace", "set", "1")
-	k := &kernelTrace{h: h}
-	// Why stdbuf: xtables-monitor's stdout is a pipe here, which C
-	// buffers by blocks; a packet's events would arrive in pieces.
-	cmd := exec.Command("nsenter", "--net="+h.NetNS, "stdbuf", "-oL", "xtables-monitor", "--trace")
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = k, k
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -199,6 +207,31 @@ func (h *dockerHost) startKernelTrace(t *testing.T, client string) *kernelTrace 
 		_ = cmd.Wait()
 	})
 	return k
+}
+
+// addTraceTable (re)creates the test's tracing table ip iptscopetrace.
+func (h *dockerHost) addTraceTable(t *testing.T, client string) {
+	t.Helper()
+	// The client's SYNs and the containers' (172.16.0.0/12: every Docker
+	// subnet of the layout) as they arrive; every SYN the host sends.
+	script := fmt.Sprintf(`table ip iptscopetrace {}
+delete table ip iptscopetrace
+table ip iptscopetrace {
+	chain pre {
+		type filter hook prerouting priority -350; policy accept;
+		ip saddr { %s, 172.16.0.0/12 } tcp flags & (syn | ack) == syn meta nftrace set 1
+	}
+	chain out {
+		type filter hook output priority -350; policy accept;
+		tcp flags & (syn | ack) == syn meta nftrace set 1
+	}
+}
+`, client)
+	cmd := exec.Command("nsenter", "--net="+h.NetNS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f (the tracing table): %v: %s", err, out)
+	}
 }
 
 // traceEvent is one line of xtables-monitor --trace for one packet.
@@ -212,7 +245,112 @@ type kernelPacket []traceEvent
 var (
 	packetLine = regexp.MustCompile(`^PACKET: \d+ ([0-9a-f]+) .*SRC=(\S+) DST=(\S+) .* ID=(\d+) .*DPORT=(\d+)`)
 	traceLine  = regexp.MustCompile(`^\s*TRACE: \d+ ([0-9a-f]+) ([^:]+):([^:]+):(rule|policy|return)(?::(\S+))?\s*(.*)$`)
+	// nft monitor trace: "trace id 2790e6a2 ip docker-bridges nat-PREROUTING
+	// packet: iif "tbhost0" ... ip saddr A ip daddr B ... ip id N ... tcp
+	// dport P ...", "... rule TEXT # handle 16 (verdict jump CHAIN)",
+	// "... policy accept".
+	nftPacketLine = regexp.MustCompile(`^trace id ([0-9a-f]+) \S+ \S+ \S+ packet: .*\bip saddr (\S+) ip daddr (\S+) .*\bip id (\d+) .*\btcp dport (\d+)`)
+	nftTraceLine  = regexp.MustCompile(`^trace id ([0-9a-f]+) \S+ (\S+) (\S+) (rule|policy|unknown rule) (.*?)\s*$`)
+	nftRuleEnd    = regexp.MustCompile(`^(.*) # handle (\d+) \(verdict ([^)]*)\)$`)
+	// A rule nft monitor's cache does not have (its table was replaced
+	// after the monitor started): "unknown rule handle 28 (verdict ...)".
+	nftUnknownRule = regexp.MustCompile(`^()handle (\d+) \(verdict ([^)]*)\)$`)
 )
+
+// parseNftMonitor reads the events of the first SYN from src to dst:port
+// in nft monitor trace's text, in the form parseXtables gives them
+// (verdicts upper-case: ACCEPT, DROP, JUMP, ...).
+func parseNftMonitor(text, src, dst string, port int) (kernelPacket, bool) {
+	var evs kernelPacket
+	ipID, found := "", false
+	ofPacket := map[string]string{} // trace id -> IP ID of its last packet line
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l := sc.Text()
+		if m := nftPacketLine.FindStringSubmatch(l); m != nil {
+			if !found && m[2] == src && m[3] == dst && m[5] == fmt.Sprint(port) {
+				ipID, found = m[2]+"/"+m[4], true
+			}
+			ofPacket[m[1]] = m[2] + "/" + m[4]
+			continue
+		}
+		m := nftTraceLine.FindStringSubmatch(l)
+		if m == nil || !found || ofPacket[m[1]] != ipID || m[2] == "iptscopetrace" {
+			continue
+		}
+		ev := traceEvent{table: m[2], chain: m[3], kind: m[4]}
+		switch m[4] {
+		case "rule", "unknown rule":
+			ev.kind = "rule"
+			re := nftRuleEnd
+			if m[4] == "unknown rule" {
+				re = nftUnknownRule
+			}
+			r := re.FindStringSubmatch(m[5])
+			if r == nil {
+				continue
+			}
+			ev.rule = r[1]
+			ev.handle, _ = strconv.ParseInt(r[2], 10, 64)
+			verdict, target, _ := strings.Cut(r[3], " ")
+			ev.verdict = strings.ToUpper(verdict)
+			if target != "" {
+				ev.verdict += ":" + target
+			}
+		case "policy":
+			ev.verdict = strings.ToUpper(m[5])
+		}
+		evs = append(evs, ev)
+	}
+	return evs, found
+}
+
+// parseXtables reads the events of the first SYN from src to dst:port in
+// xtables-monitor --trace's text (without the tracing chain's own).
+func parseXtables(text, src, dst string, port int) (kernelPacket, bool) {
+	var evs kernelPacket
+	// Why the IP ID and not the trace id: the kernel's trace id is a
+	// hash that can change between hooks (once the skb's hash is
+	// computed), and xtables-monitor prints a PACKET line, with the
+	// IP header, before each base chain's events.
+	ipID, found := "", false
+	ofPacket := map[string]string{} // trace id -> IP ID of its last PACKET line
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l := sc.Text()
+		if m := packetLine.FindStringSubmatch(l); m != nil {
+			if !found && m[2] == src && m[3] == dst && m[5] == fmt.Sprint(port) {
+				ipID, found = m[2]+"/"+m[4], true
+			}
+			ofPacket[m[1]] = m[2] + "/" + m[4]
+			continue
+		}
+		m := traceLine.FindStringSubmatch(l)
+		if m == nil || !found || ofPacket[m[1]] != ipID || m[2] == "iptscopetrace" {
+			continue
+		}
+		ev := traceEvent{table: m[2], chain: m[3], kind: m[4]}
+		switch m[4] {
+		case "rule":
+			// "0x7:ACCEPT", "0x3:JUMP:DOCKER"; the rule follows as
+			// "-4 -t TABLE -A CHAIN ...".
+			h, v, _ := strings.Cut(m[5], ":")
+			ev.verdict = v
+			ev.handle, _ = strconv.ParseInt(strings.TrimPrefix(h, "0x"), 16, 64)
+			r := m[6]
+			if i := strings.Index(r, " -A "); i >= 0 {
+				r = r[i+1:]
+			}
+			ev.rule = strings.TrimSpace(r)
+		case "policy":
+			ev.verdict = m[5]
+		}
+		evs = append(evs, ev)
+	}
+	return evs, found
+}
 
 // packet waits for the trace of the first SYN from src to dst:port seen
 // since the last call and returns its events (without the tracing
@@ -220,58 +358,36 @@ var (
 func (k *kernelTrace) packet(t *testing.T, src, dst string, port int) kernelPacket {
 	t.Helper()
 	var evs kernelPacket
-	prev := -1
+	prev, same := -1, 0
+	read := parseXtables
+	if k.nft {
+		read = parseNftMonitor
+	}
 	ok := waitUntil(t, fmt.Sprintf("the kernel's trace of a SYN to %s:%d", dst, port), 30*time.Second, func() bool {
 		k.mu.Lock()
 		text := k.buf.String()
 		k.mu.Unlock()
-		// Why the IP ID and not the trace id: the kernel's trace id is a
-		// hash that can change between hooks (once the skb's hash is
-		// computed), and xtables-monitor prints a PACKET line, with the
-		// IP header, before each base chain's events.
-		ipID, found := "", false
-		ofPacket := map[string]string{} // trace id -> IP ID of its last PACKET line
-		evs = nil
-		sc := bufio.NewScanner(strings.NewReader(text))
-		for sc.Scan() {
-			l := sc.Text()
-			if m := packetLine.FindStringSubmatch(l); m != nil {
-				if !found && m[2] == src && m[3] == dst && m[5] == fmt.Sprint(port) {
-					ipID, found = m[2]+"/"+m[4], true
-				}
-				ofPacket[m[1]] = m[2] + "/" + m[4]
-				continue
-			}
-			m := traceLine.FindStringSubmatch(l)
-			if m == nil || !found || ofPacket[m[1]] != ipID || m[2] == "iptscopetrace" {
-				continue
-			}
-			ev := traceEvent{table: m[2], chain: m[3], kind: m[4]}
-			switch m[4] {
-			case "rule":
-				// "0x7:ACCEPT", "0x3:JUMP:DOCKER"; the rule follows as
-				// "-4 -t TABLE -A CHAIN ...".
-				h, v, _ := strings.Cut(m[5], ":")
-				ev.verdict = v
-				ev.handle, _ = strconv.ParseInt(strings.TrimPrefix(h, "0x"), 16, 64)
-				r := m[6]
-				if i := strings.Index(r, " -A "); i >= 0 {
-					r = r[i+1:]
-				}
-				ev.rule = strings.TrimSpace(r)
-			case "policy":
-				ev.verdict = m[5]
-			}
-			evs = append(evs, ev)
+		var found bool
+		evs, found = read(text, src, dst, port)
+		// Complete when two reads 200 ms apart see the same events; a
+		// packet that meets no chain but the tracing one (a host whose
+		// tables were deleted) after a second of quiet.
+		if found && len(evs) == prev {
+			same++
+		} else {
+			same = 0
 		}
-		// Complete when two reads 200 ms apart see the same events.
-		stable := len(evs) == prev
 		prev = len(evs)
-		return found && len(evs) > 0 && stable
+		return found && (len(evs) > 0 && same >= 1 || same >= 5)
 	})
 	if !ok {
+		// Why the copy: Fatalf ends the goroutine, and the lock held
+		// would stop the monitor's writes (and every later packet).
 		k.mu.Lock()
-		t.Fatalf("no kernel trace for %s:%d; xtables-monitor printed:\n%s", dst, port, k.buf.String())
+		text := k.buf.String()
+		k.buf.Reset()
+		k.mu.Unlock()
+		t.Fatalf("no kernel trace for %s:%d; the monitor printed:\n%s", dst, port, text)
 	}
 	// What follows belongs to the next packet.
 	k.mu.Lock()

@@ -1,9 +1,10 @@
 package parse
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // ErrEmpty is returned when the input holds no table, chain or rule.
@@ -50,30 +51,41 @@ func newError(line int, text []byte, format string, args ...any) *Error {
 // DetectFormat tells which format data is in: list format when the first
 // line that is neither blank nor a "#" comment starts with "Chain ",
 // save format otherwise. It does not validate the rest.
-func DetectFormat(data []byte) Format {
+func DetectFormat(data []byte) Format { return detectFormat(data) }
+
+func detectFormat[T string | []byte](data T) Format {
 	for len(data) > 0 {
 		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		if i := indexByte(data, '\n'); i >= 0 {
 			line, data = data[:i], data[i+1:]
 		} else {
-			data = nil
+			data = data[len(data):]
 		}
-		line = bytes.TrimRight(line, "\r")
-		trimmed := bytes.TrimSpace(line)
+		// Only the lines before the first meaningful one are converted.
+		trimmed := strings.TrimSpace(string(line))
 		if len(trimmed) == 0 || trimmed[0] == '#' || trimmed[0] == '$' {
 			continue
 		}
 		// A pasted shell prompt with the command ("root@host:~# iptables
 		// -L -nv") says nothing about the format: look further.
-		if c := trimmed[0]; c != '*' && c != ':' && c != '-' && c != '[' && bytes.Contains(trimmed, []byte("tables")) {
+		if c := trimmed[0]; c != '*' && c != ':' && c != '-' && c != '[' && strings.Contains(trimmed, "tables") {
 			continue
 		}
-		if bytes.HasPrefix(trimmed, []byte("Chain ")) {
+		if strings.HasPrefix(trimmed, "Chain ") {
 			return FormatList
 		}
 		return FormatSave
 	}
 	return FormatSave
+}
+
+func indexByte[T string | []byte](data T, c byte) int {
+	for i := 0; i < len(data); i++ {
+		if data[i] == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // Parse parses data in either format, detected with DetectFormat.
@@ -84,4 +96,18 @@ func Parse(data []byte) (*Ruleset, error) {
 		return ParseList(data)
 	}
 	return ParseSave(data)
+}
+
+// ParseString is Parse of text held in a string. The rules of a save
+// dump are substrings of s: the input is not copied (a bundle's dumps and
+// a pasted file are held as strings anyway; Parse would hold a second
+// copy of each).
+func ParseString(s string) (*Ruleset, error) {
+	if detectFormat(s) == FormatList {
+		return ParseList([]byte(s))
+	}
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		return nil, checkText([]byte(s)) // names the bad line
+	}
+	return parseSaveText(s)
 }

@@ -43,7 +43,11 @@ func ParseSave(data []byte) (*Ruleset, error) {
 	}
 	// One copy of the whole input: every Rule.Raw, chain name and token is
 	// a substring of it, so lines cost no further copies.
-	s := string(data)
+	return parseSaveText(string(data))
+}
+
+// parseSaveText is ParseSave of checked text.
+func parseSaveText(s string) (*Ruleset, error) {
 	p := &saveParser{
 		rs:    &Ruleset{Format: FormatSave},
 		lines: make([]bodyLine, 0, strings.Count(s, "\n")+1),

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,9 +13,7 @@ import (
 // DoctorJSON writes the report as one indented JSON document
 // (iptscope.doctor/v1, see docs/doctor.md).
 func DoctorJSON(w io.Writer, r *diagnose.Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return writeIndented(w, r)
 }
 
 // DoctorText writes the report for people, root cause first: a summary

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -43,9 +42,7 @@ func NewFix(plan *diagnose.Plan, payloads []PlanPayload, version string) *Fix {
 
 // FixJSON writes f as one indented JSON document.
 func FixJSON(w io.Writer, f *Fix) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(f)
+	return writeIndented(w, f)
 }
 
 // PlanText writes the plan for people: what is repaired, what is left

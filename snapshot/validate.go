@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -75,14 +76,40 @@ func CheckBridgeName(name string) string {
 // Validate checks the snapshot's fields; it returns an error wrapping
 // ErrInvalid that names the first bad field (as a JSON path) and why.
 func (s *Snapshot) Validate() error {
-	v := &validator{}
+	// Why two passes: naming each field's path up front cost 0.1 s and
+	// 400,000 allocations on a 33,000-port bundle; the quick pass only
+	// says whether something is wrong, the second names it.
+	v := &validator{quick: true}
+	v.snapshot(s)
+	if v.err == nil {
+		return nil
+	}
+	v = &validator{}
 	v.snapshot(s)
 	return v.err
 }
 
-type validator struct{ err error }
+type validator struct {
+	err error
+	// quick: paths are not built (at gives ""), fail only records.
+	quick bool
+}
+
+var errQuick = errors.New("invalid")
+
+// at is the JSON path of element i of the list at path p ("" when quick).
+func (v *validator) at(p string, i int) string {
+	if v.quick {
+		return ""
+	}
+	return p + "[" + strconv.Itoa(i) + "]"
+}
 
 func (v *validator) fail(path, value, why string) {
+	if v.quick {
+		v.err = errQuick
+		return
+	}
 	if v.err == nil {
 		if len(value) > 80 {
 			value = value[:80] + "..."
@@ -145,8 +172,10 @@ func (v *validator) proto(path, p string, emptyOK bool) {
 }
 
 func (v *validator) snapshot(s *Snapshot) {
-	for i, d := range s.Rules {
-		p := fmt.Sprintf("rules[%d]", i)
+	for i := range s.Rules {
+		// By pointer: Load parses the dumps (their Ruleset) meanwhile.
+		d := &s.Rules[i]
+		p := v.at("rules", i)
 		switch d.Family {
 		case FamilyIPv4, FamilyIPv6:
 		default:
@@ -162,18 +191,18 @@ func (v *validator) snapshot(s *Snapshot) {
 		v.fail("links", fmt.Sprint(len(s.Links)), "too many links")
 	}
 	for i, l := range s.Links {
-		p := fmt.Sprintf("links[%d]", i)
+		p := v.at("links", i)
 		v.ifname(p+".name", l.Name, false)
 		v.ifname(p+".master", l.Master, true)
 		v.text(p+".kind", l.Kind, 64)
 	}
 	for i, a := range s.Addrs {
-		p := fmt.Sprintf("addrs[%d]", i)
+		p := v.at("addrs", i)
 		v.ifname(p+".link", a.Link, false)
 		v.prefix(p+".cidr", a.CIDR)
 	}
 	for i, r := range s.Routes {
-		p := fmt.Sprintf("routes[%d]", i)
+		p := v.at("routes", i)
 		if r.Dst != "default" {
 			v.prefix(p+".dst", r.Dst)
 		}
@@ -181,7 +210,7 @@ func (v *validator) snapshot(s *Snapshot) {
 		v.ifname(p+".dev", r.Dev, true)
 	}
 	for i, n := range s.Neighbors {
-		p := fmt.Sprintf("neighbors[%d]", i)
+		p := v.at("neighbors", i)
 		v.ifname(p+".link", n.Link, false)
 		v.addr(p+".ip", n.IP, false)
 	}
@@ -193,7 +222,7 @@ func (v *validator) snapshot(s *Snapshot) {
 		v.text("sysctls["+k+"]", sc.Value, 4096)
 	}
 	for i, pr := range s.Proxies {
-		p := fmt.Sprintf("proxies[%d]", i)
+		p := v.at("proxies", i)
 		v.proto(p+".proto", pr.Proto, true)
 		v.addr(p+".host_ip", pr.HostIP, true)
 		v.addr(p+".container_ip", pr.ContainerIP, true)
@@ -215,7 +244,7 @@ func (v *validator) docker(d *Docker) {
 		v.fail("docker.containers", fmt.Sprint(len(d.Containers)), "too many containers")
 	}
 	for i, n := range d.Networks {
-		p := fmt.Sprintf("docker.networks[%d]", i)
+		p := v.at("docker.networks", i)
 		v.text(p+".id", n.ID, 128)
 		v.text(p+".name", n.Name, maxName)
 		v.text(p+".driver", n.Driver, 128)
@@ -225,10 +254,10 @@ func (v *validator) docker(d *Docker) {
 			}
 		}
 		for j, sn := range n.Subnets {
-			v.prefix(fmt.Sprintf("%s.subnets[%d]", p, j), sn)
+			v.prefix(v.at(p+".subnets", j), sn)
 		}
 		for j, g := range n.Gateways {
-			v.addr(fmt.Sprintf("%s.gateways[%d]", p, j), g, true)
+			v.addr(v.at(p+".gateways", j), g, true)
 		}
 		for k, val := range n.Options {
 			v.text(p+".options key", k, 256)
@@ -242,13 +271,13 @@ func (v *validator) docker(d *Docker) {
 	}
 	ports := 0
 	for i, c := range d.Containers {
-		p := fmt.Sprintf("docker.containers[%d]", i)
+		p := v.at("docker.containers", i)
 		v.text(p+".id", c.ID, 128)
 		v.text(p+".name", c.Name, maxName)
 		v.text(p+".image", c.Image, maxName)
 		v.text(p+".state", c.State, 64)
 		for j, e := range c.Endpoints {
-			ep := fmt.Sprintf("%s.endpoints[%d]", p, j)
+			ep := v.at(p+".endpoints", j)
 			v.text(ep+".network", e.Network, maxName)
 			v.text(ep+".network_id", e.NetworkID, 128)
 			v.addr(ep+".ip", e.IP, true)
@@ -261,7 +290,7 @@ func (v *validator) docker(d *Docker) {
 		}
 		ports += len(c.Ports)
 		for j, b := range c.Ports {
-			bp := fmt.Sprintf("%s.ports[%d]", p, j)
+			bp := v.at(p+".ports", j)
 			v.addr(bp+".host_ip", b.HostIP, true)
 			v.port(bp+".host_port", b.HostPort, true)
 			v.port(bp+".container_port", b.ContainerPort, false)

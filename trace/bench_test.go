@@ -12,18 +12,18 @@ import (
 // bigHost is synth's Docker host with 33,000 published ports (100,723
 // rules, parsed once) and the addresses and routes the tracer needs: eth0
 // 198.51.100.1/24, each network's bridge with its subnet.
-func bigHost(b *testing.B, ports int) *snapshot.Snapshot {
+func bigHost(b testing.TB, ports int) *snapshot.Snapshot {
 	b.Helper()
 	s := synth.DockerSnapshot(ports, synth.DockerHost(ports), "nft")
 	s.Addrs = []snapshot.Addr{{Link: "lo", Family: "ipv4", CIDR: "127.0.0.1/8"}, {Link: "eth0", Family: "ipv4", CIDR: "198.51.100.1/24"}}
 	s.Routes = []snapshot.Route{{Dst: "198.51.100.0/24", Dev: "eth0", Table: 254}}
-	s.Links = []snapshot.Link{{Name: "lo"}, {Name: "eth0"}}
+	s.Links = []snapshot.Link{{Name: "lo", Up: true}, {Name: "eth0", Up: true}}
 	for _, n := range s.Docker.Networks {
 		p := netip.MustParsePrefix(n.Subnets[0])
 		gw := p.Addr().Next()
 		s.Addrs = append(s.Addrs, snapshot.Addr{Link: n.BridgeName, Family: "ipv4", CIDR: fmt.Sprintf("%s/%d", gw, p.Bits())})
 		s.Routes = append(s.Routes, snapshot.Route{Dst: n.Subnets[0], Dev: n.BridgeName, Table: 254})
-		s.Links = append(s.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge"})
+		s.Links = append(s.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge", Up: true})
 	}
 	return s
 }
@@ -72,6 +72,23 @@ func BenchmarkTracePortsOf1000PortHost(b *testing.B) {
 		t := New(s)
 		for _, p := range pkts {
 			t.Trace(p)
+		}
+	}
+}
+
+// TestEveryPortOfA1000PortHostOverOneTracer: the ports of a 1,000-port
+// host traced over one Tracer (its chains indexed by port and address
+// after the first) give what a fresh Tracer per port gives, each to its
+// container.
+func TestEveryPortOfA1000PortHostOverOneTracer(t *testing.T) {
+	s := bigHost(t, 1000)
+	shared := New(s)
+	for _, c := range s.Docker.Containers {
+		p := Packet{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, Dst: netip.MustParseAddr("198.51.100.1"),
+			DstPort: uint16(c.Ports[0].HostPort), InIface: "eth0", State: StateNew}
+		a, b := New(s).Trace(p), shared.Trace(p)
+		if b.Container != c.Name || dumpResult(a) != dumpResult(b) {
+			t.Fatalf("port %d: fresh and shared Tracers differ (want %s)\nfresh:\n%s\nshared:\n%s", p.DstPort, c.Name, dumpResult(a), dumpResult(b))
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/parse/nft"
 	"github.com/iptscope/iptscope/snapshot"
 )
 
@@ -32,30 +33,131 @@ type Tracer struct {
 	names     map[netip.Addr]string
 	endpoints map[netip.Addr]endpointRef
 	ruleCount int
-	// quick holds, per chain, a cheap test per rule that proves it cannot
-	// match (see quickRule), made when a chain is entered the second time:
-	// a single trace does not pay for it, a ports table does once.
+	// index holds, per chain, a cheap test per rule that proves it cannot
+	// match and the rules by the destination port or address they demand
+	// (see chainIndex), made when a chain is entered the second time: a
+	// single trace does not pay for it, a ports table does once.
 	mu      sync.Mutex
-	quick   map[*parse.Chain][]quickRule
+	index   map[*parse.Chain]*chainIndex
 	entered map[*parse.Chain]int
+	bases   map[baseKey][]baseChain
+	picks   map[string]*picked
+	// nftIndex and nftEntered are index and entered for native chains.
+	nftIndex   map[*nft.Chain]*chainIndex
+	nftEntered map[*nft.Chain]int
 }
 
-// quickFor returns c's quick tests, or nil while c was entered only once.
-func (t *Tracer) quickFor(c *parse.Chain) []quickRule {
+// indexFor returns c's index, or nil while c was entered only once.
+func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if q, ok := t.quick[c]; ok {
-		return q
+	if ix, ok := t.index[c]; ok {
+		return ix
 	}
 	if t.entered[c]++; t.entered[c] < 2 {
 		return nil
 	}
+	ix := newChainIndex(c)
+	t.index[c] = ix
+	return ix
+}
+
+// chainIndex sorts a chain's rules by what they demand of the packet, so
+// that a walk over 1,000 DNATs (each for one host port) or 1,000 ACCEPTs
+// (each for one container address) looks at the few that can match:
+// byPort holds the rules that demand one destination port, byDst (of the
+// others) those that demand one destination address, rest every other
+// rule. A rule left out of a packet's candidates cannot match it; a
+// candidate still passes its quick test and the full evaluation.
+type chainIndex struct {
+	q []quickRule
+	// jumps caches each rule's jump or goto target (nil until looked up).
+	jumps  []*parse.Chain
+	byPort map[uint16][]int32
+	byDst  map[netip.Addr][]int32
+	rest   []int32
+}
+
+func newChainIndex(c *parse.Chain) *chainIndex {
 	q := make([]quickRule, len(c.Rules))
 	for i, r := range c.Rules {
 		q[i] = compileQuick(r)
 	}
-	t.quick[c] = q
-	return q
+	return indexQuick(q)
+}
+
+// indexQuick sorts rules by their quick tests (see chainIndex).
+func indexQuick(q []quickRule) *chainIndex {
+	ix := &chainIndex{q: q, byPort: map[uint16][]int32{}, byDst: map[netip.Addr][]int32{}}
+	onePort := func(q *quickRule) bool { return q.hasPorts && q.portLo == q.portHi }
+	oneDst := func(q *quickRule) bool { return q.dst.ok && !q.dst.negated && q.dst.p.IsSingleIP() }
+	ports, dsts := map[uint16]int{}, map[netip.Addr]int{}
+	for i := range ix.q {
+		q := &ix.q[i]
+		if onePort(q) {
+			ports[q.portLo]++
+		}
+		if oneDst(q) {
+			dsts[q.dst.p.Addr()]++
+		}
+	}
+	for i := range ix.q {
+		q := &ix.q[i]
+		// A rule that demands both goes where it has fewer neighbours:
+		// Docker's filter ACCEPTs share the container port (80) and differ
+		// in address, its DNATs for 127.0.0.1 share the address.
+		switch p, d := onePort(q), oneDst(q); {
+		case p && (!d || ports[q.portLo] <= dsts[q.dst.p.Addr()]):
+			ix.byPort[q.portLo] = append(ix.byPort[q.portLo], int32(i))
+		case d:
+			a := q.dst.p.Addr()
+			ix.byDst[a] = append(ix.byDst[a], int32(i))
+		default:
+			ix.rest = append(ix.rest, int32(i))
+		}
+	}
+	return ix
+}
+
+// candidates are the indexes (ascending, from from on) of the rules that
+// may match a packet to dst:dport.
+func (ix *chainIndex) candidates(dst netip.Addr, dport uint16, from int) []int32 {
+	a, b, c := after(ix.byPort[dport], from), after(ix.byDst[dst], from), after(ix.rest, from)
+	switch {
+	// One list alone needs no merge (the caller only reads it).
+	case len(b) == 0 && len(c) == 0:
+		return a
+	case len(a) == 0 && len(c) == 0:
+		return b
+	case len(a) == 0 && len(b) == 0:
+		return c
+	}
+	out := make([]int32, 0, len(a)+len(b)+len(c))
+	for len(a)+len(b)+len(c) > 0 {
+		m := int32(math.MaxInt32)
+		for _, l := range [][]int32{a, b, c} {
+			if len(l) > 0 && l[0] < m {
+				m = l[0]
+			}
+		}
+		out = append(out, m)
+		if len(a) > 0 && a[0] == m {
+			a = a[1:]
+		}
+		if len(b) > 0 && b[0] == m {
+			b = b[1:]
+		}
+		if len(c) > 0 && c[0] == m {
+			c = c[1:]
+		}
+	}
+	return out
+}
+
+// after is the part of the ascending list l from from on.
+func after(l []int32, from int) []int32 {
+	i, _ := slices.BinarySearch(l, int32(from))
+	return l[i:]
 }
 
 // quickRule is what a rule demands of the protocol and destination port,
@@ -143,8 +245,13 @@ func New(s *snapshot.Snapshot) *Tracer {
 	if s == nil {
 		s = &snapshot.Snapshot{}
 	}
-	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: map[netip.Addr]endpointRef{},
-		quick: map[*parse.Chain][]quickRule{}, entered: map[*parse.Chain]int{}}
+	nc := 0
+	if s.Docker != nil {
+		nc = len(s.Docker.Containers)
+	}
+	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: make(map[netip.Addr]endpointRef, nc),
+		index: map[*parse.Chain]*chainIndex{}, entered: map[*parse.Chain]int{}, bases: map[baseKey][]baseChain{},
+		picks: map[string]*picked{}, nftIndex: map[*nft.Chain]*chainIndex{}, nftEntered: map[*nft.Chain]int{}}
 	for _, d := range s.Rules {
 		if d.Ruleset == nil {
 			continue
@@ -235,7 +342,7 @@ func (t *Tracer) Trace(p Packet) *Result {
 		Tracer: t,
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
-		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}},
+		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}, Steps: make([]Step, 0, 16)},
 	}
 	e.pickDumps(p.Family())
 	e.budget = minEvaluations + evaluationsPerRule*t.ruleCount
@@ -266,38 +373,64 @@ func (e *engine) check(p Packet) string {
 	return ""
 }
 
+// picked is what pickDumps chooses for a family (the snapshot alone
+// decides it: the Tracer keeps it).
+type picked struct {
+	dumps      []dumpRef
+	backends   []string
+	notes      []string
+	nftPending string
+}
+
 // pickDumps chooses the rulesets to walk: the backend PickDump chooses
 // first, then every other backend with rules of the family.
 func (e *engine) pickDumps(family string) {
-	first := ""
-	if d, err := e.snap.PickDump(snapshot.BackendAuto, family); err == nil {
-		first = d.Backend
-		e.dumps = append(e.dumps, dumpRef{d.Backend, d.Ruleset})
+	e.mu.Lock()
+	pd, ok := e.picks[family]
+	e.mu.Unlock()
+	if !ok {
+		pd = e.Tracer.pick(family, e.v4)
+		e.mu.Lock()
+		e.picks[family] = pd
+		e.mu.Unlock()
 	}
-	for _, d := range e.snap.Rules {
+	e.dumps, e.nftPending = pd.dumps, pd.nftPending
+	e.res.Backends = slices.Clone(pd.backends)
+	e.res.Notes = append(e.res.Notes, pd.notes...)
+}
+
+func (t *Tracer) pick(family string, v4 bool) *picked {
+	pd := &picked{}
+	first := ""
+	if d, err := t.snap.PickDump(snapshot.BackendAuto, family); err == nil {
+		first = d.Backend
+		pd.dumps = append(pd.dumps, dumpRef{d.Backend, d.Ruleset})
+	}
+	for _, d := range t.snap.Rules {
 		if d.Family != family || d.Ruleset == nil || d.Backend == first || len(d.Ruleset.Tables) == 0 {
 			continue
 		}
-		if !hasRules(d.Ruleset) && len(e.dumps) > 0 {
+		if !hasRules(d.Ruleset) && len(pd.dumps) > 0 {
 			continue // an empty other backend changes nothing
 		}
-		e.dumps = append(e.dumps, dumpRef{d.Backend, d.Ruleset})
+		pd.dumps = append(pd.dumps, dumpRef{d.Backend, d.Ruleset})
 	}
-	for _, d := range e.dumps {
-		e.res.Backends = append(e.res.Backends, d.backend)
+	for _, d := range pd.dumps {
+		pd.backends = append(pd.backends, d.backend)
 	}
-	if len(e.dumps) > 1 {
-		e.note("both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
+	if len(pd.dumps) > 1 {
+		pd.notes = append(pd.notes, "both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
 	}
-	nt := e.nftTables(e.v4)
-	if len(e.dumps) == 0 && len(nt) == 0 {
-		e.note("the input has no iptables rules of this family: every hook accepts")
+	nt := t.nftTables(v4)
+	if len(pd.dumps) == 0 && len(nt) == 0 {
+		pd.notes = append(pd.notes, "the input has no iptables rules of this family: every hook accepts")
 	}
 	if len(nt) > 0 {
-		e.res.Backends = append(e.res.Backends, BackendNftables)
-	} else if info := dockerInfo(e.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") && !e.snap.NftRead() {
-		e.nftPending = "Docker uses its nftables firewall backend and the snapshot does not hold the nftables ruleset (a bundle from before iptscope read it): Docker's tables are not walked"
+		pd.backends = append(pd.backends, BackendNftables)
+	} else if info := dockerInfo(t.snap); info != nil && strings.HasPrefix(info.FirewallBackend, "nftables") && !t.snap.NftRead() {
+		pd.nftPending = "Docker uses its nftables firewall backend and the snapshot does not hold the nftables ruleset (a bundle from before iptscope read it): Docker's tables are not walked"
 	}
+	return pd
 }
 
 func hasRules(rs *parse.Ruleset) bool {
@@ -433,6 +566,19 @@ func (e *engine) inbound(pk *pkt) {
 		return
 	}
 	e.res.Route = &Route{Kind: "forward", Out: r.dev, Via: r.text}
+	if !pk.bridged && pk.dst != pk.origDst && r.dev == pk.in && r.gw == "" {
+		// Why: with br_netfilter, a frame that came in on a bridge and
+		// whose DNAT'd destination is on that same bridge is switched, not
+		// routed (br_nf_pre_routing_finish's "bridged DNAT"): no
+		// ip_forward, and POSTROUTING sees no input interface. A
+		// container's connection to a published port of its own bridge
+		// takes this path.
+		if l, ok := e.net.links[pk.in]; ok && l.Kind == "bridge" {
+			if on, known := e.brNetfilter(); on && known {
+				pk.bridged = true
+			}
+		}
+	}
 	if pk.bridged && r.dev == pk.in {
 		e.res.Route.Kind = "bridged"
 	} else {
@@ -448,7 +594,7 @@ func (e *engine) inbound(pk *pkt) {
 			return
 		}
 	}
-	e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s via %s: FORWARD", e.addrName(pk.dst), r.text), false)
+	e.kernelStep("ROUTE", "routing decision: "+e.addrName(pk.dst)+" via "+r.text+": FORWARD", false)
 	pk.out = r.dev
 	e.forward(pk)
 }
@@ -490,6 +636,12 @@ func (e *engine) forward(pk *pkt) {
 		return
 	}
 	pk.hook = HookPostrouting
+	if pk.bridged {
+		// Why: br_netfilter runs POSTROUTING from the bridge's own
+		// post-routing hook with no input device (br_nf_post_routing):
+		// `iifname` matches nothing there.
+		pk.in = ""
+	}
 	if e.hook(HookPostrouting, pk, parse.TableMangle, parse.TableNAT) != outContinue {
 		return
 	}
@@ -692,7 +844,12 @@ func (t *Tracer) endpointAt(a netip.Addr) *snapshot.Endpoint {
 // deliverOut is a packet that leaves on pk.out.
 func (e *engine) deliverOut(pk *pkt) {
 	e.finish(Accept, ReachElsewhere, "")
-	if c := e.containerAt(pk.dst.String()); c != nil {
+	if c := e.endpoints[pk.dst].c; c != nil {
+		if why := e.linkProblem(pk.out, e.endpointAt(pk.dst)); why != "" {
+			e.kernelStep("BRIDGE", why+": the frame does not reach "+c.Name, true)
+			e.finish(Drop, ReachNowhere, fmt.Sprintf("the packet to %s (%s) goes nowhere: %s", pk.dst, c.Name, why))
+			return
+		}
 		// Hairpin: a bridge sends a frame back out of the port it came in
 		// on only when that port's hairpin mode is on.
 		if dst, src := e.endpointAt(pk.dst), e.endpointAt(pk.origSrc); dst != nil && src != nil && dst.HostVeth != "" && dst.HostVeth == src.HostVeth {
@@ -717,11 +874,11 @@ func (e *engine) deliverOut(pk *pkt) {
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name
-			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), a port it publishes", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
+			e.res.Reason = "forwarded to " + netip.AddrPortFrom(pk.dst, pk.dport).String() + " (" + c.Name + "), a port it publishes"
 		default:
 			e.res.Reason = fmt.Sprintf("forwarded to %s (%s); whether something listens on that port is not in the snapshot", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		}
-		e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
+		e.kernelStep("OUT", "out on "+pk.out+" to "+e.addrName(pk.dst), false)
 		return
 	}
 	if n := e.dockerNetworkOf(pk.dst); n != nil {
@@ -739,6 +896,36 @@ func (e *engine) deliverOut(pk *pkt) {
 		e.res.Reason += fmt.Sprintf(" with source %s (network %s, not masqueraded): replies have no route back to it", pk.src, n.Name)
 	}
 	e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
+}
+
+// linkProblem says why a frame sent out on bridge out cannot reach the
+// endpoint ep: the bridge is down, or the endpoint's host-side veth is
+// missing, down or not a port of that bridge (what diagnose's
+// bridge-down and veth-detached report). "" when the links are fine or
+// the snapshot has none.
+func (e *engine) linkProblem(out string, ep *snapshot.Endpoint) string {
+	if len(e.net.links) == 0 {
+		return ""
+	}
+	br, ok := e.net.links[out]
+	if !ok || br.Kind != "bridge" {
+		return ""
+	}
+	if !br.Up || br.OperState == "DOWN" {
+		return "bridge " + out + " is down"
+	}
+	if ep == nil || ep.HostVeth == "" {
+		return ""
+	}
+	switch l, ok := e.net.links[ep.HostVeth]; {
+	case !ok:
+		return "the container's veth " + ep.HostVeth + " does not exist"
+	case !l.Up:
+		return "the container's veth " + ep.HostVeth + " is down"
+	case l.Master != out:
+		return "the container's veth " + ep.HostVeth + " is not a port of " + out
+	}
+	return ""
 }
 
 func publishes(c *snapshot.Container, port uint16, proto string) bool {
@@ -807,14 +994,45 @@ func tablePriority(t parse.TableName, h Hook) int {
 type baseChain struct {
 	priority int
 	nat      bool
-	walk     func(pk *pkt, replay bool) outcome
+	// An iptables chain (tab, c of backend) or a native one (ntab, nc).
+	tab     *parse.Table
+	c       *parse.Chain
+	backend string
+	ntab    *nft.Table
+	nc      *nft.Chain
+}
+
+// baseKey names a list of base chains: a hook, the tables asked for and
+// the family (which decides the dumps and native tables).
+type baseKey uint32
+
+// keyOf packs a hook, up to five tables and the family into a baseKey
+// (cheaper to hash than their names).
+func keyOf(h Hook, tables []parse.TableName, v4 bool) baseKey {
+	hooks := []Hook{HookPrerouting, HookInput, HookForward, HookOutput, HookPostrouting}
+	tabs := []parse.TableName{parse.TableRaw, parse.TableMangle, parse.TableNAT, parse.TableFilter, parse.TableSecurity}
+	k := baseKey(slices.Index(hooks, h) + 1)
+	for i, t := range tables {
+		k |= baseKey(slices.Index(tabs, t)+1) << (3 + 3*i)
+	}
+	if v4 {
+		k |= 1 << 31
+	}
+	return k
 }
 
 // baseChains lists the chains registered on h for the given tables, in the
 // order the kernel calls them: by priority, then (at equal priority) in
-// the backends' order.
+// the backends' order. The list depends on the snapshot alone: the
+// Tracer keeps it.
 func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
-	var out []baseChain
+	k := keyOf(h, tables, e.v4)
+	e.mu.Lock()
+	out, ok := e.bases[k]
+	e.mu.Unlock()
+	if ok {
+		return out
+	}
 	for _, t := range tables {
 		for _, d := range e.dumps {
 			tab := d.rs.Table(t)
@@ -822,14 +1040,7 @@ func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 			if c == nil {
 				continue
 			}
-			backend := d.backend
-			out = append(out, baseChain{
-				priority: tablePriority(t, h),
-				nat:      t == parse.TableNAT,
-				walk: func(pk *pkt, replay bool) outcome {
-					return e.walk(h, tab, c, backend, pk, replay)
-				},
-			})
+			out = append(out, baseChain{priority: tablePriority(t, h), nat: t == parse.TableNAT, tab: tab, c: c, backend: d.backend})
 		}
 	}
 	// Native nftables base chains join by priority. OUTPUT is walked in
@@ -846,7 +1057,18 @@ func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 	}
 	out = append(out, e.nftBaseChains(h, lo, hi)...)
 	slices.SortStableFunc(out, func(a, b baseChain) int { return a.priority - b.priority })
+	e.mu.Lock()
+	e.bases[k] = out
+	e.mu.Unlock()
 	return out
+}
+
+// walkBase walks one base chain.
+func (e *engine) walkBase(h Hook, bc *baseChain, pk *pkt, replay bool) outcome {
+	if bc.nc != nil {
+		return e.walkNft(h, bc.ntab, bc.nc, pk, replay)
+	}
+	return e.walk(h, bc.tab, bc.c, bc.backend, pk, replay)
 }
 
 // hook walks the chains registered on h for the given tables, in
@@ -854,7 +1076,9 @@ func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 // packet goes on.
 func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
 	isDst := h == HookPrerouting || h == HookOutput
-	for _, bc := range e.baseChains(h, tables) {
+	bcs := e.baseChains(h, tables)
+	for i := range bcs {
+		bc := &bcs[i]
 		replay := false
 		if bc.nat {
 			switch {
@@ -868,7 +1092,7 @@ func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
 				replay = true
 			}
 		}
-		if o := bc.walk(pk, replay); o != outContinue {
+		if o := e.walkBase(h, bc, pk, replay); o != outContinue {
 			return o
 		}
 	}
@@ -883,11 +1107,71 @@ func (t *Tracer) chain(tab *parse.Table, name parse.ChainName) *parse.Chain {
 }
 
 type frame struct {
-	c   *parse.Chain
-	q   []quickRule
-	i   int
+	c *parse.Chain
+	cursor
 	via []parse.ChainName // chains this frame went to by goto
 }
+
+// cursor walks a chain's rules: every rule in turn, or (with an index)
+// the rules that may match the packet.
+type cursor struct {
+	ix *chainIndex // nil: every rule in turn
+	n  int         // the chain's rules
+	i  int         // the next rule's index
+	// cands are the rules of ix that may match (from the ci-th on), for
+	// the packet's destination and port when they were made.
+	cands   []int32
+	ci      int
+	candDst netip.Addr
+	candPrt uint16
+	made    bool
+}
+
+// next returns the index of the next rule that may match pk and moves
+// past it, or -1 at the chain's end.
+func (f *cursor) next(pk *pkt) int {
+	if f.ix == nil {
+		if f.i >= f.n {
+			return -1
+		}
+		f.i++
+		return f.i - 1
+	}
+	if !f.made || f.candDst != pk.dst || f.candPrt != pk.dport {
+		// Why the check: a rule may rewrite the packet in the middle of a
+		// chain (a NAT target ends its chain, but be safe).
+		f.cands, f.ci = f.ix.candidates(pk.dst, pk.dport, f.i), 0
+		f.candDst, f.candPrt, f.made = pk.dst, pk.dport, true
+	}
+	if f.ci >= len(f.cands) {
+		f.i = f.n
+		return -1
+	}
+	i := int(f.cands[f.ci])
+	f.ci++
+	f.i = i + 1
+	return i
+}
+
+// jumpTarget is the chain rule ri (r) of the frame's chain jumps to, or
+// nil: cached in the chain's index when it has one.
+func (f *frame) jumpTarget(e *engine, tab *parse.Table, ri int, r *parse.Rule) *parse.Chain {
+	if f.ix == nil {
+		return e.chain(tab, parse.ChainName(r.Target))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f.ix.jumps == nil {
+		f.ix.jumps = make([]*parse.Chain, len(f.ix.q))
+	}
+	if f.ix.jumps[ri] == nil {
+		f.ix.jumps[ri] = e.chains[tab][parse.ChainName(r.Target)]
+	}
+	return f.ix.jumps[ri]
+}
+
+// end moves the cursor past the last rule.
+func (f *cursor) end() { f.i, f.ci, f.cands = f.n, 0, nil }
 
 // harmless targets neither end the walk nor change anything the trace
 // decides on: a rule with such a target that cannot be decided is passed.
@@ -921,24 +1205,25 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		decide(Unknown, ReachUnknown, fmt.Sprintf("%s %s %s rule %d: %s", h, tab.Name, c.Name, r.Position, why))
 		return outUnknown
 	}
-	stack := []frame{{c: base, q: e.quickFor(base)}}
+	stack := make([]frame, 1, 8)
+	stack[0] = frame{c: base, cursor: cursor{ix: e.indexFor(base), n: len(base.Rules)}}
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
-		if f.i >= len(f.c.Rules) {
+		ri := f.next(pk)
+		if ri < 0 {
 			if len(stack) == 1 {
 				return e.policy(h, tab, base, backend, replay, step, decide)
 			}
 			caller := stack[len(stack)-2].c.Name
-			step(f.c, nil, "RETURN", fmt.Sprintf("end of %s: back to %s", f.c.Name, caller), "")
+			step(f.c, nil, "RETURN", "end of "+string(f.c.Name)+": back to "+string(caller), "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		r := f.c.Rules[f.i]
-		f.i++
+		r := f.c.Rules[ri]
 		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
 			return unknown(f.c, r, "the walk does not end in a sensible number of steps (a goto loop, or jumps that fan out)")
 		}
-		if f.i-1 < len(f.q) && f.q[f.i-1].rejects(pk) {
+		if f.ix != nil && f.ix.q[ri].rejects(pk) {
 			continue
 		}
 		t, why := e.evalRule(r, pk)
@@ -975,7 +1260,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			step(f.c, r, string(tg), "", "back to "+string(stack[len(stack)-2].c.Name))
 			stack = stack[:len(stack)-1]
 		case r.JumpsToChain():
-			next := e.chain(tab, parse.ChainName(tg))
+			next := f.jumpTarget(e, tab, ri, r)
 			if next == nil {
 				return unknown(f.c, r, fmt.Sprintf("jump to chain %s, which the table does not have", tg))
 			}
@@ -987,10 +1272,10 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			if r.Goto {
 				step(f.c, r, string(tg), "", "goto: "+string(tg)+" returns to "+callerOf(stack))
 				via := append(f.via, f.c.Name)
-				*f = frame{c: next, q: e.quickFor(next), via: via}
+				*f = frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}, via: via}
 			} else {
 				step(f.c, r, string(tg), "", "")
-				stack = append(stack, frame{c: next, q: e.quickFor(next)})
+				stack = append(stack, frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}})
 			}
 		default:
 			o, note, why := e.target(h, tab.Name, r, pk)
@@ -1032,14 +1317,16 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 	if pol == "" {
 		pol = parse.TargetAccept
 	}
-	if pol == parse.TargetAccept && len(c.Rules) == 0 {
+	if pol == parse.TargetAccept && len(c.Rules) == 0 && !e.nftChainExists(backend, tab.Name, c.Name) {
 		// Why no step: an empty built-in chain that accepts changes
-		// nothing, and iptables-nft does not even create it (its -save
-		// prints every built-in chain of a table; the kernel's trace
-		// shows only the chains that exist).
+		// nothing, and iptables-nft does not create it until something
+		// needs it (its -save prints every built-in chain of a table
+		// anyway; the kernel's trace shows only the chains that exist).
+		// An iptables-nft-restore of a whole table creates them all: the
+		// snapshot's nftables ruleset says which exist.
 		return outContinue
 	}
-	step(c, nil, string(pol), fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name), "")
+	step(c, nil, string(pol), "policy "+string(pol)+" of "+string(tab.Name)+" "+string(c.Name), "")
 	switch pol {
 	case parse.TargetAccept:
 		return outContinue
@@ -1050,6 +1337,21 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 	e.res.Steps[len(e.res.Steps)-1].Unknown = "policy " + string(pol) + " is not ACCEPT or DROP"
 	decide(Unknown, ReachUnknown, fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name))
 	return outUnknown
+}
+
+// nftChainExists reports whether iptables-nft's chain c of table tab is
+// in the kernel, as the snapshot's nftables ruleset shows (false when the
+// snapshot has none, or for the legacy backend).
+func (e *engine) nftChainExists(backend string, tab parse.TableName, c parse.ChainName) bool {
+	if backend != "nft" || !e.snap.NftRead() {
+		return false
+	}
+	fam := nft.FamilyIP
+	if !e.v4 {
+		fam = nft.FamilyIP6
+	}
+	t := e.snap.NftTable(fam, string(tab))
+	return t != nil && t.Chain(string(c)) != nil
 }
 
 // target applies a target that is not a verdict or a chain: NAT, marks,
@@ -1251,22 +1553,11 @@ func ruleText(r *parse.Rule) string {
 	return s
 }
 
-// nameAddrs gives the addresses Docker's names.
+// nameAddrs gives the addresses that are not a container's Docker's
+// names (a container's name comes from the endpoints index).
 func (e *Tracer) nameAddrs() {
 	e.names = map[netip.Addr]string{}
 	if d := e.snap.Docker; d != nil {
-		for _, c := range d.Containers {
-			for _, ep := range c.Endpoints {
-				for _, s := range []string{ep.IP, ep.IPv6} {
-					if s == "" {
-						continue
-					}
-					if a, err := netip.ParseAddr(s); err == nil {
-						e.names[a] = c.Name
-					}
-				}
-			}
-		}
 		for _, n := range d.Networks {
 			for _, g := range n.Gateways {
 				if a, err := netip.ParseAddr(g); err == nil {
@@ -1276,15 +1567,28 @@ func (e *Tracer) nameAddrs() {
 		}
 	}
 	for a, link := range e.net.local {
-		if _, ok := e.names[a]; !ok && !a.IsLoopback() {
+		if _, ok := e.names[a]; !ok && !a.IsLoopback() && e.endpoints[a].c == nil {
 			e.names[a] = "host, " + link
 		}
 	}
 }
 
+// nameOf is Docker's name for a: a network's gateway, a container, the
+// host.
+func (t *Tracer) nameOf(a netip.Addr) (string, bool) {
+	if n, ok := t.names[a]; ok && strings.HasPrefix(n, "gateway of ") {
+		return n, true
+	}
+	if ep, ok := t.endpoints[a]; ok {
+		return ep.c.Name, true
+	}
+	n, ok := t.names[a]
+	return n, ok
+}
+
 // addrName is "172.17.0.2 (web)", or the bare address.
 func (e *engine) addrName(a netip.Addr) string {
-	if n, ok := e.names[a]; ok {
+	if n, ok := e.nameOf(a); ok {
 		e.res.Names[a.String()] = n
 		return a.String() + " (" + n + ")"
 	}
@@ -1293,7 +1597,7 @@ func (e *engine) addrName(a netip.Addr) string {
 
 func (e *engine) addrPort(a netip.Addr, port uint16) string {
 	s := netip.AddrPortFrom(a, port).String()
-	if n, ok := e.names[a]; ok {
+	if n, ok := e.nameOf(a); ok {
 		e.res.Names[a.String()] = n
 		return s + " (" + n + ")"
 	}

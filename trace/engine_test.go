@@ -19,9 +19,9 @@ func host(t testing.TB, rules string, more ...func(*snapshot.Snapshot)) *snapsho
 		IptablesBackend: snapshot.BackendNFT,
 		DockerBackend:   snapshot.BackendNFT,
 		Links: []snapshot.Link{
-			{Name: "lo", Kind: "device"}, {Name: "eth0", Kind: "device"}, {Name: "docker0", Kind: "bridge"},
-			{Name: "veth1", Kind: "veth", Master: "docker0", Hairpin: ptr(false)},
-			{Name: "veth2", Kind: "veth", Master: "docker0", Hairpin: ptr(true)},
+			{Name: "lo", Kind: "device", Up: true}, {Name: "eth0", Kind: "device", Up: true}, {Name: "docker0", Kind: "bridge", Up: true},
+			{Name: "veth1", Kind: "veth", Master: "docker0", Hairpin: ptr(false), Up: true},
+			{Name: "veth2", Kind: "veth", Master: "docker0", Hairpin: ptr(true), Up: true},
 		},
 		Addrs: []snapshot.Addr{
 			{Link: "lo", Family: "ipv4", CIDR: "127.0.0.1/8"},
@@ -175,6 +175,12 @@ func TestTrace(t *testing.T) {
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Unknown, ReachUnknown, "", "FORWARD filter B 1", "?"}},
 		{"a goto loop is reported", dockerNAT + filter("-A FORWARD -j A\n-A A -g B\n-A B -g A\n"), nil,
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Unknown, ReachUnknown, "", "FORWARD filter B 1", "?"}},
+		{"a published port of a container whose bridge is down goes nowhere", base, []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {
+			s.Links[2].Up = false
+		}}, pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Drop, ReachNowhere, "", "BRIDGE", "no"}},
+		{"a published port of a container whose veth is off its bridge goes nowhere", base, []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {
+			s.Links[3].Master = ""
+		}}, pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Drop, ReachNowhere, "", "BRIDGE", "no"}},
 		{"forwarding off drops a DNATed packet after PREROUTING", base, []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {
 			s.Sysctls["net.ipv4.ip_forward"] = snapshot.Sysctl{Value: "0", Present: true}
 		}}, pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Drop, ReachNowhere, "", "ROUTE", "no"}},

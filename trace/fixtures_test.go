@@ -66,6 +66,9 @@ func probePacket(t *testing.T, s *snapshot.Snapshot, pr probe) Packet {
 	p := Packet{Proto: "tcp", SrcPort: 40000, Dst: pr.dst, DstPort: pr.port, State: StateNew}
 	if pr.from == "host" {
 		p.Src = netip.MustParseAddr("127.0.0.1")
+		if pr.dst.Is6() {
+			p.Src = netip.IPv6Loopback()
+		}
 		return p
 	}
 	p.Src = clientAddr(t, s, pr.dst)
@@ -143,4 +146,38 @@ func dumpResult(r *Result) string {
 		b.WriteString(mark + " " + string(s.Hook) + " " + string(s.Table) + " " + string(s.Chain) + " " + strconv.Itoa(s.Rule) + " " + s.Target + " | " + s.Text + " " + s.Note + s.Unknown + "\n")
 	}
 	return b.String()
+}
+
+// TestAPreparedTracerGivesWhatAFreshOneGives traces every probe of every
+// fixture over a Tracer that has seen them all twice (its chains indexed
+// by port and address) and over a fresh one (rule after rule): the
+// results must be the same.
+func TestAPreparedTracerGivesWhatAFreshOneGives(t *testing.T) {
+	dirs, _ := filepath.Glob("../fixtures/*/probe.txt")
+	shapes, _ := filepath.Glob("../fixtures/healthy-shapes-*/*/probe.txt")
+	n := 0
+	for _, pt := range append(dirs, shapes...) {
+		dir := filepath.Dir(pt)
+		if _, err := os.Stat(filepath.Join(dir, "bundle.json")); err != nil {
+			continue
+		}
+		s := loadBundle(t, dir)
+		var pkts []Packet
+		for _, pr := range readProbes(t, pt) {
+			pkts = append(pkts, probePacket(t, s, pr))
+		}
+		warm := New(s)
+		for range 2 {
+			for _, p := range pkts {
+				warm.Trace(p)
+			}
+		}
+		for _, p := range pkts {
+			n++
+			if a, b := dumpResult(New(s).Trace(p)), dumpResult(warm.Trace(p)); a != b {
+				t.Errorf("%s %s:%d: fresh and prepared Tracers differ\nfresh:\n%s\nprepared:\n%s", filepath.Base(dir), p.Dst, p.DstPort, a, b)
+			}
+		}
+	}
+	t.Logf("%d traces compared", n)
 }

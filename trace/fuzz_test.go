@@ -11,7 +11,7 @@ import (
 
 // FuzzTrace traces packets through arbitrary rulesets: the engine must
 // never panic, must end (a jump or goto loop is reported as unknown), and
-// must return a well-formed result.
+// must return a well-formed result, the same over a prepared Tracer.
 func FuzzTrace(f *testing.F) {
 	f.Add(dockerNAT+filter(dockerForward), uint16(8080), byte(9), uint8(0), false)
 	f.Add(dockerNAT+filter("-A FORWARD -j A\n-A A -g B\n-A B -g A\n"), uint16(80), byte(3), uint8(1), true)
@@ -42,6 +42,14 @@ func FuzzTrace(f *testing.F) {
 			p.State = StateEstablished
 		}
 		r := Trace(s, p)
+		// A Tracer that has indexed its chains gives what a fresh one
+		// gives.
+		tr := New(s)
+		tr.Trace(p)
+		tr.Trace(p)
+		if a, b := dumpResult(r), dumpResult(tr.Trace(p)); a != b {
+			t.Fatalf("fresh and prepared Tracers differ\nfresh:\n%s\nprepared:\n%s", a, b)
+		}
 		switch r.Verdict {
 		case Accept, Drop, Reject, Unknown:
 		default:

@@ -49,10 +49,7 @@ func (e *engine) nftBaseChains(h Hook, lo, hi int) []baseChain {
 			if c.Type != "filter" && c.Type != "nat" {
 				continue // route chains re-route on a mark change only
 			}
-			tab, c := tab, c
-			out = append(out, baseChain{priority: c.Priority, nat: c.Type == "nat", walk: func(pk *pkt, replay bool) outcome {
-				return e.walkNft(h, tab, c, pk, replay)
-			}})
+			out = append(out, baseChain{priority: c.Priority, nat: c.Type == "nat", ntab: tab, nc: c})
 		}
 	}
 	return out
@@ -60,7 +57,65 @@ func (e *engine) nftBaseChains(h Hook, lo, hi int) []baseChain {
 
 type nftFrame struct {
 	c *nft.Chain
-	i int
+	cursor
+}
+
+func (e *engine) nftFrame(c *nft.Chain) nftFrame {
+	return nftFrame{c: c, cursor: cursor{ix: e.nftIndexFor(c), n: len(c.Rules)}}
+}
+
+// nftIndexFor is indexFor for a native chain.
+func (t *Tracer) nftIndexFor(c *nft.Chain) *chainIndex {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ix, ok := t.nftIndex[c]; ok {
+		return ix
+	}
+	if t.nftEntered[c]++; t.nftEntered[c] < 2 {
+		return nil
+	}
+	q := make([]quickRule, len(c.Rules))
+	for i, r := range c.Rules {
+		q[i] = compileNftQuick(r)
+	}
+	ix := indexQuick(q)
+	t.nftIndex[c] = ix
+	return ix
+}
+
+// compileNftQuick reads what a native rule demands of the protocol, the
+// destination port and address: from its matches up to the first
+// statement that is not a match or a counter (a later match cannot undo
+// what such a statement does), equalities with one literal only.
+func compileNftQuick(r *nft.Rule) quickRule {
+	var q quickRule
+	for _, x := range r.Exprs {
+		if x.Kind == nft.KindCounter {
+			continue
+		}
+		if x.Kind != nft.KindMatch || x.Match == nil {
+			break
+		}
+		m := x.Match
+		if m.Op != "==" && m.Op != "" {
+			continue
+		}
+		v := m.Right.Value
+		switch sel := m.Left.Selector; sel {
+		case "tcp dport", "udp dport", "th dport":
+			if proto, _, _ := strings.Cut(sel, " "); proto != "th" {
+				q.proto = proto
+			}
+			if p, err := strconv.ParseUint(v, 10, 16); err == nil && !q.hasPorts {
+				q.hasPorts, q.portLo, q.portHi = true, uint16(p), uint16(p)
+			}
+		case "ip daddr", "ip6 daddr":
+			if a, err := netip.ParseAddr(v); err == nil && !q.dst.ok {
+				q.dst = quickAddr{p: netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), ok: true}
+			}
+		}
+	}
+	return q
 }
 
 // walkNft traverses one native base chain and the chains it enters. An
@@ -92,28 +147,32 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 		decide(Unknown, ReachUnknown, where(c, r)+": "+why)
 		return outUnknown
 	}
-	stack := []nftFrame{{c: base}}
+	stack := make([]nftFrame, 1, 8)
+	stack[0] = e.nftFrame(base)
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
-		if f.i >= len(f.c.Rules) {
+		ri := f.next(pk)
+		if ri < 0 {
 			if len(stack) == 1 {
 				pol := strings.ToUpper(base.Policy)
 				if pol == "" {
 					pol = "ACCEPT"
 				}
-				step(base, nil, pol, fmt.Sprintf("policy %s of %s %s", pol, tname, base.Name), "")
+				step(base, nil, pol, "policy "+pol+" of "+string(tname)+" "+base.Name, "")
 				if pol == "DROP" {
 					decide(Drop, ReachNowhere, fmt.Sprintf("dropped by the policy of %s %s (drop)", tname, base.Name))
 					return outDrop
 				}
 				return outContinue
 			}
-			step(f.c, nil, "RETURN", fmt.Sprintf("end of %s: back to %s", f.c.Name, stack[len(stack)-2].c.Name), "")
+			step(f.c, nil, "RETURN", "end of "+f.c.Name+": back to "+stack[len(stack)-2].c.Name, "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
-		r := f.c.Rules[f.i]
-		f.i++
+		r := f.c.Rules[ri]
+		if f.ix != nil && f.ix.q[ri].rejects(pk) {
+			continue
+		}
 		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
 			return unknown(f.c, r, "the walk does not end in a sensible number of steps")
 		}
@@ -209,7 +268,7 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 		case "return":
 			step(f.c, r, "RETURN", "", "")
 			if len(stack) == 1 {
-				f.i = len(f.c.Rules) // the base chain's policy
+				f.end() // the base chain's policy
 				continue
 			}
 			stack = stack[:len(stack)-1]
@@ -229,9 +288,9 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 			}
 			step(f.c, r, v.Target, "", note)
 			if v.Kind == "goto" {
-				*f = nftFrame{c: next}
+				*f = e.nftFrame(next)
 			} else {
-				stack = append(stack, nftFrame{c: next})
+				stack = append(stack, e.nftFrame(next))
 			}
 		default:
 			return unknown(f.c, r, "verdict "+v.Kind+" is not modelled")

@@ -235,7 +235,7 @@ func doctorInput(cmd *cobra.Command, g *globals, o *doctorOptions) (*snapshot.Sn
 	}
 	// Why: a raw dump says nothing about Docker; diagnose infers what the
 	// rules show (NewReport with RulesOnly).
-	return snapshot.FromDump(string(in.raw), in.rs, in.source), diagnose.ReportOptions{Source: in.source, RulesOnly: true}, nil
+	return snapshot.FromDump(in.text, in.rs, in.source), diagnose.ReportOptions{Source: in.source, RulesOnly: true}, nil
 }
 
 // fixOptions are doctor's repair flags.

@@ -75,8 +75,9 @@ func (o *inputOptions) load(ctx context.Context, stdin io.Reader) (*parse.Rulese
 type input struct {
 	source string // the name for messages: the file, or "standard input"
 	snap   *snapshot.Snapshot
-	raw    []byte
-	rs     *parse.Ruleset
+	// text is a dump's text; its rules are substrings of it.
+	text string
+	rs   *parse.Ruleset
 }
 
 // readInput reads and parses --from (a file, or standard input for "-"):
@@ -87,14 +88,15 @@ func readInput(from string, stdin io.Reader) (*input, error) {
 	if err != nil {
 		return nil, &exitError{code: exitUnknown, err: err}
 	}
-	in := &input{source: source, raw: data}
+	in := &input{source: source}
 	if isBundle(data) {
 		if in.snap, err = snapshot.Load(data); err != nil {
 			return nil, &exitError{code: exitUnknown, err: fmt.Errorf("reading %s: %w", source, err)}
 		}
 		return in, nil
 	}
-	if in.rs, err = parse.Parse(data); err != nil {
+	in.text = string(data)
+	if in.rs, err = parse.ParseString(in.text); err != nil {
 		return nil, &exitError{code: exitUnknown, err: fmt.Errorf("parsing %s: %w", source, err)}
 	}
 	return in, nil

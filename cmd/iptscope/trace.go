@@ -188,7 +188,7 @@ func traceInput(cmd *cobra.Command, g *globals, o *traceOptions) (*snapshot.Snap
 	if in.snap != nil {
 		return in.snap, in.source, nil
 	}
-	return snapshot.FromDump(string(in.raw), in.rs, in.source), in.source, nil
+	return snapshot.FromDump(in.text, in.rs, in.source), in.source, nil
 }
 
 // readIPSets reads the live namespace's ipsets; tests replace it.
