@@ -862,7 +862,16 @@ func randomChainEdit(t *testing.T, rnd *rand.Rand, s *snapshot.Snapshot, n int) 
 	if c.ref.Family == snapshot.FamilyIPv6 {
 		src = fmt.Sprintf("2001:db8::%x/128", n+1)
 	}
-	rule := []string{"-s", src, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(1000 + n), "-m", "comment", "--comment", fmt.Sprintf("e2e edit %d", n), "-j", "RETURN"}
+	// Rules of several shapes: quoted text that looks like counters, a
+	// target with options, a rule without a target.
+	shapes := [][]string{
+		{"-s", src, "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(1000 + n), "-m", "comment", "--comment", fmt.Sprintf("e2e edit %d", n), "-j", "RETURN"},
+		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-p", "udp", "-m", "multiport", "--dports", "53,123", "-m", "comment", "--comment", `e2e "-c 1 2 -j x"`, "-j", "RETURN"},
+		{"-m", "mark", "--mark", "0x1/0xff", "-j", "LOG", "--log-prefix", "e2e -c 3 4 "},
+		{"-s", src},
+	}
+	rule := shapes[rnd.Intn(len(shapes))]
 	base := []string{"-t", c.ref.Table}
 	for {
 		switch op := rnd.Intn(7); {
