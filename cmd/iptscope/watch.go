@@ -55,18 +55,19 @@ change of the verdict as one event: drift, repaired, healthy or error
 
 Changes are seen as they happen: on nftables (iptables-nft, and Docker 29's
 nftables backend) from the kernel's ruleset events, each with the process
-that made it ("ip nat DOCKER: 6 rules deleted by pid 4242 (iptables)").
-When a change only added or deleted rules of iptables-nft's chains (or
-changed a built-in chain's policy), only those chains are read again
-(iptables-nft -S CHAIN, iptables 1.8.5 or later) and spliced into the last
-read; anything else, Docker's own changes and every --resync read the
-whole host;
+that made it ("ip nat DOCKER: 6 rules deleted by pid 4242 (iptables)");
 on legacy iptables, which has no event stream, by a poll of the dump's hash
 every --interval. Docker's own changes (a container starting or stopping, a
 network created) come with its event stream and never raise drift: the
 verdict waits until Docker is done. What has no event stream (sysctls,
 links, docker-proxy) is hashed every --interval, and a full check follows
 when it changed; a full check also runs every --resync whatever happens.
+
+When a change only added or deleted rules of iptables-nft's chains (or
+changed a built-in chain's policy), the check reads only those chains
+again (iptables-nft -S CHAIN, iptables 1.8.5 or later) and splices them
+into the last read: on a host of 100,000 rules a fraction of a second
+instead of half a minute. Anything else reads the whole host.
 
 --fix repairs drift with doctor --fix's plan, backup, test, verify and
 rollback, at most --max-repairs times in --repair-window: then it stops
