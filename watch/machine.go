@@ -273,9 +273,8 @@ func (m *Machine) Tick(now time.Time) {
 
 // Checked takes the result of the check that was due (and, in Run,
 // begun with Begin: a change that came meanwhile is checked again). It
-// returns the
-// events to emit and whether to repair now (Fix on, drift, the rate
-// limit allows it); after a repair, call Repaired.
+// returns the events to emit and whether to repair now (Fix on, drift,
+// the rate limit allows it); after a repair, call Repaired.
 func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, repair bool) {
 	m.due = time.Time{}
 	if m.inCheck {
