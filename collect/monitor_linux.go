@@ -7,15 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 	"github.com/iptscope/iptscope/watch"
 )
 
@@ -23,9 +27,15 @@ import (
 // before the netlink reader waits for us.
 const monitorBuffer = 16
 
-// monitorReadBuffer is the netlink socket's receive buffer (capped by
-// net.core.rmem_max).
-const monitorReadBuffer = 8 << 20
+// monitorReadBuffer is the netlink socket's receive buffer. Why this
+// big: every rule of a flushed chain is one message holding the whole
+// rule, and the kernel queues them all before watch reads the first. A
+// flush of the 33,000 DNATs of nat DOCKER on a 100,000-rule host
+// overflowed 8 MiB (ENOBUFS: the events are lost and watch must read
+// everything again, 30 s of CPU there). The memory is the kernel's, and
+// only while a burst is queued. As root it is set with SO_RCVBUFFORCE,
+// past net.core.rmem_max; otherwise SO_RCVBUF caps it at rmem_max.
+const monitorReadBuffer = 128 << 20
 
 // maxWhat caps the descriptions of one generation's changes (a restore
 // of 100,000 rules touches hundreds of chains).
@@ -61,6 +71,14 @@ func WatchNftables(ctx context.Context, o Options) (<-chan watch.Change, error) 
 		// one burst of 100,000 messages; with the default buffer the
 		// kernel drops some (ENOBUFS) and watch must re-read everything.
 		conn, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(func(c *netlink.Conn) error {
+			if raw, err := c.SyscallConn(); err == nil {
+				var serr error
+				if err := raw.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, monitorReadBuffer)
+				}); err == nil && serr == nil {
+					return nil
+				}
+			}
 			_ = c.SetReadBuffer(monitorReadBuffer)
 			return nil
 		}))
@@ -162,7 +180,67 @@ func generationChange(evs *nftables.MonitorEvents) watch.Change {
 		}
 	}
 	c.What = describeChanges(evs.Changes)
+	c.RulesOnly, c.Chains = scopeOf(evs.Changes)
 	return c
+}
+
+// iptablesNftTables are the tables whose chains watch re-reads one by
+// one (with iptables-nft -S CHAIN); a change anywhere else (security,
+// arp, bridge, a native table such as Docker 29's docker-bridges) makes
+// a full read.
+var iptablesNftTables = map[string]bool{"filter": true, "nat": true, "raw": true, "mangle": true}
+
+// nftFamilies maps the families of iptables-nft's tables to the
+// snapshot's names of them.
+var nftFamilies = map[nftables.TableFamily]string{
+	nftables.TableFamilyIPv4: snapshot.FamilyIPv4,
+	nftables.TableFamilyIPv6: snapshot.FamilyIPv6,
+}
+
+// scopeOf says whether a generation only changed rules of chains of
+// iptables-nft's tables (rules added, deleted or replaced: iptables -A,
+// -I, -D, -R, -F) or the policy or counters of their built-in chains
+// (iptables -P and -Z make a "new chain" message for an existing
+// built-in chain), and which chains. Anything else (a table or a user
+// chain added or deleted, a built-in chain deleted, a set, an object, a
+// message the library could not decode, an empty generation) gives
+// rulesOnly false: a full read.
+func scopeOf(evs []*nftables.MonitorEvent) (rulesOnly bool, chains []watch.ChainRef) {
+	if len(evs) == 0 {
+		return false, nil
+	}
+	for _, e := range evs {
+		var fam nftables.TableFamily
+		var table, chain string
+		switch d := e.Data.(type) {
+		case *nftables.Rule:
+			// An expression the library cannot decode leaves Error set:
+			// the table and chain are all this needs.
+			if d == nil || d.Table == nil || d.Chain == nil || (e.Type != nftables.MonitorEventTypeNewRule && e.Type != nftables.MonitorEventTypeDelRule) {
+				return false, nil
+			}
+			fam, table, chain = d.Table.Family, d.Table.Name, d.Chain.Name
+		case *nftables.Chain:
+			if d == nil || d.Table == nil || e.Error != nil || e.Type != nftables.MonitorEventTypeNewChain ||
+				!parse.ChainName(d.Name).IsBuiltin(parse.TableName(d.Table.Name)) {
+				return false, nil
+			}
+			// A built-in chain that did not exist yet is caught by the
+			// re-read: the last snapshot has no such chain.
+			fam, table, chain = d.Table.Family, d.Table.Name, d.Name
+		default:
+			return false, nil
+		}
+		f, ok := nftFamilies[fam]
+		if !ok || !iptablesNftTables[table] || chain == "" {
+			return false, nil
+		}
+		ref := watch.ChainRef{Family: f, Table: table, Chain: chain}
+		if !slices.Contains(chains, ref) {
+			chains = append(chains, ref)
+		}
+	}
+	return true, chains
 }
 
 // processOf fills the parent of pid from /proc when it is still running.
@@ -251,6 +329,27 @@ func describeChanges(evs []*nftables.MonitorEvent) []string {
 			} else {
 				add(key{where, "table added"})
 			}
+		case *nftables.Set:
+			if d == nil || d.Table == nil {
+				continue
+			}
+			where := nftFamilyName[d.Table.Family] + " " + d.Table.Name + " " + d.Name
+			if e.Type == nftables.MonitorEventTypeDelSet {
+				add(key{where, "set deleted"})
+			} else {
+				add(key{where, "set added"})
+			}
+		case []nftables.SetElement:
+			// The library keeps neither the table nor the set of an
+			// element: the element's key and verdict say which it is
+			// (`element "docker0" : jump filter-forward-in__docker0`).
+			what := "added"
+			if e.Type == nftables.MonitorEventTypeDelSetElem {
+				what = "deleted"
+			}
+			for _, el := range d {
+				add(key{"element " + elementText(el), "element " + what})
+			}
 		}
 	}
 	// Deletions first: they are what breaks traffic.
@@ -266,11 +365,33 @@ func describeChanges(evs []*nftables.MonitorEvent) []string {
 		switch k.what {
 		case "deleted", "added":
 			out = append(out, fmt.Sprintf("%s: %d rule%s %s", k.where, n[k], plural(n[k]), k.what))
+		case "element deleted", "element added":
+			out = append(out, k.where+" "+strings.TrimPrefix(k.what, "element "))
 		default:
 			out = append(out, k.where+": "+k.what)
 		}
 	}
 	return out
+}
+
+// elementText renders a set element for people: its key as a string when
+// it is one (an interface name, NUL-padded), else in hex, then its
+// verdict for a verdict map: `"docker0" : jump filter-forward-in__docker0`.
+func elementText(el nftables.SetElement) string {
+	k := strings.TrimRight(string(el.Key), "\x00")
+	s := fmt.Sprintf("%x", el.Key)
+	if k != "" && strings.IndexFunc(k, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0 {
+		s = strconv.Quote(k)
+	}
+	if v := el.VerdictData; v != nil && v.Chain != "" {
+		switch v.Kind {
+		case expr.VerdictGoto:
+			s += " : goto " + v.Chain
+		default:
+			s += " : jump " + v.Chain
+		}
+	}
+	return s
 }
 
 func plural(n int) string {

@@ -83,8 +83,38 @@ type Change struct {
 	// What lists what changed, where the source says it ("ip nat DOCKER:
 	// 3 rules deleted"); empty for a poll.
 	What []string
+	// RulesOnly is true when the source saw everything the change did and
+	// it only added, deleted or replaced rules of iptables-nft's chains,
+	// or changed the policy or counters of their built-in chains: those
+	// listed in Chains. Then a re-read of those chains is all the change
+	// calls for. False (the zero value, a poll's) means anything may have
+	// changed: the host is read in full.
+	RulesOnly bool
+	Chains    []ChainRef
 	// Err is set when the source failed; the other fields are then empty.
 	Err error
+}
+
+// ChainRef names one iptables chain: the family ("ipv4" or "ipv6", as
+// snapshot.RuleDump names them), the table and the chain.
+type ChainRef struct {
+	Family string
+	Table  string
+	Chain  string
+}
+
+// String renders "ipv4 nat DOCKER".
+func (c ChainRef) String() string { return c.Family + " " + c.Table + " " + c.Chain }
+
+// Scope is what a check must read: everything (Full), or only the rules
+// of Chains because nothing else changed since the last check that
+// succeeded. Host.Check may always read more than it is asked.
+type Scope struct {
+	Full   bool
+	Chains []ChainRef
+	// Why says what made it Full ("Docker's container start", "nftables
+	// change: ip filter FOO: chain added"), for people.
+	Why string
 }
 
 // DockerEvent is one of Docker's own events that rewrites rules: a

@@ -108,6 +108,13 @@ type Machine struct {
 	keys      []string  // the findings of the last drift event
 	lastErr   string    // the last error emitted (errors are not repeated)
 
+	// What the next check must read: everything (full), or the rules of
+	// these chains (Begin hands it over and starts afresh).
+	full       bool
+	fullWhy    string // what made it full first
+	chains     []ChainRef
+	inCheck    bool      // between Begin and Checked
+	again      time.Time // a check asked for while one ran (zero: none)
 	lastDocker time.Time // Docker's last event or own ruleset change
 	by         *Process  // the last change by someone else since the last check
 	gen        uint32
@@ -126,8 +133,13 @@ type Machine struct {
 
 // NewMachine returns a Machine with the first check due at now.
 func NewMachine(cfg Config, now time.Time) *Machine {
-	return &Machine{cfg: cfg.withDefaults(), due: now, undoers: map[string]int{}, Repairs: map[string]int{}}
+	return &Machine{cfg: cfg.withDefaults(), due: now, full: true, fullWhy: "the first check", undoers: map[string]int{}, Repairs: map[string]int{}}
 }
+
+// maxChains is how many changed chains a check re-reads one by one; a
+// change of more is read in full (one dump costs less than that many
+// chain reads).
+const maxChains = 32
 
 // Config returns the configuration with defaults filled in.
 func (m *Machine) Config() Config { return m.cfg }
@@ -137,6 +149,11 @@ func (m *Machine) Config() Config { return m.cfg }
 func (m *Machine) Due() time.Time { return m.due }
 
 func (m *Machine) schedule(at time.Time) {
+	if m.inCheck && (m.again.IsZero() || at.Before(m.again)) {
+		// Asked for while a check runs: that check may have read the
+		// host before the change; Checked schedules another.
+		m.again = at
+	}
 	if at.Before(m.notBefore) {
 		at = m.notBefore
 	}
@@ -149,14 +166,21 @@ func (m *Machine) schedule(at time.Time) {
 // change schedules a check Settle later (unless one is due sooner).
 func (m *Machine) Change(now time.Time, c Change) []Event {
 	if c.Err != nil {
+		// Changes may have gone unseen while the source was down.
+		m.needFull(c.Source + " events failed")
 		return m.errorEvent(now, fmt.Errorf("%s events: %w", c.Source, c.Err))
 	}
 	switch {
 	case m.cfg.Self != 0 && (c.By.PID == m.cfg.Self || c.By.PPID == m.cfg.Self):
 		// Our own repair.
+		m.needFull("the repair's change")
 	case c.By.IsDocker():
+		// Docker's own change: its view (containers, networks) moves
+		// with its rules.
 		m.lastDocker = now
+		m.needFull("Docker's change")
 	default:
+		m.addScope(c)
 		if c.By.PID != 0 || c.By.Comm != "" {
 			p := c.By
 			m.by = &p
@@ -168,6 +192,55 @@ func (m *Machine) Change(now time.Time, c Change) []Event {
 	}
 	m.schedule(now.Add(m.cfg.Settle))
 	return nil
+}
+
+// addScope adds what a change by someone else touched to what the next
+// check must read.
+func (m *Machine) addScope(c Change) {
+	if !c.RulesOnly || len(c.Chains) == 0 {
+		why := c.Source + " change"
+		if len(c.What) > 0 {
+			why += ": " + c.What[0]
+		}
+		m.needFull(why)
+		return
+	}
+	if m.full {
+		return
+	}
+	for _, ch := range c.Chains {
+		if !slices.Contains(m.chains, ch) {
+			if len(m.chains) == maxChains {
+				m.needFull(fmt.Sprintf("more than %d chains changed", maxChains))
+				return
+			}
+			m.chains = append(m.chains, ch)
+		}
+	}
+}
+
+// needFull makes the next check a full read; why is said in its Scope.
+func (m *Machine) needFull(why string) {
+	if !m.full {
+		m.full, m.fullWhy, m.chains = true, why, nil
+	}
+}
+
+// Begin says that the check that was due starts now, and returns what
+// it must read: Full, or only the chains whose rules changed since the
+// last check that succeeded (nothing else changed since then). What
+// changes from now on goes to the next check.
+func (m *Machine) Begin(now time.Time) Scope {
+	sc := Scope{Full: m.full || len(m.chains) == 0, Chains: m.chains}
+	if sc.Full {
+		sc.Chains, sc.Why = nil, m.fullWhy
+		if !m.full {
+			sc.Why = "no change said what it touched"
+		}
+	}
+	m.full, m.fullWhy, m.chains = false, "", nil
+	m.inCheck, m.again = true, time.Time{}
+	return sc
 }
 
 // appendCapped appends add to s, keeping at most max entries (a burst of
@@ -188,18 +261,31 @@ func appendCapped(s, add []string, max int) []string {
 // for a while, and a check is scheduled after that.
 func (m *Machine) Docker(now time.Time, e DockerEvent) {
 	m.lastDocker = now
+	m.needFull("Docker's " + e.Type + " " + e.Action)
 	m.schedule(now.Add(m.cfg.DockerQuiet))
 }
 
 // Tick is the periodic full re-check.
-func (m *Machine) Tick(now time.Time) { m.schedule(now) }
+func (m *Machine) Tick(now time.Time) {
+	m.needFull("the periodic re-check (or the probe saw links, sysctls or docker-proxy change)")
+	m.schedule(now)
+}
 
-// Checked takes the result of the check that was due. It returns the
-// events to emit and whether to repair now (Fix on, drift, the rate
-// limit allows it); after a repair, call Repaired.
+// Checked takes the result of the check that was due (and, in Run,
+// begun with Begin: a change that came meanwhile is checked again). It
+// returns the events to emit and whether to repair now (Fix on, drift,
+// the rate limit allows it); after a repair, call Repaired.
 func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, repair bool) {
 	m.due = time.Time{}
+	if m.inCheck {
+		m.inCheck = false
+		if !m.again.IsZero() {
+			m.schedule(m.again)
+		}
+	}
 	if err != nil {
+		// The next check cannot build on this one.
+		m.needFull("the last check failed")
 		return m.errorEvent(now, err), false
 	}
 	m.lastErr = ""
@@ -222,7 +308,9 @@ func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, 
 	}
 	if q := m.lastDocker.Add(m.cfg.DockerQuiet); m.started && now.Before(q) {
 		// Docker is at work (a container starting, a network being
-		// created): its rules are half written. Judge once it is quiet.
+		// created): its rules are half written. Judge once it is quiet,
+		// on a full read.
+		m.needFull("Docker at work")
 		m.schedule(q)
 		return nil, false
 	}
@@ -278,6 +366,7 @@ func (m *Machine) pruneRepairs(now time.Time) {
 func (m *Machine) Repaired(now time.Time, v Verdict, o RepairOutcome) []Event {
 	m.repairs = append(m.repairs, now)
 	m.repairing = true
+	m.needFull("the repair")
 	m.schedule(now)
 	if o.Err != nil {
 		m.Repairs[RepairFailed]++

@@ -3,6 +3,7 @@ package watch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,102 @@ func TestAnExpensiveCheckDelaysTheNextOneByItsOwnCost(t *testing.T) {
 	m.Change(at(time.Minute), Change{Source: "nftables", By: hostile})
 	if want := at(time.Minute + DefaultSettle); !m.Due().Equal(want) {
 		t.Errorf("after a quiet spell the check is due %v, want %v", m.Due(), want)
+	}
+}
+
+var (
+	natDocker  = ChainRef{Family: "ipv4", Table: "nat", Chain: "DOCKER"}
+	filterUser = ChainRef{Family: "ipv4", Table: "filter", Chain: "DOCKER-USER"}
+	ruleChange = func(by Process, chains ...ChainRef) Change {
+		return Change{Source: "nftables", Generation: 9, By: by, RulesOnly: true, Chains: chains}
+	}
+)
+
+func TestTheScopeOfEachCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		// feed runs between a first, full check and the next Begin.
+		feed func(m *Machine)
+		want Scope
+	}{
+		{"a rule change by someone else re-reads its chain", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(hostile, natDocker))
+		}, Scope{Chains: []ChainRef{natDocker}}},
+		{"changes of two chains re-read both, once each", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(hostile, natDocker))
+			m.Change(at(time.Second), ruleChange(hostile, filterUser, natDocker))
+		}, Scope{Chains: []ChainRef{natDocker, filterUser}}},
+		{"a change the source cannot scope is a full read", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(hostile, natDocker))
+			m.Change(at(time.Second), Change{Source: "nftables", By: hostile, What: []string{"ip filter FOO: chain added"}})
+		}, Scope{Full: true}},
+		{"a poll is a full read", func(m *Machine) {
+			m.Change(at(time.Second), Change{Source: "poll", What: []string{"legacy rules changed"}})
+		}, Scope{Full: true}},
+		{"Docker's own rule change is a full read", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(dockerd, natDocker))
+		}, Scope{Full: true}},
+		{"Docker's event is a full read", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(hostile, natDocker))
+			m.Docker(at(time.Second), DockerEvent{Type: "container", Action: "start"})
+		}, Scope{Full: true}},
+		{"the resync is a full read", func(m *Machine) {
+			m.Tick(at(time.Hour))
+		}, Scope{Full: true}},
+		{"our own repair's change is a full read", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(Process{PID: 77, Comm: "iptables-nft-res", PPID: 55}, natDocker))
+		}, Scope{Full: true}},
+		{"a source error is a full read", func(m *Machine) {
+			m.Change(at(time.Second), Change{Source: "nftables", Err: errors.New("netlink: boom")})
+		}, Scope{Full: true}},
+		{"a failed check makes the next one full", func(m *Machine) {
+			m.Change(at(time.Second), ruleChange(hostile, natDocker))
+			m.Begin(at(2 * time.Second))
+			m.Checked(at(2*time.Second), Verdict{}, errors.New("reading rules: boom"))
+			m.Change(at(3*time.Second), ruleChange(hostile, natDocker))
+		}, Scope{Full: true}},
+		{"more chains than a check re-reads one by one is a full read", func(m *Machine) {
+			for i := range maxChains + 1 {
+				m.Change(at(time.Second), ruleChange(hostile, ChainRef{"ipv4", "filter", fmt.Sprintf("C%d", i)}))
+			}
+		}, Scope{Full: true}},
+		{"nothing changed is a full read (the safe default)", func(m *Machine) {}, Scope{Full: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMachine(Config{Self: 55}, t0)
+			if sc := m.Begin(t0); !sc.Full {
+				t.Fatalf("first check's scope %+v, want full", sc)
+			}
+			m.Checked(t0, healthy, nil)
+			tt.feed(m)
+			got := m.Begin(at(time.Hour))
+			if got.Full != tt.want.Full || !slices.Equal(got.Chains, tt.want.Chains) {
+				t.Errorf("scope %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAChangeWhileACheckRunsIsCheckedAgain(t *testing.T) {
+	m := NewMachine(Config{}, t0)
+	m.Begin(t0)
+	m.Checked(t0, healthy, nil)
+	if !m.Due().IsZero() {
+		t.Fatalf("check due %v after a quiet first check, want none", m.Due())
+	}
+	m.Change(at(time.Second), ruleChange(hostile, natDocker))
+	sc := m.Begin(m.Due())
+	// The check read the host; a change came before it ended.
+	m.Change(at(time.Second+200*time.Millisecond), ruleChange(hostile, filterUser))
+	m.Checked(at(time.Second+300*time.Millisecond), healthy, nil)
+	if len(sc.Chains) != 1 || sc.Chains[0] != natDocker {
+		t.Errorf("first scope %+v, want nat DOCKER", sc)
+	}
+	if want := at(time.Second + 200*time.Millisecond + DefaultSettle); !m.Due().Equal(want) {
+		t.Fatalf("next check due %v, want %v (the change during the check, Settle later)", m.Due(), want)
+	}
+	if sc := m.Begin(m.Due()); sc.Full || len(sc.Chains) != 1 || sc.Chains[0] != filterUser {
+		t.Errorf("second scope %+v, want filter DOCKER-USER", sc)
 	}
 }

@@ -6,11 +6,14 @@ import (
 )
 
 // Host is what the loop checks and repairs. Check reads the host and
-// judges it; Repair plans and applies the repair of what Check found
-// last (the plan, backup, test, apply, re-read and rollback of `doctor
-// --fix`). Both are called from Run's goroutine only, one at a time.
+// judges it: all of it when the scope is Full, else it may re-read only
+// the rules of the scope's chains and take everything else from its
+// last successful check (nothing else changed since). Repair plans and
+// applies the repair of what Check found last (the plan, backup, test,
+// apply, re-read and rollback of `doctor --fix`). Both are called from
+// Run's goroutine only, one at a time.
 type Host interface {
-	Check(ctx context.Context) (Verdict, error)
+	Check(ctx context.Context, scope Scope) (Verdict, error)
 	Repair(ctx context.Context) (RepairOutcome, error)
 }
 
@@ -134,7 +137,7 @@ func Run(ctx context.Context, cfg Config, h Host, src Sources, clk Clock, emit f
 			probeC, probeStop = clk.NewTimer(cfg.Probe)
 		case <-dueC:
 			began := clk.Now()
-			v, err := h.Check(ctx)
+			v, err := h.Check(ctx, m.Begin(began))
 			if ctx.Err() != nil {
 				return nil
 			}

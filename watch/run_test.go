@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ func (h *fakeHost) set(broken bool) {
 	h.mu.Unlock()
 }
 
-func (h *fakeHost) Check(context.Context) (Verdict, error) {
+func (h *fakeHost) Check(context.Context, Scope) (Verdict, error) {
 	h.checks.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -187,6 +188,70 @@ func TestRunChecksAgainOnlyWhenTheProbeSeesAChange(t *testing.T) {
 	h.set(true) // ip_forward turned off: no ruleset event
 	h.changed.Store(true)
 	ev.waitFor(t, KindDrift)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scopeHost is a fakeHost that records the scope of each check.
+type scopeHost struct {
+	fakeHost
+	mu     sync.Mutex
+	scopes []Scope
+}
+
+func (h *scopeHost) Check(ctx context.Context, sc Scope) (Verdict, error) {
+	h.mu.Lock()
+	h.scopes = append(h.scopes, sc)
+	h.mu.Unlock()
+	return h.fakeHost.Check(ctx, sc)
+}
+
+func (h *scopeHost) last() (Scope, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.scopes) == 0 {
+		return Scope{}, 0
+	}
+	return h.scopes[len(h.scopes)-1], len(h.scopes)
+}
+
+func TestRunHandsTheHostTheChainsThatChanged(t *testing.T) {
+	h := &scopeHost{}
+	changes := make(chan Change)
+	docker := make(chan DockerEvent)
+	ev := newEvents()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Settle: time.Millisecond, DockerQuiet: time.Millisecond, Resync: time.Hour}, h, Sources{Changes: changes, Docker: docker}, nil, ev.emit, nil)
+	}()
+	ev.waitFor(t, KindHealthy)
+	wait := func(n int) Scope {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if sc, got := h.last(); got >= n {
+				return sc
+			}
+		}
+		t.Fatalf("no check %d", n)
+		return Scope{}
+	}
+	if sc := wait(1); !sc.Full {
+		t.Errorf("first check's scope %+v, want full", sc)
+	}
+	h.set(true)
+	changes <- Change{Source: "nftables", Generation: 3, By: hostile, RulesOnly: true, Chains: []ChainRef{natDocker}}
+	if sc := wait(2); sc.Full || !slices.Equal(sc.Chains, []ChainRef{natDocker}) {
+		t.Errorf("scope after a rule change %+v, want nat DOCKER only", sc)
+	}
+	ev.waitFor(t, KindDrift)
+	h.set(false)
+	docker <- DockerEvent{Type: "container", Action: "start"}
+	if sc := wait(3); !sc.Full {
+		t.Errorf("scope after Docker's event %+v, want full", sc)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -41,6 +41,7 @@ type watchOptions struct {
 	dockerHost   string
 	failOn       string
 	skip         []string
+	verbose      bool
 }
 
 func newWatchCmd(g *globals) *cobra.Command {
@@ -61,6 +62,12 @@ network created) come with its event stream and never raise drift: the
 verdict waits until Docker is done. What has no event stream (sysctls,
 links, docker-proxy) is hashed every --interval, and a full check follows
 when it changed; a full check also runs every --resync whatever happens.
+
+When a change only added or deleted rules of iptables-nft's chains (or
+changed a built-in chain's policy), the check reads only those chains
+again (iptables-nft -S CHAIN, iptables 1.8.5 or later) and splices them
+into the last read: on a host of 100,000 rules a fraction of a second
+instead of half a minute. Anything else reads the whole host.
 
 --fix repairs drift with doctor --fix's plan, backup, test, verify and
 rollback, at most --max-repairs times in --repair-window: then it stops
@@ -98,6 +105,7 @@ privileges, the metrics address taken).`,
 	f.StringVar(&o.dockerHost, "docker-host", "", "Docker Engine API endpoint (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	f.StringVar(&o.failOn, "fail-on", "warning", "findings of this severity or worse are drift: error, warning or info")
 	f.StringArrayVar(&o.skip, "skip", nil, "do not run the check with this ID (repeatable)")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "say on stderr what each check read (the chains re-read, or everything) and what it cost")
 	return cmd
 }
 
@@ -141,6 +149,12 @@ func runWatch(cmd *cobra.Command, g *globals, o *watchOptions) error {
 	defer stop()
 
 	h := &watchHost{o: o, ropts: diagnose.ReportOptions{Source: "live", Skip: o.skip, FailOn: failOn}, log: g.stderr}
+	// Single chains are re-read only with an iptables-nft that lists one
+	// chain without fetching the rest.
+	h.chainReads = collect.CheckChainReads(ctx, collect.Options{})
+	if o.verbose && h.chainReads != nil {
+		fmt.Fprintf(g.stderr, "iptscope: every check reads the whole host: %v\n", h.chainReads)
+	}
 	registry := metrics.NewRegistry(h.metrics)
 
 	var srv *http.Server
@@ -313,6 +327,9 @@ type watchHost struct {
 
 	last  *snapshot.Snapshot // of the last check, for Repair (Run's goroutine only)
 	state [32]byte           // collect.HostStateHash at the last check or probe
+	// chainReads is nil when single chains can be re-read (an
+	// iptables-nft of 1.8.5 or later), else why not.
+	chainReads error
 
 	mu      sync.Mutex // guards what the metrics read
 	rep     *diagnose.Report
@@ -322,11 +339,10 @@ type watchHost struct {
 	repairs map[string]int
 }
 
-func (h *watchHost) Check(ctx context.Context) (watch.Verdict, error) {
-	if sum, err := collect.HostStateHash(ctx, collect.Options{NetNS: h.o.netns}); err == nil {
-		h.state = sum
-	}
-	snap := collectLive(ctx, collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost})
+func (h *watchHost) Check(ctx context.Context, scope watch.Scope) (watch.Verdict, error) {
+	began := time.Now()
+	snap, how := h.read(ctx, scope)
+	read := time.Since(began)
 	var err error
 	if _, e4 := snap.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); e4 != nil && (snap.Docker == nil || snap.Docker.Error != "") {
 		err = fmt.Errorf("nothing to inspect: %w", e4)
@@ -346,6 +362,9 @@ func (h *watchHost) Check(ctx context.Context) (watch.Verdict, error) {
 		}
 		h.last = snap
 	}
+	if h.o.verbose {
+		fmt.Fprintf(h.log, "iptscope: check: %s in %s, diagnosed in %s\n", how, read.Round(time.Millisecond), (time.Since(began) - read).Round(time.Millisecond))
+	}
 	h.mu.Lock()
 	h.up, h.lastRun = err == nil, time.Now()
 	if rep != nil {
@@ -353,6 +372,43 @@ func (h *watchHost) Check(ctx context.Context) (watch.Verdict, error) {
 	}
 	h.mu.Unlock()
 	return v, err
+}
+
+// read reads the host for a check: only the chains of the scope, spliced
+// into the last check's snapshot, when the scope allows it, nothing but
+// rules changed since (the host state's hash is the same) and the splice
+// can stand in for a full read (collect.SpliceChains); else all of it.
+// how says which, for --verbose.
+func (h *watchHost) read(ctx context.Context, scope watch.Scope) (snap *snapshot.Snapshot, how string) {
+	copts := collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost}
+	sum, sumErr := collect.HostStateHash(ctx, copts)
+	why := scope.Why
+	switch {
+	case scope.Full:
+	case h.chainReads != nil:
+		why = "no single-chain reads"
+	case h.last == nil:
+		why = "no earlier read"
+	case sumErr != nil || sum != h.state:
+		why = "links, addresses, sysctls or docker-proxy changed"
+	default:
+		ls, err := collect.ReadChains(ctx, copts, scope.Chains)
+		if err == nil {
+			snap, err = collect.SpliceChains(h.last, ls, time.Now())
+		}
+		if err == nil {
+			names := make([]string, len(scope.Chains))
+			for i, c := range scope.Chains {
+				names[i] = c.String()
+			}
+			return snap, fmt.Sprintf("re-read %d chain(s) (%s)", len(names), strings.Join(names, ", "))
+		}
+		why = err.Error()
+	}
+	if sumErr == nil {
+		h.state = sum
+	}
+	return collectLive(ctx, copts), "read everything (" + why + ")"
 }
 
 // Probe implements watch.Prober: has what has no event stream (links,
