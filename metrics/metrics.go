@@ -17,7 +17,7 @@ import (
 	"github.com/iptscope/iptscope/diagnose"
 )
 
-// State is what iptscope's Prometheus metrics say (docs/watch.md
+// State is what iptscope's Prometheus metrics say (docs/fleet.md
 // lists each metric and its labels).
 type State struct {
 	// Up is true when the last check read the host and judged it.

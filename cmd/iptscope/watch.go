@@ -51,7 +51,7 @@ func newWatchCmd(g *globals) *cobra.Command {
 		Short: "Keep checking the host: report drift of Docker's rules as it happens, and heal it",
 		Long: `Run doctor's checks whenever the host's rules change, and report each
 change of the verdict as one event: drift, repaired, healthy or error
-(docs/watch.md).
+(docs/fleet.md).
 
 Changes are seen as they happen: on nftables (iptables-nft, and Docker 29's
 nftables backend) from the kernel's ruleset events, each with the process
