@@ -345,16 +345,35 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	// What the plan does not repair (a host firewall's REJECT, a link, a
 	// killed docker-proxy) still fails the run: CI must not read "repaired"
 	// as "healthy".
-	var left []string
+	before := map[string]bool{}
+	for _, f := range rep.Findings {
+		before[f.Key] = true
+	}
+	var left, fresh []string
 	for _, f := range res.After {
-		if f.Severity.Rank() >= rep.FailOn.Rank() {
+		if f.Severity.Rank() < rep.FailOn.Rank() {
+			continue
+		}
+		if before[f.Key] {
 			left = append(left, f.ID)
+		} else {
+			fresh = append(fresh, f.ID)
 		}
 	}
-	if len(left) > 0 {
-		n := len(left)
+	if n := len(left) + len(fresh); n > 0 {
 		slices.Sort(left)
-		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s): see the plan's \"leave\" lines", n, rep.FailOn, strings.Join(slices.Compact(left), ", "))}
+		slices.Sort(fresh)
+		var why []string
+		if len(left) > 0 {
+			why = append(why, fmt.Sprintf("%s: see the plan's \"leave\" lines", strings.Join(slices.Compact(left), ", ")))
+		}
+		if len(fresh) > 0 {
+			// Why apart: these were not in the report the plan was made
+			// from; the re-read after the repair found them (Docker, or
+			// another tool, changed the host meanwhile).
+			why = append(why, fmt.Sprintf("%s: found by the re-read after the repair, not in the plan (the host changed meanwhile; run doctor again)", strings.Join(slices.Compact(fresh), ", ")))
+		}
+		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s)", n, rep.FailOn, strings.Join(why, "; "))}
 	}
 	return nil
 }
