@@ -277,16 +277,32 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	if p.HasNftOps() {
 		return applyNft(ctx, p, o) // Docker's nftables backend (nft_apply.go)
 	}
+	return replanning(ctx, p, o, nil, (*applier).applyRound)
+}
+
+// roundFunc applies one plan (a round of replanning): done, or the fresh
+// view to plan again from.
+type roundFunc func(a *applier, ctx context.Context, res *Result, planned *snapshot.Snapshot, mayReplan bool) (bool, *view, error)
+
+// replanning applies p in rounds: when a round finds that Docker changed
+// its state, the next one applies the plan made from the fresh view, at
+// most Options.MaxReplans times. check, when set, vets each plan first.
+func replanning(ctx context.Context, p *diagnose.Plan, o Options, check func(*diagnose.Plan) error, round roundFunc) (*Result, error) {
 	maxReplans := o.MaxReplans
 	if maxReplans <= 0 {
 		maxReplans = DefaultMaxReplans
 	}
 	res := &Result{}
 	planned := o.Planned
-	for round := 0; ; round++ {
+	for n := 0; ; n++ {
+		if check != nil {
+			if err := check(p); err != nil {
+				return nil, err
+			}
+		}
 		a := newApplier(p, o)
-		a.round = round
-		done, next, err := a.applyRound(ctx, res, planned, round < maxReplans)
+		a.round = n
+		done, next, err := round(a, ctx, res, planned, n < maxReplans)
 		if err != nil {
 			return nil, err
 		}
@@ -294,12 +310,12 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 			return a.finish(res)
 		}
 		res.Replans++
-		if round >= maxReplans {
+		if n >= maxReplans {
 			return nil, fmt.Errorf("%w: Docker's containers, networks or rules changed under %d plan(s) in a row; "+
 				"the rules added are kept only where the latest view wants them (backup: %s); run the fix again when Docker is quiet",
-				ErrChurn, round+1, res.BackupPath)
+				ErrChurn, n+1, res.BackupPath)
 		}
-		fmt.Fprintf(a.out, "Docker changed its state during the repair: planning again from a fresh read (%d of %d)\n", round+1, maxReplans)
+		fmt.Fprintf(a.out, "Docker changed its state during the repair: planning again from a fresh read (%d of %d)\n", n+1, maxReplans)
 		p, planned = next.plan, next.snap
 		if p.Empty() {
 			res.After = next.findings

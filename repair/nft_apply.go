@@ -43,43 +43,14 @@ import (
 
 // applyNft is Apply for a plan that changes Docker's nftables table.
 func applyNft(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
-	maxReplans := o.MaxReplans
-	if maxReplans <= 0 {
-		maxReplans = DefaultMaxReplans
-	}
-	res := &Result{}
-	planned := o.Planned
-	for round := 0; ; round++ {
+	return replanning(ctx, p, o, func(p *diagnose.Plan) error {
 		for _, op := range p.Ops {
 			if op.Kind != diagnose.OpNft && op.Kind != diagnose.OpSysctl {
-				return nil, fmt.Errorf("the plan changes iptables and nftables tables at once: not applied")
+				return fmt.Errorf("the plan changes iptables and nftables tables at once: not applied")
 			}
 		}
-		a := newApplier(p, o)
-		a.round = round
-		done, next, err := a.nftRound(ctx, res, planned, round < maxReplans)
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			return a.finish(res)
-		}
-		res.Replans++
-		if round >= maxReplans {
-			return nil, fmt.Errorf("%w: Docker's containers, networks or rules changed under %d plan(s) in a row; "+
-				"the rules added are kept only where the latest view wants them (backup: %s); run the fix again when Docker is quiet",
-				ErrChurn, round+1, res.BackupPath)
-		}
-		fmt.Fprintf(a.out, "Docker changed its state during the repair: planning again from a fresh read (%d of %d)\n", round+1, maxReplans)
-		p, planned = next.plan, next.snap
-		if p.Empty() {
-			res.After = next.findings
-			return a.finish(res)
-		}
-		if err := ValidatePlan(p); err != nil {
-			return nil, err
-		}
-	}
+		return nil
+	}, (*applier).nftRound)
 }
 
 // readNft reads Docker's table of each family with `nft -j list table`
