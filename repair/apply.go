@@ -280,6 +280,29 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	return replanning(ctx, p, o, nil, (*applier).applyRound)
 }
 
+// rolledBack ends a rollback after the repair's own changes to the rules
+// were undone (undoErr: how that failed): the sysctls it set go back, and
+// the error says what was done. nothing: the repair had changed no rule;
+// unchanged says so; did says what the undo did.
+func (a *applier) rolledBack(cause, undoErr error, setSysctls []diagnose.Op, nothing bool, unchanged, did string) error {
+	var errs []error
+	if undoErr != nil {
+		errs = append(errs, undoErr)
+	}
+	for _, s := range setSysctls {
+		if err := a.writeSysctl(s.Name, s.Old); err != nil {
+			errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
+	}
+	if nothing && len(setSysctls) == 0 {
+		return fmt.Errorf("%w; %s", cause, unchanged)
+	}
+	return fmt.Errorf("%w; rolled back: %s, Docker's other rules left as they are", cause, did)
+}
+
 // roundFunc applies one plan (a round of replanning): done, or the fresh
 // view to plan again from.
 type roundFunc func(a *applier, ctx context.Context, res *Result, planned *snapshot.Snapshot, mayReplan bool) (bool, *view, error)
@@ -397,22 +420,12 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 	var applied []applied
 	var setSysctls []diagnose.Op
 	rollback := func(cause error) error {
-		var errs []error
+		var undoErr error
 		if err := a.undo(ctx, applied); err != nil {
-			errs = append(errs, fmt.Errorf("undoing the repair's operations: %w (the tables as they were before: iptscope restore %s)", err, backup.path))
+			undoErr = fmt.Errorf("undoing the repair's operations: %w (the tables as they were before: iptscope restore %s)", err, backup.path)
 		}
-		for _, s := range setSysctls {
-			if err := a.writeSysctl(s.Name, s.Old); err != nil {
-				errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
-		}
-		if len(applied) == 0 && len(setSysctls) == 0 {
-			return fmt.Errorf("%w; %s", cause, unchanged)
-		}
-		return fmt.Errorf("%w; rolled back: the repair's own operations were undone (%d rule operation(s), %d sysctl(s)), Docker's other rules left as they are", cause, countOps(applied), len(setSysctls))
+		return a.rolledBack(cause, undoErr, setSysctls, len(applied) == 0, unchanged,
+			fmt.Sprintf("the repair's own operations were undone (%d rule operation(s), %d sysctl(s))", countOps(applied), len(setSysctls)))
 	}
 	for _, pl := range Render(todo) {
 		bin, _ := a.tool(pl.Family, "restore")

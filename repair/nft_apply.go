@@ -2,7 +2,6 @@ package repair
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -103,22 +102,12 @@ func (a *applier) nftRound(ctx context.Context, res *Result, planned *snapshot.S
 	var added []nftAdded
 	var setSysctls []diagnose.Op
 	rollback := func(cause error) error {
-		var errs []error
+		var undoErr error
 		if err := a.undoNft(ctx, added); err != nil {
-			errs = append(errs, fmt.Errorf("undoing the repair's additions: %w (the tables as they were before: iptscope restore %s)", err, res.BackupPath))
+			undoErr = fmt.Errorf("undoing the repair's additions: %w (the tables as they were before: iptscope restore %s)", err, res.BackupPath)
 		}
-		for _, s := range setSysctls {
-			if err := a.writeSysctl(s.Name, s.Old); err != nil {
-				errs = append(errs, fmt.Errorf("setting %s back to %s: %w", s.Name, s.Old, err))
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w; the rollback failed too: %w", cause, errors.Join(errs...))
-		}
-		if len(added) == 0 && len(setSysctls) == 0 {
-			return fmt.Errorf("%w; %s", cause, unchanged)
-		}
-		return fmt.Errorf("%w; rolled back: the repair's own additions were deleted again (%d object(s): rules by handle, elements by key), %d sysctl(s) set back, Docker's other rules left as they are", cause, len(added), len(setSysctls))
+		return a.rolledBack(cause, undoErr, setSysctls, len(added) == 0, unchanged,
+			fmt.Sprintf("the repair's own additions were deleted again (%d object(s): rules by handle, elements by key), %d sysctl(s) set back", len(added), len(setSysctls)))
 	}
 
 	var todo []nftCmd
