@@ -215,40 +215,17 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 			found[er.Kind] = true
 		}
 	}
-	c := *e
-	c.all = &allCache{}
-	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
-	for t, chains := range e.Rules {
-		c.Rules[t] = map[parse.ChainName][]ExpectedRule{}
-		for ch, rules := range chains {
-			var keep []ExpectedRule
-			for _, er := range rules {
-				if slices.Contains(kinds, er.Kind) && !found[er.Kind] {
-					continue
-				}
-				keep = append(keep, er)
-			}
-			c.Rules[t][ch] = keep
-		}
-	}
-	return &c
+	return e.keeping(func(er ExpectedRule) bool { return !slices.Contains(kinds, er.Kind) || found[er.Kind] })
 }
 
 // onlyTablesOf returns e without the tables rs does not hold.
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
-	c := *e
-	c.all = &allCache{}
+	c := e.keeping(func(er ExpectedRule) bool { return rs.Table(er.Table) != nil })
 	c.Chains = map[parse.TableName][]parse.ChainName{}
-	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
 	for t, chains := range e.Chains {
 		if rs.Table(t) != nil {
 			c.Chains[t] = chains
 		}
 	}
-	for t, rules := range e.Rules {
-		if rs.Table(t) != nil {
-			c.Rules[t] = rules
-		}
-	}
-	return &c
+	return c
 }

@@ -228,6 +228,35 @@ type allCache struct {
 	rules []ExpectedRule
 }
 
+// keeping is a copy of e with only the rules keep keeps (ids and parsed
+// forms shared), held once in All's order with each chain's rules a
+// window of it, as the builder files them (see finish).
+func (e *Expected) keeping(keep func(ExpectedRule) bool) *Expected {
+	c := *e
+	all := e.All()
+	kept := make([]ExpectedRule, 0, len(all))
+	for _, er := range all {
+		if keep(er) {
+			kept = append(kept, er)
+		}
+	}
+	c.Rules = map[parse.TableName]map[parse.ChainName][]ExpectedRule{}
+	for i := 0; i < len(kept); {
+		j := i
+		for j < len(kept) && kept[j].Table == kept[i].Table && kept[j].Chain == kept[i].Chain {
+			j++
+		}
+		if c.Rules[kept[i].Table] == nil {
+			c.Rules[kept[i].Table] = map[parse.ChainName][]ExpectedRule{}
+		}
+		c.Rules[kept[i].Table][kept[i].Chain] = kept[i:j:j]
+		i = j
+	}
+	c.all = &allCache{}
+	c.all.once.Do(func() { c.all.rules = kept })
+	return &c
+}
+
 // RulesOf returns the expected rules of one chain in order.
 func (e *Expected) RulesOf(t parse.TableName, c parse.ChainName) []ExpectedRule {
 	return e.Rules[t][c]

@@ -163,6 +163,12 @@ func NewPlan(s *snapshot.Snapshot, findings []Finding) *Plan {
 	return newPlanEnv(NewEnv(s), findings)
 }
 
+// Release lets go of the analysis the report was made from (a later Plan
+// makes its own): a caller that only renders the report frees Docker's
+// expected rules, their comparison and indices, and the snapshot they
+// hold, before it renders (about 100 MB at 33,000 ports).
+func (r *Report) Release() { r.env = nil }
+
 // Plan is NewPlan(s, r.Findings) for the snapshot the report was made
 // of, reusing the report's analysis when it is of s itself (not of a
 // Docker view inferred for a partial report): on a big host the analysis

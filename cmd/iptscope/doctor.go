@@ -178,6 +178,7 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 	if o.fix.fix || o.fix.dryRun {
 		return runFix(cmd, g, o, snap, rep)
 	}
+	rep.Release() // rendering needs none of the analysis
 
 	switch o.output {
 	case "json":
