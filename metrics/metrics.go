@@ -31,6 +31,9 @@ type State struct {
 	Repairs map[string]int
 	// DriftEvents counts the drift events emitted.
 	DriftEvents int
+	// Checks counts the checks by what they read ("chains": only the
+	// chains a change touched, "full": the whole host).
+	Checks map[string]int
 }
 
 var (
@@ -40,7 +43,12 @@ var (
 	descLastRun  = prometheus.NewDesc("iptscope_last_run_timestamp_seconds", "Unix time the last check finished.", nil, nil)
 	descRepairs  = prometheus.NewDesc("iptscope_repairs_total", "Repairs by result: ok (applied and verified), failed (refused, failed or rolled back), limited (due but refused by the rate limit).", []string{"result"}, nil)
 	descDrift    = prometheus.NewDesc("iptscope_drift_events_total", "Drift events: the host's rules went from healthy (or other findings) to findings that Docker's own work does not explain.", nil, nil)
+	descChecks   = prometheus.NewDesc("iptscope_checks_total", "Checks by what they read: chains (only the chains a change touched, iptables-nft 1.8.5+) or full (the whole host).", []string{"read"}, nil)
 )
+
+// CheckReads are the values of iptscope_checks_total's read label,
+// always exported (0 when none).
+var CheckReads = []string{"chains", "full"}
 
 // RepairResults are the values of iptscope_repairs_total's result label,
 // always exported (0 when none).
@@ -60,7 +68,7 @@ func NewRegistry(get func() State) *prometheus.Registry {
 }
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descFindings, descPort, descLastRun, descRepairs, descDrift} {
+	for _, d := range []*prometheus.Desc{descUp, descFindings, descPort, descLastRun, descRepairs, descDrift, descChecks} {
 		ch <- d
 	}
 }
@@ -76,6 +84,9 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(s.Repairs[r]), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descDrift, prometheus.CounterValue, float64(s.DriftEvents))
+	for _, r := range CheckReads {
+		ch <- prometheus.MustNewConstMetric(descChecks, prometheus.CounterValue, float64(s.Checks[r]), r)
+	}
 	if !s.LastRun.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descLastRun, prometheus.GaugeValue, float64(s.LastRun.UnixMilli())/1000)
 	}

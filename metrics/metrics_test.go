@@ -28,6 +28,7 @@ func sampleMetricsState() State {
 		LastRun:     time.Unix(1764558000, 250e6),
 		Repairs:     map[string]int{"ok": 2, "limited": 1},
 		DriftEvents: 3,
+		Checks:      map[string]int{"chains": 7, "full": 2},
 	}
 }
 
@@ -43,6 +44,8 @@ func TestMetricsSayTheHostsHealth(t *testing.T) {
 		`iptscope_findings{check="proxy-fallback",severity="warning"} 2`,
 		`iptscope_findings{check="dnat-missing",severity="error"} 0`,
 		`iptscope_port_reachable{container="web",host_ip="0.0.0.0",host_port="8080",proto="tcp"} 1`,
+		`iptscope_checks_total{read="chains"} 7`,
+		`iptscope_checks_total{read="full"} 2`,
 		`iptscope_port_reachable{container="admin",host_ip="127.0.0.1",host_port="9090",proto="tcp"} 1`,
 		`iptscope_port_reachable{container="dns",host_ip="0.0.0.0",host_port="5353",proto="udp"} 0`,
 		"iptscope_last_run_timestamp_seconds 1.76455800025e+09\n",

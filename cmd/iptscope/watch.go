@@ -337,11 +337,12 @@ type watchHost struct {
 	lastRun time.Time
 	drift   int
 	repairs map[string]int
+	checks  map[string]int // by what was read: "chains" or "full"
 }
 
 func (h *watchHost) Check(ctx context.Context, scope watch.Scope) (watch.Verdict, error) {
 	began := time.Now()
-	snap, how := h.read(ctx, scope)
+	snap, how, chains := h.read(ctx, scope)
 	read := time.Since(began)
 	var err error
 	if _, e4 := snap.PickDump(snapshot.BackendAuto, snapshot.FamilyIPv4); e4 != nil && (snap.Docker == nil || snap.Docker.Error != "") {
@@ -367,6 +368,14 @@ func (h *watchHost) Check(ctx context.Context, scope watch.Scope) (watch.Verdict
 	}
 	h.mu.Lock()
 	h.up, h.lastRun = err == nil, time.Now()
+	if h.checks == nil {
+		h.checks = map[string]int{}
+	}
+	if chains {
+		h.checks["chains"]++
+	} else {
+		h.checks["full"]++
+	}
 	if rep != nil {
 		h.rep = rep
 	}
@@ -378,8 +387,8 @@ func (h *watchHost) Check(ctx context.Context, scope watch.Scope) (watch.Verdict
 // into the last check's snapshot, when the scope allows it, nothing but
 // rules changed since (the host state's hash is the same) and the splice
 // can stand in for a full read (collect.SpliceChains); else all of it.
-// how says which, for --verbose.
-func (h *watchHost) read(ctx context.Context, scope watch.Scope) (snap *snapshot.Snapshot, how string) {
+// how says which, for --verbose; chains is true for the former.
+func (h *watchHost) read(ctx context.Context, scope watch.Scope) (snap *snapshot.Snapshot, how string, chains bool) {
 	copts := collect.Options{NetNS: h.o.netns, DockerHost: h.o.dockerHost}
 	sum, sumErr := collect.HostStateHash(ctx, copts)
 	why := scope.Why
@@ -401,14 +410,14 @@ func (h *watchHost) read(ctx context.Context, scope watch.Scope) (snap *snapshot
 			for i, c := range scope.Chains {
 				names[i] = c.String()
 			}
-			return snap, fmt.Sprintf("re-read %d chain(s) (%s)", len(names), strings.Join(names, ", "))
+			return snap, fmt.Sprintf("re-read %d chain(s) (%s)", len(names), strings.Join(names, ", ")), true
 		}
 		why = err.Error()
 	}
 	if sumErr == nil {
 		h.state = sum
 	}
-	return collectLive(ctx, copts), "read everything (" + why + ")"
+	return collectLive(ctx, copts), "read everything (" + why + ")", false
 }
 
 // Probe implements watch.Prober: has what has no event stream (links,
@@ -454,5 +463,9 @@ func (h *watchHost) Repair(ctx context.Context) (watch.RepairOutcome, error) {
 func (h *watchHost) metrics() metrics.State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return metrics.State{Up: h.up, Report: h.rep, LastRun: h.lastRun, Repairs: h.repairs, DriftEvents: h.drift}
+	checks := make(map[string]int, len(h.checks))
+	for k, v := range h.checks {
+		checks[k] = v
+	}
+	return metrics.State{Up: h.up, Report: h.rep, LastRun: h.lastRun, Repairs: h.repairs, DriftEvents: h.drift, Checks: checks}
 }
