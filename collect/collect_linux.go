@@ -93,7 +93,7 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 		})
 		wg.Go(func() {
 			progress("nftables")
-			if s.Nftables = CollectNftables(ctx, r, inNS); s.Nftables.Error != "" {
+			if s.Nftables = CollectNftables(ctx, r, inNS, t.path); s.Nftables.Error != "" {
 				fail("nftables", fmt.Errorf("%s", s.Nftables.Error))
 			}
 		})

@@ -199,7 +199,7 @@ func (o *inputOptions) loadNft(ctx context.Context, stdin io.Reader) (*nftInput,
 	switch {
 	case data != nil:
 	case o.from == "":
-		part := collect.CollectNftables(ctx, collect.ExecRunner{}, nil)
+		part := collect.CollectNftables(ctx, collect.ExecRunner{}, nil, "")
 		switch {
 		case part.NotInstalled:
 			return nil, true, &exitError{code: exitUnknown, err: errors.New("reading nftables tables: nft is not installed")}
