@@ -295,9 +295,12 @@ func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, 
 		if !m.started || m.alarm {
 			events = append(events, m.event(now, KindHealthy, v, ""))
 		}
-		if !ours {
+		if !ours && m.alarm {
 			// Someone else (or Docker) healed the host: the repairs may
-			// start again.
+			// start again. Why only from an alarm: a second healthy check
+			// after our repair (our own rule writes' events ask for one)
+			// healed nothing, and must not forget who undid the repairs
+			// (seen under load: the stop then named "an unknown process").
 			m.stopped = false
 			clear(m.undoers)
 			m.lastUndo = nil

@@ -346,3 +346,32 @@ func TestAChangeWhileACheckRunsIsCheckedAgain(t *testing.T) {
 		t.Errorf("second scope %+v, want filter DOCKER-USER", sc)
 	}
 }
+
+// TestAnExtraHealthyCheckAfterARepairKeepsWhoUndidIt: after a repair, a
+// second healthy check (asked for by the repair's own rule writes) heals
+// nothing; and a flush whose change event comes after the check that
+// sees it has no process of its own. The stop still names the undoer
+// (under load the e2e's stop said "an unknown process").
+func TestAnExtraHealthyCheckAfterARepairKeepsWhoUndidIt(t *testing.T) {
+	m := NewMachine(Config{Fix: true, MaxRepairs: 2, RepairWindow: 10 * time.Minute, Self: 100}, t0)
+	m.Checked(at(0), healthy, nil)
+	now := at(time.Minute)
+	for i := range 2 {
+		m.Change(now, Change{Source: "nftables", Generation: uint32(10 + i), By: hostile})
+		now = now.Add(DefaultSettle)
+		if _, repair := m.Checked(now, flushed, nil); !repair {
+			t.Fatalf("round %d: no repair", i)
+		}
+		m.Repaired(now, flushed, RepairOutcome{Repaired: flushed.IDs})
+		m.Checked(now.Add(time.Second), healthy, nil)
+		m.Checked(now.Add(2*time.Second), healthy, nil) // the extra one
+		now = now.Add(10 * time.Second)
+	}
+	evs, repair := m.Checked(now, flushed, nil) // before the flush's own event
+	if repair || kinds(evs) != "drift,drift" {
+		t.Fatalf("events %q repair %v, want the drift and the stop", kinds(evs), repair)
+	}
+	if stop := evs[1].Message; !strings.Contains(stop, "last by pid 4242 (iptables-nft)") {
+		t.Errorf("stop message %q does not name the undoer", stop)
+	}
+}
