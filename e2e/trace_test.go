@@ -538,12 +538,8 @@ func TestTraceAgreesWithTheKernelOnGeneratedRulesets(t *testing.T) {
 
 	mon := h.startKernelTrace(t, client)
 	pairs, n := 0, 0
-	seeds := int64(10)
-	if v, err := strconv.Atoi(os.Getenv("IPTSCOPE_E2E_TRACE_SEEDS")); err == nil && v > 0 {
-		seeds = int64(v) // more, by hand
-	}
 	verdicts := map[string]int{}
-	for seed := int64(1); seed <= seeds; seed++ {
+	for seed := int64(1); seed <= traceSeeds(); seed++ {
 		rules := generateRuleset(seed, client, server)
 		cmd := exec.Command("nsenter", "--net="+h.NetNS, "iptables-nft-restore")
 		cmd.Stdin = strings.NewReader(rules)
@@ -581,6 +577,15 @@ func TestTraceAgreesWithTheKernelOnGeneratedRulesets(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d packet/ruleset pairs agree with the kernel (verdicts %v)", pairs, n, verdicts)
+}
+
+// traceSeeds is how many generated rulesets a differential loads: 10, or
+// IPTSCOPE_E2E_TRACE_SEEDS (more, by hand).
+func traceSeeds() int64 {
+	if v, err := strconv.Atoi(os.Getenv("IPTSCOPE_E2E_TRACE_SEEDS")); err == nil && v > 0 {
+		return int64(v)
+	}
+	return 10
 }
 
 // generateRuleset is a random iptables-restore payload for the generated
