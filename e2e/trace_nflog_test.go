@@ -206,14 +206,21 @@ func parseNflog(msgs []nflogMsg, src, dst string, port int) ([]nflogEvent, bool)
 	var evs []nflogEvent
 	var want nflogMsg
 	found := false
+	type key struct {
+		src netip.Addr
+		id  uint16
+	}
+	seen := map[key]bool{}
 	for _, m := range msgs {
-		if !found {
-			if m.src.String() != src || m.dst.String() != dst || int(m.dport) != port || m.proto != unix.IPPROTO_TCP {
-				continue
+		if k := (key{m.src, m.id}); !seen[k] {
+			// A packet is known by its first header: after a DNAT,
+			// another packet may look like this one.
+			seen[k] = true
+			if !found && m.src.String() == src && m.dst.String() == dst && int(m.dport) == port && m.proto == unix.IPPROTO_TCP {
+				want, found = m, true
 			}
-			want, found = m, true
 		}
-		if m.src != want.src || m.id != want.id || m.proto != want.proto {
+		if !found || m.src != want.src || m.id != want.id || m.proto != want.proto {
 			continue
 		}
 		p := nflogPrefix.FindStringSubmatch(m.prefix)
@@ -229,6 +236,22 @@ func parseNflog(msgs []nflogMsg, src, dst string, port int) ([]nflogEvent, bool)
 // packet waits for the trace of the first packet from src to dst:port
 // seen since the last call.
 func (k *nflogTrace) packet(t *testing.T, src, dst string, port int) []nflogEvent {
+	t.Helper()
+	evs := k.find(t, src, dst, port)
+	k.reset()
+	return evs
+}
+
+// reset forgets the messages read so far.
+func (k *nflogTrace) reset() {
+	k.mu.Lock()
+	k.msgs = nil
+	k.mu.Unlock()
+}
+
+// find waits for the trace of the first packet from src to dst:port seen
+// since the last reset (packets sent together are found one by one).
+func (k *nflogTrace) find(t *testing.T, src, dst string, port int) []nflogEvent {
 	t.Helper()
 	var evs []nflogEvent
 	prev, same := -1, 0
@@ -256,7 +279,6 @@ func (k *nflogTrace) packet(t *testing.T, src, dst string, port int) []nflogEven
 		fmt.Fprintf(&b, "(the reader stopped: %v)\n", k.err)
 	}
 	k.last = b.String()
-	k.msgs = nil
 	k.mu.Unlock()
 	if !ok {
 		t.Fatalf("no legacy kernel trace for %s:%d; nfnetlink_log delivered:\n%s", dst, port, k.last)
