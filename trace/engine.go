@@ -744,6 +744,41 @@ func (e *engine) inbound(pk *pkt) {
 	e.forward(pk)
 }
 
+// replyDropped is the rule that drops the reply of a container's
+// connection to a container of another network (sn to dn) that was not
+// masqueraded, or "": the reply comes back in on the destination's bridge
+// addressed to the sender's own address, and the chains before conntrack
+// (raw PREROUTING: Docker 28's and 29's per-endpoint DROP of a
+// container's address arriving on another interface) see it before the
+// connection's NAT is undone.
+func (e *engine) replyDropped(pk *pkt, sn, dn *snapshot.Network) string {
+	if sn == nil || dn == nil || sn == dn || e.endpoints[pk.src].c == nil {
+		return ""
+	}
+	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
+		budget: minEvaluations + evaluationsPerRule*e.ruleCount,
+		res:    &Result{Decider: -1, Names: map[string]string{}}}
+	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, state: StateEstablished,
+		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookPrerouting}
+	bcs := sub.baseChains(HookPrerouting, []parse.TableName{parse.TableRaw})
+	for i := range bcs {
+		if bcs[i].priority >= -200 {
+			continue // conntrack's: the NAT is undone from here on
+		}
+		if sub.walkBase(HookPrerouting, &bcs[i], r, false) == outDrop {
+			if d := sub.res.Decider; d >= 0 && d < len(sub.res.Steps) {
+				st := sub.res.Steps[d]
+				if st.Rule > 0 {
+					return fmt.Sprintf("%s %s rule %d (%s)", st.Table, st.Chain, st.Rule, st.Text)
+				}
+				return fmt.Sprintf("%s %s %s", st.Table, st.Chain, st.Text)
+			}
+			return "a raw PREROUTING rule"
+		}
+	}
+	return ""
+}
+
 // hairpinStops reports whether bridge br stops a bridged frame that goes
 // back out of the port it came in on (a container's DNAT to itself): the
 // bridge sends it there only when that port's hairpin mode is on, and it
@@ -1039,6 +1074,10 @@ func (e *engine) deliverOut(pk *pkt) {
 			e.res.Answers = ptr(false)
 			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), whose reply to %s goes straight over bridge %s without the host's conntrack (br_netfilter off): the DNAT is not undone, so the sender gets no answer from %s",
 				netip.AddrPortFrom(pk.dst, pk.dport), c.Name, e.addrName(pk.src), pk.out, netip.AddrPortFrom(pk.origDst, pk.origDport))
+		case e.replyDropped(pk, sn, dn) != "":
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), but its reply to %s (not masqueraded) comes back in on %s and is dropped before conntrack: %s",
+				netip.AddrPortFrom(pk.dst, pk.dport), c.Name, e.addrName(pk.src), pk.out, e.replyDropped(pk, sn, dn))
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name
