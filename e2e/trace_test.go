@@ -71,6 +71,24 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 					h.ipt(t, "iptables", "-t", "nat", "-F", "DOCKER")
 				}, "accept", "", clientIP, ""},
 			}
+			if v == "29" {
+				// 29's DOCKER-INTERNAL holds the internal network's DROPs
+				// (the testbed's internal-flushed); the verdict is the
+				// kernel's to say.
+				backIP := strings.TrimSpace(string(h.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "back")))
+				webIP := webIP
+				cases = append(cases, struct {
+					name, dst     string
+					port          int
+					prepare       func()
+					verdict       string
+					from, src, to string
+				}{"a container to an internal network's container after DOCKER-INTERNAL is flushed", backIP, 80, func() {
+					if out, err := h.script("break", "internal-flushed"); err != nil {
+						t.Fatalf("break internal-flushed: %v\n%s", err, out)
+					}
+				}, "", "web", webIP, "back"})
+			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
 					if c.prepare != nil {
@@ -93,7 +111,7 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 					}
 					kernel := mon.packet(t, c.src, c.dst, c.port)
 
-					if got.Verdict != c.verdict {
+					if c.verdict != "" && got.Verdict != c.verdict {
 						t.Errorf("iptscope's verdict %s, want %s (%s)", got.Verdict, c.verdict, got.Reason)
 					}
 					if kv := kernel.verdict(); kv != got.Verdict {
@@ -105,9 +123,14 @@ func TestTraceAgreesWithTheKernel(t *testing.T) {
 					if kd, gd := kernel.decider(), got.decider(); kd != gd {
 						t.Errorf("deciding rule: kernel %q, iptscope %q", kd, gd)
 					}
-					if got.Answers == nil {
+					switch {
+					case got.Answers == nil && c.to == "back":
+						// back publishes no port: whether it listens is not
+						// in the snapshot.
+						t.Logf("answers unknown (live answered=%v): %s", answered, got.Reason)
+					case got.Answers == nil:
 						t.Errorf("iptscope cannot tell whether it answers: %s", got.Reason)
-					} else if *got.Answers != answered {
+					case *got.Answers != answered:
 						t.Errorf("iptscope says answers=%v, the live probe answered=%v (%s)", *got.Answers, answered, got.Reason)
 					}
 					if c.prepare == nil && c.from == "" {
