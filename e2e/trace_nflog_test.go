@@ -299,3 +299,38 @@ func nflogEvents(evs []nflogEvent) []string {
 	}
 	return out
 }
+
+// findKey is the legacy trace of the packet the other monitor found
+// ("source/IP ID"); none when legacy iptables did not see it (a drop or
+// a NAT binding before any legacy chain, or none registered), after a
+// second of quiet.
+func (k *nflogTrace) findKey(t *testing.T, key string) []nflogEvent {
+	t.Helper()
+	src, id, _ := strings.Cut(key, "/")
+	a, _ := netip.ParseAddr(src)
+	n, _ := strconv.Atoi(id)
+	var evs []nflogEvent
+	prev, same := -1, 0
+	waitUntil(t, "the legacy trace of packet "+key, 10*time.Second, func() bool {
+		k.mu.Lock()
+		evs = evs[:0]
+		for _, m := range k.msgs {
+			if m.src != a || int(m.id) != n {
+				continue
+			}
+			if p := nflogPrefix.FindStringSubmatch(m.prefix); p != nil {
+				pos, _ := strconv.Atoi(p[4])
+				evs = append(evs, nflogEvent{table: p[1], chain: p[2], kind: p[3], n: pos})
+			}
+		}
+		k.mu.Unlock()
+		if len(evs) == prev {
+			same++
+		} else {
+			same = 0
+		}
+		prev = len(evs)
+		return same >= 5
+	})
+	return evs
+}

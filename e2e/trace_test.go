@@ -190,6 +190,7 @@ type kernelTrace struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
 	last string // what the last packet's wait read, for failure messages
+	key  string // the last packet found: "source/IP ID"
 	h    *dockerHost
 	nft  bool // nft monitor trace, not xtables-monitor
 }
@@ -284,6 +285,12 @@ var (
 // in nft monitor trace's text, in the form parseXtables gives them
 // (verdicts upper-case: ACCEPT, DROP, JUMP, ...).
 func parseNftMonitor(text, src, dst string, port int) (kernelPacket, bool) {
+	evs, _, found := parseNftMonitorKey(text, src, dst, port)
+	return evs, found
+}
+
+// parseNftMonitorKey is parseNftMonitor with the packet's "source/IP ID".
+func parseNftMonitorKey(text, src, dst string, port int) (kernelPacket, string, bool) {
 	var evs kernelPacket
 	ipID, found := "", false
 	ofPacket := map[string]string{} // trace id -> IP ID of its last packet line
@@ -333,12 +340,18 @@ func parseNftMonitor(text, src, dst string, port int) (kernelPacket, bool) {
 		}
 		evs = append(evs, ev)
 	}
-	return evs, found
+	return evs, ipID, found
 }
 
 // parseXtables reads the events of the first SYN from src to dst:port in
 // xtables-monitor --trace's text (without the tracing chain's own).
 func parseXtables(text, src, dst string, port int) (kernelPacket, bool) {
+	evs, _, found := parseXtablesKey(text, src, dst, port)
+	return evs, found
+}
+
+// parseXtablesKey is parseXtables with the packet's "source/IP ID".
+func parseXtablesKey(text, src, dst string, port int) (kernelPacket, string, bool) {
 	var evs kernelPacket
 	// Why the IP ID and not the trace id: the kernel's trace id is a
 	// hash that can change between hooks (once the skb's hash is
@@ -386,7 +399,7 @@ func parseXtables(text, src, dst string, port int) (kernelPacket, bool) {
 		}
 		evs = append(evs, ev)
 	}
-	return evs, found
+	return evs, ipID, found
 }
 
 // packet waits for the trace of the first SYN from src to dst:port seen
@@ -415,16 +428,16 @@ func (k *kernelTrace) find(t *testing.T, src, dst string, port int) kernelPacket
 	t.Helper()
 	var evs kernelPacket
 	prev, same := -1, 0
-	read := parseXtables
+	read := parseXtablesKey
 	if k.nft {
-		read = parseNftMonitor
+		read = parseNftMonitorKey
 	}
 	ok := waitUntil(t, fmt.Sprintf("the kernel's trace of a SYN to %s:%d", dst, port), 30*time.Second, func() bool {
 		k.mu.Lock()
 		text := k.buf.String()
 		k.mu.Unlock()
 		var found bool
-		evs, found = read(text, src, dst, port)
+		evs, k.key, found = read(text, src, dst, port)
 		// Complete when two reads 200 ms apart see the same events; a
 		// packet that meets no chain but the tracing one (a host whose
 		// tables were deleted) after a second of quiet.

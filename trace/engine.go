@@ -485,7 +485,14 @@ func (t *Tracer) pick(family string, v4 bool) *picked {
 		pd.notes = append(pd.notes, "no rule needs conntrack (no NAT, no state match): the kernel tracks no connection here, so no nat chain is consulted")
 	}
 	if len(pd.dumps) > 1 {
-		pd.notes = append(pd.notes, "both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
+		// Why "assumed": among base chains of equal priority the kernel
+		// runs the one registered last first (nf_hook_entries_grow), and
+		// the snapshot does not say which backend's table came last; the
+		// kernel's trace of the testbed's legacy-leftovers (a legacy copy
+		// loaded after Docker's iptables-nft rules) ran the legacy nat
+		// chain first, which bound the DNAT. A backend switch leaves the
+		// old backend's tables registered first, so Docker's runs first.
+		pd.notes = append(pd.notes, "both iptables backends hold rules; the kernel applies both. The one Docker uses is walked first on each hook, as after a switch of backends: the kernel runs the table registered last first, which the snapshot does not show, so where both nat tables have a rule for the packet the other one may bind its NAT (the same NAT when the rules are copies)")
 	}
 	nt := t.nftTables(v4)
 	if len(pd.dumps) == 0 && len(nt) == 0 {
