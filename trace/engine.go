@@ -362,6 +362,8 @@ type engine struct {
 	// nftPending: Docker's native nftables tables also see the packet,
 	// and the tracer does not walk them (yet).
 	nftPending string
+	// noConntrack: nothing tracks connections; nat chains are skipped.
+	noConntrack bool
 }
 
 // outcome of walking a chain, a table or a hook.
@@ -438,6 +440,9 @@ type picked struct {
 	backends   []string
 	notes      []string
 	nftPending string
+	// noConntrack: no rule of the family needs conntrack, so the kernel
+	// tracks nothing in the namespace and no nat chain is consulted.
+	noConntrack bool
 }
 
 // pickDumps chooses the rulesets to walk: the backend PickDump chooses
@@ -452,7 +457,7 @@ func (e *engine) pickDumps(family string) {
 		e.picks[family] = pd
 		e.mu.Unlock()
 	}
-	e.dumps, e.nftPending = pd.dumps, pd.nftPending
+	e.dumps, e.nftPending, e.noConntrack = pd.dumps, pd.nftPending, pd.noConntrack
 	e.res.Backends = slices.Clone(pd.backends)
 	e.res.Notes = append(e.res.Notes, pd.notes...)
 }
@@ -476,8 +481,18 @@ func (t *Tracer) pick(family string, v4 bool) *picked {
 	for _, d := range pd.dumps {
 		pd.backends = append(pd.backends, d.backend)
 	}
+	if pd.noConntrack = t.conntrackUnused(family, v4); pd.noConntrack {
+		pd.notes = append(pd.notes, "no rule needs conntrack (no NAT, no state match): the kernel tracks no connection here, so no nat chain is consulted")
+	}
 	if len(pd.dumps) > 1 {
-		pd.notes = append(pd.notes, "both iptables backends hold rules; the kernel applies both (the one Docker uses is walked first on each hook)")
+		// Why "assumed": among base chains of equal priority the kernel
+		// runs the one registered last first (nf_hook_entries_grow), and
+		// the snapshot does not say which backend's table came last; the
+		// kernel's trace of the testbed's legacy-leftovers (a legacy copy
+		// loaded after Docker's iptables-nft rules) ran the legacy nat
+		// chain first, which bound the DNAT. A backend switch leaves the
+		// old backend's tables registered first, so Docker's runs first.
+		pd.notes = append(pd.notes, "both iptables backends hold rules; the kernel applies both. The one Docker uses is walked first on each hook, as after a switch of backends: the kernel runs the table registered last first, which the snapshot does not show, so where both nat tables have a rule for the packet the other one may bind its NAT (the same NAT when the rules are copies)")
 	}
 	nt := t.nftTables(v4)
 	if len(pd.dumps) == 0 && len(nt) == 0 {
@@ -489,6 +504,82 @@ func (t *Tracer) pick(family string, v4 bool) *picked {
 		pd.nftPending = "Docker uses its nftables firewall backend and the snapshot does not hold the nftables ruleset (a bundle from before iptscope read it): Docker's tables are not walked"
 	}
 	return pd
+}
+
+// conntrackUnused reports whether no rule of the family makes the kernel
+// track connections in the namespace: conntrack's hooks are registered
+// only while a rule needs them (nf_ct_netns_get: NAT targets, conntrack
+// and state matches, CT, CONNMARK, nft's ct and nat statements), and nat
+// chains are consulted only for a tracked packet (nf_nat_inet_fn). Legacy
+// iptables' nat table stays registered when a firewall reload flushes
+// it, and its chains are then skipped. It is false whenever a rule has
+// something this does not know to be free of conntrack, or when the
+// snapshot does not hold the nftables ruleset (native tables unknown).
+func (t *Tracer) conntrackUnused(family string, v4 bool) bool {
+	if !t.snap.NftRead() {
+		return false
+	}
+	for _, d := range t.snap.Rules {
+		if d.Family != family || d.Ruleset == nil {
+			continue
+		}
+		for _, tab := range d.Ruleset.Tables {
+			for _, c := range tab.Chains {
+				for _, r := range c.Rules {
+					if needsConntrack(tab, r) {
+						return false
+					}
+				}
+			}
+		}
+	}
+	for _, tab := range t.nftTables(v4) {
+		for _, c := range tab.Chains {
+			for _, r := range c.Rules {
+				raw := string(r.Raw)
+				for _, k := range []string{`"ct"`, `"ct helper"`, `"dnat"`, `"snat"`, `"masquerade"`, `"redirect"`, `"notrack"`, `"tproxy"`, `"synproxy"`, `"flow"`, `"xt"`, `"ct timeout"`, `"ct expectation"`} {
+					if strings.Contains(raw, k) {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+// ctFreeMatches and ctFreeTargets need no conntrack entry.
+var (
+	ctFreeMatches = map[string]bool{
+		"tcp": true, "udp": true, "udplite": true, "sctp": true, "icmp": true, "icmp6": true, "multiport": true,
+		"addrtype": true, "iprange": true, "physdev": true, "pkttype": true, "comment": true, "mark": true,
+		"set": true, "mac": true, "limit": true, "hashlimit": true, "length": true, "ttl": true, "tos": true,
+		"dscp": true, "owner": true, "u32": true, "string": true, "statistic": true, "time": true,
+		"recent": true, "devgroup": true, "ecn": true, "ah": true, "esp": true,
+	}
+	ctFreeTargets = map[parse.Target]bool{
+		"": true, parse.TargetAccept: true, parse.TargetDrop: true, parse.TargetReturn: true, "REJECT": true,
+		"LOG": true, "NFLOG": true, "TRACE": true, "MARK": true, "CHECKSUM": true, "TCPMSS": true, "TOS": true,
+		"DSCP": true, "TTL": true, "HL": true, "CLASSIFY": true, "AUDIT": true,
+	}
+)
+
+// needsConntrack reports whether rule r of tab may make the kernel track
+// connections (anything not known to be free of it does).
+func needsConntrack(tab *parse.Table, r *parse.Rule) bool {
+	for _, m := range r.Matches {
+		if !ctFreeMatches[m.Name] {
+			return true
+		}
+	}
+	if len(r.Unparsed) > 0 {
+		return true
+	}
+	if ctFreeTargets[r.Target] {
+		return false
+	}
+	// A jump or goto to a chain of the table.
+	return tab.Chain(parse.ChainName(r.Target)) == nil
 }
 
 func hasRules(rs *parse.Ruleset) bool {
@@ -639,6 +730,9 @@ func (e *engine) inbound(pk *pkt) {
 	}
 	if pk.bridged && r.dev == pk.in {
 		e.res.Route.Kind = "bridged"
+		if e.hairpinStops(pk, r.dev) {
+			return
+		}
 	} else {
 		on, known, name := e.net.forwarding(pk.in, e.v4)
 		switch {
@@ -655,6 +749,67 @@ func (e *engine) inbound(pk *pkt) {
 	e.kernelStep("ROUTE", "routing decision: "+e.addrName(pk.dst)+" via "+r.text+": FORWARD", false)
 	pk.out = r.dev
 	e.forward(pk)
+}
+
+// replyDropped is the rule that drops the reply of a container's
+// connection to a container of another network (sn to dn) that was not
+// masqueraded, or "": the reply comes back in on the destination's bridge
+// addressed to the sender's own address, and the chains before conntrack
+// (raw PREROUTING: Docker 28's and 29's per-endpoint DROP of a
+// container's address arriving on another interface) see it before the
+// connection's NAT is undone.
+func (e *engine) replyDropped(pk *pkt, sn, dn *snapshot.Network) string {
+	if sn == nil || dn == nil || sn == dn || e.endpoints[pk.src].c == nil {
+		return ""
+	}
+	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
+		budget: minEvaluations + evaluationsPerRule*e.ruleCount,
+		res:    &Result{Decider: -1, Names: map[string]string{}}}
+	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, state: StateEstablished,
+		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookPrerouting}
+	bcs := sub.baseChains(HookPrerouting, []parse.TableName{parse.TableRaw})
+	for i := range bcs {
+		if bcs[i].priority >= -200 {
+			continue // conntrack's: the NAT is undone from here on
+		}
+		if sub.walkBase(HookPrerouting, &bcs[i], r, false) == outDrop {
+			if d := sub.res.Decider; d >= 0 && d < len(sub.res.Steps) {
+				st := sub.res.Steps[d]
+				if st.Rule > 0 {
+					return fmt.Sprintf("%s %s rule %d (%s)", st.Table, st.Chain, st.Rule, st.Text)
+				}
+				return fmt.Sprintf("%s %s %s", st.Table, st.Chain, st.Text)
+			}
+			return "a raw PREROUTING rule"
+		}
+	}
+	return ""
+}
+
+// hairpinStops reports whether bridge br stops a bridged frame that goes
+// back out of the port it came in on (a container's DNAT to itself): the
+// bridge sends it there only when that port's hairpin mode is on, and it
+// decides before its FORWARD hook. A routed packet leaves from the
+// bridge's own device, where hairpin mode plays no part.
+func (e *engine) hairpinStops(pk *pkt, br string) bool {
+	dst, src := e.endpointAt(pk.dst), e.endpointAt(pk.origSrc)
+	if dst == nil || src == nil || dst.HostVeth == "" || dst.HostVeth != src.HostVeth {
+		return false
+	}
+	name := e.endpoints[pk.dst].c.Name
+	l, ok := e.net.links[dst.HostVeth]
+	switch {
+	case !ok || l.Hairpin == nil:
+		e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s would send the frame back out of %s, where it came in; its hairpin mode is not in the snapshot", br, dst.HostVeth), true)
+		e.finish(Unknown, ReachUnknown, "the packet goes back to the container it came from (hairpin); the snapshot does not have the port's hairpin mode")
+		return true
+	case !*l.Hairpin:
+		e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s does not send the frame back out of %s, where it came in (hairpin off): dropped", br, dst.HostVeth), true)
+		e.finish(Drop, ReachNowhere, fmt.Sprintf("the packet goes back to %s, the container it came from, and hairpin mode is off on %s", name, dst.HostVeth))
+		return true
+	}
+	e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s sends the frame back out of %s (hairpin on)", br, dst.HostVeth), false)
+	return false
 }
 
 // switched reports whether the packet is switched by the bridge it
@@ -730,19 +885,6 @@ func (e *engine) fromHost(pk *pkt) {
 	if e.hook(HookOutput, pk, parse.TableFilter, parse.TableSecurity) != outContinue {
 		return
 	}
-	if pk.src.IsLoopback() && pk.out != "lo" && e.v4 {
-		v, ok := e.net.sysctl("net.ipv4.conf." + pk.out + ".route_localnet")
-		switch {
-		case !ok:
-			e.kernelStep("ROUTE", fmt.Sprintf("%s leaves on %s with a loopback source; route_localnet of %s is not in the snapshot", e.addrName(pk.dst), pk.out, pk.out), true)
-			e.finish(Unknown, ReachUnknown, "a loopback source may leave the host only with route_localnet on; the snapshot does not have it")
-			return
-		case v != "1":
-			e.kernelStep("ROUTE", fmt.Sprintf("%s would leave on %s with source %s: martian (route_localnet=0), dropped", e.addrName(pk.dst), pk.out, pk.src), true)
-			e.finish(Drop, ReachNowhere, fmt.Sprintf("the kernel does not send a packet from %s out of %s (net.ipv4.conf.%s.route_localnet=0)", pk.src, pk.out, pk.out))
-			return
-		}
-	}
 	pk.hook = HookPostrouting
 	if e.hook(HookPostrouting, pk, parse.TableMangle, parse.TableNAT) != outContinue {
 		return
@@ -783,6 +925,22 @@ func (e *engine) routeOut(pk *pkt) bool {
 	}
 	pk.out = r.dev
 	e.res.Route = &Route{Kind: "forward", Out: r.dev, Via: r.text}
+	if pk.src.IsLoopback() && e.v4 {
+		// Why here: the output route itself fails (__mkroute_output), so
+		// a packet whose DNAT in nat OUTPUT sends it out of a bridge is
+		// dropped by the re-route, before filter OUTPUT.
+		v, ok := e.net.sysctl("net.ipv4.conf." + pk.out + ".route_localnet")
+		switch {
+		case !ok:
+			e.kernelStep("ROUTE", fmt.Sprintf("%s leaves on %s with a loopback source; route_localnet of %s is not in the snapshot", e.addrName(pk.dst), pk.out, pk.out), true)
+			e.finish(Unknown, ReachUnknown, "a loopback source may leave the host only with route_localnet on; the snapshot does not have it")
+			return false
+		case v != "1":
+			e.kernelStep("ROUTE", fmt.Sprintf("%s would leave on %s with source %s: martian (route_localnet=0), dropped", e.addrName(pk.dst), pk.out, pk.src), true)
+			e.finish(Drop, ReachNowhere, fmt.Sprintf("the kernel does not send a packet from %s out of %s (net.ipv4.conf.%s.route_localnet=0)", pk.src, pk.out, pk.out))
+			return false
+		}
+	}
 	return true
 }
 
@@ -908,27 +1066,25 @@ func (e *engine) deliverOut(pk *pkt) {
 			e.finish(Drop, ReachNowhere, fmt.Sprintf("the packet to %s (%s) goes nowhere: %s", pk.dst, c.Name, why))
 			return
 		}
-		// Hairpin: a bridge sends a frame back out of the port it came in
-		// on only when that port's hairpin mode is on.
-		if dst, src := e.endpointAt(pk.dst), e.endpointAt(pk.origSrc); dst != nil && src != nil && dst.HostVeth != "" && dst.HostVeth == src.HostVeth {
-			l, ok := e.net.links[dst.HostVeth]
-			switch {
-			case !ok || l.Hairpin == nil:
-				e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s would send the frame back out of %s, where it came in; its hairpin mode is not in the snapshot", pk.out, dst.HostVeth), true)
-				e.finish(Unknown, ReachUnknown, "the packet goes back to the container it came from (hairpin); the snapshot does not have the port's hairpin mode")
-				return
-			case !*l.Hairpin:
-				e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s does not send the frame back out of %s, where it came in (hairpin off): dropped", pk.out, dst.HostVeth), true)
-				e.finish(Drop, ReachNowhere, fmt.Sprintf("the packet goes back to %s, the container it came from, and hairpin mode is off on %s", c.Name, dst.HostVeth))
-				return
-			}
-			e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s sends the frame back out of %s (hairpin on)", pk.out, dst.HostVeth), false)
-		}
 		e.res.Reaches, e.res.Container = ReachContainer, c.Name
+		sn, dn := e.dockerNetworkOf(pk.src), e.dockerNetworkOnLink(pk.out)
 		switch {
 		case !c.Running:
 			e.res.Answers = ptr(false)
 			e.res.Reason = fmt.Sprintf("forwarded to %s, which is not running", c.Name)
+		case !pk.bridged && pk.dst != pk.origDst && sn != nil && sn == dn && e.endpoints[pk.src].c != nil && pk.src != pk.dst:
+			// Why: routed back onto the bridge it came from (br_netfilter
+			// off) and not masqueraded, the packet reaches c, whose reply
+			// to a neighbour on its own bridge is switched without passing
+			// the host's conntrack: the DNAT is never undone, and the
+			// sender sees an answer from an address it did not call.
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), whose reply to %s goes straight over bridge %s without the host's conntrack (br_netfilter off): the DNAT is not undone, so the sender gets no answer from %s",
+				netip.AddrPortFrom(pk.dst, pk.dport), c.Name, e.addrName(pk.src), pk.out, netip.AddrPortFrom(pk.origDst, pk.origDport))
+		case e.replyDropped(pk, sn, dn) != "":
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), but its reply to %s (not masqueraded) comes back in on %s and is dropped before conntrack: %s",
+				netip.AddrPortFrom(pk.dst, pk.dport), c.Name, e.addrName(pk.src), pk.out, e.replyDropped(pk, sn, dn))
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name
@@ -1140,7 +1296,7 @@ func (e *engine) hook(h Hook, pk *pkt, tables ...parse.TableName) outcome {
 		replay := false
 		if bc.nat {
 			switch {
-			case pk.untracked:
+			case pk.untracked, e.noConntrack:
 				continue
 			case isDst && e.natDst, !isDst && e.natSrc:
 				// A bound connection: later nat chains are not consulted
@@ -1377,13 +1533,14 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 	if pol == "" {
 		pol = parse.TargetAccept
 	}
-	if pol == parse.TargetAccept && len(c.Rules) == 0 && !e.nftChainExists(backend, tab.Name, c.Name) {
+	if pol == parse.TargetAccept && len(c.Rules) == 0 && !e.builtinExists(backend, tab.Name, c.Name) {
 		// Why no step: an empty built-in chain that accepts changes
 		// nothing, and iptables-nft does not create it until something
 		// needs it (its -save prints every built-in chain of a table
 		// anyway; the kernel's trace shows only the chains that exist).
 		// An iptables-nft-restore of a whole table creates them all: the
-		// snapshot's nftables ruleset says which exist.
+		// snapshot's nftables ruleset says which exist. A legacy table
+		// is on every hook of its built-in chains from the start.
 		return outContinue
 	}
 	step(c, nil, string(pol), "policy "+string(pol)+" of "+string(tab.Name)+" "+string(c.Name), "")
@@ -1397,6 +1554,14 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 	e.res.Steps[len(e.res.Steps)-1].Unknown = "policy " + string(pol) + " is not ACCEPT or DROP"
 	decide(Unknown, ReachUnknown, fmt.Sprintf("policy %s of %s %s", pol, tab.Name, c.Name))
 	return outUnknown
+}
+
+// builtinExists reports whether the built-in chain c of table tab is on
+// its hook in the kernel: always for legacy iptables (ip_tables registers
+// every built-in chain of a table it loads, and its trace shows their
+// policies), as the snapshot's nftables ruleset says for iptables-nft.
+func (e *engine) builtinExists(backend string, tab parse.TableName, c parse.ChainName) bool {
+	return backend == "legacy" || e.nftChainExists(backend, tab, c)
 }
 
 // nftChainExists reports whether iptables-nft's chain c of table tab is

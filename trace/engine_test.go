@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iptscope/iptscope/parse/nft"
 	"github.com/iptscope/iptscope/snapshot"
 )
 
@@ -270,4 +271,75 @@ func TestStepsNameAddressesTheWayDockerDoes(t *testing.T) {
 	if r.Names["172.17.0.2"] != "web" {
 		t.Errorf("names: %v", r.Names)
 	}
+}
+
+// legacy makes host's rules legacy iptables' (and says the snapshot read
+// the nftables ruleset: it has no native table).
+func legacy(s *snapshot.Snapshot) {
+	s.IptablesBackend, s.DockerBackend = snapshot.BackendLegacy, snapshot.BackendLegacy
+	for i := range s.Rules {
+		s.Rules[i].Backend = snapshot.BackendLegacy
+	}
+	s.Nftables = &snapshot.NftRuleset{Ruleset: &nft.Ruleset{}}
+}
+
+// What the kernel's own trace of real hosts showed (e2e's differential),
+// in small.
+func TestWhatTheKernelTraceShowed(t *testing.T) {
+	steps := func(r *Result) string {
+		var out []string
+		for _, s := range r.Steps {
+			if !s.IsKernel() {
+				out = append(out, string(s.Hook)+" "+string(s.Table)+" "+string(s.Chain)+" "+itoa(s.Rule))
+			}
+		}
+		return strings.Join(out, ", ")
+	}
+	raw := "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+	base := raw + dockerNAT + filter(dockerForward)
+	from := pk("203.0.113.9", "198.51.100.1", 8080, "eth0")
+
+	t.Run("a legacy table's empty built-in chains are on their hooks", func(t *testing.T) {
+		r := Trace(host(t, base, legacy), from)
+		check(t, r, want{Accept, ReachContainer, "web", "", "yes"})
+		if got, want := steps(r), "PREROUTING raw PREROUTING policy, PREROUTING nat PREROUTING 1, PREROUTING nat DOCKER 2, FORWARD filter FORWARD 1, FORWARD filter DOCKER-USER policy, FORWARD filter FORWARD 3, FORWARD filter DOCKER 1, POSTROUTING nat POSTROUTING policy"; got != want {
+			t.Errorf("steps\n got %s\nwant %s", got, want)
+		}
+		// iptables-nft creates none until something needs it.
+		if got := steps(Trace(host(t, base), from)); strings.Contains(got, "raw PREROUTING policy") {
+			t.Errorf("an iptables-nft host without its nftables ruleset shows raw's empty chain: %s", got)
+		}
+	})
+	t.Run("no nat chain runs when no rule needs conntrack", func(t *testing.T) {
+		reload := raw + "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n" +
+			"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+		r := Trace(host(t, reload, legacy), from)
+		check(t, r, want{Accept, ReachHost, "", "", "no"})
+		if got, want := steps(r), "PREROUTING raw PREROUTING policy, INPUT filter INPUT policy"; got != want {
+			t.Errorf("steps\n got %s\nwant %s", got, want)
+		}
+		// A rule that needs conntrack brings the nat chains back.
+		r = Trace(host(t, strings.Replace(reload, ":FORWARD DROP [0:0]\n", ":FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate NEW -j DROP\n", 1), legacy), from)
+		if got := steps(r); !strings.Contains(got, "nat PREROUTING policy") {
+			t.Errorf("with conntrack on, nat PREROUTING is walked: %s", got)
+		}
+	})
+	t.Run("a bridged DNAT back out of its port stops before FORWARD", func(t *testing.T) {
+		rules := strings.Replace(dockerNAT, "-A DOCKER -i docker0 -j RETURN\n", "", 1)
+		rules = strings.Replace(rules, "! -i docker0 -p tcp", "-p tcp", 1)
+		r := Trace(host(t, rules+filter(dockerForward)), pk("172.17.0.2", "198.51.100.1", 8080, "docker0"))
+		check(t, r, want{Drop, ReachNowhere, "", "BRIDGE", "no"})
+		if got := steps(r); strings.Contains(got, "FORWARD") {
+			t.Errorf("the frame passed FORWARD: %s", got)
+		}
+	})
+	t.Run("a DNAT routed back onto its own bridge without br_netfilter gets no answer", func(t *testing.T) {
+		rules := strings.Replace(dockerNAT, "-A DOCKER -i docker0 -j RETURN\n", "", 1)
+		rules = strings.Replace(rules, "! -i docker0 -p tcp", "-p tcp", 1)
+		brOff := func(s *snapshot.Snapshot) {
+			s.Sysctls["net.bridge.bridge-nf-call-iptables"] = snapshot.Sysctl{Value: "0", Present: true}
+		}
+		r := Trace(host(t, rules+filter(dockerForward), brOff), pk("172.17.0.3", "198.51.100.1", 8080, "docker0"))
+		check(t, r, want{Accept, ReachContainer, "web", "", "no"})
+	})
 }
