@@ -280,6 +280,19 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	return replanning(ctx, p, o, nil, (*applier).applyRound)
 }
 
+// writeSysctls sets the plan's sysctls in order, each recorded in set
+// (for a rollback) once written.
+func (a *applier) writeSysctls(sysctls []diagnose.Op, set *[]diagnose.Op) error {
+	for _, s := range sysctls {
+		if err := a.writeSysctl(s.Name, s.Value); err != nil {
+			return fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err)
+		}
+		*set = append(*set, s)
+		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
+	}
+	return nil
+}
+
 // rolledBack ends a rollback after the repair's own changes to the rules
 // were undone (undoErr: how that failed): the sysctls it set go back, and
 // the error says what was done. nothing: the repair had changed no rule;
@@ -440,12 +453,8 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 		applied = append(applied, applied1(todo, pl, live))
 		fmt.Fprintf(a.out, "applied %s %s: %d line(s)\n", pl.Family, pl.Table, strings.Count(pl.Text, "\n")-2)
 	}
-	for _, s := range sysctls {
-		if err := a.writeSysctl(s.Name, s.Value); err != nil {
-			return false, nil, rollback(fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err))
-		}
-		setSysctls = append(setSysctls, s)
-		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
+	if err := a.writeSysctls(sysctls, &setSysctls); err != nil {
+		return false, nil, rollback(err)
 	}
 	switch {
 	case o.Reread != nil:

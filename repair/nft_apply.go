@@ -189,12 +189,8 @@ func (a *applier) nftRound(ctx context.Context, res *Result, planned *snapshot.S
 	sysctls := a.plan.SysctlOps()
 	keep.Ops = append(keep.Ops, sysctls...)
 	res.Sysctls = append(res.Sysctls, sysctls...)
-	for _, s := range sysctls {
-		if err := a.writeSysctl(s.Name, s.Value); err != nil {
-			return false, nil, rollback(fmt.Errorf("setting %s=%s: %w", s.Name, s.Value, err))
-		}
-		setSysctls = append(setSysctls, s)
-		fmt.Fprintf(a.out, "set %s = %s (was %s)\n", s.Name, s.Value, s.Old)
+	if err := a.writeSysctls(sysctls, &setSysctls); err != nil {
+		return false, nil, rollback(err)
 	}
 
 	switch {
