@@ -125,6 +125,9 @@ type Machine struct {
 	stopped   bool        // the rate limit stopped the repairs
 	undoers   map[string]int
 	lastUndo  *Process
+	// waited: the last check found drift nobody was named for, and the
+	// verdict waits one Settle for the change's own event.
+	waited bool
 
 	// Counters for the metrics.
 	DriftEvents int
@@ -317,6 +320,18 @@ func (m *Machine) Checked(now time.Time, v Verdict, err error) (events []Event, 
 		m.schedule(q)
 		return nil, false
 	}
+	if m.by == nil && !m.waited && !m.alarm && m.lastRepairWithin(now) {
+		// Drift after a repair that nobody is named for yet: on a busy
+		// host the check can read the change before the change's own
+		// event is read (seen in the e2e under two busy loops: the drift
+		// unattributed, the stop naming "an unknown process"), and who
+		// undoes the repairs is what the rate limit must say. Judge again
+		// one Settle later, once.
+		m.waited = true
+		m.schedule(now.Add(m.cfg.Settle))
+		return nil, false
+	}
+	m.waited = false
 	m.started = true
 	undone := !m.alarm && len(m.repairs) > 0 && m.by != nil && m.lastRepairWithin(now)
 	if undone {

@@ -367,11 +367,43 @@ func TestAnExtraHealthyCheckAfterARepairKeepsWhoUndidIt(t *testing.T) {
 		m.Checked(now.Add(2*time.Second), healthy, nil) // the extra one
 		now = now.Add(10 * time.Second)
 	}
-	evs, repair := m.Checked(now, flushed, nil) // before the flush's own event
+	// The check reads the flush before the flush's own event: the
+	// verdict waits one Settle for it.
+	if evs, repair := m.Checked(now, flushed, nil); len(evs) != 0 || repair {
+		t.Fatalf("events %q repair %v before the change's event, want a wait", kinds(evs), repair)
+	}
+	// No event comes: the drift, and the stop naming the last undoer.
+	evs, repair := m.Checked(now.Add(DefaultSettle), flushed, nil)
 	if repair || kinds(evs) != "drift,drift" {
 		t.Fatalf("events %q repair %v, want the drift and the stop", kinds(evs), repair)
 	}
 	if stop := evs[1].Message; !strings.Contains(stop, "last by pid 4242 (iptables-nft)") {
 		t.Errorf("stop message %q does not name the undoer", stop)
+	}
+}
+
+// TestADriftReadBeforeItsEventWaitsForIt: right after a repair, a check
+// that sees drift before the change's own event waits one Settle, and the
+// event that comes meanwhile names who made it.
+func TestADriftReadBeforeItsEventWaitsForIt(t *testing.T) {
+	m := NewMachine(Config{Fix: true, MaxRepairs: 3, RepairWindow: 10 * time.Minute, Self: 100}, t0)
+	m.Checked(at(0), healthy, nil)
+	now := at(time.Minute)
+	m.Change(now, Change{Source: "nftables", Generation: 10, By: hostile})
+	now = now.Add(DefaultSettle)
+	m.Checked(now, flushed, nil)
+	m.Repaired(now, flushed, RepairOutcome{Repaired: flushed.IDs})
+	m.Checked(now.Add(time.Second), healthy, nil)
+	now = now.Add(2 * time.Second)
+	if evs, _ := m.Checked(now, flushed, nil); len(evs) != 0 {
+		t.Fatalf("events %q, want a wait for the change's event", kinds(evs))
+	}
+	m.Change(now.Add(10*time.Millisecond), Change{Source: "nftables", Generation: 11, By: hostile, What: []string{`element "docker0" deleted`}})
+	evs, repair := m.Checked(now.Add(DefaultSettle), flushed, nil)
+	if kinds(evs) != "drift" || !repair {
+		t.Fatalf("events %q repair %v, want the drift and a repair", kinds(evs), repair)
+	}
+	if evs[0].By == nil || evs[0].By.PID != hostile.PID || evs[0].Generation != 11 || !strings.Contains(evs[0].Message, "docker0") {
+		t.Errorf("drift by %+v generation %d message %q, want the late event's", evs[0].By, evs[0].Generation, evs[0].Message)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -364,18 +365,22 @@ func runFix(cmd *cobra.Command, g *globals, o *doctorOptions, snap *snapshot.Sna
 	if n := len(left) + len(fresh); n > 0 {
 		slices.Sort(left)
 		slices.Sort(fresh)
-		var why []string
+		msg := fmt.Sprintf("repaired what iptscope repairs; %d finding(s) at or above %s remain", n, rep.FailOn)
 		if len(left) > 0 {
-			why = append(why, fmt.Sprintf("%s: see the plan's \"leave\" lines", strings.Join(slices.Compact(left), ", ")))
+			msg += fmt.Sprintf(" (%s): see the plan's \"leave\" lines", strings.Join(slices.Compact(left), ", "))
 		}
 		if len(fresh) > 0 {
 			// Why apart: these were not in the report the plan was made
 			// from; the re-read after the repair found them (Docker, or
 			// another tool, changed the host meanwhile).
-			why = append(why, fmt.Sprintf("%s: found by the re-read after the repair, not in the plan (the host changed meanwhile; run doctor again)", strings.Join(slices.Compact(fresh), ", ")))
+			if len(left) > 0 {
+				msg += ";"
+			}
+			msg += fmt.Sprintf(" (%s): found by the re-read after the repair, not in the plan (the host changed meanwhile; run doctor again)", strings.Join(slices.Compact(fresh), ", "))
 		}
-		return &exitError{code: exitProblems, err: fmt.Errorf("repaired what iptscope repairs; %d finding(s) at or above %s remain (%s)", n, rep.FailOn, strings.Join(why, "; "))}
+		return &exitError{code: exitProblems, err: errors.New(msg)}
 	}
+
 	return nil
 }
 
