@@ -280,6 +280,20 @@ func Apply(ctx context.Context, p *diagnose.Plan, o Options) (*Result, error) {
 	return replanning(ctx, p, o, nil, (*applier).applyRound)
 }
 
+// dockerMoved reports whether Docker's view changed since planned: then the
+// round is judged against the fresh view, done when that needs nothing
+// more (res.After set), else next is the view to plan again from.
+func dockerMoved(planned *snapshot.Snapshot, fresh *view, res *Result) (moved, done bool, next *view) {
+	if planned == nil || dockerView(planned) == dockerView(fresh.snap) {
+		return false, false, nil
+	}
+	if fresh.plan.Empty() {
+		res.After = fresh.findings
+		return true, true, nil
+	}
+	return true, false, fresh
+}
+
 // writeSysctls sets the plan's sysctls in order, each recorded in set
 // (for a rollback) once written.
 func (a *applier) writeSysctls(sysctls []diagnose.Op, set *[]diagnose.Op) error {
@@ -480,14 +494,8 @@ func (a *applier) applyRound(ctx context.Context, res *Result, planned *snapshot
 				return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
 			}
 		}
-		if planned != nil && dockerView(planned) != dockerView(fresh.snap) {
-			// Docker changed meanwhile: judge against the fresh view,
-			// which may need nothing more.
-			if fresh.plan.Empty() {
-				res.After = fresh.findings
-				return true, nil, nil
-			}
-			return false, fresh, nil
+		if moved, done, next := dockerMoved(planned, fresh, res); moved {
+			return done, next, nil
 		}
 		// Why the in-place test: a finding the plan repairs only in part
 		// (a container on several networks, whose ports' network is not

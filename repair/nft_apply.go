@@ -212,14 +212,8 @@ func (a *applier) nftRound(ctx context.Context, res *Result, planned *snapshot.S
 				return false, nil, rollback(fmt.Errorf("re-reading the host after the repair: %w", err))
 			}
 		}
-		if planned != nil && dockerView(planned) != dockerView(fresh.snap) {
-			// Docker changed meanwhile: judge against the fresh view,
-			// which may need nothing more.
-			if fresh.plan.Empty() {
-				res.After = fresh.findings
-				return true, nil, nil
-			}
-			return false, fresh, nil
+		if moved, done, next := dockerMoved(planned, fresh, res); moved {
+			return done, next, nil
 		}
 		if bad := verifyKept(keep, fresh.findings, nftInPlace(added, fresh.snap)); len(bad) > 0 {
 			return false, nil, rollback(fmt.Errorf("the re-read disagrees with the plan:\n  %s", strings.Join(bad, "\n  ")))
