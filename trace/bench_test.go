@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"fmt"
 	"net/netip"
 	"testing"
 
@@ -14,18 +13,7 @@ import (
 // 198.51.100.1/24, each network's bridge with its subnet.
 func bigHost(b testing.TB, ports int) *snapshot.Snapshot {
 	b.Helper()
-	s := synth.DockerSnapshot(ports, synth.DockerHost(ports), "nft")
-	s.Addrs = []snapshot.Addr{{Link: "lo", Family: "ipv4", CIDR: "127.0.0.1/8"}, {Link: "eth0", Family: "ipv4", CIDR: "198.51.100.1/24"}}
-	s.Routes = []snapshot.Route{{Dst: "198.51.100.0/24", Dev: "eth0", Table: 254}}
-	s.Links = []snapshot.Link{{Name: "lo", Up: true}, {Name: "eth0", Up: true}}
-	for _, n := range s.Docker.Networks {
-		p := netip.MustParsePrefix(n.Subnets[0])
-		gw := p.Addr().Next()
-		s.Addrs = append(s.Addrs, snapshot.Addr{Link: n.BridgeName, Family: "ipv4", CIDR: fmt.Sprintf("%s/%d", gw, p.Bits())})
-		s.Routes = append(s.Routes, snapshot.Route{Dst: n.Subnets[0], Dev: n.BridgeName, Table: 254})
-		s.Links = append(s.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge", Up: true})
-	}
-	return s
+	return synth.WithUplink(synth.DockerSnapshot(ports, synth.DockerHost(ports), "nft"))
 }
 
 // BenchmarkTrace100kRules traces the last published port of a 100k-rule
