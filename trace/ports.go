@@ -192,7 +192,30 @@ func (t *Tracer) portVerdict(it portItem, clients map[bool]*outside, res *Result
 	}
 	r := t.trace(Packet{Proto: proto, Src: cl.src, SrcPort: 40000, Dst: dst, DstPort: uint16(b.HostPort), InIface: cl.in, State: StateNew}, res)
 	v.Trace, v.Path, v.Reason = r, pathOf(r, c.Name), r.Reason
+	if v.Path == PortUnknown && r.Verdict == Accept && translatedAway(r, c, b) {
+		// Why: the connection is translated to another address (or
+		// port) than the binding's: whatever is there, the publishing
+		// container's port does not get it.
+		v.Path = PortBroken
+		v.Reason = fmt.Sprintf("translated to %s, not to %s's port %d: %s", netip.AddrPortFrom(r.Final.Dst, r.Final.DstPort), c.Name, b.ContainerPort, r.Reason)
+	}
 	return v
+}
+
+// translatedAway reports whether a published port's trace was translated
+// to an address that is not the container's, or to another port of it.
+func translatedAway(r *Result, c *snapshot.Container, b *snapshot.PortBinding) bool {
+	if r.Final.Dst == r.Packet.Dst && r.Final.DstPort == r.Packet.DstPort {
+		return false
+	}
+	for _, ep := range c.Endpoints {
+		for _, a := range []string{ep.IP, ep.IPv6} {
+			if x, err := netip.ParseAddr(a); err == nil && x.Unmap() == r.Final.Dst {
+				return int(r.Final.DstPort) != b.ContainerPort
+			}
+		}
+	}
+	return true
 }
 
 // pathOf reads a trace of a published port of container as a port path.
