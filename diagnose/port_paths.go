@@ -175,6 +175,9 @@ func explainPort(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tra
 	}
 	if d := v.Deciding(); d != nil && d.Table != "" {
 		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
+	} else if v.Path == trace.PortBroken && tr != nil && tr.ReplyStop != nil {
+		d := tr.ReplyStop
+		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
 	}
 	switch v.Path {
 	case trace.PortLocalOnly:
@@ -342,6 +345,24 @@ func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tr
 		return v.Reason
 	}
 	d := tr.Deciding()
+	if st := tr.ReplyStop; st != nil && tr.Verdict == trace.Accept {
+		verb := "drops"
+		if st.Target == string(parse.TargetReject) {
+			verb = "rejects"
+		}
+		where := fmt.Sprintf("rule %d of %s %s (%s)", st.Rule, st.Table, st.Chain, stepSpec(st))
+		if st.Rule == 0 {
+			where = fmt.Sprintf("the policy of %s %s", st.Table, st.Chain)
+		}
+		why := where + " " + verb + " the container's replies"
+		if st.Chain == ChainDockerUser {
+			why += ": the administrator's policy (docker-user-drop)"
+		}
+		if dnat != nil {
+			return fmt.Sprintf("DNAT rule %d of %s %s, forwarded, but %s", dnat.Rule, dnat.Table, dnat.Chain, why)
+		}
+		return why
+	}
 	if dnat != nil && (!containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort) {
 		// Translated, but not to this container: a DNAT above Docker's
 		// (or in its place) for the same port.

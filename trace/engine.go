@@ -870,6 +870,40 @@ func (e *engine) replyDropped(pk *pkt, sn, dn *snapshot.Network) string {
 	return ""
 }
 
+// replyForwardStop walks the forward hook for the reply of a forwarded
+// connection to a container (from the container's address and port, in
+// on its bridge, back to the sender, an established packet: conntrack
+// undoes the DNAT only after the forward hook) and returns the step that
+// drops it, also kept in the result's ReplyStop, or nil when the reply
+// gets through (a "-I FORWARD -i docker0 -j REJECT" kills every published
+// port with no drop on the way in).
+func (e *engine) replyForwardStop(pk *pkt) *Step {
+	back := e.res.Packet.InIface
+	if back == "" || pk.out == "" {
+		return nil // sent by the host itself: the reply is delivered locally
+	}
+	if !slices.ContainsFunc(e.res.Steps, func(s Step) bool { return s.Hook == HookForward }) {
+		return nil // switched without iptables (br_netfilter off): so is the reply
+	}
+	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
+		budget: minEvaluations + evaluationsPerRule*e.ruleCount,
+		res:    &Result{Decider: -1, Names: map[string]string{}}}
+	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, out: back, state: StateEstablished,
+		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookForward, bridged: pk.bridged}
+	if pk.bridged {
+		r.out = pk.out // switched back over the same bridge
+	}
+	switch sub.hook(HookForward, r, parse.TableMangle, parse.TableFilter, parse.TableSecurity) {
+	case outDrop, outReject:
+		if d := sub.res.Decider; d >= 0 && d < len(sub.res.Steps) {
+			st := sub.res.Steps[d]
+			e.res.ReplyStop = &st
+			return &st
+		}
+	}
+	return nil
+}
+
 // hairpinStops reports whether bridge br stops a bridged frame that goes
 // back out of the port it came in on (a container's DNAT to itself): the
 // bridge sends it there only when that port's hairpin mode is on, and it
@@ -1169,6 +1203,18 @@ func (e *engine) deliverOut(pk *pkt) {
 			e.res.Answers = ptr(false)
 			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), but its reply to %s (not masqueraded) comes back in on %s and is dropped before conntrack: %s",
 				netip.AddrPortFrom(pk.dst, pk.dport), c.Name, e.addrName(pk.src), pk.out, e.replyDropped(pk, sn, dn))
+		case e.replyForwardStop(pk) != nil:
+			st := e.res.ReplyStop
+			verb := "dropped"
+			if st.Target == string(parse.TargetReject) {
+				verb = "rejected"
+			}
+			where := fmt.Sprintf("%s %s %s rule %d (%s)", st.Hook, st.Table, st.Chain, st.Rule, st.Text)
+			if st.Rule == 0 {
+				where = fmt.Sprintf("the policy of %s %s %s", st.Hook, st.Table, st.Chain)
+			}
+			e.res.Answers = ptr(false)
+			e.res.Reason = fmt.Sprintf("forwarded to %s (%s), but its reply (in on %s) is %s by %s", netip.AddrPortFrom(pk.dst, pk.dport), c.Name, pk.out, verb, where)
 		case publishes(c, pk.dport, e.proto):
 			e.res.Answers = ptr(true)
 			e.res.AnsweredBy = c.Name

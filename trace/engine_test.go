@@ -154,8 +154,12 @@ func TestTrace(t *testing.T) {
 			pk("198.51.100.7", "172.17.0.3", 80, "eth0"), want{Drop, ReachNowhere, "", "FORWARD filter FORWARD policy", "no"}},
 		{"a DOCKER-USER drop stops a published port", dockerNAT + filter(dockerForward+"-A DOCKER-USER -s 203.0.113.0/24 -j DROP\n"), nil,
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Drop, ReachNowhere, "", "FORWARD filter DOCKER-USER 1", "no"}},
-		{"a negated source passes the DOCKER-USER drop", dockerNAT + filter(dockerForward+"-A DOCKER-USER ! -s 203.0.113.0/24 -j DROP\n"), nil,
+		{"a negated source passes the DOCKER-USER drop", dockerNAT + filter(dockerForward+"-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A DOCKER-USER ! -s 203.0.113.0/24 -j DROP\n"), nil,
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Accept, ReachContainer, "web", "", "yes"}},
+		{"a negated source passes the DOCKER-USER drop, which drops the reply (no ESTABLISHED accept before it)", dockerNAT + filter(dockerForward+"-A DOCKER-USER ! -s 203.0.113.0/24 -j DROP\n"), nil,
+			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Accept, ReachContainer, "web", "", "no"}},
+		{"a REJECT of what comes in on the bridge kills the replies", dockerNAT + filter("-A FORWARD -i docker0 -j REJECT\n"+dockerForward), nil,
+			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Accept, ReachContainer, "web", "", "no"}},
 		{"REJECT is a reject", dockerNAT + filter("-A FORWARD -p tcp -m multiport --dports 22,80:90 -j REJECT --reject-with icmp-port-unreachable\n"+dockerForward), nil,
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Reject, ReachNowhere, "", "FORWARD filter FORWARD 1", "no"}},
 		{"a goto returns to the caller's caller", dockerNAT + filter("-A FORWARD -j A\n-A FORWARD -j DROP\n-A A -g B\n-A A -j ACCEPT\n-A B -p tcp -j RETURN\n"), nil,
@@ -216,7 +220,7 @@ func TestTrace(t *testing.T) {
 		}}, pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Accept, ReachContainer, "web", "", "yes"}},
 		{"a set the snapshot lacks is unknown", dockerNAT + filter("-A FORWARD -m set --match-set blocked src -j DROP\n"+dockerForward), nil,
 			pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Unknown, ReachUnknown, "", "FORWARD filter FORWARD 1", "?"}},
-		{"an ip,port set", dockerNAT + filter("-A FORWARD -m set ! --match-set svc dst,dst -j DROP\n"+dockerForward), []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {
+		{"an ip,port set", dockerNAT + filter("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -m set ! --match-set svc dst,dst -j DROP\n"+dockerForward), []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {
 			s.IPSets = []snapshot.IPSet{{Name: "svc", Type: "hash:ip,port", Members: []string{"172.17.0.2,tcp:80"}}}
 		}}, pk("203.0.113.9", "198.51.100.1", 8080, "eth0"), want{Accept, ReachContainer, "web", "", "yes"}},
 		{"the other backend's DROP policy also applies", base, []func(*snapshot.Snapshot){func(s *snapshot.Snapshot) {

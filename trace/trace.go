@@ -184,6 +184,10 @@ type Result struct {
 	Notes []string `json:"notes,omitempty"`
 	// Names are Docker's names for the addresses the trace mentions.
 	Names map[string]string `json:"names,omitempty"`
+	// ReplyStop is, when the packet reached a container but its reply is
+	// dropped on the forward hook, the rule (or policy) that drops the
+	// reply (the Reason names it; Steps are the packet's own).
+	ReplyStop *Step `json:"-"`
 }
 
 // Deciding returns the step that decided the verdict, or nil.
