@@ -53,8 +53,11 @@ type Tracer struct {
 	proxyByPort map[protoPort][]int // single-port proxies, indices in order
 	proxyRanges []int               // proxies of a port range
 	published   map[protoPort]publishedRef
-	// texts caches addrText (netip.Addr -> addrTexts).
+	// texts caches addrText (netip.Addr -> addrTexts), policyText
+	// (*parse.Chain -> string) and endText.
 	texts sync.Map
+	// built holds index's entries for a lock-free lookup.
+	built sync.Map
 }
 
 // netPrefix is a Docker network's subnet, parsed.
@@ -120,6 +123,12 @@ func (t *Tracer) indexDocker() {
 
 // indexFor returns c's index, or nil while c was entered only once.
 func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
+	// Why a lock-free first look: a ports table enters a dozen chains
+	// per trace on two workers, and the chains are indexed after the
+	// first trace.
+	if ix, ok := t.built.Load(c); ok {
+		return ix.(*chainIndex)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ix, ok := t.index[c]; ok {
@@ -130,6 +139,7 @@ func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
 	}
 	ix := newChainIndex(c)
 	t.index[c] = ix
+	t.built.Store(c, ix)
 	return ix
 }
 
@@ -479,7 +489,7 @@ func (t *Tracer) trace(p Packet, res *Result) *Result {
 		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
 	} else {
 		clear(res.Names)
-		*res = Result{Names: res.Names, Steps: res.Steps[:0], Notes: res.Notes[:0], Backends: res.Backends[:0]}
+		*res = Result{Names: res.Names, Steps: res.Steps[:0], Notes: res.Notes[:0], Backends: res.Backends[:0], scratch: res.scratch}
 	}
 	res.Packet, res.Final, res.Decider = p, p, -1
 	e := &engine{
@@ -885,9 +895,19 @@ func (e *engine) replyForwardStop(pk *pkt) *Step {
 	if !slices.ContainsFunc(e.res.Steps, func(s Step) bool { return s.Hook == HookForward }) {
 		return nil // switched without iptables (br_netfilter off): so is the reply
 	}
+	// Why a scratch Result: the reply of every published port is walked,
+	// and a ports table reuses its Result (and so this one) per trace.
+	sr := e.res.scratch
+	if sr == nil {
+		sr = &Result{Names: map[string]string{}}
+		e.res.scratch = sr
+	} else {
+		clear(sr.Names)
+		*sr = Result{Names: sr.Names, Steps: sr.Steps[:0]}
+	}
+	sr.Decider = -1
 	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
-		budget: minEvaluations + evaluationsPerRule*e.ruleCount,
-		res:    &Result{Decider: -1, Names: map[string]string{}}}
+		budget: minEvaluations + evaluationsPerRule*e.ruleCount, res: sr}
 	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, out: back, state: StateEstablished,
 		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookForward, bridged: pk.bridged}
 	if pk.bridged {
@@ -1546,8 +1566,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			if len(stack) == 1 {
 				return e.policy(h, tab, base, backend, replay, step, decide)
 			}
-			caller := stack[len(stack)-2].c.Name
-			step(f.c, nil, "RETURN", "end of "+string(f.c.Name)+": back to "+string(caller), "")
+			step(f.c, nil, "RETURN", e.endText(f.c, stack[len(stack)-2].c), "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
@@ -1948,6 +1967,18 @@ func (e *engine) addrPort(a netip.Addr, port uint16) string {
 		e.res.Names[at.plain] = at.name
 		return s + " (" + at.name + ")"
 	}
+	return s
+}
+
+// endText is the text of the step that returns from the end of chain c
+// to caller, made once per pair.
+func (t *Tracer) endText(c, caller *parse.Chain) string {
+	k := [2]*parse.Chain{c, caller}
+	if v, ok := t.texts.Load(k); ok {
+		return v.(string)
+	}
+	s := "end of " + string(c.Name) + ": back to " + string(caller.Name)
+	t.texts.Store(k, s)
 	return s
 }
 

@@ -188,6 +188,8 @@ type Result struct {
 	// dropped on the forward hook, the rule (or policy) that drops the
 	// reply (the Reason names it; Steps are the packet's own).
 	ReplyStop *Step `json:"-"`
+	// scratch is the Result a reply is walked into (reused with this one).
+	scratch *Result
 }
 
 // Deciding returns the step that decided the verdict, or nil.
