@@ -17,7 +17,7 @@ type analysisIndex struct {
 	overOnce sync.Once
 	overs    overrideIndex
 	dnatOnce sync.Once
-	dnats    map[acceptKey][]ExpectedRule
+	dnats    map[acceptKey]dnatSpan
 	brOnce   sync.Once
 	bridges  []string
 }
@@ -45,23 +45,55 @@ func (a analysis) bridgeNames() []string {
 // dnatsOf returns the expected DNAT rules of a container's binding, in
 // Docker's order (an index built on first use: scanning nat DOCKER per
 // published port made the ports table quadratic, 1 s of CPU at 10,000
-// ports).
+// ports). The slice is shared: callers must not change it.
 func (a analysis) dnatsOf(container string, pb snapshot.PortBinding) []ExpectedRule {
-	build := func() map[acceptKey][]ExpectedRule {
-		m := map[acceptKey][]ExpectedRule{}
-		for _, er := range a.exp.RulesOf(parse.TableNAT, ChainDocker) {
-			if er.Kind == KindDNAT && er.Port != nil {
-				k := acceptKey{er.Container, *er.Port}
-				m[k] = append(m[k], er)
-			}
-		}
-		return m
-	}
+	rules := a.exp.RulesOf(parse.TableNAT, ChainDocker)
 	if a.idx == nil {
-		return build()[acceptKey{container, pb}]
+		return buildDNATIndex(rules)[acceptKey{container, pb}].of(rules)
 	}
-	a.idx.dnatOnce.Do(func() { a.idx.dnats = build() })
-	return a.idx.dnats[acceptKey{container, pb}]
+	a.idx.dnatOnce.Do(func() { a.idx.dnats = buildDNATIndex(rules) })
+	return a.idx.dnats[acceptKey{container, pb}].of(rules)
+}
+
+// dnatSpan is where a binding's DNAT rules are in nat DOCKER's expected
+// rules: the window lo:hi when they are next to each other (Docker writes
+// them so: one binding, then the next), else the copies in spill. Why not
+// copies always: they cost 15 MB at 33,000 ports.
+type dnatSpan struct {
+	lo, hi int32
+	spill  []ExpectedRule
+}
+
+func (s dnatSpan) of(rules []ExpectedRule) []ExpectedRule {
+	if s.spill != nil {
+		return s.spill
+	}
+	return rules[s.lo:s.hi:s.hi]
+}
+
+func buildDNATIndex(rules []ExpectedRule) map[acceptKey]dnatSpan {
+	m := map[acceptKey]dnatSpan{}
+	for i := range rules {
+		er := &rules[i]
+		if er.Kind != KindDNAT || er.Port == nil {
+			continue
+		}
+		k := acceptKey{er.Container, *er.Port}
+		s, ok := m[k]
+		switch {
+		case !ok:
+			s = dnatSpan{lo: int32(i), hi: int32(i + 1)}
+		case s.spill == nil && s.hi == int32(i):
+			s.hi++
+		default:
+			if s.spill == nil {
+				s.spill = append([]ExpectedRule(nil), rules[s.lo:s.hi]...)
+			}
+			s.spill = append(s.spill, *er)
+		}
+		m[k] = s
+	}
+	return m
 }
 
 // overIdx returns the override index of a (dnat_stale.go), built on first
