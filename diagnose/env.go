@@ -218,14 +218,23 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 	return e.keeping(func(er ExpectedRule) bool { return !slices.Contains(kinds, er.Kind) || found[er.Kind] })
 }
 
-// onlyTablesOf returns e without the tables rs does not hold.
+// onlyTablesOf returns e without the tables rs does not hold (e itself
+// when it holds them all).
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
 	c := e.keeping(func(er ExpectedRule) bool { return rs.Table(er.Table) != nil })
-	c.Chains = map[parse.TableName][]parse.ChainName{}
-	for t, chains := range e.Chains {
+	chains := map[parse.TableName][]parse.ChainName{}
+	for t, cs := range e.Chains {
 		if rs.Table(t) != nil {
-			c.Chains[t] = chains
+			chains[t] = cs
 		}
 	}
+	if c == e {
+		if len(chains) == len(e.Chains) {
+			return e
+		}
+		cp := *e // the same rules: All's cache and the parsed forms are shared
+		c = &cp
+	}
+	c.Chains = chains
 	return c
 }
