@@ -405,14 +405,28 @@ type bridgeNet struct {
 // port is one published port, placed on the endpoint Docker programs it
 // for.
 type port struct {
-	ct     *snapshot.Container
-	ep     snapshot.Endpoint
-	bn     *bridgeNet
-	pb     snapshot.PortBinding
+	ct *snapshot.Container
+	ep snapshot.Endpoint
+	bn *bridgeNet
+	pb snapshot.PortBinding
+	// pbRef is pb held once for every expected rule of the port
+	// (ExpectedRule.Port); nil for a port built elsewhere (binding).
+	pbRef  *snapshot.PortBinding
 	hostIP string // "" for 0.0.0.0 (or :: in IPv6)
 	alt    string
 	// ip is the endpoint's address of the family (ep.IP or ep.IPv6).
 	ip string
+}
+
+// binding returns the port's binding for ExpectedRule.Port. Why not
+// &p.pb of the loop's copy: that moved every port (240 bytes) to the heap
+// once per loop over the ports, 16 MB at 33,000 ports.
+func (p *port) binding() *snapshot.PortBinding {
+	if p.pbRef != nil {
+		return p.pbRef
+	}
+	pb := p.pb
+	return &pb
 }
 
 // epIP returns an endpoint's address of the family ("" if it has none).
@@ -780,6 +794,8 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 		n += len(s.Docker.Containers[i].Ports)
 	}
 	out := make([]port, 0, n)
+	// The bindings the expected rules point at, one array (n bounds them).
+	pbs := make([]snapshot.PortBinding, 0, n)
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {
@@ -818,11 +834,13 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 			if len(eps) > 1 {
 				alt = fmt.Sprintf("%s/%d/%s/%s", c.Name, pb.HostPort, pb.Proto, hostIP)
 			}
+			pbs = append(pbs, pb)
+			ref := &pbs[len(pbs)-1]
 			for k := range eps {
 				if pb.HostPort == 0 && bns[k].gwMode != "routed" {
 					continue
 				}
-				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, hostIP: hostIP, alt: alt, ip: epIP(eps[k], family)})
+				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, pbRef: ref, hostIP: hostIP, alt: alt, ip: epIP(eps[k], family)})
 			}
 		}
 	}
@@ -933,7 +951,7 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 			continue
 		}
 		dnat, _, masq := portSpecs(p, proxyOn, e.Family, e.Version)
-		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt}
 		if selfMasq {
 			m := er
 			m.Kind = KindPortMasq
@@ -1008,7 +1026,7 @@ func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 	}
 	for _, p := range ports {
 		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version)
-		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt})
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt})
 	}
 }
 
@@ -1119,7 +1137,7 @@ func expect28(b *builder, nets []*bridgeNet, ports []port) {
 			continue
 		}
 		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version)
-		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt, Rank: 0})
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt, Rank: 0})
 	}
 	rawRules(b, nets, ports)
 }
@@ -1134,7 +1152,7 @@ func rawRules(b *builder, nets []*bridgeNet, ports []port) {
 		if p.bn.gwMode == "routed" || p.bn.gwMode == "nat-unprotected" {
 			continue
 		}
-		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt}
 		if !perEndpoint {
 			pr := proto(p.pb)
 			r := er
