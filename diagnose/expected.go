@@ -323,10 +323,13 @@ type builder struct {
 	e   *Expected
 	s   *snapshot.Snapshot
 	err error
-	// pending are the rules added, in order; finish files them into
-	// e.Rules with one exact allocation per chain (appending chain by
-	// chain copied 80 MB of rules at 33,000 ports).
-	pending []ExpectedRule
+	// pending are the rules added, in order, in chunks; finish files
+	// them into e.Rules, one array for all chains (appending chain by
+	// chain copied 80 MB of rules at 33,000 ports). Why chunks: one
+	// slice sized from the ports held twice the rules (40 MB at 33,000
+	// ports) next to the array they are filed into.
+	pending  [][]ExpectedRule
+	npending int
 }
 
 // finish moves the pending rules into e.Rules, chain order kept. Every
@@ -339,9 +342,28 @@ func (b *builder) finish() {
 		t parse.TableName
 		c parse.ChainName
 	}
-	n := map[tc]int{}
-	for _, p := range b.pending {
-		n[tc{p.Table, p.Chain}]++
+	// Each rule's chain as a slot: one map lookup per run of rules of
+	// the same chain, not two per rule.
+	slotOf := map[tc]int{}
+	var keys []tc
+	var count []int
+	slots := make([]int32, 0, b.npending)
+	last := -1
+	for _, chunk := range b.pending {
+		for i := range chunk {
+			k := tc{chunk[i].Table, chunk[i].Chain}
+			if last < 0 || keys[last] != k {
+				sl, ok := slotOf[k]
+				if !ok {
+					sl = len(keys)
+					slotOf[k] = sl
+					keys, count = append(keys, k), append(count, 0)
+				}
+				last = sl
+			}
+			count[last]++
+			slots = append(slots, int32(last))
+		}
 	}
 	rank := func(t parse.TableName) int {
 		if i := slices.Index(parse.KnownTables, t); i >= 0 {
@@ -349,45 +371,60 @@ func (b *builder) finish() {
 		}
 		return len(parse.KnownTables)
 	}
-	keys := make([]tc, 0, len(n))
-	for k := range n {
-		keys = append(keys, k)
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortFunc(keys, func(x, y tc) int {
-		return cmp.Or(cmp.Compare(rank(x.t), rank(y.t)), cmp.Compare(x.t, y.t), cmp.Compare(x.c, y.c))
+	slices.SortFunc(order, func(x, y int) int {
+		kx, ky := keys[x], keys[y]
+		return cmp.Or(cmp.Compare(rank(kx.t), rank(ky.t)), cmp.Compare(kx.t, ky.t), cmp.Compare(kx.c, ky.c))
 	})
-	start, next := make(map[tc]int, len(keys)), make(map[tc]int, len(keys))
+	start, next := make([]int, len(keys)), make([]int, len(keys))
 	off, known := 0, 0
-	for _, k := range keys {
-		start[k], next[k] = off, off
-		off += n[k]
-		if rank(k.t) < len(parse.KnownTables) {
+	for _, sl := range order {
+		start[sl], next[sl] = off, off
+		off += count[sl]
+		if rank(keys[sl].t) < len(parse.KnownTables) {
 			known = off
 		}
 	}
 	all := make([]ExpectedRule, off)
-	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], len(b.pending))}
-	for i, er := range b.pending {
-		er.id, er.parsed = int32(i), b.e.parsed
-		k := tc{er.Table, er.Chain}
-		all[next[k]] = er
-		next[k]++
+	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], b.npending)}
+	id := 0
+	for ci, chunk := range b.pending {
+		for _, er := range chunk {
+			er.id, er.parsed = int32(id), b.e.parsed
+			sl := slots[id]
+			all[next[sl]] = er
+			next[sl]++
+			id++
+		}
+		b.pending[ci] = nil // filed: its memory can go
 	}
-	for _, k := range keys {
+	for _, sl := range order {
+		k := keys[sl]
 		if b.e.Rules[k.t] == nil {
 			b.e.Rules[k.t] = map[parse.ChainName][]ExpectedRule{}
 		}
-		b.e.Rules[k.t][k.c] = all[start[k]:next[k]:next[k]]
+		b.e.Rules[k.t][k.c] = all[start[sl]:next[sl]:next[sl]]
 	}
 	b.e.all = &allCache{}
 	b.e.all.once.Do(func() { b.e.all.rules = all[:known:known] })
-	b.pending = nil
+	b.pending, b.npending = nil, 0
 }
+
+// pendingChunk bounds the chunks of builder.pending.
+const pendingChunk = 4096
 
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
 	er.Table, er.Chain, er.spec = t, c, spec
 	er.Target, er.Goto = specTarget(spec)
-	b.pending = append(b.pending, er)
+	if n := len(b.pending); n == 0 || len(b.pending[n-1]) == cap(b.pending[n-1]) {
+		b.pending = append(b.pending, make([]ExpectedRule, 0, min(max(64, b.npending), pendingChunk)))
+	}
+	last := &b.pending[len(b.pending)-1]
+	*last = append(*last, er)
+	b.npending++
 }
 
 // bridgeNet is a bridge-driver network reduced to what the rules need.
@@ -512,10 +549,6 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 	for t, cs := range layout.Chains {
 		e.Chains[t] = append([]parse.ChainName(nil), cs...)
 	}
-	// A capacity from the usual shape (a DNAT, an ACCEPT and a raw DROP
-	// or hairpin rule per port, a few dozen rules per network): one
-	// allocation on most hosts.
-	b.pending = make([]ExpectedRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
 	layout.build(b, nets, ports)
 	b.finish()
 	return e, b.err
