@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"hash/maphash"
 	"sort"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ type analysisIndex struct {
 	overOnce sync.Once
 	overs    overrideIndex
 	dnatOnce sync.Once
-	dnats    map[acceptKey]dnatSpan
+	dnats    bindingIndex
 	brOnce   sync.Once
 	bridges  []string
 }
@@ -48,52 +49,129 @@ func (a analysis) bridgeNames() []string {
 // ports). The slice is shared: callers must not change it.
 func (a analysis) dnatsOf(container string, pb snapshot.PortBinding) []ExpectedRule {
 	rules := a.exp.RulesOf(parse.TableNAT, ChainDocker)
+	build := func() bindingIndex {
+		return buildBindingIndex(rules, func(er *ExpectedRule) bool { return er.Kind == KindDNAT })
+	}
+	var x bindingIndex
 	if a.idx == nil {
-		return buildDNATIndex(rules)[acceptKey{container, pb}].of(rules)
+		x = build()
+	} else {
+		a.idx.dnatOnce.Do(func() { a.idx.dnats = build() })
+		x = a.idx.dnats
 	}
-	a.idx.dnatOnce.Do(func() { a.idx.dnats = buildDNATIndex(rules) })
-	return a.idx.dnats[acceptKey{container, pb}].of(rules)
+	s := x.of(rules, acceptKey{container, pb})
+	if s.spill == nil {
+		return rules[s.lo:s.hi:s.hi]
+	}
+	out := make([]ExpectedRule, len(s.spill))
+	for k, i := range s.spill {
+		out[k] = rules[i]
+	}
+	return out
 }
 
-// dnatSpan is where a binding's DNAT rules are in nat DOCKER's expected
-// rules: the window lo:hi when they are next to each other (Docker writes
-// them so: one binding, then the next), else the copies in spill. Why not
-// copies always: they cost 15 MB at 33,000 ports.
-type dnatSpan struct {
+// bindingIndex finds the expected rules of a container's binding in a
+// slice of rules: for each binding, the window lo:hi of the slice when
+// its rules are next to each other (Docker writes them so: one binding,
+// then the next), else their indices in spill. Why not a map by binding
+// to copies of the rules: 96 bytes a key and 224 a rule, 15 MB at 33,000
+// ports; the map is keyed by a hash of the binding, checked against the
+// rule found, and the bindings whose hashes collide are in exact.
+type bindingIndex struct {
+	seed  maphash.Seed
+	m     map[uint64]span
+	exact map[acceptKey]span // bindings of a hash two bindings have
+}
+
+// span is where one binding's rules are (see bindingIndex).
+type span struct {
 	lo, hi int32
-	spill  []ExpectedRule
+	spill  []int32
 }
 
-func (s dnatSpan) of(rules []ExpectedRule) []ExpectedRule {
-	if s.spill != nil {
-		return s.spill
+func (s span) add(i int) span {
+	switch {
+	case s.spill == nil && s.hi == int32(i):
+		s.hi++
+	case s.spill == nil:
+		for k := s.lo; k < s.hi; k++ {
+			s.spill = append(s.spill, k)
+		}
+		fallthrough
+	default:
+		s.spill = append(s.spill, int32(i))
 	}
-	return rules[s.lo:s.hi:s.hi]
+	return s
 }
 
-func buildDNATIndex(rules []ExpectedRule) map[acceptKey]dnatSpan {
-	m := map[acceptKey]dnatSpan{}
+func bindingOf(er *ExpectedRule) acceptKey { return acceptKey{er.Container, *er.Port} }
+
+func (s span) first() int32 {
+	if s.spill != nil {
+		return s.spill[0]
+	}
+	return s.lo
+}
+
+// bindingHash is the hash of bindingIndex (a variable for the test of
+// collisions).
+var bindingHash = func(seed maphash.Seed, k acceptKey) uint64 { return maphash.Comparable(seed, k) }
+
+// collided marks a hash of m whose bindings are in exact.
+var collided = span{lo: -1}
+
+// buildBindingIndex indexes the rules with a Port that want keeps.
+func buildBindingIndex(rules []ExpectedRule, want func(*ExpectedRule) bool) bindingIndex {
+	x := bindingIndex{seed: maphash.MakeSeed(), m: map[uint64]span{}}
 	for i := range rules {
 		er := &rules[i]
-		if er.Kind != KindDNAT || er.Port == nil {
+		if er.Port == nil || !want(er) {
 			continue
 		}
-		k := acceptKey{er.Container, *er.Port}
-		s, ok := m[k]
+		k := bindingOf(er)
+		h := bindingHash(x.seed, k)
+		s, ok := x.m[h]
 		switch {
 		case !ok:
-			s = dnatSpan{lo: int32(i), hi: int32(i + 1)}
-		case s.spill == nil && s.hi == int32(i):
-			s.hi++
-		default:
-			if s.spill == nil {
-				s.spill = append([]ExpectedRule(nil), rules[s.lo:s.hi]...)
+			x.m[h] = span{lo: int32(i), hi: int32(i + 1)}
+		case s.lo == collided.lo:
+			if e, ok := x.exact[k]; ok {
+				x.exact[k] = e.add(i)
+			} else {
+				x.exact[k] = span{lo: int32(i), hi: int32(i + 1)}
 			}
-			s.spill = append(s.spill, *er)
+		case bindingOf(&rules[s.first()]) == k:
+			x.m[h] = s.add(i)
+		default:
+			// Two bindings of one hash: both, and any later binding of
+			// the hash, go to exact.
+			if x.exact == nil {
+				x.exact = map[acceptKey]span{}
+			}
+			x.exact[bindingOf(&rules[s.first()])] = s
+			x.exact[k] = span{lo: int32(i), hi: int32(i + 1)}
+			x.m[h] = collided
 		}
-		m[k] = s
 	}
-	return m
+	return x
+}
+
+// of returns where the rules of binding k are in rules (the slice the
+// index was built of); an empty span when it has none.
+func (x bindingIndex) of(rules []ExpectedRule, k acceptKey) span {
+	if x.m == nil {
+		return span{}
+	}
+	s, ok := x.m[bindingHash(x.seed, k)]
+	switch {
+	case !ok:
+		return span{}
+	case s.lo == collided.lo:
+		return x.exact[k]
+	case bindingOf(&rules[s.first()]) != k:
+		return span{}
+	}
+	return s
 }
 
 // overIdx returns the override index of a (dnat_stale.go), built on first
@@ -117,7 +195,7 @@ type pathIndex struct {
 	// DOCKER.
 	need, drop map[string][]int
 	// accepts per container and binding: the port's ACCEPT rules.
-	accepts map[acceptKey][]int
+	accepts bindingIndex
 }
 
 type acceptKey struct {
@@ -137,11 +215,14 @@ func (a analysis) pathIdx() *pathIndex {
 }
 
 func buildPathIndex(e *Expected) pathIndex {
-	p := pathIndex{need: map[string][]int{}, drop: map[string][]int{}, accepts: map[acceptKey][]int{}}
+	p := pathIndex{need: map[string][]int{}, drop: map[string][]int{}}
 	if e == nil {
 		return p
 	}
 	p.all = e.All()
+	p.accepts = buildBindingIndex(p.all, func(er *ExpectedRule) bool {
+		return er.Table == parse.TableFilter && er.Kind == KindPortAccept
+	})
 	for i := range p.all {
 		er := &p.all[i]
 		if er.Table != parse.TableFilter {
@@ -165,11 +246,6 @@ func buildPathIndex(e *Expected) pathIndex {
 				continue
 			}
 			p.need[er.Network] = append(p.need[er.Network], i)
-		case KindPortAccept:
-			if er.Port != nil {
-				k := acceptKey{er.Container, *er.Port}
-				p.accepts[k] = append(p.accepts[k], i)
-			}
 		}
 	}
 	return p
@@ -184,10 +260,19 @@ func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []*ExpectedRule) 
 	idx = append(idx, p.jumps...)
 	idx = append(idx, nw...)
 	if dnat.Port != nil {
-		for _, i := range p.accepts[acceptKey{dnat.Container, *dnat.Port}] {
+		s := p.accepts.of(p.all, acceptKey{dnat.Container, *dnat.Port})
+		add := func(i int) {
 			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
 				idx = append(idx, i)
 			}
+		}
+		if s.spill != nil {
+			for _, i := range s.spill {
+				add(int(i))
+			}
+		}
+		for i := s.lo; i < s.hi && s.spill == nil; i++ {
+			add(int(i))
 		}
 	}
 	sort.Ints(idx)
