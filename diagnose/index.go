@@ -59,56 +59,80 @@ func (a analysis) dnatsOf(container string, pb snapshot.PortBinding) []ExpectedR
 		a.idx.dnatOnce.Do(func() { a.idx.dnats = build() })
 		x = a.idx.dnats
 	}
-	s := x.of(rules, acceptKey{container, pb})
-	if s.spill == nil {
-		return rules[s.lo:s.hi:s.hi]
+	sp := x.of(rules, acceptKey{container, pb})
+	if spill := x.spill(sp); spill != nil {
+		out := make([]ExpectedRule, len(spill))
+		for k, i := range spill {
+			out[k] = rules[i]
+		}
+		return out
 	}
-	out := make([]ExpectedRule, len(s.spill))
-	for k, i := range s.spill {
-		out[k] = rules[i]
-	}
-	return out
+	return rules[sp.lo:sp.hi:sp.hi]
 }
 
 // bindingIndex finds the expected rules of a container's binding in a
 // slice of rules: for each binding, the window lo:hi of the slice when
 // its rules are next to each other (Docker writes them so: one binding,
-// then the next), else their indices in spill. Why not a map by binding
+// then the next), else their indices in spills. Why not a map by binding
 // to copies of the rules: 96 bytes a key and 224 a rule, 15 MB at 33,000
 // ports; the map is keyed by a hash of the binding, checked against the
 // rule found, and the bindings whose hashes collide are in exact.
 type bindingIndex struct {
-	seed  maphash.Seed
-	m     map[uint64]span
-	exact map[acceptKey]span // bindings of a hash two bindings have
+	seed   maphash.Seed
+	m      map[uint64]span
+	exact  map[acceptKey]span // bindings of a hash two bindings have
+	spills [][]int32
 }
 
-// span is where one binding's rules are (see bindingIndex).
-type span struct {
-	lo, hi int32
-	spill  []int32
-}
+// span is where one binding's rules are: the window lo:hi, or (lo < -1)
+// the indices in spills[-lo-2]; lo -1 marks a hash in exact.
+type span struct{ lo, hi int32 }
 
-func (s span) add(i int) span {
-	switch {
-	case s.spill == nil && s.hi == int32(i):
-		s.hi++
-	case s.spill == nil:
-		for k := s.lo; k < s.hi; k++ {
-			s.spill = append(s.spill, k)
-		}
-		fallthrough
-	default:
-		s.spill = append(s.spill, int32(i))
+// collided marks a hash of m whose bindings are in exact.
+var collided = span{lo: -1}
+
+// spill returns the indices of a span that is not a window, else nil.
+func (x *bindingIndex) spill(s span) []int32 {
+	if s.lo < -1 {
+		return x.spills[-s.lo-2]
 	}
+	return nil
+}
+
+// each calls f with the index of every rule of s, in order.
+func (x *bindingIndex) each(s span, f func(int)) {
+	if sp := x.spill(s); sp != nil {
+		for _, i := range sp {
+			f(int(i))
+		}
+		return
+	}
+	for i := s.lo; i < s.hi; i++ {
+		f(int(i))
+	}
+}
+
+// add returns s with rule i added.
+func (x *bindingIndex) add(s span, i int) span {
+	if s.lo >= 0 && s.hi == int32(i) {
+		return span{s.lo, s.hi + 1}
+	}
+	if s.lo >= 0 {
+		var idx []int32
+		for k := s.lo; k < s.hi; k++ {
+			idx = append(idx, k)
+		}
+		x.spills = append(x.spills, idx)
+		s = span{lo: int32(-len(x.spills) - 1)}
+	}
+	n := -s.lo - 2
+	x.spills[n] = append(x.spills[n], int32(i))
 	return s
 }
 
-func bindingOf(er *ExpectedRule) acceptKey { return acceptKey{er.Container, *er.Port} }
-
-func (s span) first() int32 {
-	if s.spill != nil {
-		return s.spill[0]
+func (x *bindingIndex) first(s span) int32 {
+	if sp := x.spill(s); sp != nil {
+		return sp[0]
 	}
 	return s.lo
 }
@@ -117,8 +141,7 @@ func (s span) first() int32 {
 // collisions).
 var bindingHash = func(seed maphash.Seed, k acceptKey) uint64 { return maphash.Comparable(seed, k) }
 
-// collided marks a hash of m whose bindings are in exact.
-var collided = span{lo: -1}
+func bindingOf(er *ExpectedRule) acceptKey { return acceptKey{er.Container, *er.Port} }
 
 // buildBindingIndex indexes the rules with a Port that want keeps.
 func buildBindingIndex(rules []ExpectedRule, want func(*ExpectedRule) bool) bindingIndex {
@@ -136,19 +159,19 @@ func buildBindingIndex(rules []ExpectedRule, want func(*ExpectedRule) bool) bind
 			x.m[h] = span{lo: int32(i), hi: int32(i + 1)}
 		case s.lo == collided.lo:
 			if e, ok := x.exact[k]; ok {
-				x.exact[k] = e.add(i)
+				x.exact[k] = x.add(e, i)
 			} else {
 				x.exact[k] = span{lo: int32(i), hi: int32(i + 1)}
 			}
-		case bindingOf(&rules[s.first()]) == k:
-			x.m[h] = s.add(i)
+		case bindingOf(&rules[x.first(s)]) == k:
+			x.m[h] = x.add(s, i)
 		default:
 			// Two bindings of one hash: both, and any later binding of
 			// the hash, go to exact.
 			if x.exact == nil {
 				x.exact = map[acceptKey]span{}
 			}
-			x.exact[bindingOf(&rules[s.first()])] = s
+			x.exact[bindingOf(&rules[x.first(s)])] = s
 			x.exact[k] = span{lo: int32(i), hi: int32(i + 1)}
 			x.m[h] = collided
 		}
@@ -158,7 +181,7 @@ func buildBindingIndex(rules []ExpectedRule, want func(*ExpectedRule) bool) bind
 
 // of returns where the rules of binding k are in rules (the slice the
 // index was built of); an empty span when it has none.
-func (x bindingIndex) of(rules []ExpectedRule, k acceptKey) span {
+func (x *bindingIndex) of(rules []ExpectedRule, k acceptKey) span {
 	if x.m == nil {
 		return span{}
 	}
@@ -168,7 +191,7 @@ func (x bindingIndex) of(rules []ExpectedRule, k acceptKey) span {
 		return span{}
 	case s.lo == collided.lo:
 		return x.exact[k]
-	case bindingOf(&rules[s.first()]) != k:
+	case bindingOf(&rules[x.first(s)]) != k:
 		return span{}
 	}
 	return s
@@ -261,19 +284,11 @@ func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []*ExpectedRule) 
 	idx = append(idx, nw...)
 	if dnat.Port != nil {
 		s := p.accepts.of(p.all, acceptKey{dnat.Container, *dnat.Port})
-		add := func(i int) {
+		p.accepts.each(s, func(i int) {
 			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
 				idx = append(idx, i)
 			}
-		}
-		if s.spill != nil {
-			for _, i := range s.spill {
-				add(int(i))
-			}
-		}
-		for i := s.lo; i < s.hi && s.spill == nil; i++ {
-			add(int(i))
-		}
+		})
 	}
 	sort.Ints(idx)
 	// Pointers into p.all, which nothing changes once built: copies of

@@ -57,14 +57,8 @@ func TestBindingIndexFindsWhatAScanFinds(t *testing.T) {
 						if want := scan(nat, func(er *ExpectedRule) bool { return er.Kind == KindDNAT }, k); !slices.Equal(got, want) {
 							t.Errorf("%s: %s %+v: DNATs at %v, a scan finds %v", name, c.Name, pb, got, want)
 						}
-						s := accepts.of(all, k)
 						got = nil
-						for i := s.lo; i < s.hi && s.spill == nil; i++ {
-							got = append(got, int(i))
-						}
-						for _, i := range s.spill {
-							got = append(got, int(i))
-						}
+						accepts.each(accepts.of(all, k), func(i int) { got = append(got, i) })
 						isAccept := func(er *ExpectedRule) bool { return er.Table == parse.TableFilter && er.Kind == KindPortAccept }
 						if want := scan(all, isAccept, k); !slices.Equal(got, want) {
 							t.Errorf("%s: %s %+v: ACCEPTs at %v, a scan finds %v", name, c.Name, pb, got, want)
