@@ -2,7 +2,7 @@ package diagnose
 
 import (
 	"hash/maphash"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -219,6 +219,9 @@ type pathIndex struct {
 	need, drop map[string][]int
 	// accepts per container and binding: the port's ACCEPT rules.
 	accepts bindingIndex
+	// drops are drop as rules, one slice per network shared by its
+	// ports (callers must not change it).
+	drops map[string][]*ExpectedRule
 }
 
 type acceptKey struct {
@@ -271,6 +274,14 @@ func buildPathIndex(e *Expected) pathIndex {
 			p.need[er.Network] = append(p.need[er.Network], i)
 		}
 	}
+	p.drops = make(map[string][]*ExpectedRule, len(p.drop))
+	for nw, d := range p.drop {
+		out := make([]*ExpectedRule, len(d))
+		for k, i := range d {
+			out[k] = &p.all[i]
+		}
+		p.drops[nw] = out
+	}
 	return p
 }
 
@@ -279,31 +290,30 @@ func buildPathIndex(e *Expected) pathIndex {
 // port.
 func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []*ExpectedRule) {
 	nw := p.need[dnat.Network]
-	idx := make([]int, 0, len(p.jumps)+len(nw)+2)
-	idx = append(idx, p.jumps...)
-	idx = append(idx, nw...)
+	var buf [32]int // the indices, on the stack on most hosts
+	idx := append(append(buf[:0], p.jumps...), nw...)
 	if dnat.Port != nil {
 		s := p.accepts.of(p.all, acceptKey{dnat.Container, *dnat.Port})
-		p.accepts.each(s, func(i int) {
-			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
-				idx = append(idx, i)
+		spill := p.accepts.spill(s)
+		if spill == nil {
+			for i := s.lo; i < s.hi; i++ {
+				spill = append(spill, i) // a window: one or two rules
 			}
-		})
+		}
+		for _, i := range spill {
+			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
+				idx = append(idx, int(i))
+			}
+		}
 	}
-	sort.Ints(idx)
+	slices.Sort(idx)
 	// Pointers into p.all, which nothing changes once built: copies of
 	// the rules cost 80 MB of copying at 33,000 ports.
 	need = make([]*ExpectedRule, len(idx))
 	for k, i := range idx {
 		need[k] = &p.all[i]
 	}
-	if d := p.drop[dnat.Network]; len(d) > 0 {
-		drop = make([]*ExpectedRule, len(d))
-		for k, i := range d {
-			drop[k] = &p.all[i]
-		}
-	}
-	return need, drop
+	return need, p.drops[dnat.Network]
 }
 
 func containsCtstate(spec string) bool { return strings.Contains(spec, "--ctstate") }
