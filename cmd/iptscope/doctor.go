@@ -163,8 +163,14 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 		return &exitError{code: exitUnknown, err: fmt.Errorf("--netns and --docker-host read the live host; they do not apply with --from")}
 	}
 
-	budget := budgetMemory(g)
-	defer budget.stop()
+	var budget *memoryBudget
+	if !o.fix.fix && !o.fix.dryRun {
+		// Why not for a repair: the plan holds about as much again as
+		// the report, and a limit for the report cost it more CPU than
+		// the collector's default pace (measured on a 33,000-port host).
+		budget = budgetMemory(g)
+		defer budget.stop()
+	}
 	snap, ropts, err := doctorInput(cmd, g, o)
 	if err != nil {
 		return err
@@ -185,9 +191,6 @@ func runDoctor(cmd *cobra.Command, g *globals, o *doctorOptions) error {
 	rep := diagnose.NewReport(snap, ropts)
 	rep.ToolVersion = buildinfo.Version()
 	if o.fix.fix || o.fix.dryRun {
-		// Why: the plan holds about as much again as the report; under
-		// the report's budget it would be collected over and over.
-		budget.lift()
 		return runFix(cmd, g, o, snap, rep)
 	}
 	rep.Release() // rendering needs none of the analysis
@@ -253,10 +256,9 @@ var budgeted atomic.Bool
 // heap (up to 390 MiB at 100,000 rules), while a limit a little over it keeps
 // the peak there for about the same CPU. On a small input the limit is
 // never reached. It is lifted when the live heap comes within
-// budgetHeadroom of it (a repair plan, or rules that need more than the
-// budget guessed): then the collector's default pace governs, as without
-// a budget, instead of collecting over and over a heap held just under
-// its limit.
+// budgetHeadroom of it (rules that need more than the budget guessed):
+// then the collector's default pace governs, as without a budget,
+// instead of collecting over and over a heap held just under its limit.
 func budgetMemory(g *globals) *memoryBudget {
 	if g.getenv("GOMEMLIMIT") != "" || !budgeted.CompareAndSwap(false, true) {
 		return nil
@@ -297,20 +299,6 @@ func (b *memoryBudget) fit(snap *snapshot.Snapshot) {
 	if want := int64(rules) * budgetPerRule; !b.lifted && !b.done && want > b.limit {
 		b.limit = want
 		debug.SetMemoryLimit(want)
-	}
-}
-
-// lift puts the limit of before back: the collector's default pace
-// governs.
-func (b *memoryBudget) lift() {
-	if b == nil {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.done {
-		b.lifted = true
-		debug.SetMemoryLimit(b.prev)
 	}
 }
 
