@@ -69,6 +69,9 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 		ports = append(ports, er)
 	}
 	bridges := a.bridgeNames()
+	// The engine's verdicts: the ports whose connection from another
+	// machine a DOCKER-USER rule stops.
+	stopped := env.stoppedBy(a.family(), string(parse.TableFilter), string(ChainDockerUser))
 	var out []Finding
 	for _, r := range chain.Rules {
 		if r.Target == parse.TargetReturn && len(r.Matches) == 0 && r.Source.IsZero() && r.Destination.IsZero() &&
@@ -83,6 +86,11 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 			if userRuleHits(r, *er, bridges) {
 				dest, _ := parse.ParseNATDest(er.NATTo())
 				hit = append(hit, fmt.Sprintf("%s -> %s (container %s)", portName(er.Port), net.JoinHostPort(dest.IP, strconv.Itoa(er.Port.ContainerPort)), er.Container))
+			}
+		}
+		for _, p := range stopped[r.Position] {
+			if !slices.ContainsFunc(hit, func(h string) bool { return strings.HasPrefix(h, p.Port+" ") }) {
+				hit = append(hit, fmt.Sprintf("%s (container %s)", p.Port, p.Container))
 			}
 		}
 		if len(hit) == 0 {
@@ -102,6 +110,9 @@ func dockerUserDropOf(env *Env, a analysis) []Finding {
 		}
 		for _, h := range hit {
 			ev = append(ev, "published port it reaches: "+h)
+		}
+		if ps := stopped[r.Position]; len(ps) > 0 {
+			ev = append(ev, fmt.Sprintf("a connection from another machine to %s stops at this rule (`iptscope trace` shows the path)", portsList(ps, 6)))
 		}
 		out = append(out, Finding{
 			ID:       "docker-user-drop",

@@ -37,6 +37,8 @@ type Env struct {
 
 	nftOnce sync.Once // Docker's nftables tables compared (nft_analysis.go)
 	nftAs   []nftAnalysis
+
+	paths portJudgements // the engine's verdicts on the ports (port_paths.go)
 }
 
 // proxies returns the index of the snapshot's docker-proxy processes,

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
@@ -46,15 +47,31 @@ func forwardBlockedOf(env *Env, a analysis) []Finding {
 		docker[r] = true
 	}
 	nets := bridgeNets(s, a.exp.Family)
+	// The engine's verdicts: the published ports whose connection from
+	// another machine a FORWARD rule stops (the ports table's broken).
+	// Why lazily: the traces are made beside the checks; most hosts
+	// have no foreign DROP in FORWARD, and this check need not wait.
+	var stopped map[int][]Subject
 	var out []Finding
 	for _, r := range fwd.Rules {
-		if docker[r] || (r.Target != parse.TargetDrop && r.Target != parse.TargetReject) || !dockerScoped(r) {
+		if docker[r] || (r.Target != parse.TargetDrop && r.Target != parse.TargetReject) {
+			continue
+		}
+		if stopped == nil {
+			stopped = env.stoppedBy(a.family(), string(parse.TableFilter), string(parse.ChainForward))
+		}
+		ports := stopped[r.Position]
+		scoped := dockerScoped(r)
+		if !scoped && len(ports) == 0 {
 			continue
 		}
 		var hit []string
 		var first *parse.Rule
 		for _, n := range nets {
-			if !ruleHitsNet(r, n) {
+			if !scoped && !slices.ContainsFunc(ports, func(p Subject) bool { return p.Network == n.net.Name }) {
+				continue
+			}
+			if scoped && !ruleHitsNet(r, n) {
 				continue
 			}
 			b := admitRule(a, n.bridge)
@@ -78,6 +95,9 @@ func forwardBlockedOf(env *Env, a analysis) []Finding {
 		if r.Counters != nil && r.Counters.Packets > 0 {
 			ev = append(ev, fmt.Sprintf("it has matched %d packets", r.Counters.Packets))
 		}
+		if len(ports) > 0 {
+			ev = append(ev, fmt.Sprintf("a connection from another machine to %s stops at this rule (`iptscope trace` shows the path)", portsList(ports, 6)))
+		}
 		verb := "drops"
 		if r.Target == parse.TargetReject {
 			verb = "rejects"
@@ -92,6 +112,7 @@ func forwardBlockedOf(env *Env, a analysis) []Finding {
 				"what a firewall reload that restores a saved ruleset, or a tool that inserts its rules at the top of " +
 				"FORWARD, leaves behind.",
 			Subject:  Subject{Table: "filter", Chain: "FORWARD", Family: a.family()},
+			Affected: ports,
 			Evidence: ev,
 			Fix: "Delete the rule (`" + a.ipt() + " -D FORWARD " + r.Spec() + "`) or move it below Docker's rules, and fix " +
 				"the saved ruleset or tool that put it there (/etc/sysconfig/iptables, /etc/iptables/rules.v4, an nftables " +

@@ -28,6 +28,18 @@ func ipv6Bundle(t *testing.T, dir string) *snapshot.Snapshot {
 	return s
 }
 
+// withIPv6Uplink gives the capture's uplink (tbhost0, which has only a
+// link-local IPv6 address there) a global IPv6 address and a default
+// route, as on a host that other machines reach over IPv6: without one
+// no other machine can connect to its "::" bindings, and the ports table
+// says so (unknown).
+func withIPv6Uplink(s *snapshot.Snapshot) *snapshot.Snapshot {
+	s.Addrs = append(s.Addrs, snapshot.Addr{Link: "tbhost0", Family: snapshot.FamilyIPv6, CIDR: "2001:db8:227::1/64"})
+	s.Routes = append(s.Routes, snapshot.Route{Dst: "2001:db8:227::/64", Dev: "tbhost0"},
+		snapshot.Route{Dst: "default", Gateway: "2001:db8:227::fe", Dev: "tbhost0"})
+	return s
+}
+
 // TestIPv6ExpectedRulesMatchDocker285 derives the ip6tables rules from the
 // healthy capture's Docker view and compares them with what Docker 28.5
 // wrote: every rule expected is there, nothing in Docker's chains is
@@ -86,7 +98,7 @@ func TestIPv6HealthyCaptureGivesNoErrorOrWarning(t *testing.T) {
 // port), and the plan restores exactly the flushed rules in one ipv6 nat
 // payload.
 func TestIPv6NatDockerFlushed(t *testing.T) {
-	s := ipv6Bundle(t, "docker-28.5-nft-ipv6-nat6-docker-flushed")
+	s := withIPv6Uplink(ipv6Bundle(t, "docker-28.5-nft-ipv6-nat6-docker-flushed"))
 	findings := Run(s, Options{})
 	var got []string
 	for _, f := range findings {
@@ -213,7 +225,7 @@ func TestIPv6ClassicWhenIp6tablesOn(t *testing.T) {
 // an ip6tables DOCKER-USER DROP of container port 80 gives docker-user-drop
 // (IPv6) naming [::]:8088.
 func TestIPv6ForwardBlockedAndDockerUserDrop(t *testing.T) {
-	s := ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy")
+	s := withIPv6Uplink(ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy"))
 	insertRuleFam(t, s, snapshot.FamilyIPv6, "filter", "FORWARD", "-j REJECT --reject-with icmp6-adm-prohibited", 1)
 	var got []string
 	for _, f := range Run(s, Options{}) {
@@ -232,7 +244,7 @@ func TestIPv6ForwardBlockedAndDockerUserDrop(t *testing.T) {
 		}
 	}
 
-	s = ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy")
+	s = withIPv6Uplink(ipv6Bundle(t, "docker-28.5-nft-ipv6-healthy"))
 	insertRuleFam(t, s, snapshot.FamilyIPv6, "filter", "DOCKER-USER", "-p tcp -m tcp --dport 80 -j DROP", 1)
 	var drop []Finding
 	for _, f := range Run(s, Options{}) {

@@ -2,7 +2,10 @@ package diagnose
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/parse/nft"
 	"github.com/iptscope/iptscope/snapshot"
 )
 
@@ -11,7 +14,6 @@ import (
 // (container, binding), IPv4 and IPv6.
 type nftPortPacket struct {
 	rule NftRule
-	pkt  nftPacket
 	ip   string
 }
 
@@ -35,7 +37,7 @@ func nftPortPackets(a nftAnalysis, s *snapshot.Snapshot) []nftPortPacket {
 		if ip == "" {
 			continue
 		}
-		out = append(out, nftPortPacket{rule: r, ip: ip, pkt: nftPacket{bridge: r.Bridge, family: a.family(), proto: proto(*r.Port), dstIP: ip, dstPort: r.Port.ContainerPort, origPort: r.Port.HostPort}})
+		out = append(out, nftPortPacket{rule: r, ip: ip})
 	}
 	return out
 }
@@ -53,9 +55,15 @@ func nftForwardBlocked(env *Env) []Finding {
 		byWhy := map[string]*Finding{}
 		var order []string
 		for _, pp := range nftPortPackets(a, env.S) {
+			// The engine decides that the port is dead there; the
+			// chain's description says why in words.
+			j := env.judgementOf(pp.rule.Container, *pp.rule.Port)
+			if j == nil || j.path != PathBroken || j.stop.table != string(parse.TableFilter) || j.stop.chain != string(parse.ChainForward) {
+				continue
+			}
 			backend, why := iptablesForwardDrop(env.S, a.family(), pp.rule.Bridge)
 			if why == "" {
-				continue
+				backend, why = iptablesBackendOf(env.S, a.family()), stopText(j.stop)
 			}
 			f := byWhy[why]
 			if f == nil {
@@ -99,7 +107,13 @@ func nftUserDrop(env *Env) []Finding {
 		byRule := map[string]*Finding{}
 		var order []string
 		for _, pp := range nftPortPackets(a, env.S) {
-			d := nftForwardDrop(env.S, pp.pkt)
+			// The engine decides which rule stops the port; a foreign
+			// table's is the administrator's.
+			j := env.judgementOf(pp.rule.Container, *pp.rule.Port)
+			if j == nil || j.path != PathBroken {
+				continue
+			}
+			d := nftForeignStop(env.S, j.stop)
 			if d == nil {
 				continue
 			}
@@ -131,4 +145,60 @@ func nftUserDrop(env *Env) []Finding {
 		}
 	}
 	return out
+}
+
+// nftForeignStop is the rule (or policy) of a table that is neither
+// Docker's nor iptables' where the engine's trace stopped, or nil.
+func nftForeignStop(s *snapshot.Snapshot, st ruleStop) *nftForeignDrop {
+	if !s.NftRead() || st.table == "" {
+		return nil
+	}
+	for _, t := range s.Nftables.Ruleset.Tables {
+		if string(t.Family)+" "+t.Name != st.table || t.Name == NftDockerTable || t.HasXT() {
+			continue
+		}
+		var c *nft.Chain
+		for _, ch := range t.Chains {
+			if ch.Name == st.chain {
+				c = ch
+			}
+		}
+		if c == nil {
+			return nil
+		}
+		d := &nftForeignDrop{table: t, chain: c, in: c}
+		if !c.IsBase() {
+			for _, b := range t.BaseChains() {
+				if b.Hook == "forward" {
+					d.chain = b
+					break
+				}
+			}
+		}
+		if st.rule > 0 && st.rule <= len(c.Rules) {
+			d.rule = c.Rules[st.rule-1]
+		}
+		return d
+	}
+	return nil
+}
+
+// stopText names a rule of a trace: "rule 2 of filter FORWARD", "the
+// policy of filter FORWARD".
+func stopText(st ruleStop) string {
+	if st.rule == 0 {
+		return "the policy of " + st.table + " " + st.chain
+	}
+	return fmt.Sprintf("rule %d of %s %s", st.rule, st.table, st.chain)
+}
+
+// iptablesBackendOf is the backend of the iptables dump of a family that
+// holds a filter FORWARD chain ("nft" or "legacy").
+func iptablesBackendOf(s *snapshot.Snapshot, family string) string {
+	for _, d := range s.Rules {
+		if d.Family == family && d.Ruleset != nil && d.Ruleset.Table(parse.TableFilter).Chain(parse.ChainForward) != nil {
+			return strings.ToLower(d.Backend)
+		}
+	}
+	return "nft"
 }

@@ -132,6 +132,13 @@ func proxyFallbackOf(env *Env, a analysis) []Finding {
 		default:
 			continue
 		}
+		// Why the engine: a port counts only when the packet-path
+		// engine's connection from another machine ends at docker-proxy
+		// (the ports table's proxy-only), the one judgement doctor and
+		// trace share.
+		if j := env.judgementOf(er.Container, *er.Port); j == nil || j.path != PathProxyOnly {
+			continue
+		}
 		prox := proxiesFor(env.proxies(), er.Port)
 		if len(prox) == 0 {
 			continue

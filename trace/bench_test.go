@@ -1,7 +1,9 @@
 package trace
 
 import (
+	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/iptscope/iptscope/internal/synth"
@@ -77,6 +79,39 @@ func TestEveryPortOfA1000PortHostOverOneTracer(t *testing.T) {
 		a, b := New(s).Trace(p), shared.Trace(p)
 		if b.Container != c.Name || dumpResult(a) != dumpResult(b) {
 			t.Fatalf("port %d: fresh and shared Tracers differ (want %s)\nfresh:\n%s\nshared:\n%s", p.DstPort, c.Name, dumpResult(a), dumpResult(b))
+		}
+	}
+}
+
+// TestScanPortsParallelIsEachPort: the ports of a 1,000-port host traced
+// over two workers (a reused Result each) give EachPort's verdicts, each
+// once, at EachPort's index (run with -race, it also checks that a
+// Tracer is safe for concurrent traces).
+func TestScanPortsParallelIsEachPort(t *testing.T) {
+	s := bigHost(t, 1000)
+	var want []string
+	New(s).EachPort(func(v PortVerdict) {
+		want = append(want, fmt.Sprintf("%s %s:%d %s %s %s", v.Container, v.HostIP, v.HostPort, v.Path, v.Reason, dumpResult(v.Trace)))
+	})
+	got := make([]string, len(want))
+	var mu sync.Mutex
+	calls := 0
+	New(s).ScanPortsParallel(2, func(i int, v PortVerdict) {
+		line := fmt.Sprintf("%s %s:%d %s %s %s", v.Container, v.HostIP, v.HostPort, v.Path, v.Reason, dumpResult(v.Trace))
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if got[i] != "" {
+			t.Errorf("index %d yielded twice", i)
+		}
+		got[i] = line
+	})
+	if calls != len(want) {
+		t.Fatalf("%d verdicts, want %d", calls, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("port %d:\nparallel: %s\neach:     %s", i, got[i], want[i])
 		}
 	}
 }

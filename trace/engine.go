@@ -45,6 +45,77 @@ type Tracer struct {
 	// nftIndex and nftEntered are index and entered for native chains.
 	nftIndex   map[*nft.Chain]*chainIndex
 	nftEntered map[*nft.Chain]int
+	// Docker's networks by subnet and by bridge, the docker-proxies by
+	// protocol and host port, the published host ports: looked up once or
+	// more per trace, so a ports table costs no walk over all of them.
+	netPrefixes []netPrefix
+	netByLink   map[string]*snapshot.Network
+	proxyByPort map[protoPort][]int // single-port proxies, indices in order
+	proxyRanges []int               // proxies of a port range
+	published   map[protoPort]publishedRef
+	// texts caches addrText (netip.Addr -> addrTexts).
+	texts sync.Map
+}
+
+// netPrefix is a Docker network's subnet, parsed.
+type netPrefix struct {
+	p netip.Prefix
+	n *snapshot.Network
+}
+
+// protoPort keys a host port: "tcp" and a port.
+type protoPort struct {
+	proto string
+	port  int
+}
+
+// publishedRef is the first running container that publishes a host port.
+type publishedRef struct {
+	b    *snapshot.PortBinding
+	name string
+}
+
+// indexDocker fills the network, proxy and published-port indices.
+func (t *Tracer) indexDocker() {
+	s := t.snap
+	t.netByLink = map[string]*snapshot.Network{}
+	t.proxyByPort = map[protoPort][]int{}
+	t.published = map[protoPort]publishedRef{}
+	if s.Docker != nil {
+		for i := range s.Docker.Networks {
+			n := &s.Docker.Networks[i]
+			for _, sub := range n.Subnets {
+				if p, err := netip.ParsePrefix(sub); err == nil {
+					t.netPrefixes = append(t.netPrefixes, netPrefix{p, n})
+				}
+			}
+			if _, dup := t.netByLink[n.BridgeName]; !dup {
+				t.netByLink[n.BridgeName] = n
+			}
+		}
+		for ci := range s.Docker.Containers {
+			c := &s.Docker.Containers[ci]
+			if !c.Running {
+				continue
+			}
+			for i := range c.Ports {
+				b := &c.Ports[i]
+				k := protoPort{strings.ToLower(b.Proto), b.HostPort}
+				if _, dup := t.published[k]; !dup {
+					t.published[k] = publishedRef{b, c.Name}
+				}
+			}
+		}
+	}
+	for i := range s.Proxies {
+		px := &s.Proxies[i]
+		if px.HostPortEnd > px.HostPort {
+			t.proxyRanges = append(t.proxyRanges, i)
+			continue
+		}
+		k := protoPort{strings.ToLower(px.Proto), px.HostPort}
+		t.proxyByPort[k] = append(t.proxyByPort[k], i)
+	}
 }
 
 // indexFor returns c's index, or nil while c was entered only once.
@@ -343,6 +414,7 @@ func New(s *snapshot.Snapshot) *Tracer {
 			}
 		}
 	}
+	t.indexDocker()
 	t.nameAddrs()
 	return t
 }
@@ -393,16 +465,28 @@ const (
 func Trace(s *snapshot.Snapshot, p Packet) *Result { return New(s).Trace(p) }
 
 // Trace follows p (see the package function Trace).
-func (t *Tracer) Trace(p Packet) *Result {
+func (t *Tracer) Trace(p Packet) *Result { return t.trace(p, nil) }
+
+// trace is Trace into res when it is not nil: res is reset and its
+// slices and map reused (a ports table traces thousands of packets and
+// keeps a few words of each).
+func (t *Tracer) trace(p Packet, res *Result) *Result {
 	p.Src, p.Dst = p.Src.Unmap(), p.Dst.Unmap()
 	if p.State == "" {
 		p.State = StateNew
 	}
+	if res == nil {
+		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
+	} else {
+		clear(res.Names)
+		*res = Result{Names: res.Names, Steps: res.Steps[:0], Notes: res.Notes[:0], Backends: res.Backends[:0]}
+	}
+	res.Packet, res.Final, res.Decider = p, p, -1
 	e := &engine{
 		Tracer: t,
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
-		res:    &Result{Packet: p, Final: p, Decider: -1, Names: map[string]string{}, Steps: make([]Step, 0, 16)},
+		res:    res,
 	}
 	e.pickDumps(p.Family())
 	e.budget = minEvaluations + evaluationsPerRule*t.ruleCount
@@ -458,7 +542,7 @@ func (e *engine) pickDumps(family string) {
 		e.mu.Unlock()
 	}
 	e.dumps, e.nftPending, e.noConntrack = pd.dumps, pd.nftPending, pd.noConntrack
-	e.res.Backends = slices.Clone(pd.backends)
+	e.res.Backends = append(e.res.Backends, pd.backends...)
 	e.res.Notes = append(e.res.Notes, pd.notes...)
 }
 
@@ -997,9 +1081,18 @@ func hostIP(s string) string {
 	return s
 }
 
-// proxyFor is the docker-proxy that listens where the packet goes.
+// proxyFor is the docker-proxy that listens where the packet goes: the
+// first of the snapshot's that does.
 func (e *engine) proxyFor(pk *pkt) *snapshot.Proxy {
-	for i := range e.snap.Proxies {
+	single := e.proxyByPort[protoPort{e.proto, int(pk.dport)}]
+	ranges := e.proxyRanges
+	for len(single) > 0 || len(ranges) > 0 {
+		var i int
+		if len(ranges) == 0 || len(single) > 0 && single[0] < ranges[0] {
+			i, single = single[0], single[1:]
+		} else {
+			i, ranges = ranges[0], ranges[1:]
+		}
 		px := &e.snap.Proxies[i]
 		if !strings.EqualFold(px.Proto, e.proto) {
 			continue
@@ -1024,23 +1117,14 @@ func (e *engine) proxyFor(pk *pkt) *snapshot.Proxy {
 	return nil
 }
 
-// publishedHostPort finds a container that publishes host port port/proto.
+// publishedHostPort finds the first running container that publishes host
+// port port/proto.
 func (e *engine) publishedHostPort(port uint16) (*snapshot.PortBinding, string) {
-	if e.snap.Docker == nil {
+	ref, ok := e.published[protoPort{e.proto, int(port)}]
+	if !ok {
 		return nil, ""
 	}
-	for _, c := range e.snap.Docker.Containers {
-		if !c.Running {
-			continue
-		}
-		for i := range c.Ports {
-			b := &c.Ports[i]
-			if b.HostPort == int(port) && strings.EqualFold(b.Proto, e.proto) {
-				return b, c.Name
-			}
-		}
-	}
-	return nil, ""
+	return ref.b, ref.name
 }
 
 // containerAt is the container with an endpoint at addr, or nil.
@@ -1152,30 +1236,16 @@ func publishes(c *snapshot.Container, port uint16, proto string) bool {
 }
 
 func (e *engine) dockerNetworkOf(a netip.Addr) *snapshot.Network {
-	if e.snap.Docker == nil {
-		return nil
-	}
-	for i := range e.snap.Docker.Networks {
-		n := &e.snap.Docker.Networks[i]
-		for _, s := range n.Subnets {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
-				return n
-			}
+	for _, np := range e.netPrefixes {
+		if np.p.Contains(a) {
+			return np.n
 		}
 	}
 	return nil
 }
 
 func (e *engine) dockerNetworkOnLink(link string) *snapshot.Network {
-	if e.snap.Docker == nil {
-		return nil
-	}
-	for i := range e.snap.Docker.Networks {
-		if e.snap.Docker.Networks[i].BridgeName == link {
-			return &e.snap.Docker.Networks[i]
-		}
-	}
-	return nil
+	return e.netByLink[link]
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -1543,7 +1613,7 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 		// is on every hook of its built-in chains from the start.
 		return outContinue
 	}
-	step(c, nil, string(pol), "policy "+string(pol)+" of "+string(tab.Name)+" "+string(c.Name), "")
+	step(c, nil, string(pol), e.policyText(tab, c, pol), "")
 	switch pol {
 	case parse.TargetAccept:
 		return outContinue
@@ -1813,18 +1883,53 @@ func (t *Tracer) nameOf(a netip.Addr) (string, bool) {
 
 // addrName is "172.17.0.2 (web)", or the bare address.
 func (e *engine) addrName(a netip.Addr) string {
-	if n, ok := e.nameOf(a); ok {
-		e.res.Names[a.String()] = n
-		return a.String() + " (" + n + ")"
+	at := e.addrText(a)
+	if at.name != "" {
+		e.res.Names[at.plain] = at.name
+		return at.named
 	}
-	return a.String()
+	return at.plain
 }
 
 func (e *engine) addrPort(a netip.Addr, port uint16) string {
-	s := netip.AddrPortFrom(a, port).String()
-	if n, ok := e.nameOf(a); ok {
-		e.res.Names[a.String()] = n
-		return s + " (" + n + ")"
+	at := e.addrText(a)
+	s := at.plain
+	if a.Is6() {
+		s = "[" + s + "]"
+	}
+	s += ":" + strconv.Itoa(int(port))
+	if at.name != "" {
+		e.res.Names[at.plain] = at.name
+		return s + " (" + at.name + ")"
 	}
 	return s
+}
+
+// policyText is a policy step's text, made once per chain.
+func (t *Tracer) policyText(tab *parse.Table, c *parse.Chain, pol parse.Target) string {
+	if v, ok := t.texts.Load(c); ok {
+		return v.(string)
+	}
+	s := "policy " + string(pol) + " of " + string(tab.Name) + " " + string(c.Name)
+	t.texts.Store(c, s)
+	return s
+}
+
+// addrTexts are an address's texts: the address, its Docker name, both.
+type addrTexts struct {
+	plain, name, named string
+}
+
+// addrText returns a's texts, made once per Tracer (a ports table names
+// the same few addresses in every trace).
+func (t *Tracer) addrText(a netip.Addr) addrTexts {
+	if v, ok := t.texts.Load(a); ok {
+		return v.(addrTexts)
+	}
+	at := addrTexts{plain: a.String()}
+	if n, ok := t.nameOf(a); ok {
+		at.name, at.named = n, at.plain+" ("+n+")"
+	}
+	t.texts.Store(a, at)
+	return at
 }

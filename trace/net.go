@@ -3,6 +3,7 @@ package trace
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/iptscope/iptscope/snapshot"
@@ -87,6 +88,10 @@ func newNetView(s *snapshot.Snapshot) *netView {
 		}
 		v.routes = append(v.routes, route{dst: fam, dev: r.Dev, gw: r.Gateway, text: routeText(r)})
 	}
+	// Why: longest prefix first (stable: among equal prefixes the first
+	// listed wins, as before), so that lookup takes the first that holds
+	// the address instead of comparing them all.
+	slices.SortStableFunc(v.routes, func(a, b route) int { return b.dst.Bits() - a.dst.Bits() })
 	return v
 }
 
@@ -143,16 +148,12 @@ func (v *netView) addrType(a netip.Addr) string {
 
 // lookup is the main table's longest-prefix route to a, or false.
 func (v *netView) lookup(a netip.Addr) (route, bool) {
-	best, found := route{}, false
 	for _, r := range v.routes {
-		if r.dst.Addr().Is4() != a.Is4() || !r.dst.Contains(a) {
-			continue
-		}
-		if !found || r.dst.Bits() > best.dst.Bits() {
-			best, found = r, true
+		if r.dst.Addr().Is4() == a.Is4() && r.dst.Contains(a) {
+			return r, true // the longest: routes are sorted so
 		}
 	}
-	return best, found
+	return route{}, false
 }
 
 // bridgeOf returns the bridge an interface is a port of, the interface
@@ -196,13 +197,16 @@ func (v *netView) sysctl(name string) (string, bool) {
 // IPv6: conf.all.forwarding), and the sysctl that said so; known is false
 // when the snapshot has neither.
 func (v *netView) forwarding(iface string, v4 bool) (on, known bool, name string) {
-	var names []string
+	var names [3]string
 	if v4 {
-		names = []string{"net.ipv4.conf." + iface + ".forwarding", "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"}
+		names = [3]string{"net.ipv4.conf." + iface + ".forwarding", "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"}
 	} else {
-		names = []string{"net.ipv6.conf.all.forwarding"}
+		names = [3]string{"net.ipv6.conf.all.forwarding"}
 	}
 	for _, n := range names {
+		if n == "" {
+			break
+		}
 		if val, ok := v.sysctl(n); ok {
 			return val == "1", true, n
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/iptscope/iptscope/snapshot"
 )
@@ -78,65 +79,143 @@ func (t *Tracer) Ports() []PortVerdict {
 // EachPort is Ports one verdict at a time, in the same order: a caller
 // that keeps only what it needs of each trace lets the rest go (33,000
 // traces held at once were tens of megabytes).
-func (t *Tracer) EachPort(yield func(PortVerdict)) {
-	if t.snap.Docker == nil {
-		return
+func (t *Tracer) EachPort(yield func(PortVerdict)) { t.eachPort(false, yield) }
+
+// ScanPorts is EachPort with one Result reused for every trace: a
+// verdict's Trace is valid only until yield returns (a caller that keeps
+// a few words of each trace does not pay for thousands of them).
+func (t *Tracer) ScanPorts(yield func(PortVerdict)) { t.eachPort(true, yield) }
+
+// ScanPortsParallel is ScanPorts over up to workers goroutines: yield
+// gets each verdict with its index in EachPort's order, is called
+// concurrently from the workers (never twice for one index), and a
+// verdict's Trace is valid only until yield returns. A Tracer is safe for
+// concurrent traces; the ports of a big host are traced in a fraction of
+// the time on a machine with more than one core.
+func (t *Tracer) ScanPortsParallel(workers int, yield func(i int, v PortVerdict)) {
+	items := t.portItems()
+	clients := map[bool]*outside{true: outsideClient(t.net, true), false: outsideClient(t.net, false)}
+	workers = max(1, min(workers, len(items)/256))
+	var wg sync.WaitGroup
+	chunk := (len(items) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min(len(items), (w+1)*chunk)
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() {
+			res := &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
+			for i := lo; i < hi; i++ {
+				yield(i, t.portVerdict(items[i], clients, res))
+			}
+		})
 	}
-	clients := map[bool]*outside{}
+	wg.Wait()
+}
+
+// portItem is one published port to trace.
+type portItem struct {
+	c *snapshot.Container
+	b *snapshot.PortBinding
+}
+
+// portItems are the bindings EachPort judges, in its order.
+func (t *Tracer) portItems() []portItem {
+	if t.snap.Docker == nil {
+		return nil
+	}
+	var out []portItem
 	for ci := range t.snap.Docker.Containers {
 		c := &t.snap.Docker.Containers[ci]
 		if !c.Running {
 			continue
 		}
-		for _, b := range c.Ports {
-			if b.HostPort <= 0 {
-				continue
+		for bi := range c.Ports {
+			if c.Ports[bi].HostPort > 0 {
+				out = append(out, portItem{c, &c.Ports[bi]})
 			}
-			proto := strings.ToLower(b.Proto)
-			if proto == "" {
-				proto = "tcp"
-			}
-			v := PortVerdict{Container: c.Name, HostIP: b.HostIP, HostPort: b.HostPort, Proto: proto, ContainerPort: b.ContainerPort}
-			host := b.HostIP
-			if host == "" {
-				host = "0.0.0.0"
-			}
-			a, err := netip.ParseAddr(host)
-			if err != nil {
-				v.Path, v.Reason = PortUnknown, fmt.Sprintf("host address %q is not an address", b.HostIP)
-				yield(v)
-				continue
-			}
-			a = a.Unmap()
-			if a.IsLoopback() {
-				v.Path, v.Reason = PortLocalOnly, fmt.Sprintf("bound to %s: other machines cannot reach it by design", a)
-				yield(v)
-				continue
-			}
-			cl, ok := clients[a.Is4()]
-			if !ok {
-				cl = outsideClient(t.net, a.Is4())
-				clients[a.Is4()] = cl
-			}
-			if cl.why != "" {
-				v.Path, v.Reason = PortUnknown, cl.why
-				yield(v)
-				continue
-			}
-			dst := a
-			if a.IsUnspecified() {
-				dst = cl.dst
-			}
-			if proto != "tcp" && proto != "udp" {
-				v.Path, v.Reason = PortUnknown, fmt.Sprintf("protocol %s: the tracer follows tcp and udp packets", proto)
-				yield(v)
-				continue
-			}
-			r := t.Trace(Packet{Proto: proto, Src: cl.src, SrcPort: 40000, Dst: dst, DstPort: uint16(b.HostPort), InIface: cl.in, State: StateNew})
-			v.Trace, v.Path, v.Reason = r, pathOf(r, c.Name), r.Reason
-			yield(v)
 		}
 	}
+	return out
+}
+
+func (t *Tracer) eachPort(reuse bool, yield func(PortVerdict)) {
+	var res *Result
+	if reuse {
+		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
+	}
+	clients := map[bool]*outside{}
+	for _, it := range t.portItems() {
+		yield(t.portVerdict(it, clients, res))
+	}
+}
+
+// portVerdict traces one binding (into res when it is not nil). clients
+// holds the outside client of each family, made on first use.
+func (t *Tracer) portVerdict(it portItem, clients map[bool]*outside, res *Result) PortVerdict {
+	c, b := it.c, it.b
+	proto := strings.ToLower(b.Proto)
+	if proto == "" {
+		proto = "tcp"
+	}
+	v := PortVerdict{Container: c.Name, HostIP: b.HostIP, HostPort: b.HostPort, Proto: proto, ContainerPort: b.ContainerPort}
+	host := b.HostIP
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		v.Path, v.Reason = PortUnknown, fmt.Sprintf("host address %q is not an address", b.HostIP)
+		return v
+	}
+	a = a.Unmap()
+	if a.IsLoopback() {
+		v.Path, v.Reason = PortLocalOnly, fmt.Sprintf("bound to %s: other machines cannot reach it by design", a)
+		return v
+	}
+	cl, ok := clients[a.Is4()]
+	if !ok {
+		cl = outsideClient(t.net, a.Is4())
+		clients[a.Is4()] = cl
+	}
+	if cl.why != "" {
+		v.Path, v.Reason = PortUnknown, cl.why
+		return v
+	}
+	dst := a
+	if a.IsUnspecified() {
+		dst = cl.dst
+	}
+	if proto != "tcp" && proto != "udp" {
+		v.Path, v.Reason = PortUnknown, fmt.Sprintf("protocol %s: the tracer follows tcp and udp packets", proto)
+		return v
+	}
+	r := t.trace(Packet{Proto: proto, Src: cl.src, SrcPort: 40000, Dst: dst, DstPort: uint16(b.HostPort), InIface: cl.in, State: StateNew}, res)
+	v.Trace, v.Path, v.Reason = r, pathOf(r, c.Name), r.Reason
+	if v.Path == PortUnknown && r.Verdict == Accept && translatedAway(r, c, b) {
+		// Why: the connection is translated to another address (or
+		// port) than the binding's: whatever is there, the publishing
+		// container's port does not get it.
+		v.Path = PortBroken
+		v.Reason = fmt.Sprintf("translated to %s, not to %s's port %d: %s", netip.AddrPortFrom(r.Final.Dst, r.Final.DstPort), c.Name, b.ContainerPort, r.Reason)
+	}
+	return v
+}
+
+// translatedAway reports whether a published port's trace was translated
+// to an address that is not the container's, or to another port of it.
+func translatedAway(r *Result, c *snapshot.Container, b *snapshot.PortBinding) bool {
+	if r.Final.Dst == r.Packet.Dst && r.Final.DstPort == r.Packet.DstPort {
+		return false
+	}
+	for _, ep := range c.Endpoints {
+		for _, a := range []string{ep.IP, ep.IPv6} {
+			if x, err := netip.ParseAddr(a); err == nil && x.Unmap() == r.Final.Dst {
+				return int(r.Final.DstPort) != b.ContainerPort
+			}
+		}
+	}
+	return true
 }
 
 // pathOf reads a trace of a published port of container as a port path.

@@ -1,0 +1,498 @@
+package diagnose
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
+	"github.com/iptscope/iptscope/trace"
+)
+
+// One judgement: the path of every published port is the packet-path
+// engine's (package trace), the same walk `iptscope trace` shows, so that
+// doctor and trace can never disagree. What diagnose adds is words: the
+// engine says which rule stopped the connection, this file says it in
+// Docker's terms (which of Docker's rules is missing, whose policy drops
+// it) from Docker's expected rules.
+
+// portJudgement is the engine's verdict on one published port, in words.
+type portJudgement struct {
+	path   PortPath
+	reason string
+	// stop is the rule that stops the connection (broken paths only;
+	// zero for a kernel decision or none).
+	stop ruleStop
+	// dnatTo is where the connection was translated to ("" when it
+	// was not).
+	dnatTo netip.Addr
+	// subject is the port: family, network, container, port.
+	subject Subject
+}
+
+// ruleStop is a rule of a walked chain, by position.
+type ruleStop struct {
+	table string // "filter", "nat", or an nftables table ("ip docker-bridges"); "" for none
+	chain string
+	rule  int // 1-based; 0 for the chain's policy
+}
+
+// stoppedBy returns, by rule position (0: the policy), the published
+// ports of a family whose connection from another machine the engine
+// shows stopped in table's chain, in the snapshot's order.
+func (e *Env) stoppedBy(family, table, chain string) map[int][]Subject {
+	out := map[int][]Subject{}
+	s := e.S
+	if s == nil || s.Docker == nil {
+		return out
+	}
+	js := e.judgements()
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		for _, pb := range c.Ports {
+			j := js[keyOfBinding(c.Name, pb)]
+			if j == nil || j.path != PathBroken || j.subject.Family != family || j.stop.table != table || j.stop.chain != chain {
+				continue
+			}
+			if !slices.Contains(out[j.stop.rule], j.subject) {
+				out[j.stop.rule] = append(out[j.stop.rule], j.subject)
+			}
+		}
+	}
+	return out
+}
+
+// stoppedAt reports whether the engine's trace of the binding is stopped
+// by rule position of table's chain (0: its policy).
+func (e *Env) stoppedAt(container string, pb snapshot.PortBinding, table, chain string, position int) bool {
+	j := e.judgementOf(container, pb)
+	return j != nil && j.path == PathBroken && j.stop == ruleStop{table, chain, position}
+}
+
+// bindingKey is one published port of one container.
+type bindingKey struct {
+	container string
+	hostIP    string // as Docker reports it
+	hostPort  int
+	proto     string // lower case
+	ctrPort   int
+}
+
+func keyOfBinding(c string, pb snapshot.PortBinding) bindingKey {
+	return bindingKey{c, pb.HostIP, pb.HostPort, strings.ToLower(proto(pb)), pb.ContainerPort}
+}
+
+// portJudgements are the engine's verdicts for every published port of
+// the snapshot, traced once per Env (the ports table and the checks that
+// say which ports a rule stops share them).
+type portJudgements struct {
+	once sync.Once
+	by   map[bindingKey]*portJudgement
+}
+
+func (e *Env) judgements() map[bindingKey]*portJudgement {
+	e.paths.once.Do(func() { e.paths.by = judgePorts(e) })
+	return e.paths.by
+}
+
+// judgementOf is the engine's verdict on a binding, or nil when it was
+// not traced (not running, no host port).
+func (e *Env) judgementOf(container string, pb snapshot.PortBinding) *portJudgement {
+	return e.judgements()[keyOfBinding(container, pb)]
+}
+
+// judgePorts traces a connection from another machine to every published
+// port (trace.Tracer.ScanPortsParallel) and keeps, of each trace, the verdict and
+// its reason in Docker's terms: the traces themselves are let go.
+func judgePorts(env *Env) map[bindingKey]*portJudgement {
+	s := env.S
+	if s == nil || s.Docker == nil {
+		return map[bindingKey]*portJudgement{}
+	}
+	byName := make(map[string]*snapshot.Container, len(s.Docker.Containers))
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i]
+		if _, dup := byName[c.Name]; !dup {
+			byName[c.Name] = c
+		}
+	}
+	type judged struct {
+		k bindingKey
+		j *portJudgement
+	}
+	var got []judged
+	var mu sync.Mutex
+	// Why in parallel: at 33,000 ports the traces are most of a doctor
+	// run's time, and they are independent.
+	trace.New(engineSnapshot(env)).ScanPortsParallel(runtime.GOMAXPROCS(0), func(i int, v trace.PortVerdict) {
+		c := byName[v.Container]
+		if c == nil {
+			return
+		}
+		for _, pb := range c.Ports {
+			if pb.HostPort != v.HostPort || pb.ContainerPort != v.ContainerPort || pb.HostIP != v.HostIP || !strings.EqualFold(proto(pb), v.Proto) {
+				continue
+			}
+			j := explainPort(env, c, pb, v)
+			j.subject = Subject{Family: snapshot.FamilyIPv4, Container: c.Name, Port: portName(&pb)}
+			if ip, err := netip.ParseAddr(pb.HostIP); err == nil && ip.Is6() && !ip.Is4In6() {
+				j.subject.Family = snapshot.FamilyIPv6
+			}
+			for _, ep := range c.Endpoints {
+				if j.dnatTo.IsValid() && containerHas(&snapshot.Container{Endpoints: []snapshot.Endpoint{ep}}, j.dnatTo) {
+					j.subject.Network = ep.Network
+				}
+			}
+			mu.Lock()
+			if len(got) <= i {
+				got = append(got, make([]judged, i+1-len(got))...)
+			}
+			got[i] = judged{keyOfBinding(c.Name, pb), j}
+			mu.Unlock()
+			return
+		}
+	})
+	out := make(map[bindingKey]*portJudgement, len(got))
+	for _, g := range got {
+		if _, dup := out[g.k]; g.j != nil && !dup {
+			out[g.k] = g.j
+		}
+	}
+	return out
+}
+
+// explainPort puts the engine's verdict on a binding in Docker's terms.
+func explainPort(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict) *portJudgement {
+	j := &portJudgement{path: PortPath(v.Path)}
+	tr := v.Trace
+	dnat := dnatStepOf(tr)
+	if dnat != nil && tr != nil {
+		j.dnatTo = tr.Final.Dst
+	}
+	if d := v.Deciding(); d != nil && d.Table != "" {
+		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
+	}
+	switch v.Path {
+	case trace.PortLocalOnly:
+		host := pb.HostIP
+		j.reason = "bound to " + host + ": only the host itself can connect; a path from other machines does not apply"
+	case trace.PortUnknown:
+		j.reason = "not judged: " + v.Reason
+		if tr != nil && dnat != nil && (!containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort) {
+			j.reason = fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there; where they end is not judged: %s",
+				dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort), v.Reason)
+		}
+	case trace.PortNAT:
+		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.Rule, dnat.Table, dnat.Chain, admittedIn(tr))
+	case trace.PortProxyOnly:
+		if why := proxyByDesign(env, c, pb); why != "" {
+			j.reason = fmt.Sprintf(why, tr.AnsweredBy)
+			break
+		}
+		j.reason = fmt.Sprintf("%s; %s answers on the host port instead (clients' addresses are lost)", natMissing(env, pb, tr), tr.AnsweredBy)
+	default: // broken
+		j.reason = brokenReason(env, c, pb, v, dnat)
+	}
+	return j
+}
+
+// dnatStepOf is the step of the trace that translated the destination in
+// PREROUTING (nil when none did).
+func dnatStepOf(tr *trace.Result) *trace.Step {
+	if tr == nil {
+		return nil
+	}
+	for i := range tr.Steps {
+		st := &tr.Steps[i]
+		if st.Target == string(parse.TargetDNAT) && st.Hook == trace.HookPrerouting && st.Rule > 0 {
+			return st
+		}
+	}
+	return nil
+}
+
+// admittedIn names the rule that admitted the translated packets on the
+// forward hook: Docker's own accept when one did, else the policy.
+func admittedIn(tr *trace.Result) string {
+	var first, policy *trace.Step
+	for i := range tr.Steps {
+		st := &tr.Steps[i]
+		if st.Hook != trace.HookForward || st.Target != string(parse.TargetAccept) || st.Table == "" {
+			continue
+		}
+		if st.Rule == 0 {
+			if policy == nil {
+				policy = st
+			}
+			continue
+		}
+		if dockerChain(string(st.Table), string(st.Chain)) {
+			return fmt.Sprintf(" (rule %d of %s %s)", st.Rule, st.Table, st.Chain)
+		}
+		if first == nil {
+			first = st
+		}
+	}
+	switch {
+	case first != nil:
+		return fmt.Sprintf(" (rule %d of %s %s, not Docker's)", first.Rule, first.Table, first.Chain)
+	case policy != nil:
+		return fmt.Sprintf(" (the policy ACCEPT of %s %s: no rule of Docker's admits it)", policy.Table, policy.Chain)
+	}
+	return ""
+}
+
+// dockerChain reports whether a chain is one Docker writes.
+func dockerChain(table, chain string) bool {
+	return strings.HasPrefix(chain, "DOCKER") || strings.HasSuffix(table, " "+NftDockerTable)
+}
+
+// proxyByDesign is, for a binding docker-proxy serves because Docker
+// writes no NAT rule for it at all, the reason with a %s for what answers
+// ("" when Docker does write one).
+func proxyByDesign(env *Env, c *snapshot.Container, pb snapshot.PortBinding) string {
+	ip, err := netip.ParseAddr(pb.HostIP)
+	v6 := err == nil && ip.Is6()
+	if nftablesBackendOf(env.S) && env.S.NftRead() {
+		for _, a := range nftAnalyses(env) {
+			if (a.family() == snapshot.FamilyIPv6) != v6 {
+				continue
+			}
+			for i := range a.exp.Rules {
+				x := &a.exp.Rules[i]
+				if x.Kind == KindDNAT && x.Container == c.Name && x.Port != nil && *x.Port == pb {
+					return ""
+				}
+			}
+		}
+		return "no nftables DNAT is expected for this binding: %s serves it, Docker's only path for it (no nftables rule by design)"
+	}
+	fam := snapshot.FamilyIPv4
+	if v6 {
+		fam = snapshot.FamilyIPv6
+	}
+	a, ok := env.analysis(fam)
+	if ok && a.exp.IPTablesOff {
+		return "Docker runs with iptables=false: no NAT rules by configuration; %s answers on the host port"
+	}
+	if ok && len(a.dnatsOf(c.Name, pb)) > 0 {
+		return ""
+	}
+	if v6 {
+		return "IPv6 binding of a container without IPv6: %s serves it, Docker's only path for it (no ip6tables rule by design)"
+	}
+	return ""
+}
+
+// natMissing says which of Docker's NAT rules a connection that was not
+// translated misses: the chain, the jump to it, or the port's DNAT.
+func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
+	ip, err := netip.ParseAddr(pb.HostIP)
+	v6 := err == nil && ip.Is6()
+	if nftablesBackendOf(env.S) && env.S.NftRead() {
+		for _, a := range nftAnalyses(env) {
+			if (a.family() == snapshot.FamilyIPv6) != v6 {
+				continue
+			}
+			tbl := string(a.exp.Family) + " " + NftDockerTable
+			pre := NftRule{Chain: NftNATPrerouting, Spec: "fib daddr type local counter jump " + NftNATPreAndOutput}
+			switch {
+			case a.table == nil:
+				return "table " + tbl + " is gone"
+			case a.chain(NftNATPrerouting) == nil:
+				return "chain " + NftNATPrerouting + " of " + tbl + " is missing"
+			case len(a.found(pre)) == 0:
+				return NftNATPrerouting + " of " + tbl + " does not jump to " + NftNATPreAndOutput
+			}
+			return "no DNAT rule for it in " + tbl + " " + NftNATPreAndOutput
+		}
+		return "no DNAT rule for it in Docker's nftables table"
+	}
+	fam := snapshot.FamilyIPv4
+	if v6 {
+		fam = snapshot.FamilyIPv6
+	}
+	if a, ok := env.analysis(fam); ok {
+		switch {
+		case !a.chainExists(parse.TableNAT, ChainDocker):
+			return "nat chain DOCKER is missing"
+		case !jumpFound(a, parse.TableNAT, parse.ChainPrerouting, ChainDocker):
+			return "nat PREROUTING does not jump to DOCKER"
+		}
+		return "no DNAT rule for it in nat DOCKER"
+	}
+	// No model of Docker's rules: what the walk shows.
+	if tr != nil && slices.ContainsFunc(tr.Steps, func(st trace.Step) bool {
+		return st.Hook == trace.HookPrerouting && st.Table == parse.TableNAT && st.Target == string(ChainDocker)
+	}) {
+		return "no DNAT rule for it in nat DOCKER"
+	}
+	return "nat PREROUTING does not reach a DNAT for it"
+}
+
+// brokenReason says why a connection from another machine does not get
+// an answer, from the step that decided.
+func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict, dnat *trace.Step) string {
+	tr := v.Trace
+	if tr == nil {
+		return v.Reason
+	}
+	d := tr.Deciding()
+	if dnat != nil && (!containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort) {
+		// Translated, but not to this container: a DNAT above Docker's
+		// (or in its place) for the same port.
+		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort))
+	}
+	if d != nil && d.Rule > 0 && d.Table != "" && (d.Target == string(parse.TargetDrop) || d.Target == string(parse.TargetReject)) {
+		verb := "drops"
+		if d.Target == string(parse.TargetReject) {
+			verb = "rejects"
+		}
+		where := fmt.Sprintf("rule %d of %s %s (%s)", d.Rule, d.Table, d.Chain, stepSpec(d))
+		switch {
+		case d.Chain == ChainDockerUser:
+			return where + " " + verb + " connections to it: the administrator's policy (docker-user-drop)"
+		case d.Backend == trace.BackendNftables && !strings.HasSuffix(string(d.Table), " "+NftDockerTable):
+			return where + " " + verb + " connections to it: the administrator's policy (docker-user-drop)"
+		case dockerChain(string(d.Table), string(d.Chain)) && dnat != nil:
+			return where + " " + verb + " it: Docker's accept for the port is missing"
+		case dnat != nil:
+			return where + " " + verb + " forwarded traffic before Docker's rules admit it"
+		}
+		return natMissing(env, pb, tr) + "; " + where + " " + verb + " it"
+	}
+	if dnat == nil {
+		if tr.Reaches == trace.ReachHost && (tr.AnsweredBy == "" || strings.Contains(tr.AnsweredBy, "placeholder")) {
+			return natMissing(env, pb, tr) + " and no docker-proxy listens on the port"
+		}
+		return natMissing(env, pb, tr) + "; " + v.Reason
+	}
+	return fmt.Sprintf("DNAT rule %d of %s %s, but %s", dnat.Rule, dnat.Table, dnat.Chain, v.Reason)
+}
+
+// stepSpec is a rule step's text without the "-A CHAIN" of a save line.
+func stepSpec(st *trace.Step) string {
+	t := st.Text
+	if rest, ok := strings.CutPrefix(t, "-A "+string(st.Chain)+" "); ok {
+		return rest
+	}
+	return t
+}
+
+// containerHas reports whether a is one of c's addresses.
+func containerHas(c *snapshot.Container, a netip.Addr) bool {
+	for _, ep := range c.Endpoints {
+		for _, s := range []string{ep.IP, ep.IPv6} {
+			if s == "" {
+				continue
+			}
+			if x, err := netip.ParseAddr(s); err == nil && x.Unmap() == a.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// engineSnapshot is the snapshot the engine traces. A raw dump (or a
+// snapshot of rules and Docker's view alone) has no addresses, routes or
+// sysctls, so a connection from another machine could not be routed at
+// all: the engine gets the network Docker's view implies (each network's
+// bridge with its gateway and subnet, an uplink named as the rules name
+// it, forwarding on when the snapshot does not say: a raw dump cannot,
+// and the report lists the forwarding sysctls as not checked).
+func engineSnapshot(env *Env) *snapshot.Snapshot {
+	s := env.S
+	if s.Docker == nil || len(s.Addrs) > 0 {
+		return s
+	}
+	c := *s
+	c.Links, c.Addrs, c.Routes = nil, nil, nil
+	c.Sysctls = map[string]snapshot.Sysctl{}
+	for k, v := range s.Sysctls {
+		c.Sysctls[k] = v
+	}
+	set := func(name, val string) {
+		if _, ok := c.Sysctls[name]; !ok {
+			c.Sysctls[name] = snapshot.Sysctl{Value: val, Present: true}
+		}
+	}
+	set("net.ipv4.ip_forward", "1")
+	set("net.ipv6.conf.all.forwarding", "1")
+	bridges := map[string]bool{}
+	for _, n := range s.Docker.Networks {
+		if n.BridgeName == "" {
+			continue
+		}
+		bridges[n.BridgeName] = true
+		c.Links = append(c.Links, snapshot.Link{Name: n.BridgeName, Kind: "bridge", Up: true, OperState: "UP"})
+		for i, sub := range n.Subnets {
+			p, err := netip.ParsePrefix(sub)
+			if err != nil {
+				continue
+			}
+			gw := p.Masked().Addr().Next()
+			if i < len(n.Gateways) {
+				if g, err := netip.ParseAddr(n.Gateways[i]); err == nil {
+					gw = g
+				}
+			}
+			fam := snapshot.FamilyIPv4
+			if p.Addr().Is6() {
+				fam = snapshot.FamilyIPv6
+			}
+			c.Addrs = append(c.Addrs, snapshot.Addr{Link: n.BridgeName, Family: fam, CIDR: netip.PrefixFrom(gw, p.Bits()).String()})
+			c.Routes = append(c.Routes, snapshot.Route{Dst: p.Masked().String(), Dev: n.BridgeName, Table: 254})
+		}
+	}
+	up := uplinkName(s, bridges)
+	c.Links = append(c.Links, snapshot.Link{Name: "lo", Kind: "device", Up: true}, snapshot.Link{Name: up, Kind: "device", Up: true, OperState: "UP"})
+	// Documentation prefixes (RFC 5737, RFC 3849): no real host's.
+	c.Addrs = append(c.Addrs,
+		snapshot.Addr{Link: "lo", Family: snapshot.FamilyIPv4, CIDR: "127.0.0.1/8"},
+		snapshot.Addr{Link: "lo", Family: snapshot.FamilyIPv6, CIDR: "::1/128"},
+		snapshot.Addr{Link: up, Family: snapshot.FamilyIPv4, CIDR: "203.0.113.1/24"},
+		snapshot.Addr{Link: up, Family: snapshot.FamilyIPv6, CIDR: "2001:db8:113::1/64"})
+	c.Routes = append(c.Routes,
+		snapshot.Route{Dst: "203.0.113.0/24", Dev: up, Table: 254},
+		snapshot.Route{Dst: "2001:db8:113::/64", Dev: up, Table: 254},
+		snapshot.Route{Dst: "default", Gateway: "203.0.113.254", Dev: up, Table: 254},
+		snapshot.Route{Dst: "default", Gateway: "2001:db8:113::fe", Dev: up, Table: 254})
+	return &c
+}
+
+// uplinkName is the interface a raw dump's rules name most that is not a
+// Docker bridge, a veth or loopback (the host's uplink: "-i eth0"), else
+// "eth0".
+func uplinkName(s *snapshot.Snapshot, bridges map[string]bool) string {
+	count := map[string]int{}
+	for _, d := range s.Rules {
+		if d.Ruleset == nil {
+			continue
+		}
+		for _, t := range d.Ruleset.Tables {
+			for _, ch := range t.Chains {
+				for _, r := range ch.Rules {
+					for _, n := range []parse.Negatable{r.InIface, r.OutIface} {
+						v := n.Value
+						if v == "" || v == "lo" || bridges[v] || strings.HasPrefix(v, "veth") || strings.ContainsAny(v, "+*") {
+							continue
+						}
+						count[v]++
+					}
+				}
+			}
+		}
+	}
+	best := "eth0"
+	for name, n := range count {
+		if n > count[best] || n == count[best] && name < best {
+			best = name
+		}
+	}
+	return best
+}
