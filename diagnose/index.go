@@ -2,8 +2,6 @@ package diagnose
 
 import (
 	"hash/maphash"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/iptscope/iptscope/parse"
@@ -13,8 +11,6 @@ import (
 // analysisIndex holds what is derived from an analysis on first use and
 // shared by every copy of it (the analysis is passed by value).
 type analysisIndex struct {
-	pathOnce sync.Once
-	paths    pathIndex
 	overOnce sync.Once
 	overs    overrideIndex
 	dnatOnce sync.Once
@@ -82,6 +78,12 @@ type bindingIndex struct {
 	m      map[uint64]span
 	exact  map[acceptKey]span // bindings of a hash two bindings have
 	spills [][]int32
+}
+
+// acceptKey is a container's binding.
+type acceptKey struct {
+	container string
+	port      snapshot.PortBinding
 }
 
 // span is where one binding's rules are: the window lo:hi, or (lo < -1)
@@ -207,113 +209,3 @@ func (a analysis) overIdx() *overrideIndex {
 	a.idx.overOnce.Do(func() { a.idx.overs = buildOverrideIndex(a) })
 	return &a.idx.overs
 }
-
-// pathIndex indexes the filter rules pathRules picks, by their position in
-// Expected.All() so that a port's rules come back in that order.
-type pathIndex struct {
-	all []ExpectedRule
-	// jumps: filter jumps to DOCKER-FORWARD / DOCKER-BRIDGE (every port).
-	jumps []int
-	// need and drop per network: its path rules and its DROPs in filter
-	// DOCKER.
-	need, drop map[string][]int
-	// accepts per container and binding: the port's ACCEPT rules.
-	accepts bindingIndex
-	// drops are drop as rules, one slice per network shared by its
-	// ports (callers must not change it).
-	drops map[string][]*ExpectedRule
-}
-
-type acceptKey struct {
-	container string
-	port      snapshot.PortBinding
-}
-
-// pathIdx returns the path index of a, built on first use.
-func (a analysis) pathIdx() *pathIndex {
-	if a.idx == nil {
-		// An analysis built by hand (tests): no sharing, build now.
-		p := buildPathIndex(a.exp)
-		return &p
-	}
-	a.idx.pathOnce.Do(func() { a.idx.paths = buildPathIndex(a.exp) })
-	return &a.idx.paths
-}
-
-func buildPathIndex(e *Expected) pathIndex {
-	p := pathIndex{need: map[string][]int{}, drop: map[string][]int{}}
-	if e == nil {
-		return p
-	}
-	p.all = e.All()
-	p.accepts = buildBindingIndex(p.all, func(er *ExpectedRule) bool {
-		return er.Table == parse.TableFilter && er.Kind == KindPortAccept
-	})
-	for i := range p.all {
-		er := &p.all[i]
-		if er.Table != parse.TableFilter {
-			continue
-		}
-		switch er.Kind {
-		case KindJump, KindSkeleton:
-			if to := parse.ChainName(er.Target); to == ChainDockerFwd || to == ChainDockerBridge {
-				p.jumps = append(p.jumps, i)
-			}
-		case KindNetworkPath:
-			r := er.Rule()
-			if r.Target == parse.TargetDrop {
-				if r.Chain == ChainDocker {
-					p.drop[er.Network] = append(p.drop[er.Network], i)
-				}
-				continue
-			}
-			intra := !r.InIface.IsZero() && !r.InIface.Negated && !r.OutIface.IsZero() && !r.OutIface.Negated
-			if intra || containsCtstate(er.Spec()) {
-				continue
-			}
-			p.need[er.Network] = append(p.need[er.Network], i)
-		}
-	}
-	p.drops = make(map[string][]*ExpectedRule, len(p.drop))
-	for nw, d := range p.drop {
-		out := make([]*ExpectedRule, len(d))
-		for k, i := range d {
-			out[k] = &p.all[i]
-		}
-		p.drops[nw] = out
-	}
-	return p
-}
-
-// pathRulesOf is pathRules through the index: the same rules in the same
-// order (that of Expected.All), without a scan of every expected rule per
-// port.
-func (p *pathIndex) pathRulesOf(dnat ExpectedRule) (need, drop []*ExpectedRule) {
-	nw := p.need[dnat.Network]
-	var buf [32]int // the indices, on the stack on most hosts
-	idx := append(append(buf[:0], p.jumps...), nw...)
-	if dnat.Port != nil {
-		s := p.accepts.of(p.all, acceptKey{dnat.Container, *dnat.Port})
-		spill := p.accepts.spill(s)
-		if spill == nil {
-			for i := s.lo; i < s.hi; i++ {
-				spill = append(spill, i) // a window: one or two rules
-			}
-		}
-		for _, i := range spill {
-			if er := &p.all[i]; er.Alt == "" || er.Network == dnat.Network {
-				idx = append(idx, int(i))
-			}
-		}
-	}
-	slices.Sort(idx)
-	// Pointers into p.all, which nothing changes once built: copies of
-	// the rules cost 80 MB of copying at 33,000 ports.
-	need = make([]*ExpectedRule, len(idx))
-	for k, i := range idx {
-		need[k] = &p.all[i]
-	}
-	return need, p.drops[dnat.Network]
-}
-
-func containsCtstate(spec string) bool { return strings.Contains(spec, "--ctstate") }

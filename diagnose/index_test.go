@@ -11,9 +11,9 @@ import (
 )
 
 // TestBindingIndexFindsWhatAScanFinds: a binding's DNATs (dnatsOf) and
-// filter ACCEPTs (the path index) are the rules a scan of every expected
-// rule finds, in order, on every fixture and a synthetic host, also when
-// every binding's hash collides with others.
+// filter ACCEPTs (a bindingIndex of them) are the rules a scan of every
+// expected rule finds, in order, on every fixture and a synthetic host,
+// also when every binding's hash collides with others.
 func TestBindingIndexFindsWhatAScanFinds(t *testing.T) {
 	snaps := map[string]*snapshot.Snapshot{"synthetic 300 ports": synth.DockerSnapshot(300, synth.DockerHost(300), "nft")}
 	for _, b := range bundles(t) {
@@ -45,7 +45,8 @@ func TestBindingIndexFindsWhatAScanFinds(t *testing.T) {
 				}
 				nat := a.exp.RulesOf(parse.TableNAT, ChainDocker)
 				all := a.exp.All()
-				accepts := a.pathIdx().accepts
+				isAccept := func(er *ExpectedRule) bool { return er.Table == parse.TableFilter && er.Kind == KindPortAccept }
+				accepts := buildBindingIndex(all, isAccept)
 				for _, c := range s.Docker.Containers {
 					for _, pb := range slices.Concat(c.Ports, []snapshot.PortBinding{{HostPort: 1, Proto: "tcp"}}) {
 						k := acceptKey{c.Name, pb}
@@ -59,7 +60,6 @@ func TestBindingIndexFindsWhatAScanFinds(t *testing.T) {
 						}
 						got = nil
 						accepts.each(accepts.of(all, k), func(i int) { got = append(got, i) })
-						isAccept := func(er *ExpectedRule) bool { return er.Table == parse.TableFilter && er.Kind == KindPortAccept }
 						if want := scan(all, isAccept, k); !slices.Equal(got, want) {
 							t.Errorf("%s: %s %+v: ACCEPTs at %v, a scan finds %v", name, c.Name, pb, got, want)
 						}
