@@ -86,7 +86,11 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 	covered := make([]bool, len(d.Found))
 	seen := map[parse.TableName]map[parse.ChainName]*chainSeen{}
 	d.seen = seen
-	var placed = map[parse.TableName]map[parse.ChainName][]Placed{}
+	// placed: per table and chain, the expected rules found, as pointers
+	// into e.Rules (a Placed copies its expected rule: 20 MB at 33,000
+	// ports, twice with outOfOrder's sorted copy).
+	placed := map[parse.TableName]map[parse.ChainName][]placedRef{}
+	var buf []byte
 	for _, t := range parse.KnownTables {
 		seen[t] = map[parse.ChainName]*chainSeen{}
 		for c, rules := range e.Rules[t] {
@@ -97,24 +101,30 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 			// rule with every rule is O(n²) renders (about 1 s at 1,000
 			// published ports). bySpec holds the first dump rule of each
 			// Spec, next the following one of the same Spec (-1: none).
-			var bySpec map[string]int
-			var next []int
+			var bySpec map[string]int32
+			var next []int32
 			if chain != nil {
 				n := len(chain.Rules)
-				cs.specs, cs.used, next = make([]string, n), make([]bool, n), make([]int, n)
-				bySpec = make(map[string]int, n)
+				cs.specs, cs.used, next = make([]string, n), make([]bool, n), make([]int32, n)
+				bySpec = make(map[string]int32, n)
 				for i := n - 1; i >= 0; i-- {
-					sp := chain.Rules[i].Spec()
+					// The Spec as a substring of the rule's line when it
+					// is one (a dump's rules are): no copy of the text.
+					sp, ok, b := chain.Rules[i].RawSpec(buf)
+					if buf = b; !ok {
+						sp = string(b)
+					}
 					cs.specs[i] = sp
 					next[i] = -1
 					if j, ok := bySpec[sp]; ok {
 						next[i] = j
 					}
-					bySpec[sp] = i
+					bySpec[sp] = int32(i)
 				}
 			}
-			pl := make([]Placed, 0, len(rules))
-			for _, er := range rules {
+			pl := make([]placedRef, 0, len(rules))
+			for k := range rules {
+				er := &rules[k]
 				want := er.Spec()
 				if f, ok := cs.want[want]; ok {
 					// sharedSpec: Docker wrote this rule once.
@@ -122,7 +132,7 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 					if got := d.Found[f]; got != nil {
 						d.Found[er.id] = got
 						if er.Alt != "" {
-							altFound[altKey(er)] = true
+							altFound[altKey(*er)] = true
 						}
 					}
 					continue
@@ -139,13 +149,13 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 				cs.used[j] = true
 				d.Found[er.id] = got
 				if er.Alt != "" {
-					altFound[altKey(er)] = true
+					altFound[altKey(*er)] = true
 				}
-				pl = append(pl, Placed{er, got})
+				pl = append(pl, placedRef{er, got})
 			}
 			if len(pl) > 0 {
 				if placed[t] == nil {
-					placed[t] = map[parse.ChainName][]Placed{}
+					placed[t] = map[parse.ChainName][]placedRef{}
 				}
 				placed[t][c] = pl
 			}
@@ -184,43 +194,61 @@ func Compare(e *Expected, rs *parse.Ruleset) *Diff {
 		}
 		sort.Strings(chains)
 		for _, c := range chains {
-			d.OutOfOrder = append(d.OutOfOrder, outOfOrder(placed[t][parse.ChainName(c)])...)
+			d.OutOfOrder = append(d.OutOfOrder, outOfOrderRefs(placed[t][parse.ChainName(c)])...)
 		}
 	}
 	return d
 }
 
-// outOfOrder scans one chain's placed rules in their actual order and
+// placedRef is a Placed that points at its expected rule.
+type placedRef struct {
+	exp    *ExpectedRule
+	actual *parse.Rule
+}
+
+// outOfOrder is outOfOrderRefs of Placed values.
+func outOfOrder(ps []Placed) [][2]Placed {
+	refs := make([]placedRef, len(ps))
+	for i := range ps {
+		refs[i] = placedRef{&ps[i].Expected, ps[i].Actual}
+	}
+	return outOfOrderRefs(refs)
+}
+
+// outOfOrderRefs scans one chain's placed rules in their actual order and
 // returns, for each rule that comes after a rule it must precede
 // (mustPrecede), one such pair. O(n log n): a rule a is misplaced iff a
 // rule above it has a higher Rank, or the same Rank and Group and a higher
 // Seq; the running maximum of each is enough to tell.
-func outOfOrder(ps []Placed) [][2]Placed {
-	byPos := append([]Placed(nil), ps...)
-	sort.SliceStable(byPos, func(i, j int) bool { return byPos[i].Actual.Position < byPos[j].Actual.Position })
+func outOfOrderRefs(ps []placedRef) [][2]Placed {
+	byPos := append([]placedRef(nil), ps...)
+	sort.SliceStable(byPos, func(i, j int) bool { return byPos[i].actual.Position < byPos[j].actual.Position })
 	type groupKey struct {
 		rank  int
 		group string
 	}
+	pair := func(a, b *placedRef) [2]Placed {
+		return [2]Placed{{*a.exp, a.actual}, {*b.exp, b.actual}}
+	}
 	var out [][2]Placed
-	var top *Placed // highest Rank seen so far
-	maxSeq := map[groupKey]*Placed{}
+	var top *placedRef // highest Rank seen so far
+	maxSeq := map[groupKey]*placedRef{}
 	for i := range byPos {
 		a := &byPos[i]
 		switch {
-		case top != nil && top.Expected.Rank > a.Expected.Rank:
-			out = append(out, [2]Placed{*a, *top})
-		case a.Expected.Group != "":
-			if b := maxSeq[groupKey{a.Expected.Rank, a.Expected.Group}]; b != nil && b.Expected.Seq > a.Expected.Seq {
-				out = append(out, [2]Placed{*a, *b})
+		case top != nil && top.exp.Rank > a.exp.Rank:
+			out = append(out, pair(a, top))
+		case a.exp.Group != "":
+			if b := maxSeq[groupKey{a.exp.Rank, a.exp.Group}]; b != nil && b.exp.Seq > a.exp.Seq {
+				out = append(out, pair(a, b))
 			}
 		}
-		if top == nil || a.Expected.Rank > top.Expected.Rank {
+		if top == nil || a.exp.Rank > top.exp.Rank {
 			top = a
 		}
-		if a.Expected.Group != "" {
-			k := groupKey{a.Expected.Rank, a.Expected.Group}
-			if b := maxSeq[k]; b == nil || a.Expected.Seq > b.Expected.Seq {
+		if a.exp.Group != "" {
+			k := groupKey{a.exp.Rank, a.exp.Group}
+			if b := maxSeq[k]; b == nil || a.exp.Seq > b.exp.Seq {
 				maxSeq[k] = a
 			}
 		}

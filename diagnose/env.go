@@ -52,7 +52,13 @@ func (e *Env) proxies() *proxyIndex {
 // scan of every process per binding (quadratic at scale: 1 s at 10,000
 // ports).
 type proxyIndex struct {
-	byPort map[proxyPortKey][]*snapshot.Proxy
+	// byPort holds, per protocol and host port, the window of procs
+	// with its processes when they are next to each other in the
+	// snapshot (one process a port: the usual case), else -1 and the
+	// processes in more. Why not a slice per port: 4 MB at 33,000 ports.
+	byPort map[proxyPortKey][2]int32
+	more   map[proxyPortKey][]*snapshot.Proxy
+	procs  []*snapshot.Proxy
 	ranges []*snapshot.Proxy // -host-port-end: few, scanned
 }
 
@@ -62,26 +68,52 @@ type proxyPortKey struct {
 }
 
 func indexProxies(s *snapshot.Snapshot) *proxyIndex {
-	x := &proxyIndex{byPort: map[proxyPortKey][]*snapshot.Proxy{}}
+	x := &proxyIndex{byPort: map[proxyPortKey][2]int32{}}
 	if s == nil {
 		return x
 	}
+	x.procs = make([]*snapshot.Proxy, len(s.Proxies))
 	for i := range s.Proxies {
 		p := &s.Proxies[i]
+		x.procs[i] = p
 		if p.HostPortEnd > p.HostPort {
 			x.ranges = append(x.ranges, p)
 			continue
 		}
 		k := proxyPortKey{p.Proto, p.HostPort}
-		x.byPort[k] = append(x.byPort[k], p)
+		w, ok := x.byPort[k]
+		switch {
+		case !ok:
+			x.byPort[k] = [2]int32{int32(i), int32(i + 1)}
+		case w[0] >= 0 && w[1] == int32(i):
+			x.byPort[k] = [2]int32{w[0], w[1] + 1}
+		default:
+			if x.more == nil {
+				x.more = map[proxyPortKey][]*snapshot.Proxy{}
+			}
+			if w[0] >= 0 {
+				x.more[k] = append([]*snapshot.Proxy(nil), x.procs[w[0]:w[1]]...)
+				x.byPort[k] = [2]int32{-1, -1}
+			}
+			x.more[k] = append(x.more[k], p)
+		}
 	}
 	return x
 }
 
 // onPort returns the processes that serve the binding's protocol and host
-// port (proxyOnPort), in the snapshot's order.
+// port (proxyOnPort), in the snapshot's order. The slice is shared:
+// callers must not change it.
 func (x *proxyIndex) onPort(pb *snapshot.PortBinding) []*snapshot.Proxy {
-	out := x.byPort[proxyPortKey{proto(*pb), pb.HostPort}]
+	k := proxyPortKey{proto(*pb), pb.HostPort}
+	var out []*snapshot.Proxy
+	if w, ok := x.byPort[k]; ok {
+		if w[0] < 0 {
+			out = x.more[k]
+		} else {
+			out = x.procs[w[0]:w[1]:w[1]]
+		}
+	}
 	if len(x.ranges) == 0 {
 		return out
 	}
@@ -220,14 +252,23 @@ func withoutAbsentKinds(e *Expected, diff *Diff, kinds ...Kind) *Expected {
 	return e.keeping(func(er ExpectedRule) bool { return !slices.Contains(kinds, er.Kind) || found[er.Kind] })
 }
 
-// onlyTablesOf returns e without the tables rs does not hold.
+// onlyTablesOf returns e without the tables rs does not hold (e itself
+// when it holds them all).
 func onlyTablesOf(e *Expected, rs *parse.Ruleset) *Expected {
 	c := e.keeping(func(er ExpectedRule) bool { return rs.Table(er.Table) != nil })
-	c.Chains = map[parse.TableName][]parse.ChainName{}
-	for t, chains := range e.Chains {
+	chains := map[parse.TableName][]parse.ChainName{}
+	for t, cs := range e.Chains {
 		if rs.Table(t) != nil {
-			c.Chains[t] = chains
+			chains[t] = cs
 		}
 	}
+	if c == e {
+		if len(chains) == len(e.Chains) {
+			return e
+		}
+		cp := *e // the same rules: All's cache and the parsed forms are shared
+		c = &cp
+	}
+	c.Chains = chains
 	return c
 }

@@ -230,11 +230,28 @@ type allCache struct {
 
 // keeping is a copy of e with only the rules keep keeps (ids and parsed
 // forms shared), held once in All's order with each chain's rules a
-// window of it, as the builder files them (see finish).
+// window of it, as the builder files them (see finish). When keep keeps
+// every rule it is e itself: a raw dump that holds every table keeps all
+// (a copy cost 20 MB at 100,000 rules).
 func (e *Expected) keeping(keep func(ExpectedRule) bool) *Expected {
-	c := *e
 	all := e.All()
-	kept := make([]ExpectedRule, 0, len(all))
+	n := 0
+	for _, er := range all {
+		if keep(er) {
+			n++
+		}
+	}
+	filed := 0
+	for _, chains := range e.Rules {
+		for _, rules := range chains {
+			filed += len(rules)
+		}
+	}
+	if n == len(all) && n == filed {
+		return e
+	}
+	c := *e
+	kept := make([]ExpectedRule, 0, n)
 	for _, er := range all {
 		if keep(er) {
 			kept = append(kept, er)
@@ -306,10 +323,51 @@ type builder struct {
 	e   *Expected
 	s   *snapshot.Snapshot
 	err error
-	// pending are the rules added, in order; finish files them into
-	// e.Rules with one exact allocation per chain (appending chain by
-	// chain copied 80 MB of rules at 33,000 ports).
-	pending []ExpectedRule
+	// pending are the rules added, in order, in chunks; finish files
+	// them into e.Rules, one array for all chains (appending chain by
+	// chain copied 80 MB of rules at 33,000 ports). Why chunks: one
+	// slice sized from the ports held twice the rules (40 MB at 33,000
+	// ports) next to the array they are filed into.
+	pending  [][]ExpectedRule
+	npending int
+	// texts are the dump's rule texts by themselves (dumpSpecs): finish
+	// files a rule's spec as the dump's copy of the same text when there
+	// is one.
+	texts map[string]string
+}
+
+// dumpSpecs returns the set of the texts after "-A CHAIN " of the rules
+// of rs (substrings of their lines), nil for none. Why: most expected
+// rules are in the dump, and a spec that is the dump's own substring
+// holds no second copy of the text (11 MB at 33,000 ports); equal text
+// is all that is needed, whether or not the line is canonical.
+func dumpSpecs(rs *parse.Ruleset) map[string]string {
+	if rs == nil {
+		return nil
+	}
+	n := 0
+	for _, t := range rs.Tables {
+		n += t.RuleCount()
+	}
+	m := make(map[string]string, n)
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				raw := r.Raw
+				if raw != "" && raw[0] == '[' {
+					if i := strings.IndexByte(raw, ' '); i >= 0 {
+						raw = raw[i+1:]
+					}
+				}
+				name := string(c.Name)
+				if len(raw) > 4+len(name) && raw[:3] == "-A " && raw[3:3+len(name)] == name && raw[3+len(name)] == ' ' {
+					sp := raw[4+len(name):]
+					m[sp] = sp
+				}
+			}
+		}
+	}
+	return m
 }
 
 // finish moves the pending rules into e.Rules, chain order kept. Every
@@ -322,9 +380,28 @@ func (b *builder) finish() {
 		t parse.TableName
 		c parse.ChainName
 	}
-	n := map[tc]int{}
-	for _, p := range b.pending {
-		n[tc{p.Table, p.Chain}]++
+	// Each rule's chain as a slot: one map lookup per run of rules of
+	// the same chain, not two per rule.
+	slotOf := map[tc]int{}
+	var keys []tc
+	var count []int
+	slots := make([]int32, 0, b.npending)
+	last := -1
+	for _, chunk := range b.pending {
+		for i := range chunk {
+			k := tc{chunk[i].Table, chunk[i].Chain}
+			if last < 0 || keys[last] != k {
+				sl, ok := slotOf[k]
+				if !ok {
+					sl = len(keys)
+					slotOf[k] = sl
+					keys, count = append(keys, k), append(count, 0)
+				}
+				last = sl
+			}
+			count[last]++
+			slots = append(slots, int32(last))
+		}
 	}
 	rank := func(t parse.TableName) int {
 		if i := slices.Index(parse.KnownTables, t); i >= 0 {
@@ -332,45 +409,66 @@ func (b *builder) finish() {
 		}
 		return len(parse.KnownTables)
 	}
-	keys := make([]tc, 0, len(n))
-	for k := range n {
-		keys = append(keys, k)
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortFunc(keys, func(x, y tc) int {
-		return cmp.Or(cmp.Compare(rank(x.t), rank(y.t)), cmp.Compare(x.t, y.t), cmp.Compare(x.c, y.c))
+	slices.SortFunc(order, func(x, y int) int {
+		kx, ky := keys[x], keys[y]
+		return cmp.Or(cmp.Compare(rank(kx.t), rank(ky.t)), cmp.Compare(kx.t, ky.t), cmp.Compare(kx.c, ky.c))
 	})
-	start, next := make(map[tc]int, len(keys)), make(map[tc]int, len(keys))
+	start, next := make([]int, len(keys)), make([]int, len(keys))
 	off, known := 0, 0
-	for _, k := range keys {
-		start[k], next[k] = off, off
-		off += n[k]
-		if rank(k.t) < len(parse.KnownTables) {
+	for _, sl := range order {
+		start[sl], next[sl] = off, off
+		off += count[sl]
+		if rank(keys[sl].t) < len(parse.KnownTables) {
 			known = off
 		}
 	}
 	all := make([]ExpectedRule, off)
-	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], len(b.pending))}
-	for i, er := range b.pending {
-		er.id, er.parsed = int32(i), b.e.parsed
-		k := tc{er.Table, er.Chain}
-		all[next[k]] = er
-		next[k]++
+	b.e.parsed = &parsedRules{rules: make([]atomic.Pointer[parse.Rule], b.npending)}
+	id := 0
+	for ci, chunk := range b.pending {
+		for _, er := range chunk {
+			er.id, er.parsed = int32(id), b.e.parsed
+			if t, ok := b.texts[er.spec]; ok {
+				// The target too: it is a part of the spec, and one part
+				// keeps the whole text alive.
+				er.spec = t
+				er.Target, er.Goto = specTarget(t)
+			}
+			sl := slots[id]
+			all[next[sl]] = er
+			next[sl]++
+			id++
+		}
+		b.pending[ci] = nil // filed: its memory can go
 	}
-	for _, k := range keys {
+	for _, sl := range order {
+		k := keys[sl]
 		if b.e.Rules[k.t] == nil {
 			b.e.Rules[k.t] = map[parse.ChainName][]ExpectedRule{}
 		}
-		b.e.Rules[k.t][k.c] = all[start[k]:next[k]:next[k]]
+		b.e.Rules[k.t][k.c] = all[start[sl]:next[sl]:next[sl]]
 	}
 	b.e.all = &allCache{}
 	b.e.all.once.Do(func() { b.e.all.rules = all[:known:known] })
-	b.pending = nil
+	b.pending, b.npending = nil, 0
 }
+
+// pendingChunk bounds the chunks of builder.pending.
+const pendingChunk = 4096
 
 func (b *builder) add(t parse.TableName, c parse.ChainName, spec string, er ExpectedRule) {
 	er.Table, er.Chain, er.spec = t, c, spec
 	er.Target, er.Goto = specTarget(spec)
-	b.pending = append(b.pending, er)
+	if n := len(b.pending); n == 0 || len(b.pending[n-1]) == cap(b.pending[n-1]) {
+		b.pending = append(b.pending, make([]ExpectedRule, 0, min(max(64, b.npending), pendingChunk)))
+	}
+	last := &b.pending[len(b.pending)-1]
+	*last = append(*last, er)
+	b.npending++
 }
 
 // bridgeNet is a bridge-driver network reduced to what the rules need.
@@ -388,14 +486,28 @@ type bridgeNet struct {
 // port is one published port, placed on the endpoint Docker programs it
 // for.
 type port struct {
-	ct     *snapshot.Container
-	ep     snapshot.Endpoint
-	bn     *bridgeNet
-	pb     snapshot.PortBinding
+	ct *snapshot.Container
+	ep snapshot.Endpoint
+	bn *bridgeNet
+	pb snapshot.PortBinding
+	// pbRef is pb held once for every expected rule of the port
+	// (ExpectedRule.Port); nil for a port built elsewhere (binding).
+	pbRef  *snapshot.PortBinding
 	hostIP string // "" for 0.0.0.0 (or :: in IPv6)
 	alt    string
 	// ip is the endpoint's address of the family (ep.IP or ep.IPv6).
 	ip string
+}
+
+// binding returns the port's binding for ExpectedRule.Port. Why not
+// &p.pb of the loop's copy: that moved every port (240 bytes) to the heap
+// once per loop over the ports, 16 MB at 33,000 ports.
+func (p *port) binding() *snapshot.PortBinding {
+	if p.pbRef != nil {
+		return p.pbRef
+	}
+	pb := p.pb
+	return &pb
 }
 
 // epIP returns an endpoint's address of the family ("" if it has none).
@@ -481,11 +593,10 @@ func Expect(s *snapshot.Snapshot, family string) (*Expected, error) {
 	for t, cs := range layout.Chains {
 		e.Chains[t] = append([]parse.ChainName(nil), cs...)
 	}
-	// A capacity from the usual shape (a DNAT, an ACCEPT and a raw DROP
-	// or hairpin rule per port, a few dozen rules per network): one
-	// allocation on most hosts.
-	b.pending = make([]ExpectedRule, 0, 4*len(ports)+2*len(s.Docker.Containers)+32*len(nets)+64)
 	layout.build(b, nets, ports)
+	if d, err := s.PickDump(snapshot.BackendAuto, family); err == nil {
+		b.texts = dumpSpecs(d.Ruleset)
+	}
 	b.finish()
 	return e, b.err
 }
@@ -758,18 +869,35 @@ func GatewayMode(s *snapshot.Snapshot, network, family string) string {
 // several non-internal bridge networks gets one alternative per network:
 // which one is its gateway is not in the snapshot.
 func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []port {
-	n := 0
+	// Bounds of the ports and bindings below: the running containers'
+	// bindings, per endpoint with an address of the family (none on a
+	// host without IPv6: a bound of every binding cost 9 MB for nothing
+	// at 33,000 ports).
+	n, nb := 0, 0
 	for i := range s.Docker.Containers {
-		n += len(s.Docker.Containers[i].Ports)
+		c := &s.Docker.Containers[i]
+		eps := 0
+		for _, ep := range c.Endpoints {
+			if epIP(ep, family) != "" {
+				eps++
+			}
+		}
+		if c.Running && eps > 0 {
+			n += eps * len(c.Ports)
+			nb += len(c.Ports)
+		}
 	}
 	out := make([]port, 0, n)
+	// The bindings the expected rules point at, one array.
+	pbs := make([]snapshot.PortBinding, 0, nb)
+	var eps []snapshot.Endpoint // of one container, reused (out holds copies)
+	var bns []*bridgeNet
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {
 			continue
 		}
-		var eps []snapshot.Endpoint
-		var bns []*bridgeNet
+		eps, bns = eps[:0], bns[:0]
 		for _, ep := range c.Endpoints {
 			bn := findNet(nets, ep)
 			if bn == nil || bn.internal || epIP(ep, family) == "" {
@@ -777,6 +905,9 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 			}
 			eps = append(eps, ep)
 			bns = append(bns, bn)
+		}
+		if len(eps) == 0 {
+			continue // no port of it in this family
 		}
 		for _, pb := range c.Ports {
 			if pb.HostPort == 0 && !slices.ContainsFunc(bns, func(bn *bridgeNet) bool { return bn.gwMode == "routed" }) {
@@ -801,11 +932,13 @@ func publishedPorts(s *snapshot.Snapshot, nets []*bridgeNet, family string) []po
 			if len(eps) > 1 {
 				alt = fmt.Sprintf("%s/%d/%s/%s", c.Name, pb.HostPort, pb.Proto, hostIP)
 			}
+			pbs = append(pbs, pb)
+			ref := &pbs[len(pbs)-1]
 			for k := range eps {
 				if pb.HostPort == 0 && bns[k].gwMode != "routed" {
 					continue
 				}
-				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, hostIP: hostIP, alt: alt, ip: epIP(eps[k], family)})
+				out = append(out, port{ct: c, ep: eps[k], bn: bns[k], pb: pb, pbRef: ref, hostIP: hostIP, alt: alt, ip: epIP(eps[k], family)})
 			}
 		}
 	}
@@ -822,36 +955,68 @@ func proto(p snapshot.PortBinding) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// The specs portSpecs renders.
+const (
+	wantDNAT = 1 << iota
+	wantAccept
+	wantMasq
+)
+
 // portSpecs returns the DNAT, filter ACCEPT and self-MASQUERADE specs of a
-// published port (docker-facts.md §2.1 "Published port", §2.3).
+// published port (docker-facts.md §2.1 "Published port", §2.3), those
+// that want asks for ("" for the others: a caller needs one or two, and
+// rendering all three was 17 MB of garbage at 33,000 ports).
 //
 // IPv6 (28.5 capture in diagnose/testdata): "! -s fe80::/10" first on 28+
 // (link-local sources are not translated) and "[CIP6]:CPORT".
-func portSpecs(p port, proxyOn bool, family string, v Version) (dnat, accept, masq string) {
+func portSpecs(p port, proxyOn bool, family string, v Version, want int) (dnat, accept, masq string) {
 	pr := proto(p.pb)
-	var d strings.Builder
-	to := p.ip + ":" + itoa(p.pb.ContainerPort)
-	if family == snapshot.FamilyIPv6 {
-		to = "[" + p.ip + "]:" + itoa(p.pb.ContainerPort)
-		if v.AtLeast(28, 0, 0) {
-			d.WriteString("! -s fe80::/10 ")
+	var b strings.Builder
+	if want&wantDNAT != 0 {
+		b.Grow(128)
+		if family == snapshot.FamilyIPv6 && v.AtLeast(28, 0, 0) {
+			b.WriteString("! -s fe80::/10 ")
 		}
+		if p.hostIP != "" {
+			b.WriteString("-d ")
+			b.WriteString(parse.CanonicalAddr(p.hostIP))
+			b.WriteByte(' ')
+		}
+		if proxyOn {
+			// Why: with the proxy off Docker drops "! -i BRIDGE" so that
+			// containers reach published ports through the host (hairpin).
+			b.WriteString("! -i ")
+			b.WriteString(p.bn.bridge)
+			b.WriteByte(' ')
+		}
+		b.WriteString("-p ")
+		b.WriteString(pr)
+		b.WriteString(" -m ")
+		b.WriteString(pr)
+		b.WriteString(" --dport ")
+		b.WriteString(itoa(p.pb.HostPort))
+		b.WriteString(" -j DNAT --to-destination ")
+		if family == snapshot.FamilyIPv6 {
+			b.WriteString("[" + p.ip + "]")
+		} else {
+			b.WriteString(p.ip)
+		}
+		b.WriteByte(':')
+		b.WriteString(itoa(p.pb.ContainerPort))
+		dnat = b.String()
 	}
-	if p.hostIP != "" {
-		d.WriteString("-d " + parse.CanonicalAddr(p.hostIP) + " ")
+	if want&(wantAccept|wantMasq) == 0 {
+		return dnat, "", ""
 	}
-	if proxyOn {
-		// Why: with the proxy off Docker drops "! -i BRIDGE" so that
-		// containers reach published ports through the host (hairpin).
-		d.WriteString("! -i " + p.bn.bridge + " ")
-	}
-	d.WriteString("-p " + pr + " -m " + pr + " --dport " + itoa(p.pb.HostPort) +
-		" -j DNAT --to-destination " + to)
 	cip := parse.CanonicalAddr(p.ip)
-	accept = "-d " + cip + " ! -i " + p.bn.bridge + " -o " + p.bn.bridge + " -p " + pr + " -m " + pr +
-		" --dport " + itoa(p.pb.ContainerPort) + " -j ACCEPT"
-	masq = "-s " + cip + " -d " + cip + " -p " + pr + " -m " + pr + " --dport " + itoa(p.pb.ContainerPort) + " -j MASQUERADE"
-	return d.String(), accept, masq
+	if want&wantAccept != 0 {
+		accept = "-d " + cip + " ! -i " + p.bn.bridge + " -o " + p.bn.bridge + " -p " + pr + " -m " + pr +
+			" --dport " + itoa(p.pb.ContainerPort) + " -j ACCEPT"
+	}
+	if want&wantMasq != 0 {
+		masq = "-s " + cip + " -d " + cip + " -p " + pr + " -m " + pr + " --dport " + itoa(p.pb.ContainerPort) + " -j MASQUERADE"
+	}
+	return dnat, accept, masq
 }
 
 func isLoopback(ip string) bool {
@@ -915,8 +1080,12 @@ func natRules(b *builder, nets []*bridgeNet, ports []port, selfMasq, natReturn b
 		if p.bn.gwMode == "routed" {
 			continue
 		}
-		dnat, _, masq := portSpecs(p, proxyOn, e.Family, e.Version)
-		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		want := wantDNAT
+		if selfMasq {
+			want |= wantMasq
+		}
+		dnat, _, masq := portSpecs(p, proxyOn, e.Family, e.Version, want)
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt}
 		if selfMasq {
 			m := er
 			m.Kind = KindPortMasq
@@ -990,8 +1159,8 @@ func expectClassic(b *builder, nets []*bridgeNet, ports []port) {
 		b.add(f, ChainDockerUser, "-j RETURN", ExpectedRule{Kind: KindSkeleton, Rank: 1})
 	}
 	for _, p := range ports {
-		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version)
-		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt})
+		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version, wantAccept)
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt})
 	}
 }
 
@@ -1101,8 +1270,8 @@ func expect28(b *builder, nets []*bridgeNet, ports []port) {
 		if p.bn.gwMode == "nat-unprotected" {
 			continue
 		}
-		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version)
-		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt, Rank: 0})
+		_, accept, _ := portSpecs(p, e.Proxy.On(), e.Family, e.Version, wantAccept)
+		b.add(f, ChainDocker, accept, ExpectedRule{Kind: KindPortAccept, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt, Rank: 0})
 	}
 	rawRules(b, nets, ports)
 }
@@ -1117,7 +1286,7 @@ func rawRules(b *builder, nets []*bridgeNet, ports []port) {
 		if p.bn.gwMode == "routed" || p.bn.gwMode == "nat-unprotected" {
 			continue
 		}
-		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt}
+		er := ExpectedRule{Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt}
 		if !perEndpoint {
 			pr := proto(p.pb)
 			r := er

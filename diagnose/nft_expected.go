@@ -193,7 +193,7 @@ func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 		if p.bn.gwMode == "routed" || p.bn.gwMode == "isolated" || p.pb.HostPort == 0 {
 			continue
 		}
-		add(NftRule{Kind: KindDNAT, Chain: NftNATPreAndOutput, Spec: e.dnatSpec(p, ip), Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb, Alt: p.alt})
+		add(NftRule{Kind: KindDNAT, Chain: NftNATPreAndOutput, Spec: e.dnatSpec(p, ip), Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(), Alt: p.alt})
 	}
 	// raw: per endpoint, then the loopback bindings.
 	for _, p := range endpointsOf(s, nets, family) {
@@ -210,7 +210,7 @@ func ExpectNft(s *snapshot.Snapshot, family string) *NftExpected {
 			continue
 		}
 		seenLo[k] = true
-		add(NftRule{Kind: KindRawLoopback, Chain: NftRawPrerouting, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: &p.pb,
+		add(NftRule{Kind: KindRawLoopback, Chain: NftRawPrerouting, Network: p.bn.net.Name, Bridge: p.bn.bridge, Container: p.ct.Name, Port: p.binding(),
 			Spec: fmt.Sprintf(`iifname != "lo" ip daddr %s %s dport %d counter drop comment "DROP REMOTE LOOPBACK"`, p.hostIP, proto(p.pb), p.pb.HostPort)})
 	}
 	extra := map[string][]port{}
@@ -358,7 +358,7 @@ func (e *NftExpected) bridge(bn *bridgeNet, ports, acceptOnly []port, ip string,
 			}
 			seen[spec] = true
 			pr := r(KindPortAccept, in, spec)
-			pr.Container, pr.Port, pr.Alt = p.ct.Name, &p.pb, p.alt
+			pr.Container, pr.Port, pr.Alt = p.ct.Name, p.binding(), p.alt
 			add(pr)
 		}
 		add(r(KindNetworkPath, in, `counter drop comment "UNPUBLISHED PORT DROP"`))
@@ -377,7 +377,7 @@ func (e *NftExpected) bridge(bn *bridgeNet, ports, acceptOnly []port, ip string,
 			}
 			seenM[spec] = true
 			pm := r(KindPortMasq, postIn, spec)
-			pm.Container, pm.Port, pm.Alt = p.ct.Name, &p.pb, p.alt
+			pm.Container, pm.Port, pm.Alt = p.ct.Name, p.binding(), p.alt
 			add(pm)
 		}
 	}

@@ -98,11 +98,49 @@ func TestParseSaveRoundTripsEveryCapture(t *testing.T) {
 						if got, want := r.Spec(), ruleText(r.Raw); got != want {
 							t.Errorf("line %d: Spec()\n got %q\nwant %q", r.Line, got, want)
 						}
+						if sp, ok, _ := r.RawSpec(nil); !ok || sp != r.Spec() {
+							t.Errorf("line %d: RawSpec() = %q, %v; want Spec() from the line", r.Line, sp, ok)
+						}
 						if len(r.Unparsed) > 0 {
 							t.Errorf("line %d: unparsed tokens %q", r.Line, r.Unparsed)
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+func TestRawSpecIsSpecAsPartOfTheLine(t *testing.T) {
+	tests := []struct {
+		name, line string
+		fromLine   bool // Spec() is the end of the line
+	}{
+		{"a save line with counters", `[3:180] -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT`, true},
+		{"a quoted comment", `-A INPUT -m comment --comment "a b" -j ACCEPT`, true},
+		{"an implicit match, which Spec writes back without -m", `-A INPUT -p tcp --dport 22 -j ACCEPT`, true},
+		{"options in another order than iptables-save's", `-A INPUT -j ACCEPT -p tcp`, false},
+		{"a value quoted that needs no quotes", `-A INPUT -s "10.0.0.1" -j ACCEPT`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := ParseSave([]byte("*filter\n:INPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n" + tt.line + "\nCOMMIT\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r *Rule
+			for _, c := range rs.Tables[0].Chains {
+				if len(c.Rules) > 0 {
+					r = c.Rules[0]
+				}
+			}
+			buf := []byte("junk from an earlier call")
+			sp, ok, buf := r.RawSpec(buf)
+			if string(buf) != r.Spec() {
+				t.Errorf("buffer holds %q, want Spec() %q", buf, r.Spec())
+			}
+			if ok != tt.fromLine || ok && (sp != r.Spec() || !strings.HasSuffix(r.Raw, sp)) {
+				t.Errorf("RawSpec() = %q, %v; Spec() = %q, want ok %v", sp, ok, r.Spec(), tt.fromLine)
 			}
 		})
 	}

@@ -96,3 +96,43 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestUnquoteJSONIsEncodingJSONOrRefuses: the dumps' own unescaper gives
+// what encoding/json gives, or leaves the literal to it.
+func TestUnquoteJSONIsEncodingJSONOrRefuses(t *testing.T) {
+	for _, tt := range []struct {
+		lit  string
+		take bool
+	}{
+		{`""`, true},
+		{`"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"`, true},
+		{`"-m comment --comment \"a \\ b\" \/ \t\r\b\f"`, true},
+		{`"\u003c\u00e9\u20ac x"`, true},
+		{`"é€ plain UTF-8"`, true},
+		{`"\u0000"`, true},
+		{`"\ud83d\ude00"`, false}, // a surrogate pair
+		{`"\ud800"`, false},       // a lone surrogate: encoding/json writes U+FFFD
+		{"\"\xff\"", false},       // invalid UTF-8: encoding/json writes U+FFFD
+		{"\"a\nb\"", false},       // a raw control character: an error
+		{`"\x"`, false},
+		{`"\u12"`, false},
+		{`"a\"`, false},
+		{`5`, false},
+		{`"a"b"`, false},
+	} {
+		got, ok := unquoteJSON([]byte(tt.lit))
+		if ok != tt.take {
+			t.Errorf("unquoteJSON(%s): ok %v, want %v", tt.lit, ok, tt.take)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		var want string
+		if err := json.Unmarshal([]byte(tt.lit), &want); err != nil {
+			t.Errorf("encoding/json refuses %s: %v", tt.lit, err)
+		} else if got != want {
+			t.Errorf("unquoteJSON(%s) = %q, encoding/json gives %q", tt.lit, got, want)
+		}
+	}
+}

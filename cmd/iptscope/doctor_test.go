@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/iptscope/iptscope/diagnose"
+	"github.com/iptscope/iptscope/parse"
+	"github.com/iptscope/iptscope/snapshot"
 )
 
 // bundleFixtures lists fixtures/*/bundle.json.
@@ -269,6 +272,60 @@ func TestOneLoaderForEveryFrom(t *testing.T) {
 		}
 		if _, errOut, code := iptscope(t, "", "doctor", "--from", v4, "--port", "http"); code != exitUnknown {
 			t.Errorf("--port http: exit %d: %s", code, errOut)
+		}
+	})
+}
+
+// TestMemoryBudget: doctor's soft memory limit is the minimum while the
+// input is read and grows with the input's rules, and the limit of before
+// comes back when the run ends; GOMEMLIMIT wins.
+func TestMemoryBudget(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
+	env := func(v string) *globals {
+		return &globals{getenv: func(k string) string {
+			if k == "GOMEMLIMIT" {
+				return v
+			}
+			return ""
+		}}
+	}
+	bigDump := func(rules int) *snapshot.Snapshot {
+		c := &parse.Chain{Name: "DOCKER", Rules: make([]*parse.Rule, rules)}
+		rs := &parse.Ruleset{Tables: []*parse.Table{{Name: parse.TableNAT, Chains: []*parse.Chain{c}}}}
+		return &snapshot.Snapshot{Rules: []snapshot.RuleDump{{Ruleset: rs}}}
+	}
+
+	t.Run("GOMEMLIMIT set: no budget", func(t *testing.T) {
+		b := budgetMemory(env("1GiB"))
+		if b != nil || limit() != before {
+			t.Fatalf("budget %v, limit %d: want none and %d", b, limit(), before)
+		}
+	})
+	t.Run("the minimum while reading, the rules' budget after, the limit of before at the end", func(t *testing.T) {
+		b := budgetMemory(env(""))
+		if b == nil || limit() != budgetMinimum {
+			t.Fatalf("limit %d, want %d", limit(), budgetMinimum)
+		}
+		if again := budgetMemory(env("")); again != nil {
+			t.Fatal("a second budget while one runs")
+		}
+		b.fit(bigDump(10))
+		if limit() != budgetMinimum {
+			t.Errorf("10 rules: limit %d, want the minimum %d", limit(), budgetMinimum)
+		}
+		b.fit(bigDump(200000))
+		if want := int64(200000 * budgetPerRule); limit() != want {
+			t.Errorf("200,000 rules: limit %d, want %d", limit(), want)
+		}
+		b.stop()
+		if limit() != before {
+			t.Errorf("stopped: limit %d, want %d", limit(), before)
+		}
+		if b := budgetMemory(env("")); b == nil {
+			t.Error("no budget after the last one stopped")
+		} else {
+			b.stop()
 		}
 	})
 }
