@@ -53,8 +53,7 @@ type Tracer struct {
 	proxyByPort map[protoPort][]int // single-port proxies, indices in order
 	proxyRanges []int               // proxies of a port range
 	published   map[protoPort]publishedRef
-	// texts caches addrText (netip.Addr -> addrTexts), policyText
-	// (*parse.Chain -> string) and endText.
+	// texts caches policyText (*parse.Chain -> string) and endText.
 	texts sync.Map
 	// built holds index's entries for a lock-free lookup.
 	built sync.Map
@@ -1997,16 +1996,12 @@ type addrTexts struct {
 	plain, name, named string
 }
 
-// addrText returns a's texts, made once per Tracer (a ports table names
-// the same few addresses in every trace).
+// addrText returns a's texts. Why not cached: at scale nearly every
+// address a ports table names is a different container's.
 func (t *Tracer) addrText(a netip.Addr) addrTexts {
-	if v, ok := t.texts.Load(a); ok {
-		return v.(addrTexts)
-	}
 	at := addrTexts{plain: a.String()}
 	if n, ok := t.nameOf(a); ok {
 		at.name, at.named = n, at.plain+" ("+n+")"
 	}
-	t.texts.Store(a, at)
 	return at
 }
