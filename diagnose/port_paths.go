@@ -258,13 +258,9 @@ func dockerChain(table, chain string) bool {
 // writes no NAT rule for it at all, the reason with a %s for what answers
 // ("" when Docker does write one).
 func proxyByDesign(env *Env, c *snapshot.Container, pb snapshot.PortBinding) string {
-	ip, err := netip.ParseAddr(pb.HostIP)
-	v6 := err == nil && ip.Is6()
+	fam, v6 := bindingFamily(pb)
 	if nftablesBackendOf(env.S) && env.S.NftRead() {
-		for _, a := range nftAnalyses(env) {
-			if (a.family() == snapshot.FamilyIPv6) != v6 {
-				continue
-			}
+		if a, ok := nftAnalysisOf(env, fam); ok {
 			for i := range a.exp.Rules {
 				x := &a.exp.Rules[i]
 				if x.Kind == KindDNAT && x.Container == c.Name && x.Port != nil && *x.Port == pb {
@@ -273,10 +269,6 @@ func proxyByDesign(env *Env, c *snapshot.Container, pb snapshot.PortBinding) str
 			}
 		}
 		return "no nftables DNAT is expected for this binding: %s serves it, Docker's only path for it (no nftables rule by design)"
-	}
-	fam := snapshot.FamilyIPv4
-	if v6 {
-		fam = snapshot.FamilyIPv6
 	}
 	a, ok := env.analysis(fam)
 	if ok && a.exp.IPTablesOff {
@@ -291,16 +283,31 @@ func proxyByDesign(env *Env, c *snapshot.Container, pb snapshot.PortBinding) str
 	return ""
 }
 
+// bindingFamily is the family of a binding's host address (IPv4 for
+// "0.0.0.0" and an empty one).
+func bindingFamily(pb snapshot.PortBinding) (family string, v6 bool) {
+	if ip, err := netip.ParseAddr(pb.HostIP); err == nil && ip.Is6() {
+		return snapshot.FamilyIPv6, true
+	}
+	return snapshot.FamilyIPv4, false
+}
+
+// nftAnalysisOf is the comparison of Docker's nftables table of a family.
+func nftAnalysisOf(env *Env, family string) (nftAnalysis, bool) {
+	for _, a := range nftAnalyses(env) {
+		if a.family() == family {
+			return a, true
+		}
+	}
+	return nftAnalysis{}, false
+}
+
 // natMissing says which of Docker's NAT rules a connection that was not
 // translated misses: the chain, the jump to it, or the port's DNAT.
 func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
-	ip, err := netip.ParseAddr(pb.HostIP)
-	v6 := err == nil && ip.Is6()
+	fam, _ := bindingFamily(pb)
 	if nftablesBackendOf(env.S) && env.S.NftRead() {
-		for _, a := range nftAnalyses(env) {
-			if (a.family() == snapshot.FamilyIPv6) != v6 {
-				continue
-			}
+		if a, ok := nftAnalysisOf(env, fam); ok {
 			tbl := string(a.exp.Family) + " " + NftDockerTable
 			pre := NftRule{Chain: NftNATPrerouting, Spec: "fib daddr type local counter jump " + NftNATPreAndOutput}
 			switch {
@@ -314,10 +321,6 @@ func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
 			return "no DNAT rule for it in " + tbl + " " + NftNATPreAndOutput
 		}
 		return "no DNAT rule for it in Docker's nftables table"
-	}
-	fam := snapshot.FamilyIPv4
-	if v6 {
-		fam = snapshot.FamilyIPv6
 	}
 	if a, ok := env.analysis(fam); ok {
 		switch {
