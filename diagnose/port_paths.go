@@ -66,13 +66,6 @@ func (e *Env) stoppedBy(family, table, chain string) map[int][]Subject {
 	return out
 }
 
-// stoppedAt reports whether the engine's trace of the binding is stopped
-// by rule position of table's chain (0: its policy).
-func (e *Env) stoppedAt(container string, pb snapshot.PortBinding, table, chain string, position int) bool {
-	j := e.judgementOf(container, pb)
-	return j != nil && j.path == PathBroken && j.stop == ruleStop{table, chain, position}
-}
-
 // bindingKey is one published port of one container.
 type bindingKey struct {
 	container string

@@ -240,20 +240,6 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 	}
 }
 
-// foundAny returns the dump rule matching er or, for an alternative, any
-// of its group.
-func foundAny(a analysis, er ExpectedRule) *parse.Rule {
-	if got := a.diff.Got(er); got != nil || er.Alt == "" {
-		return got
-	}
-	for _, x := range a.exp.RulesOf(er.Table, er.Chain) {
-		if x.Alt == er.Alt && a.diff.Got(x) != nil {
-			return a.diff.Got(x)
-		}
-	}
-	return nil
-}
-
 // jumpFound reports whether chain from of table t has a rule jumping to
 // to (any matches).
 func jumpFound(a analysis, t parse.TableName, from, to parse.ChainName) bool {
