@@ -136,7 +136,7 @@ func judgePorts(env *Env) map[bindingKey]*portJudgement {
 				j.subject.Family = snapshot.FamilyIPv6
 			}
 			for _, ep := range c.Endpoints {
-				if j.dnatTo.IsValid() && containerHas(&snapshot.Container{Endpoints: []snapshot.Endpoint{ep}}, j.dnatTo) {
+				if j.dnatTo.IsValid() && endpointHas(ep, j.dnatTo) {
 					j.subject.Network = ep.Network
 				}
 			}
@@ -178,7 +178,7 @@ func explainPort(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tra
 		j.reason = "bound to " + host + ": only the host itself can connect; a path from other machines does not apply"
 	case trace.PortUnknown:
 		j.reason = "not judged: " + v.Reason
-		if tr != nil && dnat != nil && (!containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort) {
+		if tr != nil && dnat != nil && translatedElsewhere(c, pb, tr) {
 			j.reason = fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there; where they end is not judged: %s",
 				dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort), v.Reason)
 		}
@@ -359,7 +359,7 @@ func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tr
 		}
 		return why
 	}
-	if dnat != nil && (!containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort) {
+	if dnat != nil && translatedElsewhere(c, pb, tr) {
 		// Translated, but not to this container: a DNAT above Docker's
 		// (or in its place) for the same port.
 		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort))
@@ -400,16 +400,25 @@ func stepSpec(st *trace.Step) string {
 	return t
 }
 
+// translatedElsewhere reports whether a trace's destination after DNAT
+// is not the binding's: another address than c's, or another port.
+func translatedElsewhere(c *snapshot.Container, pb snapshot.PortBinding, tr *trace.Result) bool {
+	return !containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort
+}
+
 // containerHas reports whether a is one of c's addresses.
 func containerHas(c *snapshot.Container, a netip.Addr) bool {
-	for _, ep := range c.Endpoints {
-		for _, s := range []string{ep.IP, ep.IPv6} {
-			if s == "" {
-				continue
-			}
-			if x, err := netip.ParseAddr(s); err == nil && x.Unmap() == a.Unmap() {
-				return true
-			}
+	return slices.ContainsFunc(c.Endpoints, func(ep snapshot.Endpoint) bool { return endpointHas(ep, a) })
+}
+
+// endpointHas reports whether a is one of an endpoint's addresses.
+func endpointHas(ep snapshot.Endpoint, a netip.Addr) bool {
+	for _, s := range []string{ep.IP, ep.IPv6} {
+		if s == "" {
+			continue
+		}
+		if x, err := netip.ParseAddr(s); err == nil && x.Unmap() == a.Unmap() {
+			return true
 		}
 	}
 	return false
