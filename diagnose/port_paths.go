@@ -81,14 +81,30 @@ func keyOfBinding(c string, pb snapshot.PortBinding) bindingKey {
 
 // portJudgements are the engine's verdicts for every published port of
 // the snapshot, traced once per Env (the ports table and the checks that
-// say which ports a rule stops share them).
+// say which ports a rule stops share them). The traces need nothing of
+// the analysis, so they are taken while it is built (startTracing); only
+// their words need it (judgements).
 type portJudgements struct {
-	once sync.Once
-	by   map[bindingKey]*portJudgement
+	traceOnce sync.Once
+	traced    []tracedPort
+	once      sync.Once
+	by        map[bindingKey]*portJudgement
+}
+
+// startTracing traces the ports in the background (the analysis the
+// words need is built meanwhile).
+func (e *Env) startTracing() { go e.tracedPorts() }
+
+func (e *Env) tracedPorts() []tracedPort {
+	e.paths.traceOnce.Do(func() { e.paths.traced = tracePorts(e) })
+	return e.paths.traced
 }
 
 func (e *Env) judgements() map[bindingKey]*portJudgement {
-	e.paths.once.Do(func() { e.paths.by = judgePorts(e) })
+	e.paths.once.Do(func() {
+		e.paths.by = judgePorts(e, e.tracedPorts())
+		e.paths.traced = nil // the words are all that is kept
+	})
 	return e.paths.by
 }
 
@@ -98,13 +114,38 @@ func (e *Env) judgementOf(container string, pb snapshot.PortBinding) *portJudgem
 	return e.judgements()[keyOfBinding(container, pb)]
 }
 
-// judgePorts traces a connection from another machine to every published
-// port (trace.Tracer.ScanPortsParallel) and keeps, of each trace, the verdict and
-// its reason in Docker's terms: the traces themselves are let go.
-func judgePorts(env *Env) map[bindingKey]*portJudgement {
+// tracedPort is what the words of a port's verdict need of its trace,
+// read while the trace is at hand (the Result is reused for the next
+// port).
+type tracedPort struct {
+	c      *snapshot.Container
+	pb     snapshot.PortBinding
+	path   trace.PortPath
+	reason string // the verdict's
+	traced bool   // false: no trace (local-only, no client)
+	// dnat is the step that translated the destination in PREROUTING.
+	dnat    *trace.Step
+	final   netip.AddrPort // the destination after the walk
+	verdict trace.Verdict
+	reaches trace.Reach
+	// deciding is the step that decided a broken or unknown path;
+	// replyStop the rule that drops the replies of a delivered one.
+	deciding, replyStop *trace.Step
+	answeredBy          string
+	// admitted names the rule that admitted the translated connection
+	// (nat paths: see admittedIn).
+	admitted string
+	// viaNATDocker: the walk jumped from nat PREROUTING to DOCKER.
+	viaNATDocker bool
+}
+
+// tracePorts traces a connection from another machine to every published
+// port (trace.Tracer.ScanPortsParallel) and keeps, of each trace, what
+// its words need (tracedPort), in the snapshot's order.
+func tracePorts(env *Env) []tracedPort {
 	s := env.S
 	if s == nil || s.Docker == nil {
-		return map[bindingKey]*portJudgement{}
+		return nil
 	}
 	byName := make(map[string]*snapshot.Container, len(s.Docker.Containers))
 	for i := range s.Docker.Containers {
@@ -113,11 +154,7 @@ func judgePorts(env *Env) map[bindingKey]*portJudgement {
 			byName[c.Name] = c
 		}
 	}
-	type judged struct {
-		k bindingKey
-		j *portJudgement
-	}
-	var got []judged
+	var got []tracedPort
 	var mu sync.Mutex
 	// Why in parallel: at 33,000 ports the traces are most of a doctor
 	// run's time, and they are independent.
@@ -130,68 +167,109 @@ func judgePorts(env *Env) map[bindingKey]*portJudgement {
 			if pb.HostPort != v.HostPort || pb.ContainerPort != v.ContainerPort || pb.HostIP != v.HostIP || !strings.EqualFold(proto(pb), v.Proto) {
 				continue
 			}
-			j := explainPort(env, c, pb, v)
-			j.subject = Subject{Family: snapshot.FamilyIPv4, Container: c.Name, Port: portName(&pb)}
-			if ip, err := netip.ParseAddr(pb.HostIP); err == nil && ip.Is6() && !ip.Is4In6() {
-				j.subject.Family = snapshot.FamilyIPv6
-			}
-			for _, ep := range c.Endpoints {
-				if j.dnatTo.IsValid() && endpointHas(ep, j.dnatTo) {
-					j.subject.Network = ep.Network
-				}
-			}
+			tp := tracedPortOf(c, pb, v)
 			mu.Lock()
 			if len(got) <= i {
-				got = append(got, make([]judged, i+1-len(got))...)
+				got = append(got, make([]tracedPort, i+1-len(got))...)
 			}
-			got[i] = judged{keyOfBinding(c.Name, pb), j}
+			got[i] = tp
 			mu.Unlock()
 			return
 		}
 	})
-	out := make(map[bindingKey]*portJudgement, len(got))
-	for _, g := range got {
-		if _, dup := out[g.k]; g.j != nil && !dup {
-			out[g.k] = g.j
+	return got
+}
+
+// tracedPortOf reads what the words need of v's trace.
+func tracedPortOf(c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict) tracedPort {
+	tp := tracedPort{c: c, pb: pb, path: v.Path, reason: v.Reason}
+	tr := v.Trace
+	if tr == nil {
+		return tp
+	}
+	tp.traced, tp.verdict, tp.reaches, tp.answeredBy = true, tr.Verdict, tr.Reaches, tr.AnsweredBy
+	tp.final = netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort)
+	tp.replyStop = tr.ReplyStop
+	if st := dnatStepOf(tr); st != nil {
+		tp.dnat = ptrTo(*st)
+	}
+	if d := v.Deciding(); d != nil {
+		tp.deciding = ptrTo(*d)
+	}
+	switch v.Path {
+	case trace.PortNAT:
+		tp.admitted = admittedIn(tr)
+	case trace.PortBroken, trace.PortProxyOnly:
+		tp.viaNATDocker = slices.ContainsFunc(tr.Steps, func(st trace.Step) bool {
+			return st.Hook == trace.HookPrerouting && st.Table == parse.TableNAT && st.Target == string(ChainDocker)
+		})
+	}
+	return tp
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// judgePorts puts every traced port's verdict in Docker's terms.
+func judgePorts(env *Env, traced []tracedPort) map[bindingKey]*portJudgement {
+	out := make(map[bindingKey]*portJudgement, len(traced))
+	for i := range traced {
+		tp := &traced[i]
+		if tp.c == nil {
+			continue
 		}
+		k := keyOfBinding(tp.c.Name, tp.pb)
+		if _, dup := out[k]; dup {
+			continue
+		}
+		j := explainPort(env, tp)
+		j.subject = Subject{Family: snapshot.FamilyIPv4, Container: tp.c.Name, Port: portName(&tp.pb)}
+		if ip, err := netip.ParseAddr(tp.pb.HostIP); err == nil && ip.Is6() && !ip.Is4In6() {
+			j.subject.Family = snapshot.FamilyIPv6
+		}
+		for _, ep := range tp.c.Endpoints {
+			if j.dnatTo.IsValid() && endpointHas(ep, j.dnatTo) {
+				j.subject.Network = ep.Network
+			}
+		}
+		out[k] = j
 	}
 	return out
 }
 
 // explainPort puts the engine's verdict on a binding in Docker's terms.
-func explainPort(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict) *portJudgement {
-	j := &portJudgement{path: PortPath(v.Path)}
-	tr := v.Trace
-	dnat := dnatStepOf(tr)
-	if dnat != nil && tr != nil {
-		j.dnatTo = tr.Final.Dst
+func explainPort(env *Env, tp *tracedPort) *portJudgement {
+	c, pb := tp.c, tp.pb
+	j := &portJudgement{path: PortPath(tp.path)}
+	dnat := tp.dnat
+	if dnat != nil {
+		j.dnatTo = tp.final.Addr()
 	}
-	if d := v.Deciding(); d != nil && d.Table != "" {
+	if d := tp.deciding; d != nil && d.Table != "" {
 		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
-	} else if v.Path == trace.PortBroken && tr != nil && tr.ReplyStop != nil {
-		d := tr.ReplyStop
+	} else if tp.path == trace.PortBroken && tp.replyStop != nil {
+		d := tp.replyStop
 		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
 	}
-	switch v.Path {
+	switch tp.path {
 	case trace.PortLocalOnly:
 		host := pb.HostIP
 		j.reason = "bound to " + host + ": only the host itself can connect; a path from other machines does not apply"
 	case trace.PortUnknown:
-		j.reason = "not judged: " + v.Reason
-		if tr != nil && dnat != nil && translatedElsewhere(c, pb, tr) {
+		j.reason = "not judged: " + tp.reason
+		if tp.traced && dnat != nil && translatedElsewhere(c, pb, tp.final) {
 			j.reason = fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there; where they end is not judged: %s",
-				dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort), v.Reason)
+				dnat.Rule, dnat.Table, dnat.Chain, tp.final, tp.reason)
 		}
 	case trace.PortNAT:
-		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.Rule, dnat.Table, dnat.Chain, admittedIn(tr))
+		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.Rule, dnat.Table, dnat.Chain, tp.admitted)
 	case trace.PortProxyOnly:
 		if why := proxyByDesign(env, c, pb); why != "" {
-			j.reason = fmt.Sprintf(why, tr.AnsweredBy)
+			j.reason = fmt.Sprintf(why, tp.answeredBy)
 			break
 		}
-		j.reason = fmt.Sprintf("%s; %s answers on the host port instead (clients' addresses are lost)", natMissing(env, pb, tr), tr.AnsweredBy)
+		j.reason = fmt.Sprintf("%s; %s answers on the host port instead (clients' addresses are lost)", natMissing(env, tp), tp.answeredBy)
 	default: // broken
-		j.reason = brokenReason(env, c, pb, v, dnat)
+		j.reason = brokenReason(env, tp)
 	}
 	return j
 }
@@ -297,8 +375,8 @@ func nftAnalysisOf(env *Env, family string) (nftAnalysis, bool) {
 
 // natMissing says which of Docker's NAT rules a connection that was not
 // translated misses: the chain, the jump to it, or the port's DNAT.
-func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
-	fam, _ := bindingFamily(pb)
+func natMissing(env *Env, tp *tracedPort) string {
+	fam, _ := bindingFamily(tp.pb)
 	if nftablesBackendOf(env.S) && env.S.NftRead() {
 		if a, ok := nftAnalysisOf(env, fam); ok {
 			tbl := string(a.exp.Family) + " " + NftDockerTable
@@ -325,9 +403,7 @@ func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
 		return "no DNAT rule for it in nat DOCKER"
 	}
 	// No model of Docker's rules: what the walk shows.
-	if tr != nil && slices.ContainsFunc(tr.Steps, func(st trace.Step) bool {
-		return st.Hook == trace.HookPrerouting && st.Table == parse.TableNAT && st.Target == string(ChainDocker)
-	}) {
+	if tp.viaNATDocker {
 		return "no DNAT rule for it in nat DOCKER"
 	}
 	return "nat PREROUTING does not reach a DNAT for it"
@@ -335,13 +411,13 @@ func natMissing(env *Env, pb snapshot.PortBinding, tr *trace.Result) string {
 
 // brokenReason says why a connection from another machine does not get
 // an answer, from the step that decided.
-func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict, dnat *trace.Step) string {
-	tr := v.Trace
-	if tr == nil {
-		return v.Reason
+func brokenReason(env *Env, tp *tracedPort) string {
+	if !tp.traced {
+		return tp.reason
 	}
-	d := tr.Deciding()
-	if st := tr.ReplyStop; st != nil && tr.Verdict == trace.Accept {
+	c, pb, dnat := tp.c, tp.pb, tp.dnat
+	d := tp.deciding
+	if st := tp.replyStop; st != nil && tp.verdict == trace.Accept {
 		verb := "drops"
 		if st.Target == string(parse.TargetReject) {
 			verb = "rejects"
@@ -359,10 +435,10 @@ func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tr
 		}
 		return why
 	}
-	if dnat != nil && translatedElsewhere(c, pb, tr) {
+	if dnat != nil && translatedElsewhere(c, pb, tp.final) {
 		// Translated, but not to this container: a DNAT above Docker's
 		// (or in its place) for the same port.
-		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.Rule, dnat.Table, dnat.Chain, netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort))
+		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.Rule, dnat.Table, dnat.Chain, tp.final)
 	}
 	if d != nil && d.Rule > 0 && d.Table != "" && (d.Target == string(parse.TargetDrop) || d.Target == string(parse.TargetReject)) {
 		verb := "drops"
@@ -380,15 +456,15 @@ func brokenReason(env *Env, c *snapshot.Container, pb snapshot.PortBinding, v tr
 		case dnat != nil:
 			return where + " " + verb + " forwarded traffic before Docker's rules admit it"
 		}
-		return natMissing(env, pb, tr) + "; " + where + " " + verb + " it"
+		return natMissing(env, tp) + "; " + where + " " + verb + " it"
 	}
 	if dnat == nil {
-		if tr.Reaches == trace.ReachHost && (tr.AnsweredBy == "" || strings.Contains(tr.AnsweredBy, "placeholder")) {
-			return natMissing(env, pb, tr) + " and no docker-proxy listens on the port"
+		if tp.reaches == trace.ReachHost && (tp.answeredBy == "" || strings.Contains(tp.answeredBy, "placeholder")) {
+			return natMissing(env, tp) + " and no docker-proxy listens on the port"
 		}
-		return natMissing(env, pb, tr) + "; " + v.Reason
+		return natMissing(env, tp) + "; " + tp.reason
 	}
-	return fmt.Sprintf("DNAT rule %d of %s %s, but %s", dnat.Rule, dnat.Table, dnat.Chain, v.Reason)
+	return fmt.Sprintf("DNAT rule %d of %s %s, but %s", dnat.Rule, dnat.Table, dnat.Chain, tp.reason)
 }
 
 // stepSpec is a rule step's text without the "-A CHAIN" of a save line.
@@ -402,8 +478,8 @@ func stepSpec(st *trace.Step) string {
 
 // translatedElsewhere reports whether a trace's destination after DNAT
 // is not the binding's: another address than c's, or another port.
-func translatedElsewhere(c *snapshot.Container, pb snapshot.PortBinding, tr *trace.Result) bool {
-	return !containerHas(c, tr.Final.Dst) || int(tr.Final.DstPort) != pb.ContainerPort
+func translatedElsewhere(c *snapshot.Container, pb snapshot.PortBinding, final netip.AddrPort) bool {
+	return !containerHas(c, final.Addr()) || int(final.Port()) != pb.ContainerPort
 }
 
 // containerHas reports whether a is one of c's addresses.

@@ -95,6 +95,7 @@ func portsOf(env *Env) []PortReport {
 	if s == nil || s.Docker == nil {
 		return nil
 	}
+	env.startTracing()
 	a, ok := env.v4()
 	var why string
 	if dockerElsewhere(s) != "" || !ok && !nftJudged(s) {

@@ -3,6 +3,7 @@ package trace
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,14 +85,15 @@ func TestEveryPortOfA1000PortHostOverOneTracer(t *testing.T) {
 }
 
 // TestScanPortsParallelIsEachPort: the ports of a 1,000-port host traced
-// over two workers (a reused Result each) give EachPort's verdicts, each
-// once, at EachPort's index (run with -race, it also checks that a
+// over two workers (a reused lean Result each) give EachPort's verdicts
+// (without the texts a lean trace leaves out), each once, at EachPort's
+// index (run with -race, it also checks that a
 // Tracer is safe for concurrent traces).
 func TestScanPortsParallelIsEachPort(t *testing.T) {
 	s := bigHost(t, 1000)
 	var want []string
 	New(s).EachPort(func(v PortVerdict) {
-		want = append(want, fmt.Sprintf("%s %s:%d %s %s %s", v.Container, v.HostIP, v.HostPort, v.Path, v.Reason, dumpResult(v.Trace)))
+		want = append(want, fmt.Sprintf("%s %s:%d %s %s %s", v.Container, v.HostIP, v.HostPort, v.Path, v.Reason, leanDump(v.Trace)))
 	})
 	got := make([]string, len(want))
 	var mu sync.Mutex
@@ -113,5 +115,78 @@ func TestScanPortsParallelIsEachPort(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("port %d:\nparallel: %s\neach:     %s", i, got[i], want[i])
 		}
+	}
+}
+
+// TestLeanScansShareRepliesOnlyWhenNoRuleLooksAtTheSource: a lean scan
+// walks one reply per bridge and client when no rule on the forward hook
+// looks at a packet's source, else every reply. A FORWARD rule that drops
+// one container's replies by their source address (or port) must stop
+// that container's port alone, as a full trace of each port says; one
+// that drops every reply off a bridge stops them all.
+func TestLeanScansShareRepliesOnlyWhenNoRuleLooksAtTheSource(t *testing.T) {
+	const ports = 300
+	victim := ""
+	for _, tc := range []struct {
+		name   string
+		rule   func(s *snapshot.Snapshot) string
+		broken func(c snapshot.Container) bool
+	}{
+		{"by source address", func(s *snapshot.Snapshot) string {
+			c := s.Docker.Containers[117]
+			victim = c.Name
+			return "-A FORWARD -s " + c.Endpoints[0].IP + "/32 -p tcp -j DROP"
+		}, func(c snapshot.Container) bool { return c.Name == victim }},
+		{"by source port", func(s *snapshot.Snapshot) string {
+			return "-A FORWARD -p tcp -m tcp --sport 80 -m conntrack --ctstate ESTABLISHED -j REJECT"
+		}, func(snapshot.Container) bool { return true }},
+		{"by source port of another service", func(s *snapshot.Snapshot) string {
+			return "-A FORWARD -p tcp -m multiport --sports 81,82 -j DROP"
+		}, func(snapshot.Container) bool { return false }},
+		{"every reply off docker0", func(s *snapshot.Snapshot) string {
+			return "-A FORWARD -i docker0 -j DROP"
+		}, func(c snapshot.Container) bool {
+			return netip.MustParsePrefix("10.100.0.0/22").Contains(netip.MustParseAddr(c.Endpoints[0].IP)) // docker0's
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := bigHost(t, ports)
+			rule := tc.rule(s)
+			healthy := string(synth.DockerHost(ports))
+			at := strings.Index(healthy, "[9000:540000] -A FORWARD -j DOCKER-USER\n")
+			if at < 0 {
+				t.Fatal("synth's dump has no FORWARD -j DOCKER-USER")
+			}
+			dump := healthy[:at] + rule + "\n" + healthy[at:]
+			s = synth.WithUplink(synth.DockerSnapshot(ports, []byte(dump), "nft"))
+			var full []PortVerdict
+			New(s).EachPort(func(v PortVerdict) { full = append(full, v) })
+			byName := map[string]snapshot.Container{}
+			for _, c := range s.Docker.Containers {
+				byName[c.Name] = c
+			}
+			i, stopped := 0, 0
+			New(s).ScanPorts(func(v PortVerdict) {
+				f := full[i]
+				i++
+				if v.Path != f.Path || v.Reason != f.Reason || leanDump(f.Trace) != dumpResult(v.Trace) {
+					t.Fatalf("%s: lean %s (%s), full %s (%s)", v.Container, v.Path, v.Reason, f.Path, f.Reason)
+				}
+				want := tc.broken(byName[v.Container])
+				if got := v.Trace.ReplyStop != nil; got != want || (f.Trace.ReplyStop != nil) != want {
+					t.Fatalf("%s: reply stopped %v (full trace: %v), want %v", v.Container, got, f.Trace.ReplyStop != nil, want)
+				}
+				if want {
+					stopped++
+					if v.Path != PortBroken || v.Trace.ReplyStop.Chain != "FORWARD" || v.Trace.ReplyStop.Rule != 1 {
+						t.Fatalf("%s: %s, reply stopped by %+v", v.Container, v.Path, v.Trace.ReplyStop)
+					}
+				}
+			})
+			if i != len(full) || i != ports {
+				t.Fatalf("%d lean verdicts, %d full ones, %d ports", i, len(full), ports)
+			}
+			t.Logf("%s: %d of %d ports stopped", rule, stopped, ports)
+		})
 	}
 }

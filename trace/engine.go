@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iptscope/iptscope/parse"
 	"github.com/iptscope/iptscope/parse/nft"
@@ -57,6 +58,37 @@ type Tracer struct {
 	texts sync.Map
 	// built holds index's entries for a lock-free lookup.
 	built sync.Map
+	// prepared: every chain is indexed (index and nftIndex are no longer
+	// written): see prepare.
+	prepared atomic.Bool
+}
+
+// prepare readies the Tracer for many traces, on several workers (a
+// ports table): every chain of every ruleset is indexed up front, and
+// the walks read the indices without a lock.
+func (t *Tracer) prepare() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.prepared.Load() {
+		return
+	}
+	for tab, chains := range t.chains {
+		for _, c := range tab.Chains {
+			if _, ok := t.index[c]; !ok {
+				t.index[c] = newChainIndex(c, chains)
+			}
+		}
+	}
+	for _, v4 := range []bool{true, false} {
+		for _, tab := range t.nftTables(v4) {
+			for _, c := range tab.Chains {
+				if _, ok := t.nftIndex[c]; !ok {
+					t.nftIndex[c] = newNftChainIndex(c)
+				}
+			}
+		}
+	}
+	t.prepared.Store(true)
 }
 
 // netPrefix is a Docker network's subnet, parsed.
@@ -126,23 +158,27 @@ func (t *Tracer) indexDocker() {
 	}
 }
 
-// indexFor returns c's index, or nil while c was entered only once.
-func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
-	// Why a lock-free first look: a ports table enters a dozen chains
-	// per trace on two workers, and the chains are indexed after the
-	// first trace.
+// indexFor returns c's (of table tab) index, or nil while c was entered
+// only once.
+func (t *Tracer) indexFor(tab *parse.Table, c *parse.Chain) *chainIndex {
+	// Why lock-free looks: a ports table enters a dozen chains per trace
+	// on two workers, and the chains are indexed after the first trace
+	// (all of them before the first, when prepared).
+	if t.prepared.Load() {
+		return t.index[c]
+	}
 	if ix, ok := t.built.Load(c); ok {
 		return ix.(*chainIndex)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ix, ok := t.index[c]; ok {
+	if ix, ok := t.index[c]; ok || t.prepared.Load() {
 		return ix
 	}
 	if t.entered[c]++; t.entered[c] < 2 {
 		return nil
 	}
-	ix := newChainIndex(c)
+	ix := newChainIndex(c, t.chains[tab])
 	t.index[c] = ix
 	t.built.Store(c, ix)
 	return ix
@@ -157,10 +193,15 @@ func (t *Tracer) indexFor(c *parse.Chain) *chainIndex {
 // candidate still passes its quick test and the full evaluation.
 type chainIndex struct {
 	q []quickRule
-	// jumps caches each rule's jump or goto target (nil until looked up).
-	jumps  []*parse.Chain
-	byPort map[uint16][]int32
-	byDst  map[netip.Addr][]int32
+	// small: the chain is walked rule by rule, each rule's quick test
+	// first (no maps below): see smallChain.
+	small bool
+	// jumps holds each rule's jump or goto target (nil for other rules).
+	jumps []*parse.Chain
+	// order holds every rule's index once, list after list (see span).
+	order  []int32
+	byPort map[uint16]span
+	byDst  map[netip.Addr]span
 	// Of the rules that demand neither: byIn and byOut those that demand
 	// one input or output interface, bySrc (by the prefix, srcBits its
 	// lengths) those that demand a source prefix. Why: Docker writes a few
@@ -168,22 +209,42 @@ type chainIndex struct {
 	// DOCKER's RETURNs, the isolation chains, DOCKER-CT, DOCKER-BRIDGE,
 	// POSTROUTING's MASQUERADEs); at 132 networks they were 650 rules per
 	// trace, most of the ports table's time at 33,000 ports.
-	byIn, byOut map[string][]int32
-	bySrc       map[netip.Prefix][]int32
+	byIn, byOut map[string]span
+	bySrc       map[netip.Prefix]span
 	srcBits     []int
-	rest        []int32
+	rest        span
 }
 
-func newChainIndex(c *parse.Chain) *chainIndex {
+// newChainIndex indexes c, whose table's chains are chains.
+func newChainIndex(c *parse.Chain, chains map[parse.ChainName]*parse.Chain) *chainIndex {
 	q := make([]quickRule, len(c.Rules))
+	var jumps []*parse.Chain
 	for i, r := range c.Rules {
 		q[i] = compileQuick(r)
+		if r.JumpsToChain() {
+			if jumps == nil {
+				jumps = make([]*parse.Chain, len(c.Rules))
+			}
+			jumps[i] = chains[parse.ChainName(r.Target)]
+		}
 	}
-	return indexQuick(q)
+	ix := indexQuick(q)
+	ix.jumps = jumps
+	return ix
 }
+
+// smallChain is the most rules a chain has to be walked rule by rule
+// (each rule's quick test first) rather than through its candidates: a
+// packet's candidates cost half a dozen map lookups, and nearly every
+// chain a trace enters (DOCKER-USER, DOCKER-CT, FORWARD, the isolation
+// chains of a few networks) has fewer rules than that costs.
+const smallChain = 8
 
 // indexQuick sorts rules by their quick tests (see chainIndex).
 func indexQuick(q []quickRule) *chainIndex {
+	if len(q) <= smallChain {
+		return &chainIndex{q: q, small: true}
+	}
 	onePort := func(q *quickRule) bool { return q.hasPorts && q.portLo == q.portHi }
 	oneDst := func(q *quickRule) bool { return q.dst.ok && !q.dst.negated && q.dst.p.IsSingleIP() }
 	np, nd := 0, 0
@@ -206,8 +267,19 @@ func indexQuick(q []quickRule) *chainIndex {
 			dsts[q[i].dst.p.Addr()]++
 		}
 	}
-	ix := &chainIndex{q: q, byPort: make(map[uint16][]int32, len(ports)), byDst: make(map[netip.Addr][]int32, len(dsts)),
-		byIn: map[string][]int32{}, byOut: map[string][]int32{}, bySrc: map[netip.Prefix][]int32{}}
+	// Each rule goes to one list; the lists are windows of one array
+	// (why: a map of 33,000 slices was 7 MB and as many allocations).
+	const (
+		inPort = iota
+		inDst
+		inIn
+		inOut
+		inSrc
+		inRest
+	)
+	kind := make([]uint8, len(q))
+	ix := &chainIndex{q: q, order: make([]int32, len(q)), byPort: make(map[uint16]span, np), byDst: make(map[netip.Addr]span, nd),
+		byIn: map[string]span{}, byOut: map[string]span{}, bySrc: map[netip.Prefix]span{}}
 	for i := range ix.q {
 		q := &ix.q[i]
 		// A rule that demands both goes where it has fewer neighbours:
@@ -215,26 +287,86 @@ func indexQuick(q []quickRule) *chainIndex {
 		// in address, its DNATs for 127.0.0.1 share the address.
 		switch p, d := onePort(q), oneDst(q); {
 		case p && (!d || ports[q.portLo] <= dsts[q.dst.p.Addr()]):
-			ix.byPort[q.portLo] = append(ix.byPort[q.portLo], int32(i))
+			kind[i] = inPort
+			ix.byPort[q.portLo] = ix.byPort[q.portLo].grown()
 		case d:
+			kind[i] = inDst
 			a := q.dst.p.Addr()
-			ix.byDst[a] = append(ix.byDst[a], int32(i))
+			ix.byDst[a] = ix.byDst[a].grown()
 		case q.in.name != "" && !q.in.negated:
-			ix.byIn[q.in.name] = append(ix.byIn[q.in.name], int32(i))
+			kind[i] = inIn
+			ix.byIn[q.in.name] = ix.byIn[q.in.name].grown()
 		case q.out.name != "" && !q.out.negated:
-			ix.byOut[q.out.name] = append(ix.byOut[q.out.name], int32(i))
+			kind[i] = inOut
+			ix.byOut[q.out.name] = ix.byOut[q.out.name].grown()
 		case q.src.ok && !q.src.negated:
+			kind[i] = inSrc
 			k := q.src.p.Masked()
 			if !slices.Contains(ix.srcBits, k.Bits()) {
 				ix.srcBits = append(ix.srcBits, k.Bits())
 			}
-			ix.bySrc[k] = append(ix.bySrc[k], int32(i))
+			ix.bySrc[k] = ix.bySrc[k].grown()
 		default:
-			ix.rest = append(ix.rest, int32(i))
+			kind[i] = inRest
+			ix.rest = ix.rest.grown()
+		}
+	}
+	// Each list's window, then its rules in order.
+	at := int32(0)
+	ix.byPort, at = placed(ix.byPort, at)
+	ix.byDst, at = placed(ix.byDst, at)
+	ix.byIn, at = placed(ix.byIn, at)
+	ix.byOut, at = placed(ix.byOut, at)
+	ix.bySrc, at = placed(ix.bySrc, at)
+	ix.rest = span{lo: at}
+	for i := range ix.q {
+		q := &ix.q[i]
+		switch kind[i] {
+		case inPort:
+			ix.byPort[q.portLo] = ix.byPort[q.portLo].put(ix.order, i)
+		case inDst:
+			a := q.dst.p.Addr()
+			ix.byDst[a] = ix.byDst[a].put(ix.order, i)
+		case inIn:
+			ix.byIn[q.in.name] = ix.byIn[q.in.name].put(ix.order, i)
+		case inOut:
+			ix.byOut[q.out.name] = ix.byOut[q.out.name].put(ix.order, i)
+		case inSrc:
+			k := q.src.p.Masked()
+			ix.bySrc[k] = ix.bySrc[k].put(ix.order, i)
+		default:
+			ix.rest = ix.rest.put(ix.order, i)
 		}
 	}
 	return ix
 }
+
+// span is a window of a chainIndex's order: n rules from lo.
+type span struct{ lo, n int32 }
+
+// grown is s counting one more rule (while the rules are counted).
+func (s span) grown() span { s.n++; return s }
+
+// put writes rule i as s's next rule (while the rules are placed: n
+// counts those placed so far).
+func (s span) put(order []int32, i int) span {
+	order[s.lo+s.n] = int32(i)
+	s.n++
+	return s
+}
+
+// placed gives each counted span of m its window from at on (n back to
+// 0, for put) and returns where the next window starts.
+func placed[K comparable](m map[K]span, at int32) (map[K]span, int32) {
+	for k, s := range m {
+		m[k] = span{lo: at}
+		at += s.n
+	}
+	return m, at
+}
+
+// list is the rules of s, in order.
+func (ix *chainIndex) list(s span) []int32 { return ix.order[s.lo : s.lo+s.n] }
 
 // candidates are the indexes (ascending, from from on) of the rules that
 // may match pk.
@@ -245,20 +377,20 @@ func (ix *chainIndex) candidates(pk *pkt, from int) []int32 {
 			lists = append(lists, l)
 		}
 	}
-	add(ix.byPort[pk.dport])
-	add(ix.byDst[pk.dst])
+	add(ix.list(ix.byPort[pk.dport]))
+	add(ix.list(ix.byDst[pk.dst]))
 	if pk.in != "" {
-		add(ix.byIn[pk.in])
+		add(ix.list(ix.byIn[pk.in]))
 	}
 	if pk.out != "" {
-		add(ix.byOut[pk.out])
+		add(ix.list(ix.byOut[pk.out]))
 	}
 	for _, bits := range ix.srcBits {
 		if p, err := pk.src.Prefix(bits); err == nil {
-			add(ix.bySrc[p])
+			add(ix.list(ix.bySrc[p]))
 		}
 	}
-	add(ix.rest)
+	add(ix.list(ix.rest))
 	switch len(lists) {
 	case 0:
 		return nil
@@ -461,6 +593,12 @@ type engine struct {
 	nftPending string
 	// noConntrack: nothing tracks connections; nat chains are skipped.
 	noConntrack bool
+	// lean: the trace records no texts but rules' and its reason (see
+	// Result.lean).
+	lean bool
+	// sourceBlind: no rule on the forward hook looks at the source (see
+	// Tracer.sourceBlind).
+	sourceBlind bool
 }
 
 // outcome of walking a chain, a table or a hook.
@@ -504,7 +642,7 @@ func (t *Tracer) trace(p Packet, res *Result) *Result {
 		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
 	} else {
 		clear(res.Names)
-		*res = Result{Names: res.Names, Steps: res.Steps[:0], Notes: res.Notes[:0], Backends: res.Backends[:0], scratch: res.scratch}
+		*res = Result{Names: res.Names, Steps: res.Steps[:0], Notes: res.Notes[:0], Backends: res.Backends[:0], scratch: res.scratch, lean: res.lean}
 	}
 	res.Packet, res.Final, res.Decider = p, p, -1
 	e := &engine{
@@ -512,6 +650,7 @@ func (t *Tracer) trace(p Packet, res *Result) *Result {
 		proto:  strings.ToLower(p.Proto),
 		v4:     p.Dst.Is4(),
 		res:    res,
+		lean:   res.lean,
 	}
 	e.pickDumps(p.Family())
 	e.budget = minEvaluations + evaluationsPerRule*t.ruleCount
@@ -552,6 +691,8 @@ type picked struct {
 	// noConntrack: no rule of the family needs conntrack, so the kernel
 	// tracks nothing in the namespace and no nat chain is consulted.
 	noConntrack bool
+	// sourceBlind: see Tracer.sourceBlind.
+	sourceBlind bool
 }
 
 // pickDumps chooses the rulesets to walk: the backend PickDump chooses
@@ -566,7 +707,7 @@ func (e *engine) pickDumps(family string) {
 		e.picks[family] = pd
 		e.mu.Unlock()
 	}
-	e.dumps, e.nftPending, e.noConntrack = pd.dumps, pd.nftPending, pd.noConntrack
+	e.dumps, e.nftPending, e.noConntrack, e.sourceBlind = pd.dumps, pd.nftPending, pd.noConntrack, pd.sourceBlind
 	e.res.Backends = append(e.res.Backends, pd.backends...)
 	e.res.Notes = append(e.res.Notes, pd.notes...)
 }
@@ -590,6 +731,7 @@ func (t *Tracer) pick(family string, v4 bool) *picked {
 	for _, d := range pd.dumps {
 		pd.backends = append(pd.backends, d.backend)
 	}
+	pd.sourceBlind = t.sourceBlind(pd.dumps, v4)
 	if pd.noConntrack = t.conntrackUnused(family, v4); pd.noConntrack {
 		pd.notes = append(pd.notes, "no rule needs conntrack (no NAT, no state match): the kernel tracks no connection here, so no nat chain is consulted")
 	}
@@ -720,8 +862,21 @@ func (e *engine) finish(v Verdict, reach Reach, reason string) {
 	}
 }
 
+// kernelStepText is kernelStep with a text made only when the trace is
+// not lean (see Result.lean).
+func (e *engine) kernelStepText(target string, decides bool, text func() string) {
+	s := ""
+	if !e.lean {
+		s = text()
+	}
+	e.kernelStep(target, s, decides)
+}
+
 // decide records a kernel step that decides the verdict.
 func (e *engine) kernelStep(target, text string, decides bool) {
+	if e.lean {
+		text = ""
+	}
 	e.res.Steps = append(e.res.Steps, Step{Target: target, Text: text})
 	if decides {
 		e.res.Decider = len(e.res.Steps) - 1
@@ -784,7 +939,9 @@ func (e *engine) inbound(pk *pkt) {
 	// when DNAT changed its destination).
 	if pk.bridged && pk.dst == pk.origDst {
 		e.res.Route = &Route{Kind: "bridged", Out: pk.in, Via: "bridge " + pk.in}
-		e.kernelStep("BRIDGE", fmt.Sprintf("bridge %s switches the frame to %s; br_netfilter passes it to FORWARD", pk.in, e.addrName(pk.dst)), false)
+		e.kernelStepText("BRIDGE", false, func() string {
+			return fmt.Sprintf("bridge %s switches the frame to %s; br_netfilter passes it to FORWARD", pk.in, e.addrName(pk.dst))
+		})
 		pk.out = pk.in
 		e.forward(pk)
 		return
@@ -808,7 +965,7 @@ func (e *engine) inbound(pk *pkt) {
 	}
 	if e.net.isLocal(pk.dst) {
 		e.res.Route = &Route{Kind: "local", Out: "lo", Via: "local address " + pk.dst.String()}
-		e.kernelStep("ROUTE", fmt.Sprintf("routing decision: %s is local: INPUT", e.addrName(pk.dst)), false)
+		e.kernelStepText("ROUTE", false, func() string { return fmt.Sprintf("routing decision: %s is local: INPUT", e.addrName(pk.dst)) })
 		pk.hook = HookInput
 		if e.hook(HookInput, pk, parse.TableMangle, parse.TableFilter, parse.TableSecurity, parse.TableNAT) != outContinue {
 			return
@@ -855,7 +1012,7 @@ func (e *engine) inbound(pk *pkt) {
 			return
 		}
 	}
-	e.kernelStep("ROUTE", "routing decision: "+e.addrName(pk.dst)+" via "+r.text+": FORWARD", false)
+	e.kernelStepText("ROUTE", false, func() string { return "routing decision: " + e.addrName(pk.dst) + " via " + r.text + ": FORWARD" })
 	pk.out = r.dev
 	e.forward(pk)
 }
@@ -893,50 +1050,6 @@ func (e *engine) replyDropped(pk *pkt, sn, dn *snapshot.Network) string {
 		}
 	}
 	return ""
-}
-
-// replyForwardStop walks the forward hook for the reply of a forwarded
-// connection to a container (from the container's address and port, in
-// on its bridge, back to the sender, an established packet: conntrack
-// undoes the DNAT only after the forward hook) and returns the step that
-// drops it, also kept in the result's ReplyStop, or nil when the reply
-// gets through (a "-I FORWARD -i docker0 -j REJECT" kills every published
-// port with no drop on the way in).
-func (e *engine) replyForwardStop(pk *pkt) *Step {
-	back := e.res.Packet.InIface
-	if back == "" || pk.out == "" {
-		return nil // sent by the host itself: the reply is delivered locally
-	}
-	if !slices.ContainsFunc(e.res.Steps, func(s Step) bool { return s.Hook == HookForward }) {
-		return nil // switched without iptables (br_netfilter off): so is the reply
-	}
-	// Why a scratch Result: the reply of every published port is walked,
-	// and a ports table reuses its Result (and so this one) per trace.
-	sr := e.res.scratch
-	if sr == nil {
-		sr = &Result{Names: map[string]string{}}
-		e.res.scratch = sr
-	} else {
-		clear(sr.Names)
-		*sr = Result{Names: sr.Names, Steps: sr.Steps[:0]}
-	}
-	sr.Decider = -1
-	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
-		budget: minEvaluations + evaluationsPerRule*e.ruleCount, res: sr}
-	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, out: back, state: StateEstablished,
-		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookForward, bridged: pk.bridged}
-	if pk.bridged {
-		r.out = pk.out // switched back over the same bridge
-	}
-	switch sub.hook(HookForward, r, parse.TableMangle, parse.TableFilter, parse.TableSecurity) {
-	case outDrop, outReject:
-		if d := sub.res.Decider; d >= 0 && d < len(sub.res.Steps) {
-			st := sub.res.Steps[d]
-			e.res.ReplyStop = &st
-			return &st
-		}
-	}
-	return nil
 }
 
 // hairpinStops reports whether bridge br stops a bridged frame that goes
@@ -1114,7 +1227,9 @@ func (e *engine) deliverLocal(pk *pkt) {
 		default:
 			e.res.Reason = fmt.Sprintf("docker-proxy (pid %d) accepts on port %d and relays to %s, which no container of the snapshot has", px.PID, pk.dport, hostPort(px.ContainerIP, px.ContainerPort))
 		}
-		e.kernelStep("SOCKET", fmt.Sprintf("socket: docker-proxy pid %d listens on %s/%s", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto), false)
+		e.kernelStepText("SOCKET", false, func() string {
+			return fmt.Sprintf("socket: docker-proxy pid %d listens on %s/%s", px.PID, hostPort(px.HostIP, int(pk.dport)), e.proto)
+		})
 		return
 	}
 	if b, c := e.publishedHostPort(pk.dport); b != nil {
@@ -1257,7 +1372,7 @@ func (e *engine) deliverOut(pk *pkt) {
 		default:
 			e.res.Reason = fmt.Sprintf("forwarded to %s (%s); whether something listens on that port is not in the snapshot", netip.AddrPortFrom(pk.dst, pk.dport), c.Name)
 		}
-		e.kernelStep("OUT", "out on "+pk.out+" to "+e.addrName(pk.dst), false)
+		e.kernelStepText("OUT", false, func() string { return "out on " + pk.out + " to " + e.addrName(pk.dst) })
 		return
 	}
 	if n := e.dockerNetworkOf(pk.dst); n != nil {
@@ -1274,7 +1389,7 @@ func (e *engine) deliverOut(pk *pkt) {
 		e.res.Answers = ptr(false)
 		e.res.Reason += fmt.Sprintf(" with source %s (network %s, not masqueraded): replies have no route back to it", pk.src, n.Name)
 	}
-	e.kernelStep("OUT", fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)), false)
+	e.kernelStepText("OUT", false, func() string { return fmt.Sprintf("out on %s to %s", pk.out, e.addrName(pk.dst)) })
 }
 
 // linkProblem says why a frame sent out on bridge out cannot reach the
@@ -1504,6 +1619,15 @@ func (f *cursor) next(pk *pkt) int {
 		f.i++
 		return f.i - 1
 	}
+	if f.ix.small {
+		for ; f.i < f.n; f.i++ {
+			if !f.ix.q[f.i].rejects(pk) {
+				f.i++
+				return f.i - 1
+			}
+		}
+		return -1
+	}
 	if !f.made || f.forDst != pk.dst || f.forPort != pk.dport || f.forSrc != pk.src || f.forIn != pk.in || f.forOut != pk.out {
 		// Why the check: a rule may rewrite the packet in the middle of a
 		// chain (a NAT target ends its chain, but be safe).
@@ -1521,18 +1645,10 @@ func (f *cursor) next(pk *pkt) int {
 }
 
 // jumpTarget is the chain rule ri (r) of the frame's chain jumps to, or
-// nil: cached in the chain's index when it has one.
+// nil: read from the chain's index when it has one.
 func (f *frame) jumpTarget(e *engine, tab *parse.Table, ri int, r *parse.Rule) *parse.Chain {
-	if f.ix == nil {
+	if f.ix == nil || f.ix.jumps == nil {
 		return e.chain(tab, parse.ChainName(r.Target))
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if f.ix.jumps == nil {
-		f.ix.jumps = make([]*parse.Chain, len(f.ix.q))
-	}
-	if f.ix.jumps[ri] == nil {
-		f.ix.jumps[ri] = e.chains[tab][parse.ChainName(r.Target)]
 	}
 	return f.ix.jumps[ri]
 }
@@ -1552,6 +1668,9 @@ var harmless = map[parse.Target]bool{
 // walk traverses one base chain and the chains it jumps to.
 func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend string, pk *pkt, replay bool) outcome {
 	step := func(c *parse.Chain, r *parse.Rule, target, text, note string) *Step {
+		if e.lean {
+			text, note = "", ""
+		}
 		s := Step{Hook: h, Table: tab.Name, Chain: c.Name, Backend: backend, Target: target, Text: text, Note: note, Replay: replay}
 		if r != nil {
 			s.Rule, s.Line = r.Position, r.Line
@@ -1573,7 +1692,7 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		return outUnknown
 	}
 	stack := make([]frame, 1, 8)
-	stack[0] = frame{c: base, cursor: cursor{ix: e.indexFor(base), n: len(base.Rules)}}
+	stack[0] = frame{c: base, cursor: cursor{ix: e.indexFor(tab, base), n: len(base.Rules)}}
 	for len(stack) > 0 {
 		f := &stack[len(stack)-1]
 		ri := f.next(pk)
@@ -1581,7 +1700,11 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 			if len(stack) == 1 {
 				return e.policy(h, tab, base, backend, replay, step, decide)
 			}
-			step(f.c, nil, "RETURN", e.endText(f.c, stack[len(stack)-2].c), "")
+			text := ""
+			if !e.lean {
+				text = e.endText(f.c, stack[len(stack)-2].c)
+			}
+			step(f.c, nil, "RETURN", text, "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
@@ -1623,7 +1746,11 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 				step(f.c, r, string(tg), "", "RETURN in a built-in chain: its policy applies")
 				return e.policy(h, tab, base, backend, replay, step, decide)
 			}
-			step(f.c, r, string(tg), "", "back to "+string(stack[len(stack)-2].c.Name))
+			note := ""
+			if !e.lean {
+				note = "back to " + string(stack[len(stack)-2].c.Name)
+			}
+			step(f.c, r, string(tg), "", note)
 			stack = stack[:len(stack)-1]
 		case r.JumpsToChain():
 			next := f.jumpTarget(e, tab, ri, r)
@@ -1636,12 +1763,16 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 				}
 			}
 			if r.Goto {
-				step(f.c, r, string(tg), "", "goto: "+string(tg)+" returns to "+callerOf(stack))
+				note := ""
+				if !e.lean {
+					note = "goto: " + string(tg) + " returns to " + callerOf(stack)
+				}
+				step(f.c, r, string(tg), "", note)
 				via := append(f.via, f.c.Name)
-				*f = frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}, via: via}
+				*f = frame{c: next, cursor: cursor{ix: e.indexFor(tab, next), n: len(next.Rules)}, via: via}
 			} else {
 				step(f.c, r, string(tg), "", "")
-				stack = append(stack, frame{c: next, cursor: cursor{ix: e.indexFor(next), n: len(next.Rules)}})
+				stack = append(stack, frame{c: next, cursor: cursor{ix: e.indexFor(tab, next), n: len(next.Rules)}})
 			}
 		default:
 			o, note, why := e.target(h, tab.Name, r, pk)
@@ -1693,7 +1824,11 @@ func (e *engine) policy(h Hook, tab *parse.Table, c *parse.Chain, backend string
 		// is on every hook of its built-in chains from the start.
 		return outContinue
 	}
-	step(c, nil, string(pol), e.policyText(tab, c, pol), "")
+	text := ""
+	if !e.lean {
+		text = e.policyText(tab, c, pol)
+	}
+	step(c, nil, string(pol), text, "")
 	switch pol {
 	case parse.TargetAccept:
 		return outContinue
@@ -1752,6 +1887,9 @@ func (e *engine) target(h Hook, tab parse.TableName, r *parse.Rule, pk *pkt) (o 
 			pk.dport = d.PortFrom
 		}
 		pk.dnatted, e.natDst = true, true
+		if e.lean {
+			return outContinue, "", ""
+		}
 		return outContinue, "DNAT → " + e.addrPort(pk.dst, pk.dport), ""
 	case parse.TargetRedirect:
 		if tab != parse.TableNAT {
@@ -1796,6 +1934,9 @@ func (e *engine) target(h Hook, tab parse.TableName, r *parse.Rule, pk *pkt) (o 
 			}
 		}
 		pk.src, pk.snatted, e.natSrc = a.Unmap(), true, true
+		if e.lean {
+			return outContinue, "", ""
+		}
 		return outContinue, string(r.Target) + " → source " + e.addrName(pk.src), ""
 	case parse.TargetMark:
 		m, err := applyMark(r, pk.mark)

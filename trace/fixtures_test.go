@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -146,6 +147,72 @@ func dumpResult(r *Result) string {
 		b.WriteString(mark + " " + string(s.Hook) + " " + string(s.Table) + " " + string(s.Chain) + " " + strconv.Itoa(s.Rule) + " " + s.Target + " | " + s.Text + " " + s.Note + s.Unknown + "\n")
 	}
 	return b.String()
+}
+
+// leanDump is dumpResult of what a lean trace (ScanPorts) keeps of r:
+// the texts of rules' steps, no text for any other step, no notes.
+func leanDump(r *Result) string {
+	c := *r
+	c.Steps = slices.Clone(r.Steps)
+	for i := range c.Steps {
+		if c.Steps[i].Rule == 0 {
+			c.Steps[i].Text = ""
+		}
+		c.Steps[i].Note = ""
+	}
+	return dumpResult(&c)
+}
+
+// TestALeanTraceIsTheFullOneWithoutTexts: every published port of every
+// fixture bundle traced lean (ScanPorts, one Result reused) gives the
+// full trace's verdict, reason and steps (EachPort), without the texts a
+// lean trace leaves out.
+func TestALeanTraceIsTheFullOneWithoutTexts(t *testing.T) {
+	bundles, _ := filepath.Glob("../fixtures/*/bundle.json")
+	shapes, _ := filepath.Glob("../fixtures/healthy-shapes-*/*/bundle.json")
+	n, differ := 0, 0
+	for _, b := range append(bundles, shapes...) {
+		s := loadBundle(t, filepath.Dir(b))
+		var full []PortVerdict
+		New(s).EachPort(func(v PortVerdict) { full = append(full, v) })
+		i := 0
+		New(s).ScanPorts(func(v PortVerdict) {
+			defer func() { i++ }()
+			if i >= len(full) {
+				t.Fatalf("%s: more lean verdicts than full ones", b)
+			}
+			f := full[i]
+			if v.Container != f.Container || v.HostPort != f.HostPort || v.Path != f.Path || v.Reason != f.Reason {
+				t.Errorf("%s %s %d: lean %s (%s), full %s (%s)", b, v.Container, v.HostPort, v.Path, v.Reason, f.Path, f.Reason)
+				return
+			}
+			if (v.Trace == nil) != (f.Trace == nil) {
+				t.Errorf("%s %s %d: lean and full differ in having a trace", b, v.Container, v.HostPort)
+				return
+			}
+			if v.Trace == nil {
+				return
+			}
+			n++
+			if got, want := dumpResult(v.Trace), leanDump(f.Trace); got != want {
+				t.Errorf("%s %s %d: lean trace\n%s\nfull trace without its texts\n%s", b, v.Container, v.HostPort, got, want)
+			}
+			if leanDump(f.Trace) != dumpResult(f.Trace) {
+				differ++
+			}
+			if ls, fs := v.Trace.ReplyStop, f.Trace.ReplyStop; (ls == nil) != (fs == nil) ||
+				ls != nil && (ls.Table != fs.Table || ls.Chain != fs.Chain || ls.Rule != fs.Rule || ls.Target != fs.Target) {
+				t.Errorf("%s %s %d: lean and full differ in the reply's stop: %+v, %+v", b, v.Container, v.HostPort, ls, fs)
+			}
+		})
+		if i != len(full) {
+			t.Errorf("%s: %d lean verdicts, %d full ones", b, i, len(full))
+		}
+	}
+	if n == 0 || differ == 0 {
+		t.Fatalf("%d traces compared, %d with texts a lean trace leaves out: the test compares nothing", n, differ)
+	}
+	t.Logf("%d traces compared (%d with texts a lean trace leaves out)", n, differ)
 }
 
 // TestAPreparedTracerGivesWhatAFreshOneGives traces every probe of every

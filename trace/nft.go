@@ -66,21 +66,29 @@ func (e *engine) nftFrame(c *nft.Chain) nftFrame {
 
 // nftIndexFor is indexFor for a native chain.
 func (t *Tracer) nftIndexFor(c *nft.Chain) *chainIndex {
+	if t.prepared.Load() {
+		return t.nftIndex[c]
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ix, ok := t.nftIndex[c]; ok {
+	if ix, ok := t.nftIndex[c]; ok || t.prepared.Load() {
 		return ix
 	}
 	if t.nftEntered[c]++; t.nftEntered[c] < 2 {
 		return nil
 	}
+	ix := newNftChainIndex(c)
+	t.nftIndex[c] = ix
+	return ix
+}
+
+// newNftChainIndex indexes a native chain.
+func newNftChainIndex(c *nft.Chain) *chainIndex {
 	q := make([]quickRule, len(c.Rules))
 	for i, r := range c.Rules {
 		q[i] = compileNftQuick(r)
 	}
-	ix := indexQuick(q)
-	t.nftIndex[c] = ix
-	return ix
+	return indexQuick(q)
 }
 
 // compileNftQuick reads what a native rule demands of the protocol, the
@@ -124,6 +132,9 @@ func compileNftQuick(r *nft.Rule) quickRule {
 func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, replay bool) outcome {
 	tname := parse.TableName(string(tab.Family) + " " + tab.Name)
 	step := func(c *nft.Chain, r *nft.Rule, target, text, note string) *Step {
+		if e.lean {
+			text, note = "", ""
+		}
 		s := Step{Hook: h, Table: tname, Chain: parse.ChainName(c.Name), Backend: BackendNftables, Target: target, Text: text, Note: note, Replay: replay}
 		if r != nil {
 			s.Rule, s.Handle = r.Index+1, r.Handle
@@ -158,14 +169,22 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 				if pol == "" {
 					pol = "ACCEPT"
 				}
-				step(base, nil, pol, "policy "+pol+" of "+string(tname)+" "+base.Name, "")
+				text := ""
+				if !e.lean {
+					text = "policy " + pol + " of " + string(tname) + " " + base.Name
+				}
+				step(base, nil, pol, text, "")
 				if pol == "DROP" {
 					decide(Drop, ReachNowhere, fmt.Sprintf("dropped by the policy of %s %s (drop)", tname, base.Name))
 					return outDrop
 				}
 				return outContinue
 			}
-			step(f.c, nil, "RETURN", "end of "+f.c.Name+": back to "+stack[len(stack)-2].c.Name, "")
+			text := ""
+			if !e.lean {
+				text = "end of " + f.c.Name + ": back to " + stack[len(stack)-2].c.Name
+			}
+			step(f.c, nil, "RETURN", text, "")
 			stack = stack[:len(stack)-1]
 			continue
 		}
@@ -283,7 +302,7 @@ func (e *engine) walkNft(h Hook, tab *nft.Table, base *nft.Chain, pk *pkt, repla
 				}
 			}
 			note := ""
-			if v.Kind == "goto" {
+			if v.Kind == "goto" && !e.lean {
 				note = "goto: " + v.Target + " returns to " + nftCaller(stack)
 			}
 			step(f.c, r, v.Target, "", note)
@@ -488,6 +507,9 @@ func (e *engine) nftNAT(h Hook, x nft.Expr, pk *pkt) (note, why string) {
 			pk.dport = uint16(p)
 		}
 		pk.dnatted, e.natDst = true, true
+		if e.lean {
+			return "", ""
+		}
 		return "DNAT → " + e.addrPort(pk.dst, pk.dport), ""
 	default:
 		if h != HookPostrouting && h != HookInput {
@@ -506,6 +528,9 @@ func (e *engine) nftNAT(h Hook, x nft.Expr, pk *pkt) (note, why string) {
 			}
 		}
 		pk.src, pk.snatted, e.natSrc = a.Unmap(), true, true
+		if e.lean {
+			return "", ""
+		}
 		return strings.ToUpper(string(x.Kind)) + " → source " + e.addrName(pk.src), ""
 	}
 }

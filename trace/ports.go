@@ -83,7 +83,10 @@ func (t *Tracer) EachPort(yield func(PortVerdict)) { t.eachPort(false, yield) }
 
 // ScanPorts is EachPort with one Result reused for every trace: a
 // verdict's Trace is valid only until yield returns (a caller that keeps
-// a few words of each trace does not pay for thousands of them).
+// a few words of each trace does not pay for thousands of them), and it
+// is lean: the same verdict, reason and steps, but only a rule's step has
+// a text (no text for a kernel decision, a chain's end or a policy, no
+// note of a rewrite, Names only for the reason's addresses).
 func (t *Tracer) ScanPorts(yield func(PortVerdict)) { t.eachPort(true, yield) }
 
 // ScanPortsParallel is ScanPorts over up to workers goroutines: yield
@@ -94,6 +97,7 @@ func (t *Tracer) ScanPorts(yield func(PortVerdict)) { t.eachPort(true, yield) }
 // the time on a machine with more than one core.
 func (t *Tracer) ScanPortsParallel(workers int, yield func(i int, v PortVerdict)) {
 	items := t.portItems()
+	t.prepare()
 	clients := map[bool]*outside{true: outsideClient(t.net, true), false: outsideClient(t.net, false)}
 	workers = max(1, min(workers, len(items)/256))
 	var wg sync.WaitGroup
@@ -104,7 +108,7 @@ func (t *Tracer) ScanPortsParallel(workers int, yield func(i int, v PortVerdict)
 			break
 		}
 		wg.Go(func() {
-			res := &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
+			res := &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32), lean: true}
 			for i := lo; i < hi; i++ {
 				yield(i, t.portVerdict(items[i], clients, res))
 			}
@@ -142,7 +146,7 @@ func (t *Tracer) portItems() []portItem {
 func (t *Tracer) eachPort(reuse bool, yield func(PortVerdict)) {
 	var res *Result
 	if reuse {
-		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32)}
+		res = &Result{Names: map[string]string{}, Steps: make([]Step, 0, 32), lean: true}
 	}
 	clients := map[bool]*outside{}
 	for _, it := range t.portItems() {

@@ -190,6 +190,14 @@ type Result struct {
 	ReplyStop *Step `json:"-"`
 	// scratch is the Result a reply is walked into (reused with this one).
 	scratch *Result
+	// replies are, on a scratch Result, the reply walks a lean trace
+	// shares (see replyForwardStop).
+	replies map[replyKey]*Step
+	// lean: the trace records only what a verdict needs (ScanPorts): a
+	// rule's step keeps its text, but a kernel decision, a chain's end or
+	// policy and a rewrite's note have none, and Names holds only the
+	// addresses the reason names.
+	lean bool
 }
 
 // Deciding returns the step that decided the verdict, or nil.
