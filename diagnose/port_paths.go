@@ -116,27 +116,42 @@ func (e *Env) judgementOf(container string, pb snapshot.PortBinding) *portJudgem
 
 // tracedPort is what the words of a port's verdict need of its trace,
 // read while the trace is at hand (the Result is reused for the next
-// port).
+// port). Why so compact: a 33,000-port host holds 33,000 of them while
+// its analysis is built.
 type tracedPort struct {
-	c      *snapshot.Container
-	pb     snapshot.PortBinding
-	path   trace.PortPath
-	reason string // the verdict's
-	traced bool   // false: no trace (local-only, no client)
-	// dnat is the step that translated the destination in PREROUTING.
-	dnat    *trace.Step
-	final   netip.AddrPort // the destination after the walk
+	c    *snapshot.Container
+	pb   *snapshot.PortBinding // in c.Ports
+	path trace.PortPath
+	// dnat is the step that translated the destination in PREROUTING
+	// (rule 0: none); final the destination after the walk.
+	dnat  stepRef
+	final netip.AddrPort
+	// admitted is, on a nat path, the step that admitted the translated
+	// connection (see admittedIn).
+	admitted admission
+	// more is the rest, for any other path than nat.
+	more *tracedMore
+}
+
+// tracedMore is what a verdict other than nat needs of its trace.
+type tracedMore struct {
+	reason  string // the verdict's
+	traced  bool   // false: no trace (local-only, no client)
 	verdict trace.Verdict
 	reaches trace.Reach
 	// deciding is the step that decided a broken or unknown path;
 	// replyStop the rule that drops the replies of a delivered one.
 	deciding, replyStop *trace.Step
 	answeredBy          string
-	// admitted names the rule that admitted the translated connection
-	// (nat paths: see admittedIn).
-	admitted string
 	// viaNATDocker: the walk jumped from nat PREROUTING to DOCKER.
 	viaNATDocker bool
+}
+
+// stepRef is a rule of a walked chain (rule 0: none).
+type stepRef struct {
+	rule  int
+	table parse.TableName
+	chain parse.ChainName
 }
 
 // tracePorts traces a connection from another machine to every published
@@ -154,7 +169,15 @@ func tracePorts(env *Env) []tracedPort {
 			byName[c.Name] = c
 		}
 	}
-	var got []tracedPort
+	n := 0
+	for _, c := range s.Docker.Containers {
+		for _, pb := range c.Ports {
+			if c.Running && pb.HostPort > 0 {
+				n++ // what ScanPortsParallel traces
+			}
+		}
+	}
+	got := make([]tracedPort, 0, n)
 	var mu sync.Mutex
 	// Why in parallel: at 33,000 ports the traces are most of a doctor
 	// run's time, and they are independent.
@@ -163,8 +186,9 @@ func tracePorts(env *Env) []tracedPort {
 		if c == nil {
 			return
 		}
-		for _, pb := range c.Ports {
-			if pb.HostPort != v.HostPort || pb.ContainerPort != v.ContainerPort || pb.HostIP != v.HostIP || !strings.EqualFold(proto(pb), v.Proto) {
+		for bi := range c.Ports {
+			pb := &c.Ports[bi]
+			if pb.HostPort != v.HostPort || pb.ContainerPort != v.ContainerPort || pb.HostIP != v.HostIP || !strings.EqualFold(proto(*pb), v.Proto) {
 				continue
 			}
 			tp := tracedPortOf(c, pb, v)
@@ -181,29 +205,32 @@ func tracePorts(env *Env) []tracedPort {
 }
 
 // tracedPortOf reads what the words need of v's trace.
-func tracedPortOf(c *snapshot.Container, pb snapshot.PortBinding, v trace.PortVerdict) tracedPort {
-	tp := tracedPort{c: c, pb: pb, path: v.Path, reason: v.Reason}
+func tracedPortOf(c *snapshot.Container, pb *snapshot.PortBinding, v trace.PortVerdict) tracedPort {
+	tp := tracedPort{c: c, pb: pb, path: v.Path}
 	tr := v.Trace
+	if v.Path != trace.PortNAT || tr == nil {
+		tp.more = &tracedMore{reason: v.Reason}
+	}
 	if tr == nil {
 		return tp
 	}
-	tp.traced, tp.verdict, tp.reaches, tp.answeredBy = true, tr.Verdict, tr.Reaches, tr.AnsweredBy
 	tp.final = netip.AddrPortFrom(tr.Final.Dst, tr.Final.DstPort)
-	tp.replyStop = tr.ReplyStop
 	if st := dnatStepOf(tr); st != nil {
-		tp.dnat = ptrTo(*st)
+		tp.dnat = stepRef{st.Rule, st.Table, st.Chain}
 	}
-	if d := v.Deciding(); d != nil {
-		tp.deciding = ptrTo(*d)
-	}
-	switch v.Path {
-	case trace.PortNAT:
+	if tp.more == nil {
 		tp.admitted = admittedIn(tr)
-	case trace.PortBroken, trace.PortProxyOnly:
-		tp.viaNATDocker = slices.ContainsFunc(tr.Steps, func(st trace.Step) bool {
-			return st.Hook == trace.HookPrerouting && st.Table == parse.TableNAT && st.Target == string(ChainDocker)
-		})
+		return tp
 	}
+	m := tp.more
+	m.traced, m.verdict, m.reaches, m.answeredBy = true, tr.Verdict, tr.Reaches, tr.AnsweredBy
+	m.replyStop = tr.ReplyStop
+	if d := v.Deciding(); d != nil {
+		m.deciding = ptrTo(*d)
+	}
+	m.viaNATDocker = slices.ContainsFunc(tr.Steps, func(st trace.Step) bool {
+		return st.Hook == trace.HookPrerouting && st.Table == parse.TableNAT && st.Target == string(ChainDocker)
+	})
 	return tp
 }
 
@@ -217,12 +244,12 @@ func judgePorts(env *Env, traced []tracedPort) map[bindingKey]*portJudgement {
 		if tp.c == nil {
 			continue
 		}
-		k := keyOfBinding(tp.c.Name, tp.pb)
+		k := keyOfBinding(tp.c.Name, *tp.pb)
 		if _, dup := out[k]; dup {
 			continue
 		}
 		j := explainPort(env, tp)
-		j.subject = Subject{Family: snapshot.FamilyIPv4, Container: tp.c.Name, Port: portName(&tp.pb)}
+		j.subject = Subject{Family: snapshot.FamilyIPv4, Container: tp.c.Name, Port: portName(tp.pb)}
 		if ip, err := netip.ParseAddr(tp.pb.HostIP); err == nil && ip.Is6() && !ip.Is4In6() {
 			j.subject.Family = snapshot.FamilyIPv6
 		}
@@ -238,16 +265,21 @@ func judgePorts(env *Env, traced []tracedPort) map[bindingKey]*portJudgement {
 
 // explainPort puts the engine's verdict on a binding in Docker's terms.
 func explainPort(env *Env, tp *tracedPort) *portJudgement {
-	c, pb := tp.c, tp.pb
+	c, pb := tp.c, *tp.pb
 	j := &portJudgement{path: PortPath(tp.path)}
 	dnat := tp.dnat
-	if dnat != nil {
+	if dnat.rule > 0 {
 		j.dnatTo = tp.final.Addr()
 	}
-	if d := tp.deciding; d != nil && d.Table != "" {
+	if tp.more == nil { // nat
+		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.rule, dnat.table, dnat.chain, tp.admitted)
+		return j
+	}
+	m := tp.more
+	if d := m.deciding; d != nil && d.Table != "" {
 		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
-	} else if tp.path == trace.PortBroken && tp.replyStop != nil {
-		d := tp.replyStop
+	} else if tp.path == trace.PortBroken && m.replyStop != nil {
+		d := m.replyStop
 		j.stop = ruleStop{string(d.Table), string(d.Chain), d.Rule}
 	}
 	switch tp.path {
@@ -255,19 +287,20 @@ func explainPort(env *Env, tp *tracedPort) *portJudgement {
 		host := pb.HostIP
 		j.reason = "bound to " + host + ": only the host itself can connect; a path from other machines does not apply"
 	case trace.PortUnknown:
-		j.reason = "not judged: " + tp.reason
-		if tp.traced && dnat != nil && translatedElsewhere(c, pb, tp.final) {
+		j.reason = "not judged: " + m.reason
+		if m.traced && dnat.rule > 0 && translatedElsewhere(c, pb, tp.final) {
 			j.reason = fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there; where they end is not judged: %s",
-				dnat.Rule, dnat.Table, dnat.Chain, tp.final, tp.reason)
+				dnat.rule, dnat.table, dnat.chain, tp.final, m.reason)
 		}
 	case trace.PortNAT:
-		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.Rule, dnat.Table, dnat.Chain, tp.admitted)
+		// no trace at all: what the engine said
+		j.reason = m.reason
 	case trace.PortProxyOnly:
 		if why := proxyByDesign(env, c, pb); why != "" {
-			j.reason = fmt.Sprintf(why, tp.answeredBy)
+			j.reason = fmt.Sprintf(why, m.answeredBy)
 			break
 		}
-		j.reason = fmt.Sprintf("%s; %s answers on the host port instead (clients' addresses are lost)", natMissing(env, tp), tp.answeredBy)
+		j.reason = fmt.Sprintf("%s; %s answers on the host port instead (clients' addresses are lost)", natMissing(env, tp), m.answeredBy)
 	default: // broken
 		j.reason = brokenReason(env, tp)
 	}
@@ -289,9 +322,24 @@ func dnatStepOf(tr *trace.Result) *trace.Step {
 	return nil
 }
 
-// admittedIn names the rule that admitted the translated packets on the
-// forward hook: Docker's own accept when one did, else the policy.
-func admittedIn(tr *trace.Result) string {
+// admission is the rule that admitted the translated packets on the
+// forward hook (see admittedIn).
+type admission struct {
+	how  uint8 // admittedNone, admittedDocker, admittedOther, admittedPolicy
+	step stepRef
+}
+
+const (
+	admittedNone = iota
+	admittedDocker
+	admittedOther
+	admittedPolicy
+)
+
+// admittedIn finds the rule that admitted the translated packets on the
+// forward hook: Docker's own accept when one did, else the first other
+// rule, else the policy.
+func admittedIn(tr *trace.Result) admission {
 	var first, policy *trace.Step
 	for i := range tr.Steps {
 		st := &tr.Steps[i]
@@ -305,7 +353,7 @@ func admittedIn(tr *trace.Result) string {
 			continue
 		}
 		if dockerChain(string(st.Table), string(st.Chain)) {
-			return fmt.Sprintf(" (rule %d of %s %s)", st.Rule, st.Table, st.Chain)
+			return admission{admittedDocker, stepRef{st.Rule, st.Table, st.Chain}}
 		}
 		if first == nil {
 			first = st
@@ -313,9 +361,23 @@ func admittedIn(tr *trace.Result) string {
 	}
 	switch {
 	case first != nil:
-		return fmt.Sprintf(" (rule %d of %s %s, not Docker's)", first.Rule, first.Table, first.Chain)
+		return admission{admittedOther, stepRef{first.Rule, first.Table, first.Chain}}
 	case policy != nil:
-		return fmt.Sprintf(" (the policy ACCEPT of %s %s: no rule of Docker's admits it)", policy.Table, policy.Chain)
+		return admission{admittedPolicy, stepRef{0, policy.Table, policy.Chain}}
+	}
+	return admission{}
+}
+
+// String names the admitting rule for a reason (" (rule 4 of filter
+// DOCKER)"), or "".
+func (a admission) String() string {
+	switch a.how {
+	case admittedDocker:
+		return fmt.Sprintf(" (rule %d of %s %s)", a.step.rule, a.step.table, a.step.chain)
+	case admittedOther:
+		return fmt.Sprintf(" (rule %d of %s %s, not Docker's)", a.step.rule, a.step.table, a.step.chain)
+	case admittedPolicy:
+		return fmt.Sprintf(" (the policy ACCEPT of %s %s: no rule of Docker's admits it)", a.step.table, a.step.chain)
 	}
 	return ""
 }
@@ -376,7 +438,7 @@ func nftAnalysisOf(env *Env, family string) (nftAnalysis, bool) {
 // natMissing says which of Docker's NAT rules a connection that was not
 // translated misses: the chain, the jump to it, or the port's DNAT.
 func natMissing(env *Env, tp *tracedPort) string {
-	fam, _ := bindingFamily(tp.pb)
+	fam, _ := bindingFamily(*tp.pb)
 	if nftablesBackendOf(env.S) && env.S.NftRead() {
 		if a, ok := nftAnalysisOf(env, fam); ok {
 			tbl := string(a.exp.Family) + " " + NftDockerTable
@@ -403,7 +465,7 @@ func natMissing(env *Env, tp *tracedPort) string {
 		return "no DNAT rule for it in nat DOCKER"
 	}
 	// No model of Docker's rules: what the walk shows.
-	if tp.viaNATDocker {
+	if tp.more != nil && tp.more.viaNATDocker {
 		return "no DNAT rule for it in nat DOCKER"
 	}
 	return "nat PREROUTING does not reach a DNAT for it"
@@ -412,12 +474,13 @@ func natMissing(env *Env, tp *tracedPort) string {
 // brokenReason says why a connection from another machine does not get
 // an answer, from the step that decided.
 func brokenReason(env *Env, tp *tracedPort) string {
-	if !tp.traced {
-		return tp.reason
+	m := tp.more
+	if !m.traced {
+		return m.reason
 	}
-	c, pb, dnat := tp.c, tp.pb, tp.dnat
-	d := tp.deciding
-	if st := tp.replyStop; st != nil && tp.verdict == trace.Accept {
+	c, pb, dnat := tp.c, *tp.pb, tp.dnat
+	d := m.deciding
+	if st := m.replyStop; st != nil && m.verdict == trace.Accept {
 		verb := "drops"
 		if st.Target == string(parse.TargetReject) {
 			verb = "rejects"
@@ -430,15 +493,15 @@ func brokenReason(env *Env, tp *tracedPort) string {
 		if st.Chain == ChainDockerUser {
 			why += ": the administrator's policy (docker-user-drop)"
 		}
-		if dnat != nil {
-			return fmt.Sprintf("DNAT rule %d of %s %s, forwarded, but %s", dnat.Rule, dnat.Table, dnat.Chain, why)
+		if dnat.rule > 0 {
+			return fmt.Sprintf("DNAT rule %d of %s %s, forwarded, but %s", dnat.rule, dnat.table, dnat.chain, why)
 		}
 		return why
 	}
-	if dnat != nil && translatedElsewhere(c, pb, tp.final) {
+	if dnat.rule > 0 && translatedElsewhere(c, pb, tp.final) {
 		// Translated, but not to this container: a DNAT above Docker's
 		// (or in its place) for the same port.
-		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.Rule, dnat.Table, dnat.Chain, tp.final)
+		return fmt.Sprintf("a stale DNAT (rule %d of %s %s, to %s) matches first and sends connections there", dnat.rule, dnat.table, dnat.chain, tp.final)
 	}
 	if d != nil && d.Rule > 0 && d.Table != "" && (d.Target == string(parse.TargetDrop) || d.Target == string(parse.TargetReject)) {
 		verb := "drops"
@@ -451,20 +514,20 @@ func brokenReason(env *Env, tp *tracedPort) string {
 			return where + " " + verb + " connections to it: the administrator's policy (docker-user-drop)"
 		case d.Backend == trace.BackendNftables && !strings.HasSuffix(string(d.Table), " "+NftDockerTable):
 			return where + " " + verb + " connections to it: the administrator's policy (docker-user-drop)"
-		case dockerChain(string(d.Table), string(d.Chain)) && dnat != nil:
+		case dockerChain(string(d.Table), string(d.Chain)) && dnat.rule > 0:
 			return where + " " + verb + " it: Docker's accept for the port is missing"
-		case dnat != nil:
+		case dnat.rule > 0:
 			return where + " " + verb + " forwarded traffic before Docker's rules admit it"
 		}
 		return natMissing(env, tp) + "; " + where + " " + verb + " it"
 	}
-	if dnat == nil {
-		if tp.reaches == trace.ReachHost && (tp.answeredBy == "" || strings.Contains(tp.answeredBy, "placeholder")) {
+	if dnat.rule == 0 {
+		if m.reaches == trace.ReachHost && (m.answeredBy == "" || strings.Contains(m.answeredBy, "placeholder")) {
 			return natMissing(env, tp) + " and no docker-proxy listens on the port"
 		}
-		return natMissing(env, tp) + "; " + tp.reason
+		return natMissing(env, tp) + "; " + m.reason
 	}
-	return fmt.Sprintf("DNAT rule %d of %s %s, but %s", dnat.Rule, dnat.Table, dnat.Chain, tp.reason)
+	return fmt.Sprintf("DNAT rule %d of %s %s, but %s", dnat.rule, dnat.table, dnat.chain, m.reason)
 }
 
 // stepSpec is a rule step's text without the "-A CHAIN" of a save line.

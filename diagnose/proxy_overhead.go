@@ -28,46 +28,78 @@ var proxyOverhead = Check{
 			return nil
 		}
 		var rss int64
-		type key struct{ cip, proto string }
-		ports := map[key][]int{}
 		for _, p := range s.Proxies {
 			rss += p.RSSBytes
-			k := key{p.ContainerIP, p.Proto}
-			ports[k] = append(ports[k], p.HostPort)
 		}
+		// The proxies by container address and protocol: runs of one
+		// sorted index. Why not a map of port lists: at 33,000 proxies it
+		// held 11 MB while the other checks ran, for four lines of
+		// evidence.
+		idx := make([]int32, len(s.Proxies))
+		for i := range idx {
+			idx[i] = int32(i)
+		}
+		slices.SortStableFunc(idx, func(a, b int32) int {
+			pa, pb := &s.Proxies[a], &s.Proxies[b]
+			if c := strings.Compare(pa.ContainerIP, pb.ContainerIP); c != 0 {
+				return c
+			}
+			return strings.Compare(pa.Proto, pb.Proto)
+		})
 		type group struct {
-			key
-			ps   []int
-			addr netip.Addr // parsed once: parsing in the comparator cost 0.1 s at 33,000
-			ok   bool
+			cip, proto string
+			run        []int32    // indices of its proxies
+			addr       netip.Addr // parsed once: parsing in the comparator cost 0.1 s at 33,000
+			ok         bool
 		}
-		groups := make([]group, 0, len(ports))
-		for k, ps := range ports {
-			a, err := netip.ParseAddr(k.cip)
-			groups = append(groups, group{k, ps, a, err == nil})
-		}
-		slices.SortFunc(groups, func(a, b group) int {
-			if len(a.ps) != len(b.ps) {
-				return len(b.ps) - len(a.ps)
+		before := func(a, b *group) bool {
+			if len(a.run) != len(b.run) {
+				return len(a.run) > len(b.run)
 			}
 			if a.cip != b.cip {
 				if a.ok && b.ok { // numeric order, text order when one does not parse
-					return a.addr.Compare(b.addr)
+					return a.addr.Less(b.addr)
 				}
-				return strings.Compare(a.cip, b.cip)
+				return a.cip < b.cip
 			}
-			return strings.Compare(a.proto, b.proto)
-		})
+			return a.proto < b.proto
+		}
 		// Only the first four are shown (capped): formatting all of them
 		// cost 0.1 s at 33,000 containers.
-		var ev []string
-		for i, g := range groups {
-			if i == 4 {
-				ev = append(ev, fmt.Sprintf("... and %d more", len(groups)-4))
-				break
+		var top []group
+		groups := 0
+		for lo := 0; lo < len(idx); {
+			p := &s.Proxies[idx[lo]]
+			hi := lo + 1
+			for hi < len(idx) && s.Proxies[idx[hi]].ContainerIP == p.ContainerIP && s.Proxies[idx[hi]].Proto == p.Proto {
+				hi++
 			}
-			ev = append(ev, fmt.Sprintf("%s for %s (%s host port%s %s)", count(len(g.ps), "1 docker-proxy process", "%d docker-proxy processes"),
-				g.cip, g.proto, plural(len(uniqueInts(g.ps))), portRanges(g.ps)))
+			a, err := netip.ParseAddr(p.ContainerIP)
+			g := group{p.ContainerIP, p.Proto, idx[lo:hi], a, err == nil}
+			groups++
+			at := len(top)
+			for at > 0 && before(&g, &top[at-1]) {
+				at--
+			}
+			if at < 4 {
+				top = slices.Insert(top, at, g)
+				if len(top) > 4 {
+					top = top[:4]
+				}
+			}
+			lo = hi
+		}
+		var ev []string
+		for _, g := range top {
+			ps := make([]int, len(g.run))
+			for i, x := range g.run {
+				ps[i] = s.Proxies[x].HostPort
+			}
+			ev = append(ev, fmt.Sprintf("%s for %s (%s host port%s %s)", count(len(ps), "1 docker-proxy process", "%d docker-proxy processes"),
+				g.cip, g.proto, plural(len(uniqueInts(ps))), portRanges(ps)))
+		}
+		if groups > 4 {
+			ev = append(ev, fmt.Sprintf("... and %d more", groups-4))
 		}
 		sev := SeverityInfo
 		if len(s.Proxies) >= proxyWarnCount || rss >= proxyWarnRSS {

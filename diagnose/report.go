@@ -152,9 +152,6 @@ func NewReport(s *snapshot.Snapshot, o ReportOptions) *Report {
 	}
 	env := &Env{S: s, RulesOnly: o.RulesOnly, Inference: inf}
 	r.env = env
-	// The ports' traces need nothing of the analysis: they run while it
-	// is built.
-	env.startTracing()
 	if why := dockerElsewhere(s); why != "" {
 		r.Partial = true
 		r.Notes = append(r.Notes, "partial: "+why)

@@ -112,14 +112,14 @@ func compileNftQuick(r *nft.Rule) quickRule {
 		switch sel := m.Left.Selector; sel {
 		case "tcp dport", "udp dport", "th dport":
 			if proto, _, _ := strings.Cut(sel, " "); proto != "th" {
-				q.proto = proto
+				q.proto = protoCodeOf(proto)
 			}
 			if p, err := strconv.ParseUint(v, 10, 16); err == nil && !q.hasPorts {
 				q.hasPorts, q.portLo, q.portHi = true, uint16(p), uint16(p)
 			}
 		case "ip daddr", "ip6 daddr":
 			if a, err := netip.ParseAddr(v); err == nil && !q.dst.ok {
-				q.dst = quickAddr{p: netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), ok: true}
+				q.dst = quickAddrOfPrefix(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 			}
 		}
 	}
