@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -272,7 +273,8 @@ func explainPort(env *Env, tp *tracedPort) *portJudgement {
 		j.dnatTo = tp.final.Addr()
 	}
 	if tp.more == nil { // nat
-		j.reason = fmt.Sprintf("DNAT rule %d of %s %s, forwarded and admitted%s", dnat.rule, dnat.table, dnat.chain, tp.admitted)
+		// Why not Sprintf: it is every published port's reason.
+		j.reason = "DNAT rule " + strconv.Itoa(dnat.rule) + " of " + string(dnat.table) + " " + string(dnat.chain) + ", forwarded and admitted" + tp.admitted.String()
 		return j
 	}
 	m := tp.more
@@ -373,7 +375,7 @@ func admittedIn(tr *trace.Result) admission {
 func (a admission) String() string {
 	switch a.how {
 	case admittedDocker:
-		return fmt.Sprintf(" (rule %d of %s %s)", a.step.rule, a.step.table, a.step.chain)
+		return " (rule " + strconv.Itoa(a.step.rule) + " of " + string(a.step.table) + " " + string(a.step.chain) + ")"
 	case admittedOther:
 		return fmt.Sprintf(" (rule %d of %s %s, not Docker's)", a.step.rule, a.step.table, a.step.chain)
 	case admittedPolicy:

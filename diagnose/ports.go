@@ -127,17 +127,24 @@ func portsOf(env *Env) []PortReport {
 		if !c.Running {
 			continue
 		}
-		v4 := map[string]bool{}
+		// Why a struct and not a text: no formatting per binding (three
+		// keys each).
+		type bindingOf struct {
+			hostPort      int
+			proto         string
+			containerPort int
+		}
+		v4 := map[bindingOf]bool{}
 		for _, pb := range c.Ports {
 			if pb.HostPort > 0 && isUnspecified4(pb.HostIP) {
-				v4[fmt.Sprintf("%d/%s/%d", pb.HostPort, proto(pb), pb.ContainerPort)] = true
+				v4[bindingOf{pb.HostPort, proto(pb), pb.ContainerPort}] = true
 			}
 		}
 		for _, pb := range c.Ports {
 			if pb.HostPort == 0 {
 				continue
 			}
-			key := fmt.Sprintf("%d/%s/%d", pb.HostPort, proto(pb), pb.ContainerPort)
+			key := bindingOf{pb.HostPort, proto(pb), pb.ContainerPort}
 			if pb.HostIP == "::" && v4[key] && !v6NAT[c.Name] {
 				continue // folded into the 0.0.0.0 row below
 			}
@@ -147,7 +154,7 @@ func portsOf(env *Env) []PortReport {
 			}
 			if isUnspecified4(pb.HostIP) && !v6NAT[c.Name] {
 				for _, q := range c.Ports {
-					if q.HostIP == "::" && fmt.Sprintf("%d/%s/%d", q.HostPort, proto(q), q.ContainerPort) == key {
+					if q.HostIP == "::" && (bindingOf{q.HostPort, proto(q), q.ContainerPort}) == key {
 						r.AlsoIPv6 = true
 					}
 				}
@@ -161,7 +168,7 @@ func portsOf(env *Env) []PortReport {
 			} else {
 				judgePort(env, a, ok, why, c, &pb, &r)
 			}
-			if unserved[unservedKey(c.Name, proto(pb), pb.HostPort, pb.ContainerPort)] {
+			if unserved[unservedKey{c.Name, proto(pb), pb.HostPort, pb.ContainerPort}] {
 				// The path from other machines is what it is; what the
 				// proxy carries (loopback, same-bridge, IPv6) is refused.
 				r.Reason += "; its docker-proxy is not running: connections from the host itself are refused (proxy-missing)"

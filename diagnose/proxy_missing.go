@@ -171,17 +171,20 @@ func computeUnservedPorts(env *Env) []unservedPort {
 // proxyUnservedSet returns the unserved ports by container and
 // proto/host port/container port (see unservedKey), or nil when
 // userland-proxy is not known to be on.
-func proxyUnservedSet(env *Env) map[string]bool {
+func proxyUnservedSet(env *Env) map[unservedKey]bool {
 	if _, ok := knownProxyOn(env.S); !ok {
 		return nil
 	}
-	set := map[string]bool{}
+	set := map[unservedKey]bool{}
 	for _, g := range unservedPorts(env) {
-		set[unservedKey(g.container, g.proto, g.hostPort, g.containerPort)] = true
+		set[unservedKey{g.container, g.proto, g.hostPort, g.containerPort}] = true
 	}
 	return set
 }
 
-func unservedKey(container, proto string, hostPort, containerPort int) string {
-	return fmt.Sprintf("%s %s/%d/%d", container, proto, hostPort, containerPort)
+// unservedKey is a container's binding: protocol, host and container
+// port.
+type unservedKey struct {
+	container, proto        string
+	hostPort, containerPort int
 }

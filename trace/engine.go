@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,8 +42,8 @@ type Tracer struct {
 	mu      sync.Mutex
 	index   map[*parse.Chain]*chainIndex
 	entered map[*parse.Chain]int
-	bases   map[baseKey][]baseChain
-	picks   map[string]*picked
+	bases   sync.Map // baseKey -> []baseChain
+	picks   sync.Map // family -> *picked
 	// nftIndex and nftEntered are index and entered for native chains.
 	nftIndex   map[*nft.Chain]*chainIndex
 	nftEntered map[*nft.Chain]int
@@ -75,10 +76,17 @@ func (t *Tracer) prepare() {
 	if t.prepared.Load() {
 		return
 	}
+	type job struct {
+		c      *parse.Chain
+		chains map[parse.ChainName]*parse.Chain
+		nc     *nft.Chain
+		ix     *chainIndex
+	}
+	var jobs []job
 	for tab, chains := range t.chains {
 		for _, c := range tab.Chains {
 			if _, ok := t.index[c]; !ok {
-				t.index[c] = newChainIndex(c, chains)
+				jobs = append(jobs, job{c: c, chains: chains})
 			}
 		}
 	}
@@ -86,9 +94,33 @@ func (t *Tracer) prepare() {
 		for _, tab := range t.nftTables(v4) {
 			for _, c := range tab.Chains {
 				if _, ok := t.nftIndex[c]; !ok {
-					t.nftIndex[c] = newNftChainIndex(c)
+					jobs = append(jobs, job{nc: c})
 				}
 			}
+		}
+	}
+	// Why on every core: Docker's three big chains (raw PREROUTING, nat
+	// and filter DOCKER) hold a rule per published port each, and the
+	// ports table waits for their indices.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, min(runtime.GOMAXPROCS(0), len(jobs))) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+				if j := &jobs[i]; j.c != nil {
+					j.ix = newChainIndex(j.c, j.chains)
+				} else {
+					j.ix = newNftChainIndex(j.nc)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		if j.c != nil {
+			t.index[j.c] = j.ix
+		} else {
+			t.nftIndex[j.nc] = j.ix
 		}
 	}
 	t.prepared.Store(true)
@@ -561,6 +593,14 @@ func (a quickAddr) contains(x netip.Addr) bool {
 	return true
 }
 
+// match is addrMatch of the address a was read from (a.ok).
+func (a quickAddr) match(x netip.Addr) tri {
+	if a.v4 != x.Is4() {
+		return no.negate(a.negated)
+	}
+	return triOf(a.contains(x)).negate(a.negated)
+}
+
 func (a quickAddr) rejects(x netip.Addr) bool {
 	if !a.ok || a.v4 != x.Is4() {
 		return false // addrMatch decides the odd cases
@@ -625,8 +665,8 @@ func New(s *snapshot.Snapshot) *Tracer {
 		nc = len(s.Docker.Containers)
 	}
 	t := &Tracer{snap: s, net: newNetView(s), chains: map[*parse.Table]map[parse.ChainName]*parse.Chain{}, endpoints: make(map[netip.Addr]endpointRef, nc),
-		index: map[*parse.Chain]*chainIndex{}, entered: map[*parse.Chain]int{}, bases: map[baseKey][]baseChain{},
-		picks: map[string]*picked{}, nftIndex: map[*nft.Chain]*chainIndex{}, nftEntered: map[*nft.Chain]int{}}
+		index: map[*parse.Chain]*chainIndex{}, entered: map[*parse.Chain]int{},
+		nftIndex: map[*nft.Chain]*chainIndex{}, nftEntered: map[*nft.Chain]int{}}
 	for _, d := range s.Rules {
 		if d.Ruleset == nil {
 			continue
@@ -787,14 +827,13 @@ type picked struct {
 // pickDumps chooses the rulesets to walk: the backend PickDump chooses
 // first, then every other backend with rules of the family.
 func (e *engine) pickDumps(family string) {
-	e.mu.Lock()
-	pd, ok := e.picks[family]
-	e.mu.Unlock()
-	if !ok {
-		pd = e.Tracer.pick(family, e.v4)
-		e.mu.Lock()
-		e.picks[family] = pd
-		e.mu.Unlock()
+	// Why lock-free: every trace of a ports table on every worker asks.
+	var pd *picked
+	if v, ok := e.picks.Load(family); ok {
+		pd = v.(*picked)
+	} else {
+		v, _ := e.picks.LoadOrStore(family, e.Tracer.pick(family, e.v4))
+		pd = v.(*picked)
 	}
 	e.dumps, e.nftPending, e.noConntrack, e.sourceBlind = pd.dumps, pd.nftPending, pd.noConntrack, pd.sourceBlind
 	e.res.Backends = append(e.res.Backends, pd.backends...)
@@ -1599,12 +1638,10 @@ func keyOf(h Hook, tables []parse.TableName, v4 bool) baseKey {
 // Tracer keeps it.
 func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 	k := keyOf(h, tables, e.v4)
-	e.mu.Lock()
-	out, ok := e.bases[k]
-	e.mu.Unlock()
-	if ok {
-		return out
+	if v, ok := e.bases.Load(k); ok {
+		return v.([]baseChain)
 	}
+	var out []baseChain
 	for _, t := range tables {
 		for _, d := range e.dumps {
 			tab := d.rs.Table(t)
@@ -1629,10 +1666,8 @@ func (e *engine) baseChains(h Hook, tables []parse.TableName) []baseChain {
 	}
 	out = append(out, e.nftBaseChains(h, lo, hi)...)
 	slices.SortStableFunc(out, func(a, b baseChain) int { return a.priority - b.priority })
-	e.mu.Lock()
-	e.bases[k] = out
-	e.mu.Unlock()
-	return out
+	v, _ := e.bases.LoadOrStore(k, out)
+	return v.([]baseChain)
 }
 
 // walkBase walks one base chain.
@@ -1804,10 +1839,13 @@ func (e *engine) walk(h Hook, tab *parse.Table, base *parse.Chain, backend strin
 		if e.budget--; e.budget < 0 || len(e.res.Steps) > maxSteps {
 			return unknown(f.c, r, "the walk does not end in a sensible number of steps (a goto loop, or jumps that fan out)")
 		}
-		if f.ix != nil && f.ix.q[ri].rejects(pk) {
-			continue
+		var q *quickRule
+		if f.ix != nil {
+			if q = &f.ix.q[ri]; q.rejects(pk) {
+				continue
+			}
 		}
-		t, why := e.evalRule(r, pk)
+		t, why := e.evalRule(r, q, pk)
 		if t == no {
 			continue
 		}

@@ -54,8 +54,10 @@ type pkt struct {
 	hook             Hook
 }
 
-// evalRule decides whether r matches p; for maybe, why not.
-func (e *engine) evalRule(r *parse.Rule, p *pkt) (tri, string) {
+// evalRule decides whether r matches p; for maybe, why not. q is r's
+// quick test when its chain is indexed (nil otherwise): its addresses
+// are parsed already.
+func (e *engine) evalRule(r *parse.Rule, q *quickRule, p *pkt) (tri, string) {
 	res := yes
 	why := ""
 	add := func(t tri, reason string) {
@@ -85,12 +87,20 @@ func (e *engine) evalRule(r *parse.Rule, p *pkt) (tri, string) {
 		add(e.protoMatch(r), "")
 	}
 	if !r.Source.IsZero() {
-		t, w := addrMatch(r.Source, p.src)
-		add(t, w)
+		if q != nil && q.src.ok {
+			add(q.src.match(p.src), "")
+		} else {
+			t, w := addrMatch(r.Source, p.src)
+			add(t, w)
+		}
 	}
 	if !r.Destination.IsZero() {
-		t, w := addrMatch(r.Destination, p.dst)
-		add(t, w)
+		if q != nil && q.dst.ok {
+			add(q.dst.match(p.dst), "")
+		} else {
+			t, w := addrMatch(r.Destination, p.dst)
+			add(t, w)
+		}
 	}
 	if res == no {
 		return no, ""
@@ -113,7 +123,8 @@ func (e *engine) evalRule(r *parse.Rule, p *pkt) (tri, string) {
 }
 
 func (e *engine) protoMatch(r *parse.Rule) tri {
-	return triOf(r.Proto() == "" || r.Proto() == e.proto).negate(r.Protocol.Negated)
+	p := r.Proto()
+	return triOf(p == "" || p == e.proto).negate(r.Protocol.Negated)
 }
 
 // ifaceMatch is -i/-o: "docker0", "veth+" (a prefix), negated with "!".
