@@ -31,8 +31,15 @@ type portJudgement struct {
 	// dnatTo is where the connection was translated to ("" when it
 	// was not).
 	dnatTo netip.Addr
-	// subject is the port: family, network, container, port.
-	subject Subject
+	// family is the binding's ("ipv4", "ipv6"), network the network of
+	// the endpoint the connection was translated to ("" for none). Why
+	// not the whole Subject: 33,000 of them were 4 MB.
+	family, network string
+}
+
+// subject is the port j judges, of container c.
+func (j *portJudgement) subject(c *snapshot.Container, pb *snapshot.PortBinding) Subject {
+	return Subject{Family: j.family, Network: j.network, Container: c.Name, Port: portName(pb)}
 }
 
 // ruleStop is a rule of a walked chain, by position.
@@ -54,13 +61,14 @@ func (e *Env) stoppedBy(family, table, chain string) map[int][]Subject {
 	js := e.judgements()
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
-		for _, pb := range c.Ports {
-			j := js[keyOfBinding(c.Name, pb)]
-			if j == nil || j.path != PathBroken || j.subject.Family != family || j.stop.table != table || j.stop.chain != chain {
+		for bi := range c.Ports {
+			pb := &c.Ports[bi]
+			j := js[keyOfBinding(c.Name, *pb)]
+			if j == nil || j.path != PathBroken || j.family != family || j.stop.table != table || j.stop.chain != chain {
 				continue
 			}
-			if !slices.Contains(out[j.stop.rule], j.subject) {
-				out[j.stop.rule] = append(out[j.stop.rule], j.subject)
+			if sub := j.subject(c, pb); !slices.Contains(out[j.stop.rule], sub) {
+				out[j.stop.rule] = append(out[j.stop.rule], sub)
 			}
 		}
 	}
@@ -250,13 +258,13 @@ func judgePorts(env *Env, traced []tracedPort) map[bindingKey]*portJudgement {
 			continue
 		}
 		j := explainPort(env, tp)
-		j.subject = Subject{Family: snapshot.FamilyIPv4, Container: tp.c.Name, Port: portName(tp.pb)}
+		j.family = snapshot.FamilyIPv4
 		if ip, err := netip.ParseAddr(tp.pb.HostIP); err == nil && ip.Is6() && !ip.Is4In6() {
-			j.subject.Family = snapshot.FamilyIPv6
+			j.family = snapshot.FamilyIPv6
 		}
 		for _, ep := range tp.c.Endpoints {
 			if j.dnatTo.IsValid() && endpointHas(ep, j.dnatTo) {
-				j.subject.Network = ep.Network
+				j.network = ep.Network
 			}
 		}
 		out[k] = j

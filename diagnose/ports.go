@@ -217,8 +217,8 @@ func judgePort(env *Env, a analysis, ok bool, why string, c *snapshot.Container,
 	// The endpoint: the one the engine's trace was translated to, else
 	// the one whose DNAT Docker programs, else the first bridge endpoint
 	// with an address.
-	if j != nil && j.subject.Network != "" {
-		r.ContainerIP, r.Network = j.dnatTo.String(), j.subject.Network
+	if j != nil && j.network != "" {
+		r.ContainerIP, r.Network = j.dnatTo.String(), j.network
 	}
 	if r.ContainerIP == "" && ok {
 		for _, er := range a.dnatsOf(c.Name, *pb) {
