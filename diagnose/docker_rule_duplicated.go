@@ -69,7 +69,7 @@ func dockerRuleDuplicatedOf(_ *Env, a analysis) []Finding {
 				}
 				expected = func(sp string) bool { return want[sp] }
 			}
-			seen := map[string]*parse.Rule{}
+			seen := make(map[string]*parse.Rule, len(c.Rules))
 			var dups []*parse.Rule
 			for i, r := range c.Rules {
 				sp := specOf(i)

@@ -42,15 +42,15 @@ func forwardBlockedOf(env *Env, a analysis) []Finding {
 	if fwd == nil {
 		return nil
 	}
-	docker := map[*parse.Rule]bool{}
+	docker := make(map[*parse.Rule]bool, len(a.diff.Found))
 	for _, r := range a.diff.Found {
 		docker[r] = true
 	}
 	nets := bridgeNets(s, a.exp.Family)
 	// The engine's verdicts: the published ports whose connection from
 	// another machine a FORWARD rule stops (the ports table's broken).
-	// Why lazily: the traces are made beside the checks; most hosts
-	// have no foreign DROP in FORWARD, and this check need not wait.
+	// Why lazily: most hosts have no foreign DROP in FORWARD (and a
+	// check run alone, as in a test, need not trace every port).
 	var stopped map[int][]Subject
 	var out []Finding
 	for _, r := range fwd.Rules {

@@ -121,7 +121,14 @@ func portsOf(env *Env) []PortReport {
 			}
 		}
 	}
-	var out []PortReport
+	n := 0
+	for _, c := range s.Docker.Containers {
+		n += len(c.Ports)
+	}
+	var out []PortReport // nil for none, as the report has it
+	if n > 0 {
+		out = make([]PortReport, 0, n)
+	}
 	for i := range s.Docker.Containers {
 		c := &s.Docker.Containers[i]
 		if !c.Running {
