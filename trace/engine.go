@@ -132,10 +132,13 @@ type netPrefix struct {
 	n *snapshot.Network
 }
 
-// protoPort keys a host port: a protocol (protoCodeOf) and a port.
-type protoPort struct {
-	proto uint8
-	port  int
+// protoPort keys a host port: a protocol (protoCodeOf) and a port, in
+// one word (why: a struct with padding hashed slowly, a tenth of a
+// 100,000-rule Tracer's making).
+type protoPort uint64
+
+func protoPortOf(proto uint8, port int) protoPort {
+	return protoPort(uint64(proto)<<32 | uint64(uint32(port)))
 }
 
 // publishedRef is the first running container that publishes a host port.
@@ -176,7 +179,7 @@ func (t *Tracer) indexDocker() {
 			}
 			for i := range c.Ports {
 				b := &c.Ports[i]
-				k := protoPort{protoCodeOf(strings.ToLower(b.Proto)), b.HostPort}
+				k := protoPortOf(protoCodeOf(strings.ToLower(b.Proto)), b.HostPort)
 				if _, dup := t.published[k]; !dup {
 					t.published[k] = publishedRef{b, c.Name}
 				}
@@ -190,7 +193,7 @@ func (t *Tracer) indexDocker() {
 		if px.HostPortEnd > px.HostPort {
 			continue
 		}
-		k := protoPort{protoCodeOf(strings.ToLower(px.Proto)), px.HostPort}
+		k := protoPortOf(protoCodeOf(strings.ToLower(px.Proto)), px.HostPort)
 		next, ok := t.proxyFirst[k]
 		if !ok {
 			next = -1
@@ -725,9 +728,8 @@ type engine struct {
 	// lean: the trace records no texts but rules' and its reason (see
 	// Result.lean).
 	lean bool
-	// sourceBlind: no rule on the forward hook looks at the source (see
-	// Tracer.sourceBlind).
-	sourceBlind bool
+	// pick is what pickDumps chose.
+	pick *picked
 }
 
 // outcome of walking a chain, a table or a hook.
@@ -820,8 +822,16 @@ type picked struct {
 	// noConntrack: no rule of the family needs conntrack, so the kernel
 	// tracks nothing in the namespace and no nat chain is consulted.
 	noConntrack bool
-	// sourceBlind: see Tracer.sourceBlind.
-	sourceBlind bool
+	// blind is Tracer.sourceBlind of the dumps, made on first use (only
+	// a lean trace asks).
+	blindOnce sync.Once
+	blind     bool
+}
+
+// sourceBlind is Tracer.sourceBlind of the picked dumps.
+func (pd *picked) sourceBlind(t *Tracer, v4 bool) bool {
+	pd.blindOnce.Do(func() { pd.blind = t.sourceBlind(pd.dumps, v4) })
+	return pd.blind
 }
 
 // pickDumps chooses the rulesets to walk: the backend PickDump chooses
@@ -835,7 +845,7 @@ func (e *engine) pickDumps(family string) {
 		v, _ := e.picks.LoadOrStore(family, e.Tracer.pick(family, e.v4))
 		pd = v.(*picked)
 	}
-	e.dumps, e.nftPending, e.noConntrack, e.sourceBlind = pd.dumps, pd.nftPending, pd.noConntrack, pd.sourceBlind
+	e.dumps, e.nftPending, e.noConntrack, e.pick = pd.dumps, pd.nftPending, pd.noConntrack, pd
 	e.res.Backends = append(e.res.Backends, pd.backends...)
 	e.res.Notes = append(e.res.Notes, pd.notes...)
 }
@@ -859,7 +869,6 @@ func (t *Tracer) pick(family string, v4 bool) *picked {
 	for _, d := range pd.dumps {
 		pd.backends = append(pd.backends, d.backend)
 	}
-	pd.sourceBlind = t.sourceBlind(pd.dumps, v4)
 	if pd.noConntrack = t.conntrackUnused(family, v4); pd.noConntrack {
 		pd.notes = append(pd.notes, "no rule needs conntrack (no NAT, no state match): the kernel tracks no connection here, so no nat chain is consulted")
 	}
@@ -1396,7 +1405,7 @@ func hostIP(s string) string {
 // proxyFor is the docker-proxy that listens where the packet goes: the
 // first of the snapshot's that does.
 func (e *engine) proxyFor(pk *pkt) *snapshot.Proxy {
-	single, ok := e.proxyFirst[protoPort{protoCodeOf(e.proto), int(pk.dport)}]
+	single, ok := e.proxyFirst[protoPortOf(protoCodeOf(e.proto), int(pk.dport))]
 	if !ok {
 		single = -1
 	}
@@ -1435,7 +1444,7 @@ func (e *engine) proxyFor(pk *pkt) *snapshot.Proxy {
 // publishedHostPort finds the first running container that publishes host
 // port port/proto.
 func (e *engine) publishedHostPort(port uint16) (*snapshot.PortBinding, string) {
-	ref, ok := e.published[protoPort{protoCodeOf(e.proto), int(port)}]
+	ref, ok := e.published[protoPortOf(protoCodeOf(e.proto), int(port))]
 	if !ok {
 		return nil, ""
 	}

@@ -43,7 +43,7 @@ func (e *engine) replyForwardStop(pk *pkt) *Step {
 	// the replies of one bridge's containers to one client are walked
 	// alike (see sourceBlind).
 	var k replyKey
-	shared := e.lean && e.sourceBlind
+	shared := e.lean && e.pick != nil && e.pick.sourceBlind(e.Tracer, e.v4)
 	if shared {
 		k = replyKey{proto: r.proto, dst: r.dst, dport: r.dport, in: r.in, out: r.out, bridged: r.bridged}
 		if st, ok := sr.replies[k]; ok {
