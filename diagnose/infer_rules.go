@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/iptscope/iptscope/parse"
@@ -249,7 +250,7 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 			}
 			cip := canonIP(dest.IP)
 			pb := snapshot.PortBinding{HostIP: hostIP, HostPort: hport, ContainerPort: int(dest.PortFrom), Proto: protoOf(r)}
-			dnats = append(dnats, dnat{r: r, cip: cip, pb: pb, bind: fmt.Sprintf("%s:%d/%s", hostIP, hport, pb.Proto)})
+			dnats = append(dnats, dnat{r: r, cip: cip, pb: pb, bind: hostIP + ":" + strconv.Itoa(hport) + "/" + pb.Proto})
 			if r.InIface.Negated {
 				netOf(r.InIface.Value)
 				dnatBridge[cip] = r.InIface.Value
@@ -510,9 +511,13 @@ func InferFromRules(rs *parse.Ruleset, family string) (*RuleInference, string) {
 	// One allocation: appending doubled the list (6 MB at 33,000
 	// containers).
 	dk.Containers = slices.Grow(dk.Containers, len(ips))
+	netIDs := make(map[string]bool, len(dk.Networks))
+	for _, n := range dk.Networks {
+		netIDs[n.ID] = true
+	}
 	for _, ip := range ips {
 		c := cts[ip]
-		if findNetworkByID(dk.Networks, c.Endpoints[0].NetworkID) {
+		if netIDs[c.Endpoints[0].NetworkID] {
 			dk.Containers = append(dk.Containers, *c)
 			nports += len(c.Ports)
 		}
