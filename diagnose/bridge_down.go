@@ -26,8 +26,11 @@ var bridgeDown = Check{
 			if n.Driver != "bridge" || l == nil {
 				continue
 			}
+			if l.Up && l.OperState != "DOWN" {
+				continue // why first: runningOn reads every container
+			}
 			cts := runningOn(s, n)
-			if len(cts) == 0 || (l.Up && l.OperState != "DOWN") {
+			if len(cts) == 0 {
 				continue
 			}
 			out = append(out, Finding{

@@ -29,7 +29,8 @@ func link(s *snapshot.Snapshot, name string) *snapshot.Link {
 // network n.
 func runningOn(s *snapshot.Snapshot, n snapshot.Network) []string {
 	var out []string
-	for _, c := range s.Docker.Containers {
+	for i := range s.Docker.Containers {
+		c := &s.Docker.Containers[i] // why not a copy: 33,000 of them per network
 		if !c.Running {
 			continue
 		}
