@@ -102,10 +102,16 @@ type portJudgements struct {
 
 // startTracing traces the ports in the background (the analysis the
 // words need is built meanwhile).
-func (e *Env) startTracing() { go e.tracedPorts() }
+func (e *Env) startTracing() { go e.trace() }
+
+// trace traces the ports, once per Env. Why apart from tracedPorts: the
+// background tracer must not read traced, which judgements clears.
+func (e *Env) trace() {
+	e.paths.traceOnce.Do(func() { e.paths.traced = tracePorts(e) })
+}
 
 func (e *Env) tracedPorts() []tracedPort {
-	e.paths.traceOnce.Do(func() { e.paths.traced = tracePorts(e) })
+	e.trace()
 	return e.paths.traced
 }
 
