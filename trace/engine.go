@@ -1178,11 +1178,9 @@ func (e *engine) replyDropped(pk *pkt, sn, dn *snapshot.Network) string {
 	if sn == nil || dn == nil || sn == dn || e.endpoints[pk.src].c == nil {
 		return ""
 	}
-	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
-		budget: minEvaluations + evaluationsPerRule*e.ruleCount,
-		res:    &Result{Decider: -1, Names: map[string]string{}}}
-	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, state: StateEstablished,
-		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookPrerouting}
+	// Why not lean: the reason quotes the dropping step's text.
+	sub := e.replyEngine(&Result{Decider: -1, Names: map[string]string{}}, false)
+	r := replyOf(pk, HookPrerouting)
 	bcs := sub.baseChains(HookPrerouting, []parse.TableName{parse.TableRaw})
 	for i := range bcs {
 		if bcs[i].priority >= -200 {

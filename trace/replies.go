@@ -33,8 +33,8 @@ func (e *engine) replyForwardStop(pk *pkt) *Step {
 		*sr = Result{Names: sr.Names, Steps: sr.Steps[:0], replies: sr.replies}
 	}
 	sr.Decider, sr.lean = -1, e.lean
-	r := &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, out: back, state: StateEstablished,
-		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: HookForward, bridged: pk.bridged}
+	r := replyOf(pk, HookForward)
+	r.out, r.bridged = back, pk.bridged
 	if pk.bridged {
 		r.out = pk.out // switched back over the same bridge
 	}
@@ -51,8 +51,7 @@ func (e *engine) replyForwardStop(pk *pkt) *Step {
 			return st
 		}
 	}
-	sub := &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
-		budget: minEvaluations + evaluationsPerRule*e.ruleCount, res: sr, lean: e.lean}
+	sub := e.replyEngine(sr, e.lean)
 	var stop *Step
 	switch sub.hook(HookForward, r, parse.TableMangle, parse.TableFilter, parse.TableSecurity) {
 	case outDrop, outReject:
@@ -89,7 +88,9 @@ type replyKey struct {
 // parser did not place) makes it false, and so do native nftables
 // tables (their rules are not read for this).
 func (t *Tracer) sourceBlind(dumps []dumpRef, v4 bool) bool {
-	v := len(t.nftTables(v4)) == 0
+	if len(t.nftTables(v4)) > 0 {
+		return false
+	}
 	for _, d := range dumps {
 		for _, tn := range []parse.TableName{parse.TableMangle, parse.TableFilter, parse.TableSecurity} {
 			tab := d.rs.Table(tn)
@@ -98,14 +99,14 @@ func (t *Tracer) sourceBlind(dumps []dumpRef, v4 bool) bool {
 			}
 			for _, c := range tab.Chains {
 				for _, r := range c.Rules {
-					if v && !ruleSourceBlind(r) {
-						v = false
+					if !ruleSourceBlind(r) {
+						return false
 					}
 				}
 			}
 		}
 	}
-	return v
+	return true
 }
 
 // ruleSourceBlind reports whether r certainly does not look at a
@@ -143,4 +144,20 @@ func optionSourceBlind(match, opt string) bool {
 		return opt == "dst-range"
 	}
 	return false
+}
+
+// replyOf is the reply of pk's connection as it comes back in on pk's
+// output interface at hook h: addresses and ports swapped, established,
+// its connection's original direction pk's (out and bridged are the
+// caller's).
+func replyOf(pk *pkt, h Hook) *pkt {
+	return &pkt{proto: pk.proto, src: pk.dst, dst: pk.src, sport: pk.dport, dport: pk.sport, in: pk.out, state: StateEstablished,
+		origSrc: pk.dst, origDst: pk.src, origSport: pk.dport, origDport: pk.sport, hook: h}
+}
+
+// replyEngine is an engine that walks a reply of e's trace into res: the
+// same family, dumps and conntrack, a budget of its own.
+func (e *engine) replyEngine(res *Result, lean bool) *engine {
+	return &engine{Tracer: e.Tracer, proto: e.proto, v4: e.v4, dumps: e.dumps, noConntrack: e.noConntrack,
+		budget: minEvaluations + evaluationsPerRule*e.ruleCount, res: res, lean: lean}
 }
