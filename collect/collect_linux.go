@@ -83,7 +83,11 @@ func Collect(ctx context.Context, o Options) *snapshot.Snapshot {
 			var backendErr error
 			s.IptablesBackend, backendErr = iptablesBackend(ctx, r)
 			fail("iptables", backendErr)
-			s.Rules = collectRules(ctx, r, rulesPlan{backends: planBackends(lookPath), inNS: inNS, legacyTables: legacyTableNames})
+			plan := rulesPlan{backends: planBackends(lookPath), inNS: inNS, legacyTables: legacyTableNames}
+			if _, live := r.(ExecRunner); live {
+				plan.nftRead = nftSave
+			}
+			s.Rules = collectRules(ctx, r, plan)
 			for _, d := range s.Rules {
 				if d.Error != "" {
 					fail("iptables "+d.Backend+" "+d.Family, fmt.Errorf("%s", d.Error))

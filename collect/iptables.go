@@ -30,6 +30,10 @@ type rulesPlan struct {
 	// when it surely holds none, iptables-legacy-save is not run. See
 	// legacyTableNames.
 	legacyTables func(Family) (has, known bool)
+	// nftRead, when set, reads the nft backend's rules of a family
+	// without iptables-nft-save (inside the target namespace, like the
+	// commands): nftSave on the live host. On any error the tool runs.
+	nftRead func(Family) ([]byte, error)
 }
 
 // legacyTableNames is rulesPlan.legacyTables for the live host: it reads
@@ -121,6 +125,12 @@ func collectRules(ctx context.Context, r Runner, p rulesPlan) []snapshot.RuleDum
 			if j.backend == snapshot.BackendLegacy && p.legacyTables != nil {
 				if has, known := p.legacyTables(j.family); known && !has {
 					return nil // what iptables-legacy-save would print: nothing
+				}
+			}
+			if j.backend == snapshot.BackendNFT && p.nftRead != nil {
+				if o, rerr := p.nftRead(j.family); rerr == nil {
+					out, d.Reader = o, snapshot.ReaderNetlink
+					return nil
 				}
 			}
 			out, err = SaveRules(ctx, r, j.family, j.backend)

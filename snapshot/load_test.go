@@ -31,7 +31,7 @@ func TestFastDecodeMatchesEncodingJSON(t *testing.T) {
 		docs[filepath.Base(filepath.Dir(b))] = data
 	}
 	docs["odd keys and values"] = []byte(`{"SCHEMA":"x","schema":"iptscope.snapshot/v1","host":{"hostname":"a\u0000b\ud800\u001b[31m","Hostname":"dup"},` +
-		`"rules":[{"backend":"nft","family":"ipv4","raw":"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"}],"proxies":null,` +
+		`"rules":[{"backend":"nft","family":"ipv4","raw":"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n","reader":"netlink"}],"proxies":null,` +
 		`"docker":{"version":"28.5.1","containers":[{"name":"w` + "\xff\xfe" + `","ports":[{"host_port":65535,"container_port":1,"proto":"tcp"}]}]},"host":{"hostname":"last"}}`)
 	ignore := cmpopts.IgnoreTypes(&parse.Ruleset{})
 	for name, data := range docs {

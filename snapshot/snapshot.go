@@ -98,12 +98,22 @@ type Host struct {
 	AllProcesses bool `json:"all_processes,omitempty"`
 }
 
+// ReaderNetlink is RuleDump.Reader for a dump read over netlink.
+const ReaderNetlink = "netlink"
+
 // RuleDump is one `<family>-<backend>-save -c` output.
 type RuleDump struct {
 	Backend string `json:"backend"` // "nft" or "legacy"; "" = plain iptables-save
 	Family  string `json:"family"`  // "ipv4" or "ipv6"
-	// Raw is the save output exactly as the tool printed it.
+	// Raw is the save output exactly as the tool printed it, or, when
+	// Reader is ReaderNetlink, the text the tool prints for the same
+	// ruleset.
 	Raw string `json:"raw"`
+	// Reader says how Raw was read: "" by running the save tool,
+	// ReaderNetlink by iptscope's own netlink reader of iptables-nft's
+	// tables (collect/nftsave.go), which prints what iptables-nft-save -c
+	// prints but for the "#" comment lines.
+	Reader string `json:"reader,omitempty"`
 	// Ruleset is Raw parsed; nil when Raw is empty or did not parse. Not
 	// serialised: Load re-parses Raw.
 	Ruleset *parse.Ruleset `json:"-"`
@@ -469,6 +479,7 @@ func decodeDumps(data []byte, out *[]RuleDump) (ok bool) {
 		Backend string          `json:"backend"`
 		Family  string          `json:"family"`
 		Raw     json.RawMessage `json:"raw"`
+		Reader  string          `json:"reader,omitempty"`
 		Error   string          `json:"error,omitempty"`
 	}
 	func() {
@@ -491,7 +502,7 @@ func decodeDumps(data []byte, out *[]RuleDump) (ok bool) {
 		if !ok {
 			return false
 		}
-		dumps[i] = RuleDump{Backend: r.Backend, Family: r.Family, Raw: raw, Error: r.Error}
+		dumps[i] = RuleDump{Backend: r.Backend, Family: r.Family, Raw: raw, Reader: r.Reader, Error: r.Error}
 	}
 	*out = dumps
 	return true
