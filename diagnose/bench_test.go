@@ -127,3 +127,20 @@ func BenchmarkDoctorRulesOnly100kRules(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInferFromRules100kRules is the inference alone of Docker's view
+// from a 33,000-port host's rules (about 100,000): what the doctor does
+// first for a pasted dump, or live without a Docker API.
+func BenchmarkInferFromRules100kRules(b *testing.B) {
+	rs, err := parse.Parse(synth.DockerHost(33000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if inf, why := InferFromRules(rs, snapshot.FamilyIPv4); inf == nil || len(inf.Docker.Containers) < 33000 {
+			b.Fatalf("inference: %v %s", inf, why)
+		}
+	}
+}
