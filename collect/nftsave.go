@@ -12,14 +12,16 @@ import (
 
 // Reading iptables-nft's rules over netlink, printed as iptables-nft-save.
 //
-// Why: on a host of 100,000 rules, iptables-nft-save -c costs 1.5 s, of
-// which about 1.1 s is kernel time. The kernel answers a rule dump in
-// batches of at most 32 KiB and starts each batch by walking the dump's
-// rules from the first one up to where the last batch stopped, so one dump
-// of n rules costs about n² / (2 × 65) steps. iptables-nft-save asks for
-// every rule of the family in one dump; nftSave asks for each chain in its
-// own dump, several at once, so the walk is the sum of each chain's square
-// and the cores share it.
+// Why: on a host of 100,000 rules, iptables-nft-save -c takes 1.5 s, of
+// which about 1.0 s is kernel time. iptables-nft-save (1.8.9) asks for
+// each chain's rules in a dump of its own, one chain after the other. The
+// kernel answers a dump in batches of at most 32 KiB (about 65 rules) and
+// starts each batch by walking the chain from its first rule up to where
+// the last batch stopped, so a chain of n rules costs about n² / 130 steps:
+// the 33,000-rule DOCKER chains of a big host cost most of that second.
+// nftSave asks for the same dumps, but runs them at once on every core,
+// and decodes them in Go without a translation to xtables structures (0.1
+// s of CPU at 100,000 rules, against 0.45 s for the tool).
 //
 // The text is what iptables-nft-save -c prints for the same ruleset, byte
 // for byte but for the "#" comment lines (TestNftSaveIsIptablesNftSave
