@@ -394,11 +394,21 @@ const (
 	payloadTransport = 2
 )
 
+// What the register holds: nothing, or what a meta or payload loaded.
+const (
+	loadNone = iota
+	loadIif
+	loadOif
+	loadL4proto
+	loadNetwork
+	loadTransport
+)
+
 // ruleText gathers one rule's parts as iptables-nft-save prints them.
 type ruleText struct {
 	v6 bool
 	// what the last load put in the register
-	loadKind      int // 0 none, 1 iif, 2 oif, 3 l4proto, 4 network, 5 transport
+	loadKind      int // loadNone, loadIif, ...
 	loadOff       uint32
 	loadLen       uint32
 	loadMask      []byte
@@ -470,7 +480,7 @@ func appendRule(b []byte, attrs []byte, v6 bool) ([]byte, error) {
 	}); err != nil {
 		return b, err
 	}
-	if r.loadKind != 0 || r.pendingRange != 0 {
+	if r.loadKind != loadNone || r.pendingRange != 0 {
 		return b, unknownf("a load nothing compares")
 	}
 	if !r.counted {
@@ -501,34 +511,34 @@ func (r *ruleText) expr(name string, data []byte) error {
 	}
 	switch name {
 	case "meta":
-		if r.loadKind != 0 || attr.n != 2 || be32(attr.v[nftaMetaDreg]) != 1 {
+		if r.loadKind != loadNone || attr.n != 2 || be32(attr.v[nftaMetaDreg]) != 1 {
 			return unknownf("meta with %d attributes", attr.n)
 		}
 		switch be32(attr.v[nftaMetaKey]) {
 		case metaIifname:
-			r.loadKind = 1
+			r.loadKind = loadIif
 		case metaOifname:
-			r.loadKind = 2
+			r.loadKind = loadOif
 		case metaL4proto:
-			r.loadKind = 3
+			r.loadKind = loadL4proto
 		default:
 			return unknownf("meta key %d", be32(attr.v[nftaMetaKey]))
 		}
 	case "payload":
-		if r.loadKind != 0 || attr.n != 4 || be32(attr.v[nftaPayloadDreg]) != 1 {
+		if r.loadKind != loadNone || attr.n != 4 || be32(attr.v[nftaPayloadDreg]) != 1 {
 			return unknownf("payload with %d attributes", attr.n)
 		}
 		switch be32(attr.v[nftaPayloadBase]) {
 		case payloadNetwork:
-			r.loadKind = 4
+			r.loadKind = loadNetwork
 		case payloadTransport:
-			r.loadKind = 5
+			r.loadKind = loadTransport
 		default:
 			return unknownf("payload base %d", be32(attr.v[nftaPayloadBase]))
 		}
 		r.loadOff, r.loadLen, r.loadMask = be32(attr.v[nftaPayloadOffset]), be32(attr.v[nftaPayloadLen]), nil
 	case "bitwise":
-		if r.loadKind != 4 || r.loadMask != nil || be32(attr.v[nftaBitwiseSreg]) != 1 || be32(attr.v[nftaBitwiseDreg]) != 1 ||
+		if r.loadKind != loadNetwork || r.loadMask != nil || be32(attr.v[nftaBitwiseSreg]) != 1 || be32(attr.v[nftaBitwiseDreg]) != 1 ||
 			be32(attr.v[nftaBitwiseLen]) != r.loadLen || (attr.v[nftaBitwiseOp] != nil && be32(attr.v[nftaBitwiseOp]) != 0) {
 			return unknownf("bitwise")
 		}
@@ -545,7 +555,7 @@ func (r *ruleText) expr(name string, data []byte) error {
 		}
 		r.loadMask = mask
 	case "cmp":
-		if be32(attr.v[nftaCmpSreg]) != 1 || r.loadKind == 0 {
+		if be32(attr.v[nftaCmpSreg]) != 1 || r.loadKind == loadNone {
 			return unknownf("cmp")
 		}
 		v, err := dataValue(attr.v[nftaCmpData])
@@ -554,7 +564,7 @@ func (r *ruleText) expr(name string, data []byte) error {
 		}
 		return r.cmp(be32(attr.v[nftaCmpOp]), v)
 	case "range":
-		if be32(attr.v[nftaRangeSreg]) != 1 || r.loadKind != 5 {
+		if be32(attr.v[nftaRangeSreg]) != 1 || r.loadKind != loadTransport {
 			return unknownf("range")
 		}
 		from, err := dataValue(attr.v[nftaRangeFrom])
@@ -572,7 +582,7 @@ func (r *ruleText) expr(name string, data []byte) error {
 		if op > 1 {
 			return unknownf("range op %d", op)
 		}
-		r.loadKind = 0
+		r.loadKind = loadNone
 		return r.port(binary.BigEndian.Uint16(from), binary.BigEndian.Uint16(to), op == 1)
 	case "counter":
 		if r.counted {
@@ -584,12 +594,12 @@ func (r *ruleText) expr(name string, data []byte) error {
 		}
 		r.counters, r.counted = c, true
 	case "immediate":
-		if be32(attr.v[nftaImmDreg]) != 0 || r.loadKind != 0 {
+		if be32(attr.v[nftaImmDreg]) != 0 || r.loadKind != loadNone {
 			return unknownf("immediate")
 		}
 		return r.verdict(attr.v[nftaImmData])
 	case "match":
-		if r.loadKind != 0 {
+		if r.loadKind != loadNone {
 			return unknownf("match after a load")
 		}
 		m, err := xtMatchText(cstr(attr.v[nftaMatchName]), be32(attr.v[nftaMatchRev]), attr.v[nftaMatchInfo])
@@ -598,7 +608,7 @@ func (r *ruleText) expr(name string, data []byte) error {
 		}
 		r.matches = append(r.matches, m)
 	case "target":
-		if r.loadKind != 0 || r.target != nil {
+		if r.loadKind != loadNone || r.target != nil {
 			return unknownf("target after a load")
 		}
 		t, err := xtTargetText(cstr(attr.v[nftaMatchName]), be32(attr.v[nftaMatchRev]), attr.v[nftaMatchInfo], r.v6)
@@ -645,26 +655,26 @@ func allZero(b []byte) bool {
 // cmp compares the register with v.
 func (r *ruleText) cmp(op uint32, v []byte) error {
 	kind := r.loadKind
-	r.loadKind = 0
+	r.loadKind = loadNone
 	inv := false
 	switch op {
 	case cmpEq:
 	case cmpNeq:
 		inv = true
 	case cmpGte, cmpLte:
-		if kind != 5 || len(v) != 2 {
+		if kind != loadTransport || len(v) != 2 {
 			return unknownf("cmp op %d", op)
 		}
 	default:
 		return unknownf("cmp op %d", op)
 	}
 	switch kind {
-	case 1, 2:
+	case loadIif, loadOif:
 		name, err := ifaceName(v)
 		if err != nil {
 			return err
 		}
-		if kind == 1 {
+		if kind == loadIif {
 			if r.in != "" {
 				return unknownf("two -i")
 			}
@@ -675,7 +685,7 @@ func (r *ruleText) cmp(op uint32, v []byte) error {
 			}
 			r.out, r.outInv = name, inv
 		}
-	case 3:
+	case loadL4proto:
 		if len(v) != 1 || r.protoSet {
 			return unknownf("l4proto of %d bytes", len(v))
 		}
@@ -683,9 +693,9 @@ func (r *ruleText) cmp(op uint32, v []byte) error {
 			return unknownf("protocol %d", v[0])
 		}
 		r.proto, r.protoSet, r.protoInv = v[0], true, inv
-	case 4:
+	case loadNetwork:
 		return r.addr(v, inv)
-	case 5:
+	case loadTransport:
 		if len(v) != 2 || r.loadLen != 2 {
 			return unknownf("port of %d bytes", len(v))
 		}

@@ -75,19 +75,7 @@ func sameAsSave(t *testing.T, path string, f Family, what string) {
 		t.Fatalf("%s: %v", what, err)
 	}
 	if g := withoutComments(string(got)); g != want {
-		gl, wl := strings.Split(g, "\n"), strings.Split(want, "\n")
-		for i := range max(len(gl), len(wl)) {
-			var a, b string
-			if i < len(gl) {
-				a = gl[i]
-			}
-			if i < len(wl) {
-				b = wl[i]
-			}
-			if a != b {
-				t.Fatalf("%s: line %d differs\nnetlink: %q\nsave:    %q", what, i+1, a, b)
-			}
-		}
+		t.Fatalf("%s: the netlink read differs from iptables-nft-save -c (- save, + netlink):\n%s", what, lineDiffOf(want, g))
 	}
 }
 
