@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scratchNS makes an empty namespace, removed when the test ends.
@@ -219,4 +220,80 @@ func TestNftSaveDeclinesWhatItDoesNotKnow(t *testing.T) {
 	if out, err := readIn(path, IPv4); !errors.Is(err, errNftSaveUnknown) {
 		t.Errorf("a rule nft wrote: want errNftSaveUnknown, got %v\n%s", err, out)
 	}
+}
+
+// TestNftSaveIsConsistentUnderChurn reads while another process keeps
+// committing rules: one rule to chain A, then one to chain B, and again.
+// At every moment A holds as many rules as B or one more, and so must
+// every read, although its chains are dumped one by one: a read that
+// straddles a commit is retried (the ruleset's generation changed), never
+// returned.
+func TestNftSaveIsConsistentUnderChurn(t *testing.T) {
+	_, path := scratchNS(t, "churn")
+	restoreIn(t, path, IPv4, "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\nCOMMIT\n")
+	// Filler rules make each chain's dump take many batches.
+	var fill strings.Builder
+	fill.WriteString("*filter\n")
+	for i := range 3000 {
+		fmt.Fprintf(&fill, "-A INPUT -s 10.%d.%d.%d/32 -j DROP\n", i/65536, (i/256)%256, i%256)
+	}
+	fill.WriteString("COMMIT\n")
+	cmd := exec.Command("nsenter", "--net="+path, "iptables-nft-restore", "--noflush")
+	cmd.Stdin = strings.NewReader(fill.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("filling: %v\n%s", err, out)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		// One iptables-nft-restore, fed a commit at a time: each COMMIT
+		// is one transaction.
+		w := exec.Command("nsenter", "--net="+path, "iptables-nft-restore", "--noflush")
+		in, err := w.StdinPipe()
+		if err != nil {
+			done <- err
+			return
+		}
+		if err := w.Start(); err != nil {
+			done <- err
+			return
+		}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				in.Close()
+				done <- w.Wait()
+				return
+			default:
+			}
+			fmt.Fprintf(in, "*filter\n-A A -d 10.200.%d.%d/32 -j ACCEPT\nCOMMIT\n*filter\n-A B -d 10.201.%d.%d/32 -j ACCEPT\nCOMMIT\n", (i/256)%256, i%256, (i/256)%256, i%256)
+		}
+	}()
+	reads, retried := 0, 0
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := readIn(path, IPv4)
+		if errors.Is(err, errDumpInterrupted) {
+			retried++
+			continue
+		}
+		if err != nil {
+			close(stop)
+			t.Fatal(err)
+		}
+		a, b := strings.Count(string(out), "-A A "), strings.Count(string(out), "-A B ")
+		if a != b && a != b+1 {
+			close(stop)
+			t.Fatalf("read %d is no state the ruleset was in: chain A has %d rules, B %d", reads, a, b)
+		}
+		reads++
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("the writer: %v", err)
+	}
+	if reads == 0 {
+		t.Fatalf("no read succeeded (%d gave up after retries)", retried)
+	}
+	t.Logf("%d consistent reads, %d gave up after 3 tries", reads, retried)
 }
