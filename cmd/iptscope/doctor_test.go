@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iptscope/iptscope/diagnose"
 	"github.com/iptscope/iptscope/parse"
@@ -329,3 +332,76 @@ func TestMemoryBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestMemoryBudgetLiftsOnlyWhenTheHeapStaysNearIt: a live heap within
+// budgetHeadroom of the limit at one collection, then under it at the
+// next, keeps the budget (what a busy machine's collection sometimes
+// reports); near it at budgetNearRuns collections in a row lifts it.
+func TestMemoryBudgetLiftsOnlyWhenTheHeapStaysNearIt(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	b := budgetMemory(&globals{getenv: func(string) string { return "" }})
+	if b == nil {
+		t.Fatal("no budget")
+	}
+	defer b.stop()
+	// Only the test's own collections: none while it fills the heap.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	b.mu.Lock()
+	b.limit = 48 << 20 // what the watch compares with; the runtime's stays higher
+	b.mu.Unlock()
+	// collect runs one collection and waits for the watch to have seen it.
+	seen := func() (int, bool) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.near, b.lifted
+	}
+	collect := func(wantNear int) {
+		t.Helper()
+		runtime.GC()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			near, lifted := seen()
+			if near == wantNear || lifted {
+				return
+			}
+			if time.Now().After(deadline) {
+				live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+				metrics.Read(live)
+				t.Fatalf("the watch saw %d collections near the limit, want %d (live heap %d MiB, limit %d MiB)", near, wantNear, live[0].Value.Uint64()>>20, 48)
+			}
+			runtime.Gosched()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fill := func() {
+		budgetTestHeap = nil
+		for range 44 {
+			budgetTestHeap = append(budgetTestHeap, make([]byte, 1<<20))
+		}
+	}
+	fill()
+	collect(1)
+	if _, lifted := seen(); lifted {
+		t.Fatal("lifted after one collection near the limit")
+	}
+	budgetTestHeap = nil
+	collect(0)
+	fill()
+	collect(1)
+	if _, lifted := seen(); lifted {
+		t.Fatal("lifted though the collection between found the heap well under the limit")
+	}
+	collect(2)
+	if _, lifted := seen(); !lifted {
+		t.Fatal("not lifted after two collections in a row near the limit")
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("lifted: limit %d, want the limit of before, %d", got, before)
+	}
+	budgetTestHeap = nil
+}
+
+// budgetTestHeap is the live heap of TestMemoryBudgetLiftsOnlyWhenTheHeapStaysNearIt
+// (a package variable: a local's value is dead to the collector once the
+// function no longer reads it).
+var budgetTestHeap [][]byte
