@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,9 @@ func openNL() (*nlSock, error) {
 }
 
 func (s *nlSock) close() { unix.Close(s.fd) }
+
+// errReadStopped ends a worker's dump after another worker failed.
+var errReadStopped = errors.New("read stopped")
 
 // errDumpInterrupted says the ruleset changed during a dump.
 var errDumpInterrupted = errors.New("the ruleset changed during the read")
@@ -232,12 +236,21 @@ func nftSaveOnce(f Family) ([]byte, error) {
 		next <- j
 	}
 	close(next)
+	// The first error stops every worker: a rule the reader does not
+	// know means the tool runs, and the rest of the read is wasted.
+	var failed atomic.Bool
 	var wg sync.WaitGroup
 	for _, s := range socks {
 		wg.Go(func() {
 			for j := range next {
+				if failed.Load() {
+					continue
+				}
 				attrs := append(nlString(nftaRuleTable, j.table), nlString(nftaRuleChain, j.chain)...)
 				j.err = s.request(nftMsgGetRule, family, true, attrs, func(typ uint16, attrs []byte) error {
+					if failed.Load() {
+						return errReadStopped
+					}
 					if typ != nftMsgNewRule {
 						return nil
 					}
@@ -245,13 +258,16 @@ func nftSaveOnce(f Family) ([]byte, error) {
 					j.out, err = appendRule(j.out, attrs, v6)
 					return err
 				})
+				if j.err != nil && j.err != errReadStopped {
+					failed.Store(true)
+				}
 			}
 		})
 	}
 	wg.Wait()
 	size := 0
 	for _, j := range jobs {
-		if j.err != nil {
+		if j.err != nil && j.err != errReadStopped {
 			return nil, j.err
 		}
 		size += len(j.out)

@@ -267,6 +267,10 @@ func TestNftSaveIsConsistentUnderChurn(t *testing.T) {
 			default:
 			}
 			fmt.Fprintf(in, "*filter\n-A A -d 10.200.%d.%d/32 -j ACCEPT\nCOMMIT\n*filter\n-A B -d 10.201.%d.%d/32 -j ACCEPT\nCOMMIT\n", (i/256)%256, i%256, (i/256)%256, i%256)
+			// A pace, not a wait: a pair of commits every few
+			// milliseconds, so that some reads fall between them (back
+			// to back, nearly every read straddles one).
+			time.Sleep(3 * time.Millisecond)
 		}
 	}()
 	reads, retried := 0, 0
