@@ -779,7 +779,10 @@ func (r *ruleText) addr(v []byte, inv bool) error {
 	}
 	var s string
 	if r.v6 {
-		s = netip.AddrFrom16(a).String()
+		var ok bool
+		if s, ok = v6Text(a); !ok {
+			return unknownf("IPv6 address %x", a)
+		}
 	} else {
 		s = netip.AddrFrom4([4]byte(a[:4])).String()
 	}
@@ -796,6 +799,17 @@ func (r *ruleText) addr(v []byte, inv bool) error {
 		r.dst, r.dstInv = s, inv
 	}
 	return nil
+}
+
+// v6Text is an IPv6 address as iptables prints it (inet_ntop), when
+// netip prints it alike: it does but for an address whose first 96 bits
+// are zero and whose last 32 are not 0.0.0.1 or zero (the deprecated
+// IPv4-compatible form, which inet_ntop prints as ::a.b.c.d).
+func v6Text(a [16]byte) (string, bool) {
+	if allZero(a[:12]) && !allZero(a[12:14]) {
+		return "", false
+	}
+	return netip.AddrFrom16(a).String(), true
 }
 
 func onesOf(m byte) int {
@@ -1092,7 +1106,10 @@ func xtTargetText(name string, rev uint32, info []byte, v6 bool) ([]byte, error)
 		}
 		var a string
 		if v6 {
-			a = netip.AddrFrom16([16]byte(minA)).String()
+			var ok bool
+			if a, ok = v6Text([16]byte(minA)); !ok {
+				return nil, unknownf("DNAT to IPv6 address %x", minA)
+			}
 		} else {
 			if !allZero(minA[4:]) {
 				return nil, unknownf("DNAT address")
