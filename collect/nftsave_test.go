@@ -37,7 +37,7 @@ func TestAppendRuleRefusesMalformedMessages(t *testing.T) {
 	for name, attrs := range map[string][]byte{
 		"attribute longer than the message": {0x20, 0, 4, 0, 1, 2},
 		"expression list of another type":   {12, 0, 4, 0x80, 8, 0, 9, 0, 0, 0, 0, 0},
-		"no counter":                         {},
+		"no counter":                        {},
 	} {
 		out, err := appendRule(nil, attrs, false)
 		if err == nil {
