@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -300,6 +299,5 @@ func nftSaveOnce(f Family) ([]byte, error) {
 		out = append(out, stamp...)
 		out = append(out, '\n')
 	}
-	_ = slices.Clip(out)
 	return out, nil
 }

@@ -194,6 +194,15 @@ COMMIT
 	run(t, "nsenter", "--net="+path, "nft", "add table ip filter; add table ip docker-bridges; add chain ip docker-bridges x")
 	restoreIn(t, path, IPv4, "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n")
 	sameAsSave(t, path, IPv4, "partial tables")
+
+	// Only tables that are not iptables-nft's (Docker 29's nftables
+	// backend): the tool prints nothing, and so does the reader.
+	run(t, "nsenter", "--net="+path, "nft", "flush", "ruleset")
+	run(t, "nsenter", "--net="+path, "nft", "add table ip docker-bridges; add chain ip docker-bridges filter-forward { type filter hook forward priority filter; }")
+	sameAsSave(t, path, IPv4, "no iptables-nft table")
+	if out, err := readIn(path, IPv4); err != nil || len(out) != 0 {
+		t.Errorf("no iptables-nft table: %q, %v; want nothing", out, err)
+	}
 }
 
 // TestNftSaveDeclinesWhatItDoesNotKnow: a match or target it does not
