@@ -4,7 +4,6 @@ package collect
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,10 +49,7 @@ func run(t *testing.T, args ...string) string {
 func testNetNS(t *testing.T) (name, path string) {
 	t.Helper()
 	requireRoot(t, "ip", "nsenter", "iptables-nft")
-	name = fmt.Sprintf("iptscope-c-%d", os.Getpid())
-	path = filepath.Join(netnsDir, name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "netns", "add", name)
+	name, path = scratchNS(t, "c")
 	ip := func(args ...string) { run(t, append([]string{"ip", "-n", name}, args...)...) }
 	ip("link", "set", "lo", "up")
 	ip("link", "add", "ipsbr0", "type", "bridge")

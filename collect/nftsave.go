@@ -381,6 +381,10 @@ const (
 	nftaMatchRev  = 2
 	nftaMatchInfo = 3
 
+	nftaTargetName = 1
+	nftaTargetRev  = 2
+	nftaTargetInfo = 3
+
 	cmpEq  = 0
 	cmpNeq = 1
 	cmpLte = 3
@@ -611,7 +615,7 @@ func (r *ruleText) expr(name string, data []byte) error {
 		if r.loadKind != loadNone || r.target != nil {
 			return unknownf("target after a load")
 		}
-		t, err := xtTargetText(cstr(attr.v[nftaMatchName]), be32(attr.v[nftaMatchRev]), attr.v[nftaMatchInfo], r.v6)
+		t, err := xtTargetText(cstr(attr.v[nftaTargetName]), be32(attr.v[nftaTargetRev]), attr.v[nftaTargetInfo], r.v6)
 		if err != nil {
 			return err
 		}
